@@ -1,0 +1,390 @@
+// Package authz serves the registry token endpoint: it parses a token request (scopes,
+// service, grant, credentials), authenticates the API key, asks the policy which requested
+// actions are allowed, intersects, signs and responds. It defines the small interfaces it needs
+// from a key store, a policy engine and a signer; it knows neither Redis nor OPA.
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/policy"
+	"github.com/regoauth/regoauth/tokens"
+)
+
+// Directory loads what authentication and the policy need about one API key.
+type Directory interface {
+	LoadPrincipal(ctx context.Context, keyID string) (keystore.Principal, error)
+}
+
+// Decider makes the policy decision.
+type Decider interface {
+	Decide(ctx context.Context, in *policy.Input) (policy.Decision, error)
+}
+
+// Issuer signs registry tokens.
+type Issuer interface {
+	Sign(subject, audience string, access []tokens.Access) (tokens.Token, error)
+}
+
+// UsageRecorder notes that a key was used; it must not block.
+type UsageRecorder interface {
+	Used(keyID string, at time.Time)
+}
+
+// MaxFormBytes bounds a POST body; real token requests are a few hundred bytes.
+const MaxFormBytes = 16 << 10
+
+// Options configure a Handler.
+type Options struct {
+	// Services are the registry service names tokens may be issued for (each is the audience of
+	// its tokens). A request without a service gets the first.
+	Services       []string
+	MaxScopes      int
+	MaxScopeLength int
+	// TrustedProxies are the peers whose X-Forwarded-For is believed for the client address.
+	TrustedProxies []netip.Prefix
+	Logger         *slog.Logger
+	Registerer     prometheus.Registerer
+	Now            func() time.Time
+}
+
+// Handler serves GET and POST /token.
+type Handler struct {
+	dir     Directory
+	decider Decider
+	issuer  Issuer
+	usage   UsageRecorder
+	opts    Options
+	metrics *metrics
+}
+
+// New returns a token endpoint handler.
+func New(dir Directory, decider Decider, issuer Issuer, usage UsageRecorder, opts Options) (*Handler, error) {
+	if len(opts.Services) == 0 {
+		return nil, errors.New("at least one service is required")
+	}
+	if opts.MaxScopes <= 0 {
+		opts.MaxScopes = DefaultMaxScopes
+	}
+	if opts.MaxScopeLength <= 0 {
+		opts.MaxScopeLength = DefaultMaxScopeLength
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Handler{dir: dir, decider: decider, issuer: issuer, usage: usage, opts: opts, metrics: newMetrics(opts.Registerer)}, nil
+}
+
+// request is a token request after parsing, whatever its method.
+type request struct {
+	method   string
+	service  string
+	scopes   []policy.Scope
+	clientID string
+	// anonymous is true when no credentials were sent at all.
+	anonymous          bool
+	username, password string
+	// oauth is true for POST, whose response also carries "scope".
+	oauth bool
+}
+
+// response is the token endpoint's JSON body.
+type response struct {
+	Token        string `json:"token"`
+	AccessToken  string `json:"access_token"`
+	ExpiresIn    int    `json:"expires_in"`
+	IssuedAt     string `json:"issued_at"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+// ServeHTTP runs the request path: parse, authenticate, decide, intersect, sign, respond.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ev := event{clientIP: h.clientIP(r).String()}
+	req, err := h.parse(w, r)
+	if err == nil {
+		ev.service, ev.clientID, ev.requested = req.service, req.clientID, req.scopes
+		var resp response
+		resp, err = h.issue(r.Context(), r, req, &ev)
+		if err == nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-store")
+			w.Header().Set("Pragma", "no-cache")
+			if ev.decisionID != "" {
+				w.Header().Set("Regoauth-Decision-Id", ev.decisionID)
+			}
+			json.NewEncoder(w).Encode(resp)
+			ev.status = http.StatusOK
+		}
+	}
+	if err != nil {
+		ev.status = WriteError(w, err)
+		ev.err = err
+	}
+	ev.method, ev.duration = r.Method, time.Since(start)
+	h.metrics.observe(ev)
+	h.log(ev)
+}
+
+func (h *Handler) parse(w http.ResponseWriter, r *http.Request) (request, error) {
+	switch r.Method {
+	case http.MethodGet:
+		return h.parseGET(r)
+	case http.MethodPost:
+		return h.parsePOST(w, r)
+	default:
+		return request{}, ErrMethod
+	}
+}
+
+func (h *Handler) parseGET(r *http.Request) (request, error) {
+	q := r.URL.Query()
+	req := request{method: "GET", clientID: q.Get("client_id")}
+	var err error
+	if req.service, err = h.service(q.Get("service")); err != nil {
+		return req, err
+	}
+	if req.scopes, err = ParseScopes(q["scope"], h.opts.MaxScopes, h.opts.MaxScopeLength); err != nil {
+		return req, err
+	}
+	if _, ok := r.Header["Authorization"]; !ok {
+		req.anonymous = true
+		return req, nil
+	}
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		return req, fmt.Errorf("%w: Authorization is not Basic", ErrBadCredentials)
+	}
+	req.username, req.password = user, pass
+	return req, nil
+}
+
+func (h *Handler) parsePOST(w http.ResponseWriter, r *http.Request) (request, error) {
+	req := request{method: "POST", oauth: true}
+	r.Body = http.MaxBytesReader(w, r.Body, MaxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return req, ErrTooLarge
+		}
+		return req, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	f := r.PostForm
+	req.clientID = f.Get("client_id")
+	var err error
+	if req.service, err = h.service(f.Get("service")); err != nil {
+		return req, err
+	}
+	if req.scopes, err = ParseScopes(f["scope"], h.opts.MaxScopes, h.opts.MaxScopeLength); err != nil {
+		return req, err
+	}
+	switch gt := f.Get("grant_type"); gt {
+	case "password":
+		req.username, req.password = f.Get("username"), f.Get("password")
+	case "":
+		return req, fmt.Errorf("%w: grant_type is required", ErrBadRequest)
+	default:
+		return req, fmt.Errorf("%w %q: use password", ErrUnsupportedGrant, truncate(gt, 32))
+	}
+	return req, nil
+}
+
+func (h *Handler) service(s string) (string, error) {
+	if s == "" {
+		return h.opts.Services[0], nil
+	}
+	if slices.Contains(h.opts.Services, s) {
+		return s, nil
+	}
+	return "", fmt.Errorf("%w: unknown service %q", ErrBadRequest, truncate(s, 64))
+}
+
+func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *event) (response, error) {
+	in := &policy.Input{
+		Service: req.service,
+		Client:  policy.Client{IP: ev.clientIP, ID: req.clientID, UserAgent: truncate(r.UserAgent(), 256)},
+		Scopes:  req.scopes,
+		Grants:  []policy.Grant{},
+		Owned:   []string{},
+	}
+	if req.anonymous {
+		in.Principal = policy.Principal{Anonymous: true, Groups: []string{}, Roles: []string{}}
+	} else {
+		t := time.Now()
+		p, err := h.authenticate(ctx, req.username, req.password)
+		h.metrics.stage("authn", t)
+		if err != nil {
+			return response{}, err
+		}
+		ev.account, ev.keyID = p.Account.Name, p.Key.ID
+		fillPrincipal(in, p)
+		if h.usage != nil {
+			h.usage.Used(p.Key.ID, h.opts.Now())
+		}
+	}
+
+	t := time.Now()
+	d, err := h.decider.Decide(ctx, in)
+	h.metrics.stage("decide", t)
+	ev.decisionID = d.ID
+	if err != nil {
+		return response{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	granted := Intersect(req.scopes, d)
+	ev.granted = granted
+
+	t = time.Now()
+	subject := in.Principal.Account
+	tok, err := h.issuer.Sign(subject, req.service, toAccess(granted))
+	h.metrics.stage("sign", t)
+	if err != nil {
+		return response{}, err
+	}
+	resp := response{
+		Token:       tok.Raw,
+		AccessToken: tok.Raw,
+		ExpiresIn:   int(tok.ExpiresIn / time.Second),
+		IssuedAt:    tok.IssuedAt.UTC().Format(time.RFC3339),
+	}
+	if req.oauth {
+		resp.Scope = scopeString(granted)
+	}
+	return resp, nil
+}
+
+// authenticate checks username and API key. Every failure is ErrBadCredentials to the client;
+// the wrapped reason is only logged.
+func (h *Handler) authenticate(ctx context.Context, username, password string) (keystore.Principal, error) {
+	if username == "" || password == "" {
+		return keystore.Principal{}, fmt.Errorf("%w: empty username or password", ErrBadCredentials)
+	}
+	id, ok := keystore.ParseAPIKey(password)
+	if !ok {
+		return keystore.Principal{}, fmt.Errorf("%w: password is not an API key", ErrBadCredentials)
+	}
+	p, err := h.dir.LoadPrincipal(ctx, id)
+	switch {
+	case errors.Is(err, keystore.ErrNotFound):
+		return p, fmt.Errorf("%w: key %s not found", ErrBadCredentials, id)
+	case err != nil:
+		return p, fmt.Errorf("%w: loading key %s: %w", ErrUnavailable, id, err)
+	}
+	switch {
+	case !p.Key.Matches(password):
+		return p, fmt.Errorf("%w: key %s: wrong secret", ErrBadCredentials, id)
+	case p.Key.Account != username || p.Account.Name != username:
+		return p, fmt.Errorf("%w: key %s belongs to another account than %q", ErrBadCredentials, id, truncate(username, 64))
+	case p.Key.Revoked:
+		return p, fmt.Errorf("%w: key %s is revoked", ErrBadCredentials, id)
+	case p.Key.Expired(h.opts.Now()):
+		return p, fmt.Errorf("%w: key %s expired", ErrBadCredentials, id)
+	case p.Account.Disabled:
+		return p, fmt.Errorf("%w: account %s is disabled", ErrBadCredentials, p.Account.Name)
+	}
+	return p, nil
+}
+
+// fillPrincipal copies what the policy reads about an authenticated principal into in.
+func fillPrincipal(in *policy.Input, p keystore.Principal) {
+	in.Principal = policy.Principal{
+		Account: p.Account.Name,
+		Groups:  nonNil(p.Account.Groups),
+		Roles:   nonNil(p.Account.Roles),
+		Key:     &policy.Key{ID: p.Key.ID, Name: p.Key.Name},
+	}
+	if r := p.Key.Restrictions; !r.IsZero() {
+		in.Principal.Key.Restrictions = &policy.Restrictions{Actions: r.Actions, Repositories: r.Repositories, CIDRs: r.CIDRs}
+	}
+	in.Grants = make([]policy.Grant, len(p.Grants))
+	for i, g := range p.Grants {
+		in.Grants[i] = policy.Grant{Subject: g.Subject.String(), Repository: g.Repository, Actions: g.Actions}
+	}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func toAccess(scopes []policy.Scope) []tokens.Access {
+	out := make([]tokens.Access, len(scopes))
+	for i, s := range scopes {
+		out[i] = tokens.Access{Type: s.Type, Class: s.Class, Name: s.Name, Actions: s.Actions}
+	}
+	return out
+}
+
+// scopeString renders granted access in the request's scope syntax (RFC 6749 "scope").
+func scopeString(scopes []policy.Scope) string {
+	var parts []string
+	for _, s := range scopes {
+		if len(s.Actions) == 0 {
+			continue
+		}
+		typ := s.Type
+		if s.Class != "" {
+			typ += "(" + s.Class + ")"
+		}
+		parts = append(parts, typ+":"+s.Name+":"+strings.Join(s.Actions, ","))
+	}
+	return strings.Join(parts, " ")
+}
+
+// clientIP is the peer address, or the nearest untrusted hop of X-Forwarded-For when the peer
+// is a trusted proxy.
+func (h *Handler) clientIP(r *http.Request) netip.Addr {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.IPv6Unspecified()
+	}
+	addr := peer.Addr().Unmap()
+	if !h.trusted(addr) {
+		return addr
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		addr = hop.Unmap()
+		if !h.trusted(addr) {
+			break
+		}
+	}
+	return addr
+}
+
+func (h *Handler) trusted(a netip.Addr) bool {
+	for _, p := range h.opts.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

@@ -1,0 +1,399 @@
+// Package boltstore is the embedded keystore backend: one bbolt file, for a single node and
+// for `regoauth dev`. Every write is one bbolt transaction, so a crash never leaves half a
+// record behind.
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/regoauth/regoauth/keystore"
+)
+
+var (
+	bucketAccounts  = []byte("accounts")        // name -> Account
+	bucketKeys      = []byte("keys")            // id -> Key
+	bucketKeysByAcc = []byte("keys_by_account") // account \x00 id -> nil
+	bucketGrants    = []byte("grants")          // subject \x00 repository -> Grant
+	bucketOwners    = []byte("owners")          // repository -> Ownership
+	bucketOwnedBy   = []byte("owned_by")        // owner \x00 repository -> nil
+	allBuckets      = [][]byte{bucketAccounts, bucketKeys, bucketKeysByAcc, bucketGrants, bucketOwners, bucketOwnedBy}
+)
+
+// Store is a keystore.Store in one bbolt file.
+type Store struct {
+	db *bolt.DB
+}
+
+var _ keystore.Store = (*Store)(nil)
+
+// Open opens or creates the store at path. It fails after a second if another process holds
+// the file.
+func Open(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("opening %s: the file is in use by another process", path)
+		}
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("initialising %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close releases the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+func join(a, b string) []byte { return []byte(a + "\x00" + b) }
+
+func get[T any](b *bolt.Bucket, key []byte, what string) (T, error) {
+	var v T
+	raw := b.Get(key)
+	if raw == nil {
+		return v, fmt.Errorf("%s %q: %w", what, bytes.ReplaceAll(key, []byte{0}, []byte{' '}), keystore.ErrNotFound)
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return v, fmt.Errorf("decoding %s: %w", what, err)
+	}
+	return v, nil
+}
+
+func put(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
+
+// scan decodes every value under prefix.
+func scan[T any](b *bolt.Bucket, prefix []byte) ([]T, error) {
+	var out []T
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var t T
+		if err := json.Unmarshal(v, &t); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// suffixes lists the part after prefix of every key under prefix.
+func suffixes(b *bolt.Bucket, prefix []byte) []string {
+	var out []string
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		out = append(out, string(k[len(prefix):]))
+	}
+	return out
+}
+
+func grantPrefix(s keystore.Subject) []byte { return join(s.String(), "") }
+
+// LoadPrincipal reads key, account and grants in one read transaction.
+func (s *Store) LoadPrincipal(_ context.Context, keyID string) (keystore.Principal, error) {
+	var p keystore.Principal
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		if p.Key, err = get[keystore.Key](tx.Bucket(bucketKeys), []byte(keyID), "key"); err != nil {
+			return err
+		}
+		if p.Account, err = get[keystore.Account](tx.Bucket(bucketAccounts), []byte(p.Key.Account), "account"); err != nil {
+			return err
+		}
+		grants := tx.Bucket(bucketGrants)
+		subjects := []keystore.Subject{{Kind: keystore.SubjectAccount, Name: p.Account.Name}}
+		for _, g := range p.Account.Groups {
+			subjects = append(subjects, keystore.Subject{Kind: keystore.SubjectGroup, Name: g})
+		}
+		for _, sub := range subjects {
+			gs, err := scan[keystore.Grant](grants, grantPrefix(sub))
+			if err != nil {
+				return err
+			}
+			p.Grants = append(p.Grants, gs...)
+		}
+		return nil
+	})
+	return p, err
+}
+
+// CreateAccount stores a new account.
+func (s *Store) CreateAccount(_ context.Context, a keystore.Account) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAccounts)
+		if b.Get([]byte(a.Name)) != nil {
+			return fmt.Errorf("account %q: %w", a.Name, keystore.ErrExists)
+		}
+		return put(b, []byte(a.Name), a)
+	})
+}
+
+// GetAccount reads one account.
+func (s *Store) GetAccount(_ context.Context, name string) (a keystore.Account, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		a, err = get[keystore.Account](tx.Bucket(bucketAccounts), []byte(name), "account")
+		return err
+	})
+	return a, err
+}
+
+// ListAccounts lists every account by name.
+func (s *Store) ListAccounts(_ context.Context) (out []keystore.Account, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		out, err = scan[keystore.Account](tx.Bucket(bucketAccounts), nil)
+		return err
+	})
+	return out, err
+}
+
+// UpdateAccount replaces the mutable fields of an existing account.
+func (s *Store) UpdateAccount(_ context.Context, a keystore.Account) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAccounts)
+		old, err := get[keystore.Account](b, []byte(a.Name), "account")
+		if err != nil {
+			return err
+		}
+		old.Groups, old.Roles, old.Disabled = a.Groups, a.Roles, a.Disabled
+		return put(b, []byte(a.Name), old)
+	})
+}
+
+// CreateKey stores a new key for an existing account.
+func (s *Store) CreateKey(_ context.Context, k keystore.Key) error {
+	if err := k.Validate(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketAccounts).Get([]byte(k.Account)) == nil {
+			return fmt.Errorf("account %q: %w", k.Account, keystore.ErrNotFound)
+		}
+		keys := tx.Bucket(bucketKeys)
+		if keys.Get([]byte(k.ID)) != nil {
+			return fmt.Errorf("key %q: %w", k.ID, keystore.ErrExists)
+		}
+		if err := put(keys, []byte(k.ID), k); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketKeysByAcc).Put(join(k.Account, k.ID), nil)
+	})
+}
+
+// GetKey reads one key, hash included.
+func (s *Store) GetKey(_ context.Context, id string) (k keystore.Key, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		k, err = get[keystore.Key](tx.Bucket(bucketKeys), []byte(id), "key")
+		return err
+	})
+	return k, err
+}
+
+// ListKeys lists keys without hashes, ordered by id.
+func (s *Store) ListKeys(_ context.Context, account string) (out []keystore.Key, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		keys := tx.Bucket(bucketKeys)
+		if account == "" {
+			out, err = scan[keystore.Key](keys, nil)
+		} else {
+			for _, id := range suffixes(tx.Bucket(bucketKeysByAcc), join(account, "")) {
+				k, err := get[keystore.Key](keys, []byte(id), "key")
+				if err != nil {
+					return err
+				}
+				out = append(out, k)
+			}
+		}
+		return err
+	})
+	for i := range out {
+		out[i] = out[i].Redacted()
+	}
+	slices.SortFunc(out, func(a, b keystore.Key) int { return strings.Compare(a.ID, b.ID) })
+	return out, err
+}
+
+// RevokeKey marks a key revoked. The record stays for audit.
+func (s *Store) RevokeKey(_ context.Context, id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKeys)
+		k, err := get[keystore.Key](b, []byte(id), "key")
+		if err != nil {
+			return err
+		}
+		k.Revoked = true
+		return put(b, []byte(id), k)
+	})
+}
+
+// TouchKeys records last-used times in one transaction, never moving one backwards.
+func (s *Store) TouchKeys(_ context.Context, used map[string]time.Time) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKeys)
+		for id, t := range used {
+			k, err := get[keystore.Key](b, []byte(id), "key")
+			if errors.Is(err, keystore.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if t.After(k.LastUsed) {
+				k.LastUsed = t
+				if err := put(b, []byte(id), k); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// PutGrant merges the grant's actions into the row for (subject, repository).
+func (s *Store) PutGrant(_ context.Context, g keystore.Grant) error {
+	if err := g.Validate(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketGrants)
+		key := join(g.Subject.String(), g.Repository)
+		old, err := get[keystore.Grant](b, key, "grant")
+		switch {
+		case err == nil:
+			g.Actions = keystore.MergeActions(old.Actions, g.Actions)
+		case errors.Is(err, keystore.ErrNotFound):
+			g.Actions = keystore.MergeActions(nil, g.Actions)
+		default:
+			return err
+		}
+		return put(b, key, g)
+	})
+}
+
+// RemoveGrant removes actions from a row, or the row.
+func (s *Store) RemoveGrant(_ context.Context, subject keystore.Subject, repository string, actions []string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketGrants)
+		key := join(subject.String(), repository)
+		g, err := get[keystore.Grant](b, key, "grant")
+		if err != nil {
+			return err
+		}
+		if len(actions) > 0 {
+			g.Actions = keystore.SubtractActions(g.Actions, actions)
+		}
+		if len(actions) == 0 || len(g.Actions) == 0 {
+			return b.Delete(key)
+		}
+		return put(b, key, g)
+	})
+}
+
+// ListGrants lists grants matching f, ordered by subject then repository.
+func (s *Store) ListGrants(_ context.Context, f keystore.GrantFilter) (out []keystore.Grant, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		var prefix []byte
+		if f.Subject != nil {
+			prefix = grantPrefix(*f.Subject)
+		}
+		all, err := scan[keystore.Grant](tx.Bucket(bucketGrants), prefix)
+		for _, g := range all {
+			if f.Repository == "" || g.Repository == f.Repository {
+				out = append(out, g)
+			}
+		}
+		return err
+	})
+	return out, err
+}
+
+// Reserve records ownership of a repository name.
+func (s *Store) Reserve(_ context.Context, o keystore.Ownership) error {
+	if err := keystore.ValidatePattern(o.Repository); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketAccounts).Get([]byte(o.Owner)) == nil {
+			return fmt.Errorf("account %q: %w", o.Owner, keystore.ErrNotFound)
+		}
+		b := tx.Bucket(bucketOwners)
+		if b.Get([]byte(o.Repository)) != nil {
+			return fmt.Errorf("repository %q: %w", o.Repository, keystore.ErrExists)
+		}
+		if err := put(b, []byte(o.Repository), o); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketOwnedBy).Put(join(o.Owner, o.Repository), nil)
+	})
+}
+
+// GetOwnership reads who owns a repository.
+func (s *Store) GetOwnership(_ context.Context, repository string) (o keystore.Ownership, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		o, err = get[keystore.Ownership](tx.Bucket(bucketOwners), []byte(repository), "repository")
+		return err
+	})
+	return o, err
+}
+
+// ListOwnership lists repositories owned by owner, or all when owner is empty.
+func (s *Store) ListOwnership(_ context.Context, owner string) (out []keystore.Ownership, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		owners := tx.Bucket(bucketOwners)
+		if owner == "" {
+			out, err = scan[keystore.Ownership](owners, nil)
+			return err
+		}
+		for _, repo := range suffixes(tx.Bucket(bucketOwnedBy), join(owner, "")) {
+			o, err := get[keystore.Ownership](owners, []byte(repo), "repository")
+			if err != nil {
+				return err
+			}
+			out = append(out, o)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Release removes ownership of a repository.
+func (s *Store) Release(_ context.Context, repository string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOwners)
+		o, err := get[keystore.Ownership](b, []byte(repository), "repository")
+		if err != nil {
+			return err
+		}
+		if err := b.Delete([]byte(repository)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketOwnedBy).Delete(join(o.Owner, repository))
+	})
+}

@@ -1,0 +1,47 @@
+# METADATA
+# title: Admin API decision
+# description: |
+#   Whether an admin API call may proceed. The server reads data.regoauth.admin.decision; anything
+#   but {"allow": true} is a refusal.
+package regoauth.admin
+
+default decision := {"allow": false, "reasons": ["not permitted by the admin policy"]}
+
+decision := {"allow": true, "reasons": []} if allow
+
+authenticated if input.principal.anonymous == false
+
+# A restricted key (read-only, limited repositories or networks) may read but never change
+# anything: otherwise a read-only key could mint an unrestricted one.
+unrestricted_key if not input.principal.key.restrictions
+
+read_only_operations := {"accounts.list", "accounts.get", "keys.list", "grants.list", "repos.list"}
+
+admin if {
+	authenticated
+	"admin" in input.principal.roles
+}
+
+allow if {
+	admin
+	unrestricted_key
+}
+
+allow if {
+	admin
+	input.operation in read_only_operations
+}
+
+# Every account manages its own keys.
+allow if {
+	authenticated
+	input.operation in {"keys.create", "keys.revoke"}
+	input.target.account == input.principal.account
+	unrestricted_key
+}
+
+allow if {
+	authenticated
+	input.operation in {"keys.list", "accounts.get"}
+	input.target.account == input.principal.account
+}

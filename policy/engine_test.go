@@ -1,0 +1,198 @@
+package policy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+	"testing/fstest"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/regoauth/regoauth/policies"
+)
+
+var ctx = context.Background()
+
+func storyInput() *Input {
+	return &Input{
+		Service: "registry.example.com",
+		Client:  Client{IP: "203.0.113.7", ID: "docker", UserAgent: "docker/28"},
+		Principal: Principal{Account: "user1", Groups: []string{}, Roles: []string{},
+			Key: &Key{ID: "k1", Name: "ci"}},
+		Grants: []Grant{
+			{Subject: "account:user1", Repository: "image", Actions: []string{"pull"}},
+			{Subject: "account:user1", Repository: "image2", Actions: []string{"pull", "push"}},
+		},
+		Owned:  []string{},
+		Scopes: []Scope{{Type: "repository", Name: "image", Actions: []string{"pull", "push"}}},
+	}
+}
+
+func loaded(t *testing.T) *Engine {
+	t.Helper()
+	e := New(Options{})
+	if e.Ready() {
+		t.Fatal("ready before any policy was loaded")
+	}
+	if err := e.LoadFS(ctx, policies.FS, "default"); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestDefaultPolicyStory(t *testing.T) {
+	e := loaded(t)
+	if !e.Ready() || e.Revision() != "default" {
+		t.Fatalf("Ready=%v Revision=%q", e.Ready(), e.Revision())
+	}
+	d, err := e.Decide(ctx, storyInput())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Defined || d.ID == "" {
+		t.Fatalf("decision = %+v", d)
+	}
+	if got := d.Allowed("repository", "image"); !reflect.DeepEqual(got, []string{"pull"}) {
+		t.Fatalf("allowed on image = %v, want [pull]", got)
+	}
+	if len(d.Reasons) != 1 {
+		t.Fatalf("reasons = %v", d.Reasons)
+	}
+}
+
+func TestNotReady(t *testing.T) {
+	e := New(Options{})
+	if _, err := e.Decide(ctx, storyInput()); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("Decide without policy: %v", err)
+	}
+	if _, err := e.Authorize(ctx, &AdminInput{}); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("Authorize without policy: %v", err)
+	}
+}
+
+func load(t *testing.T, e *Engine, rego string) error {
+	t.Helper()
+	return e.LoadFS(ctx, fstest.MapFS{"p.rego": {Data: []byte(rego)}}, "test")
+}
+
+func TestUndefinedAndMalformedDecisionsDeny(t *testing.T) {
+	for name, src := range map[string]string{
+		"undefined":      "package regoauth.authz\nx := 1\n",
+		"not an object":  "package regoauth.authz\ndecision := 7\n",
+		"no access":      "package regoauth.authz\ndecision := {\"allow\": true}\n",
+		"bad entry":      "package regoauth.authz\ndecision := {\"access\": [{\"type\": \"repository\", \"name\": \"image\", \"actions\": \"pull\"}]}\n",
+		"numeric action": "package regoauth.authz\ndecision := {\"access\": [{\"type\": \"repository\", \"name\": \"image\", \"actions\": [1]}]}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := New(Options{})
+			if err := load(t, e, src); err != nil {
+				t.Fatal(err)
+			}
+			d, err := e.Decide(ctx, storyInput())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Defined || len(d.Access) != 0 {
+				t.Fatalf("decision = %+v, want a deny", d)
+			}
+		})
+	}
+}
+
+func TestEvaluationErrorIsAnError(t *testing.T) {
+	e := New(Options{})
+	// With strict builtin errors, a failing builtin fails the evaluation rather than
+	// silently making a rule undefined.
+	src := "package regoauth.authz\ndecision := {\"access\": [], \"n\": to_number(\"x\")}\n"
+	if err := load(t, e, src); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Decide(ctx, storyInput()); err == nil {
+		t.Fatal("evaluation error was not reported")
+	}
+}
+
+func TestBrokenPolicyKeepsPreviousRevision(t *testing.T) {
+	e := loaded(t)
+	for _, src := range []string{
+		"package regoauth.authz\ndecision := {",   // syntax
+		"package regoauth.authz\ndecision := x\n", // unsafe / undefined var
+	} {
+		if err := load(t, e, src); err == nil {
+			t.Fatalf("broken policy %q accepted", src)
+		}
+	}
+	if e.Revision() != "default" {
+		t.Fatalf("revision = %q after failed loads", e.Revision())
+	}
+	d, err := e.Decide(ctx, storyInput())
+	if err != nil || !reflect.DeepEqual(d.Allowed("repository", "image"), []string{"pull"}) {
+		t.Fatalf("old revision no longer decides: %+v %v", d, err)
+	}
+}
+
+func TestTestFilesAreNotLoaded(t *testing.T) {
+	e := New(Options{})
+	fs := fstest.MapFS{
+		"p.rego":      {Data: []byte("package regoauth.authz\ndecision := {\"access\": []}\n")},
+		"p_test.rego": {Data: []byte("package regoauth.authz\ndecision := {\"access\": [{\"type\":\"repository\",\"name\":\"image\",\"actions\":[\"push\"]}]}\n")},
+	}
+	if err := e.LoadFS(ctx, fs, "t"); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := e.Decide(ctx, storyInput())
+	if len(d.Access) != 0 {
+		t.Fatalf("a _test.rego file took part in the decision: %+v", d)
+	}
+}
+
+func TestAdminDecision(t *testing.T) {
+	e := loaded(t)
+	in := &AdminInput{
+		Principal: Principal{Account: "admin", Groups: []string{}, Roles: []string{"admin"}, Key: &Key{ID: "k"}},
+		Operation: "accounts.create", Target: AdminTarget{Account: "user1"},
+	}
+	d, err := e.Authorize(ctx, in)
+	if err != nil || !d.Allow {
+		t.Fatalf("admin refused: %+v %v", d, err)
+	}
+	in.Principal.Roles = []string{}
+	d, err = e.Authorize(ctx, in)
+	if err != nil || d.Allow || len(d.Reasons) == 0 {
+		t.Fatalf("non-admin allowed: %+v %v", d, err)
+	}
+}
+
+// TestASTMatchesJSON holds the hand-built OPA values equal to the documented JSON form.
+func TestASTMatchesJSON(t *testing.T) {
+	in := storyInput()
+	in.Principal.Key.Restrictions = &Restrictions{Actions: []string{"pull"}, CIDRs: []string{"10.0.0.0/8"}}
+	in.Scopes = append(in.Scopes, Scope{Type: "repository", Class: "plugin", Name: "p", Actions: []string{"pull"}})
+	assertSameValue(t, in, in.value())
+
+	anon := &Input{Service: "s", Client: Client{IP: "::1"}, Principal: Principal{Anonymous: true, Groups: []string{}, Roles: []string{}},
+		Grants: []Grant{}, Owned: []string{}, Scopes: []Scope{}}
+	assertSameValue(t, anon, anon.value())
+
+	admin := &AdminInput{Principal: in.Principal, Operation: "grants.add", Owned: []string{"x"},
+		Target: AdminTarget{Account: "a", Repository: "r", Actions: []string{"pull"}, Owner: "o"}}
+	assertSameValue(t, admin, admin.value())
+}
+
+func assertSameValue(t *testing.T, v any, got ast.Value) {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ast.ValueFromReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.Compare(got) != 0 {
+		t.Fatalf("AST value\n %v\ndiffers from JSON\n %v", got, want)
+	}
+}

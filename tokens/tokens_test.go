@@ -1,0 +1,301 @@
+package tokens_test
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	disttoken "github.com/distribution/distribution/v3/registry/auth/token"
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/regoauth/regoauth/tokens"
+)
+
+func newKey(t testing.TB, alg jose.SignatureAlgorithm, withCert bool) *tokens.Key {
+	t.Helper()
+	priv, err := tokens.GenerateKey(alg, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chain []*x509.Certificate
+	if withCert {
+		cert, err := tokens.SelfSignedCertificate(priv, "test", time.Now().Add(-time.Hour), 24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = []*x509.Certificate{cert}
+	}
+	k, err := tokens.NewKey(priv, chain, tokens.KIDThumbprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func newSigner(t testing.TB, k *tokens.Key) *tokens.Signer {
+	t.Helper()
+	s, err := tokens.NewSigner(k, tokens.SignerOptions{Issuer: "regoauth", TTL: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var access = []tokens.Access{{Type: "repository", Name: "image", Actions: []string{"pull"}}}
+
+// TestDistributionVerifies proves that distribution v3's own token code accepts the tokens,
+// through the x5c chain and through the kid alone, for every algorithm offered.
+func TestDistributionVerifies(t *testing.T) {
+	for _, alg := range tokens.Algorithms {
+		t.Run(string(alg), func(t *testing.T) {
+			k := newKey(t, alg, true)
+			tok, err := newSigner(t, k).Sign("user1", "registry.example.com", access)
+			if err != nil {
+				t.Fatal(err)
+			}
+			roots := x509.NewCertPool()
+			roots.AddCert(k.Chain[0])
+
+			t.Run("x5c", func(t *testing.T) {
+				claims := verify(t, tok.Raw, disttoken.VerifyOptions{
+					TrustedIssuers: []string{"regoauth"}, AcceptedAudiences: []string{"registry.example.com"}, Roots: roots,
+				})
+				if len(claims.Access) != 1 || claims.Access[0].Name != "image" || strings.Join(claims.Access[0].Actions, ",") != "pull" || claims.Subject != "user1" {
+					t.Fatalf("claims = %+v", claims)
+				}
+			})
+			t.Run("kid", func(t *testing.T) {
+				// A registry configured with the rootcertbundle trusts the certificate's key
+				// under distribution's own thumbprint; a token without x5c must resolve by kid.
+				noCert := newKey(t, alg, false)
+				tok, err := newSigner(t, noCert).Sign("user1", "registry.example.com", access)
+				if err != nil {
+					t.Fatal(err)
+				}
+				verify(t, tok.Raw, disttoken.VerifyOptions{
+					TrustedIssuers: []string{"regoauth"}, AcceptedAudiences: []string{"registry.example.com"}, Roots: x509.NewCertPool(),
+					TrustedKeys: map[string]crypto.PublicKey{disttoken.GetJWKThumbprint(noCert.Public()): noCert.Public()},
+				})
+			})
+			t.Run("wrong audience", func(t *testing.T) {
+				tk, err := disttoken.NewToken(tok.Raw, []jose.SignatureAlgorithm{alg})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = tk.Verify(disttoken.VerifyOptions{TrustedIssuers: []string{"regoauth"}, AcceptedAudiences: []string{"other"}, Roots: roots})
+				if err == nil {
+					t.Fatal("token verified for another audience")
+				}
+			})
+		})
+	}
+}
+
+func verify(t *testing.T, raw string, opts disttoken.VerifyOptions) *disttoken.ClaimSet {
+	t.Helper()
+	tk, err := disttoken.NewToken(raw, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.RS256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := tk.Verify(opts)
+	if err != nil {
+		t.Fatalf("distribution rejected the token: %v", err)
+	}
+	return claims
+}
+
+// TestThumbprintMatchesDistribution includes keys whose coordinates start with a zero byte, the
+// case where distribution's computation departs from RFC 7638.
+func TestThumbprintMatchesDistribution(t *testing.T) {
+	var padded int
+	for i := 0; i < 3000 && padded < 3; i++ {
+		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		point, _ := priv.PublicKey.Bytes()
+		if point[1] == 0 || point[33] == 0 {
+			padded++
+		} else if i > 20 {
+			continue // enough ordinary keys seen; keep searching for padded ones only
+		}
+		assertSameKID(t, priv.Public())
+	}
+	if padded < 3 {
+		t.Fatalf("found only %d keys with a leading zero coordinate", padded)
+	}
+	for _, alg := range []jose.SignatureAlgorithm{jose.ES384, jose.RS256} {
+		priv, err := tokens.GenerateKey(alg, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertSameKID(t, priv.Public())
+	}
+}
+
+func assertSameKID(t *testing.T, pub crypto.PublicKey) {
+	t.Helper()
+	got, err := tokens.KeyID(pub, tokens.KIDThumbprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := disttoken.GetJWKThumbprint(pub); got != want {
+		t.Fatalf("kid = %s, distribution computes %s", got, want)
+	}
+}
+
+func TestLibtrustKID(t *testing.T) {
+	priv, _ := tokens.GenerateKey(jose.ES256, rand.Reader)
+	kid, err := tokens.KeyID(priv.Public(), tokens.KIDLibtrust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 30 bytes of SHA-256 in base32, 12 groups of 4 joined by ':'.
+	if !regexp.MustCompile(`^([A-Z2-7]{4}:){11}[A-Z2-7]{4}$`).MatchString(kid) {
+		t.Fatalf("libtrust kid %q has the wrong form", kid)
+	}
+	if _, err := tokens.KeyID(priv.Public(), "sha1"); err == nil {
+		t.Fatal("unknown kid mode accepted")
+	}
+}
+
+func TestHeaderAndClaims(t *testing.T) {
+	k := newKey(t, jose.ES256, true)
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	s, err := tokens.NewSigner(k, tokens.SignerOptions{Issuer: "iss", TTL: 90 * time.Second, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.Sign("alice", "reg", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(tok.Raw, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a compact JWS: %q", tok.Raw)
+	}
+	var header struct {
+		Alg string   `json:"alg"`
+		Typ string   `json:"typ"`
+		Kid string   `json:"kid"`
+		X5c []string `json:"x5c"`
+	}
+	decodeSegment(t, parts[0], &header)
+	if header.Alg != "ES256" || header.Typ != "JWT" || header.Kid != k.KID || len(header.X5c) != 1 {
+		t.Fatalf("header = %+v", header)
+	}
+	der, err := base64.StdEncoding.DecodeString(header.X5c[0])
+	if err != nil || !bytes.Equal(der, k.Chain[0].Raw) {
+		t.Fatal("x5c is not the standard-base64 DER of the certificate")
+	}
+	var claims map[string]any
+	decodeSegment(t, parts[1], &claims)
+	if _, ok := claims["aud"].(string); !ok {
+		t.Fatalf("aud is %T, want a single string", claims["aud"])
+	}
+	if claims["exp"] != float64(now.Add(90*time.Second).Unix()) || claims["nbf"] != float64(now.Unix()) || claims["iss"] != "iss" {
+		t.Fatalf("claims = %v", claims)
+	}
+	if a, ok := claims["access"].([]any); !ok || len(a) != 0 {
+		t.Fatalf("access = %#v, want an empty array", claims["access"])
+	}
+	if tok.ExpiresIn != 90*time.Second || !tok.IssuedAt.Equal(now) {
+		t.Fatalf("token times = %v, %v", tok.IssuedAt, tok.ExpiresIn)
+	}
+	other, _ := s.Sign("alice", "reg", nil)
+	if other.Claims.ID == tok.Claims.ID {
+		t.Fatal("two tokens share a jti")
+	}
+}
+
+func decodeSegment(t *testing.T, seg string, v any) {
+	t.Helper()
+	raw, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSignerOptionsRejected(t *testing.T) {
+	k := newKey(t, jose.ES256, false)
+	if _, err := tokens.NewSigner(k, tokens.SignerOptions{Issuer: "x", TTL: 59 * time.Second}); err == nil {
+		t.Error("TTL below 60s accepted")
+	}
+	if _, err := tokens.NewSigner(k, tokens.SignerOptions{TTL: time.Minute}); err == nil {
+		t.Error("empty issuer accepted")
+	}
+}
+
+func TestNewKeyRejectsForeignCertificate(t *testing.T) {
+	a, _ := tokens.GenerateKey(jose.ES256, rand.Reader)
+	b, _ := tokens.GenerateKey(jose.ES256, rand.Reader)
+	cert, err := tokens.SelfSignedCertificate(b, "b", time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tokens.NewKey(a, []*x509.Certificate{cert}, tokens.KIDThumbprint); err == nil {
+		t.Fatal("a certificate of another key was accepted")
+	}
+	small, _ := rsa.GenerateKey(rand.Reader, 1024)
+	if _, err := tokens.NewKey(small, nil, tokens.KIDThumbprint); err == nil {
+		t.Fatal("a 1024-bit RSA key was accepted")
+	}
+	p521, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	if _, err := tokens.NewKey(p521, nil, tokens.KIDThumbprint); err == nil {
+		t.Fatal("a P-521 key was accepted")
+	}
+}
+
+func TestPEMForms(t *testing.T) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	sec1, _ := x509.MarshalECPrivateKey(ec)
+	rs, _ := rsa.GenerateKey(rand.Reader, 2048)
+	pkcs8, _ := tokens.EncodePrivateKeyPEM(ec)
+	for name, data := range map[string][]byte{
+		"pkcs8":           pkcs8,
+		"sec1":            pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1}),
+		"pkcs1":           pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rs)}),
+		"after EC PARAMS": append(pem.EncodeToMemory(&pem.Block{Type: "EC PARAMETERS", Bytes: []byte{6, 8}}), pkcs8...),
+	} {
+		if _, err := tokens.ParsePrivateKeyPEM(data); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := tokens.ParsePrivateKeyPEM([]byte("nonsense")); err == nil {
+		t.Error("nonsense parsed as a key")
+	}
+	if _, err := tokens.ParseCertificatesPEM(pkcs8); err == nil {
+		t.Error("a key parsed as a certificate")
+	}
+}
+
+func TestEnsureKeyFilesKeepsKey(t *testing.T) {
+	dir := t.TempDir()
+	keyPath, certPath := filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem")
+	first, err := tokens.EnsureKeyFiles(keyPath, certPath, jose.ES256, "regoauth", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := tokens.EnsureKeyFiles(keyPath, certPath, jose.ES256, "regoauth", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.KID != second.KID || !first.Chain[0].Equal(second.Chain[0]) {
+		t.Fatal("a second start generated a new key")
+	}
+}
