@@ -12,7 +12,7 @@ import (
 // Sentinel errors of the token path. Internal detail is wrapped below them with %w for logs;
 // clients only ever see the public message of the sentinel.
 var (
-	ErrBadCredentials   = errors.New("invalid username or API key")
+	ErrBadCredentials   = keystore.ErrBadCredentials
 	ErrBadRequest       = errors.New("invalid token request")
 	ErrUnsupportedGrant = errors.New("unsupported grant_type")
 	ErrUnavailable      = errors.New("authorization temporarily unavailable")

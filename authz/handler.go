@@ -274,30 +274,11 @@ func (h *Handler) authenticate(ctx context.Context, username, password string) (
 	if username == "" || password == "" {
 		return keystore.Principal{}, fmt.Errorf("%w: empty username or password", ErrBadCredentials)
 	}
-	id, ok := keystore.ParseAPIKey(password)
-	if !ok {
-		return keystore.Principal{}, fmt.Errorf("%w: password is not an API key", ErrBadCredentials)
+	p, err := keystore.Authenticate(ctx, h.dir, username, password, h.opts.Now())
+	if err != nil && !errors.Is(err, ErrBadCredentials) {
+		return p, fmt.Errorf("%w: %w", ErrUnavailable, err) // the store failed: fail closed
 	}
-	p, err := h.dir.LoadPrincipal(ctx, id)
-	switch {
-	case errors.Is(err, keystore.ErrNotFound):
-		return p, fmt.Errorf("%w: key %s not found", ErrBadCredentials, id)
-	case err != nil:
-		return p, fmt.Errorf("%w: loading key %s: %w", ErrUnavailable, id, err)
-	}
-	switch {
-	case !p.Key.Matches(password):
-		return p, fmt.Errorf("%w: key %s: wrong secret", ErrBadCredentials, id)
-	case p.Key.Account != username || p.Account.Name != username:
-		return p, fmt.Errorf("%w: key %s belongs to another account than %q", ErrBadCredentials, id, truncate(username, 64))
-	case p.Key.Revoked:
-		return p, fmt.Errorf("%w: key %s is revoked", ErrBadCredentials, id)
-	case p.Key.Expired(h.opts.Now()):
-		return p, fmt.Errorf("%w: key %s expired", ErrBadCredentials, id)
-	case p.Account.Disabled:
-		return p, fmt.Errorf("%w: account %s is disabled", ErrBadCredentials, p.Account.Name)
-	}
-	return p, nil
+	return p, err
 }
 
 // fillPrincipal copies what the policy reads about an authenticated principal into in.
@@ -311,6 +292,7 @@ func fillPrincipal(in *policy.Input, p keystore.Principal) {
 	if r := p.Key.Restrictions; !r.IsZero() {
 		in.Principal.Key.Restrictions = &policy.Restrictions{Actions: r.Actions, Repositories: r.Repositories, CIDRs: r.CIDRs}
 	}
+	in.Owned = nonNil(p.Owned)
 	in.Grants = make([]policy.Grant, len(p.Grants))
 	for i, g := range p.Grants {
 		in.Grants[i] = policy.Grant{Subject: g.Subject.String(), Repository: g.Repository, Actions: g.Actions}

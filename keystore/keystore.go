@@ -52,7 +52,7 @@ type Key struct {
 	ID           string       `json:"id"`
 	Account      string       `json:"account"`
 	Name         string       `json:"name,omitempty"`
-	Hash         []byte       `json:"hash"`
+	Hash         []byte       `json:"hash,omitempty"`
 	Created      time.Time    `json:"created"`
 	Expires      time.Time    `json:"expires,omitzero"`
 	LastUsed     time.Time    `json:"last_used,omitzero"`
@@ -101,11 +101,13 @@ type Ownership struct {
 }
 
 // Principal is everything the token path needs about one API key, loaded in one operation:
-// the key, its account, and every grant that applies to the account directly or via its groups.
+// the key, its account, every grant that applies to the account directly or via its groups,
+// and the repositories the account owns.
 type Principal struct {
 	Key     Key
 	Account Account
 	Grants  []Grant
+	Owned   []string
 }
 
 // GrantFilter selects grants in List. Empty fields match everything.
@@ -116,8 +118,8 @@ type GrantFilter struct {
 
 // Store is implemented by every backend and proven by keystore/storetest.
 type Store interface {
-	// LoadPrincipal loads the key keyID, its account and the account's grants (own and via
-	// groups) in one operation. It returns ErrNotFound if the key or its account is missing.
+	// LoadPrincipal loads the key keyID, its account, the account's grants (own and via
+	// groups) and its owned repositories in one operation. It returns ErrNotFound if the key or its account is missing.
 	LoadPrincipal(ctx context.Context, keyID string) (Principal, error)
 
 	CreateAccount(ctx context.Context, a Account) error

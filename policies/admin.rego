@@ -45,3 +45,35 @@ allow if {
 	input.operation in {"keys.list", "accounts.get"}
 	input.target.account == input.principal.account
 }
+
+# Every account reads its own grants and reservations.
+allow if {
+	authenticated
+	input.operation in {"grants.list", "repos.list"}
+	input.target.account == input.principal.account
+	not input.target.group
+}
+
+# The owner of a repository sees who holds grants on it.
+allow if {
+	authenticated
+	input.operation == "grants.list"
+	input.target.repository
+	input.target.owner == input.principal.account
+	not input.target.account
+	not input.target.group
+}
+
+# The owner of a repository sells it: it grants and revokes pull on it to other accounts. More
+# than pull (push, delete), or grants to groups, stay with admins.
+allow if {
+	authenticated
+	unrestricted_key
+	input.operation in {"grants.add", "grants.remove"}
+	input.target.owner == input.principal.account
+	input.target.account
+	not input.target.group
+	every action in object.get(input.target, "actions", ["pull"]) {
+		action == "pull"
+	}
+}

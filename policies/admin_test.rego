@@ -61,3 +61,47 @@ test_refusal_carries_a_reason if {
 	d := admin.decision with input as {"principal": principal("user1", {}), "operation": "accounts.create", "target": {}, "owned": []}
 	d == {"allow": false, "reasons": ["not permitted by the admin policy"]}
 }
+
+seller := principal("seller", {})
+
+test_owner_grants_and_revokes_pull_on_owned_repository if {
+	allowed(seller, "grants.add", {"account": "buyer", "repository": "shop/app", "actions": ["pull"], "owner": "seller"})
+	allowed(seller, "grants.remove", {"account": "buyer", "repository": "shop/app", "actions": ["pull"], "owner": "seller"})
+	allowed(seller, "grants.remove", {"account": "buyer", "repository": "shop/app", "owner": "seller"})
+}
+
+test_owner_cannot_grant_more_than_pull if {
+	not allowed(seller, "grants.add", {"account": "buyer", "repository": "shop/app", "actions": ["pull", "push"], "owner": "seller"})
+	not allowed(seller, "grants.add", {"account": "buyer", "repository": "shop/app", "actions": ["delete"], "owner": "seller"})
+}
+
+test_owner_cannot_grant_to_groups if {
+	not allowed(seller, "grants.add", {"group": "everyone", "repository": "shop/app", "actions": ["pull"], "owner": "seller"})
+}
+
+test_non_owner_cannot_grant if {
+	not allowed(seller, "grants.add", {"account": "buyer", "repository": "other/app", "actions": ["pull"], "owner": "someone"})
+	not allowed(seller, "grants.add", {"account": "buyer", "repository": "unowned", "actions": ["pull"]})
+}
+
+test_owner_with_restricted_key_cannot_grant if {
+	not allowed(restricted(seller), "grants.add", {"account": "buyer", "repository": "shop/app", "actions": ["pull"], "owner": "seller"})
+}
+
+test_accounts_read_their_own_grants_and_repositories if {
+	allowed(principal("user1", {}), "grants.list", {"account": "user1"})
+	allowed(principal("user1", {}), "repos.list", {"account": "user1"})
+	not allowed(principal("user1", {}), "grants.list", {"account": "user2"})
+	not allowed(principal("user1", {}), "grants.list", {})
+	not allowed(principal("user1", {}), "repos.list", {})
+}
+
+test_owner_lists_grants_on_owned_repository if {
+	allowed(seller, "grants.list", {"repository": "shop/app", "owner": "seller"})
+	not allowed(seller, "grants.list", {"repository": "other", "owner": "someone"})
+}
+
+test_reserving_is_for_admins if {
+	not allowed(seller, "repos.reserve", {"account": "seller", "repository": "shop/new"})
+	allowed(admin_principal, "repos.reserve", {"account": "seller", "repository": "shop/new"})
+}

@@ -55,6 +55,14 @@ permitted(scope, action) if {
 	glob.match(grant.repository, ["/"], scope.name)
 }
 
+# Owners of a reserved repository may pull, push and delete it.
+permitted(scope, action) if {
+	authenticated
+	scope.type == "repository"
+	scope.name in input.owned
+	action in repository_actions
+}
+
 # Key restrictions narrow whatever was permitted. Each is present only when it restricts.
 restrictions := object.get(input.principal, ["key", "restrictions"], {})
 

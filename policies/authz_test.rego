@@ -13,30 +13,24 @@ repo(name, actions) := {"type": "repository", "name": name, "actions": actions}
 
 grant(pattern, actions) := {"subject": "account:user1", "repository": pattern, "actions": actions}
 
-# access(principal, grants, scopes) is the decision's access as {"type:name": actions}.
-access(principal, grants, scopes) := {sprintf("%s:%s", [e.type, e.name]): e.actions |
-	some e in d.access
-} if {
+# decide(principal, grants, owned, scopes) is the whole decision.
+decide(principal, grants, owned, scopes) := d if {
 	d := authz.decision with input as {
 		"service": "registry.example.com",
 		"client": {"ip": "203.0.113.7"},
 		"principal": principal,
 		"grants": grants,
-		"owned": [],
+		"owned": owned,
 		"scopes": scopes,
 	}
 }
 
-reasons(principal, grants, scopes) := d.reasons if {
-	d := authz.decision with input as {
-		"service": "registry.example.com",
-		"client": {"ip": "203.0.113.7"},
-		"principal": principal,
-		"grants": grants,
-		"owned": [],
-		"scopes": scopes,
-	}
+# access(principal, grants, scopes) is the decision's access as {"type:name": actions}.
+access(principal, grants, scopes) := {sprintf("%s:%s", [e.type, e.name]): e.actions |
+	some e in decide(principal, grants, [], scopes).access
 }
+
+reasons(principal, grants, scopes) := decide(principal, grants, [], scopes).reasons
 
 story_grants := [grant("image", ["pull"]), grant("image2", ["pull", "push"])]
 
@@ -132,4 +126,17 @@ test_reasons_name_each_denied_action if {
 
 test_login_probe_has_empty_access if {
 	access(user("user1", {}), story_grants, []) == {}
+}
+
+test_owner_has_every_action_on_owned_repositories if {
+	d := decide(user("seller", {}), [], ["shop/app"], [repo("shop/app", ["pull", "push", "delete"]), repo("shop/other", ["pull"])])
+	d.access == [
+		{"type": "repository", "name": "shop/app", "actions": ["delete", "pull", "push"]},
+		{"type": "repository", "name": "shop/other", "actions": []},
+	]
+}
+
+test_anonymous_owns_nothing if {
+	d := decide(anonymous, [], ["shop/app"], [repo("shop/app", ["pull"])])
+	d.access == [{"type": "repository", "name": "shop/app", "actions": []}]
 }

@@ -134,6 +134,7 @@ func (s *Store) LoadPrincipal(_ context.Context, keyID string) (keystore.Princip
 			}
 			p.Grants = append(p.Grants, gs...)
 		}
+		p.Owned = suffixes(tx.Bucket(bucketOwnedBy), join(p.Account.Name, ""))
 		return nil
 	})
 	return p, err

@@ -221,6 +221,8 @@ func testLoadPrincipal(t *testing.T, s keystore.Store) {
 	for _, g := range grants {
 		must(t, s.PutGrant(ctx, g))
 	}
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "alice/app", Owner: "alice", Created: now}))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "bob/app", Owner: "bob", Created: now}))
 
 	p, err := s.LoadPrincipal(ctx, k.ID)
 	must(t, err)
@@ -235,6 +237,9 @@ func testLoadPrincipal(t *testing.T, s keystore.Store) {
 	want := []string{"account:alice image", "group:sellers shop/*", "group:staff tools"}
 	if !slices.Equal(repos, want) {
 		t.Fatalf("principal grants = %v, want %v", repos, want)
+	}
+	if !slices.Equal(p.Owned, []string{"alice/app"}) {
+		t.Fatalf("principal owns %v, want [alice/app]", p.Owned)
 	}
 
 	_, err = s.LoadPrincipal(ctx, "aaaaaaaaaaaaaaaa")

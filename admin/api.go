@@ -1,0 +1,194 @@
+// Package admin is the HTTP admin API for accounts, API keys, grants and repository ownership,
+// and the client the CLI uses to call it. Every call authenticates with an API key and is
+// authorized by the policy engine (data.regoauth.admin.decision), so who may manage what is
+// policy, not code.
+package admin
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/policy"
+)
+
+// Prefix is where the API is mounted.
+const Prefix = "/admin/v1"
+
+// maxBody bounds a request body; admin requests are small JSON documents.
+const maxBody = 64 << 10
+
+// Authorizer decides admin operations.
+type Authorizer interface {
+	Authorize(ctx context.Context, in *policy.AdminInput) (policy.AdminDecision, error)
+}
+
+// Options configure the API.
+type Options struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+	Random io.Reader
+}
+
+// API serves the admin endpoints.
+type API struct {
+	store  keystore.Store
+	authz  Authorizer
+	opts   Options
+	router *mux.Router
+}
+
+// New returns the admin API handler, to be mounted at Prefix.
+func New(store keystore.Store, authz Authorizer, opts Options) *API {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Random == nil {
+		opts.Random = rand.Reader
+	}
+	a := &API{store: store, authz: authz, opts: opts, router: mux.NewRouter()}
+	// Full paths on one router rather than a PathPrefix subrouter: mux 1.8.1 answers a wrong
+	// method inside a subrouter with 404 instead of 405 (gorilla/mux#739).
+	r := a.router
+	r.HandleFunc(Prefix+"/whoami", a.handle(a.whoami)).Methods("GET")
+	r.HandleFunc(Prefix+"/accounts", a.handle(a.listAccounts)).Methods("GET")
+	r.HandleFunc(Prefix+"/accounts", a.handle(a.createAccount)).Methods("POST")
+	r.HandleFunc(Prefix+"/accounts/{name}", a.handle(a.getAccount)).Methods("GET")
+	r.HandleFunc(Prefix+"/accounts/{name}", a.handle(a.updateAccount)).Methods("PATCH")
+	r.HandleFunc(Prefix+"/keys", a.handle(a.listKeys)).Methods("GET")
+	r.HandleFunc(Prefix+"/keys", a.handle(a.createKey)).Methods("POST")
+	r.HandleFunc(Prefix+"/keys/{id}", a.handle(a.revokeKey)).Methods("DELETE")
+	r.HandleFunc(Prefix+"/grants", a.handle(a.listGrants)).Methods("GET")
+	r.HandleFunc(Prefix+"/grants", a.handle(a.addGrant)).Methods("POST")
+	r.HandleFunc(Prefix+"/grants", a.handle(a.removeGrant)).Methods("DELETE")
+	r.HandleFunc(Prefix+"/repositories", a.handle(a.listRepos)).Methods("GET")
+	r.HandleFunc(Prefix+"/repositories", a.handle(a.reserveRepo)).Methods("POST")
+	r.HandleFunc(Prefix+"/repositories/{name:.+}", a.handle(a.releaseRepo)).Methods("DELETE")
+	notFound := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, fmt.Errorf("%w: no such endpoint", keystore.ErrNotFound))
+	})
+	notAllowed := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { writeError(w, errMethod) })
+	r.NotFoundHandler, r.MethodNotAllowedHandler = notFound, notAllowed
+	return a
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+
+// call is one authenticated admin request.
+type call struct {
+	r         *http.Request
+	principal keystore.Principal
+	owned     []string
+}
+
+type handlerFunc func(ctx context.Context, c *call) (status int, body any, err error)
+
+// handle authenticates the caller, runs fn and writes its result as JSON.
+func (a *API) handle(fn handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		ctx := r.Context()
+		p, err := a.authenticate(ctx, r)
+		if err != nil {
+			a.opts.Logger.Info("admin request refused", "path", r.URL.Path, "error", err)
+			writeError(w, err)
+			return
+		}
+		c := &call{r: r, principal: p}
+		status, body, err := fn(ctx, c)
+		if err != nil {
+			a.opts.Logger.Info("admin request failed", "path", r.URL.Path, "method", r.Method, "account", p.Account.Name, "key_id", p.Key.ID, "error", err)
+			writeError(w, err)
+			return
+		}
+		if r.Method != http.MethodGet {
+			a.opts.Logger.Info("admin change", "path", r.URL.Path, "method", r.Method, "account", p.Account.Name, "key_id", p.Key.ID)
+		}
+		writeJSON(w, status, body)
+	}
+}
+
+// authenticate accepts "Bearer <api key>" or Basic "<account>:<api key>".
+func (a *API) authenticate(ctx context.Context, r *http.Request) (keystore.Principal, error) {
+	var user, key string
+	if u, p, ok := r.BasicAuth(); ok {
+		if u == "" || p == "" {
+			return keystore.Principal{}, fmt.Errorf("%w: empty username or password", keystore.ErrBadCredentials)
+		}
+		user, key = u, p
+	} else if rest, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		key = strings.TrimSpace(rest)
+	} else {
+		return keystore.Principal{}, fmt.Errorf("%w: an API key is required (Authorization: Bearer KEY)", keystore.ErrBadCredentials)
+	}
+	return keystore.Authenticate(ctx, a.store, user, key, a.opts.Now())
+}
+
+// authorize asks the policy whether the caller may perform operation on target.
+func (a *API) authorize(ctx context.Context, c *call, operation string, target policy.AdminTarget) error {
+	if c.owned == nil {
+		owned, err := a.store.ListOwnership(ctx, c.principal.Account.Name)
+		if err != nil {
+			return err
+		}
+		c.owned = make([]string, 0, len(owned))
+		for _, o := range owned {
+			c.owned = append(c.owned, o.Repository)
+		}
+	}
+	in := &policy.AdminInput{Principal: principalInput(c.principal), Operation: operation, Target: target, Owned: c.owned}
+	d, err := a.authz.Authorize(ctx, in)
+	if err != nil {
+		return fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
+	}
+	if !d.Allow {
+		return &forbidden{operation: operation, reasons: d.Reasons, decisionID: d.ID}
+	}
+	return nil
+}
+
+func principalInput(p keystore.Principal) policy.Principal {
+	out := policy.Principal{Account: p.Account.Name, Groups: nonNil(p.Account.Groups), Roles: nonNil(p.Account.Roles),
+		Key: &policy.Key{ID: p.Key.ID, Name: p.Key.Name}}
+	if r := p.Key.Restrictions; !r.IsZero() {
+		out.Key.Restrictions = &policy.Restrictions{Actions: r.Actions, Repositories: r.Repositories, CIDRs: r.CIDRs}
+	}
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// decode reads a strict JSON body into v.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return fmt.Errorf("%w: request body over %d bytes", keystore.ErrInvalid, maxBody)
+		}
+		return fmt.Errorf("%w: request body: %v", keystore.ErrInvalid, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: request body holds more than one JSON value", keystore.ErrInvalid)
+	}
+	return nil
+}

@@ -1,0 +1,270 @@
+package admin_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regoauth/regoauth/admin"
+	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/keystore/boltstore"
+	"github.com/regoauth/regoauth/policies"
+	"github.com/regoauth/regoauth/policy"
+)
+
+var ctx = context.Background()
+
+type fixture struct {
+	t      *testing.T
+	store  *boltstore.Store
+	server *httptest.Server
+	admin  *admin.Client
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	engine := policy.New(policy.Options{})
+	if err := engine.LoadFS(ctx, policies.FS, "default"); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(admin.New(store, engine, admin.Options{}))
+	t.Cleanup(srv.Close)
+	f := &fixture{t: t, store: store, server: srv}
+	if err := store.CreateAccount(ctx, keystore.Account{Name: "admin", Roles: []string{"admin"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.admin = f.client(f.seedKey("admin"))
+	return f
+}
+
+func (f *fixture) seedKey(account string) string {
+	plain, id, hash, _ := keystore.NewAPIKey(rand.Reader)
+	if err := f.store.CreateKey(ctx, keystore.Key{ID: id, Account: account, Hash: hash}); err != nil {
+		f.t.Fatal(err)
+	}
+	return plain
+}
+
+func (f *fixture) client(key string) *admin.Client {
+	c, err := admin.NewClient(f.server.URL, key, nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return c
+}
+
+// must returns v, failing the test (by panic, like template.Must) on an error.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func wantStatus(t *testing.T, err error, status int) {
+	t.Helper()
+	var apiErr *admin.APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != status {
+		t.Fatalf("error = %v, want HTTP %d", err, status)
+	}
+}
+
+func TestAdminManagesAccountsKeysAndGrants(t *testing.T) {
+	f := newFixture(t)
+	acct := must(f.admin.CreateAccount(ctx, admin.AccountRequest{Name: "user1", Groups: []string{"buyers"}}))
+	if acct.Name != "user1" || acct.Created.IsZero() {
+		t.Fatalf("account = %+v", acct)
+	}
+	_, err := f.admin.CreateAccount(ctx, admin.AccountRequest{Name: "user1"})
+	wantStatus(t, err, http.StatusConflict)
+	_, err = f.admin.CreateAccount(ctx, admin.AccountRequest{Name: "Not Valid"})
+	wantStatus(t, err, http.StatusBadRequest)
+
+	created := must(f.admin.CreateKey(ctx, admin.KeyRequest{Account: "user1", Name: "ci", ExpiresIn: "30d",
+		Restrictions: keystore.Restrictions{Actions: []string{"pull"}}}))
+	if _, ok := keystore.ParseAPIKey(created.Secret); !ok || created.ID == "" || created.Hash != nil {
+		t.Fatalf("created key = %+v", created)
+	}
+	if d := created.Expires.Sub(created.Created); d != 30*24*time.Hour {
+		t.Fatalf("expiry %v after creation, want 30 days", d)
+	}
+	keys := must(f.admin.ListKeys(ctx, "user1"))
+	if len(keys) != 1 || keys[0].ID != created.ID || keys[0].Hash != nil {
+		t.Fatalf("keys = %+v", keys)
+	}
+
+	g := must(f.admin.AddGrant(ctx, admin.GrantRequest{Account: "user1", Repository: "image", Actions: []string{"pull"}}))
+	g = must(f.admin.AddGrant(ctx, admin.GrantRequest{Account: "user1", Repository: "image", Actions: []string{"push"}}))
+	if !slices.Equal(g.Actions, []string{"pull", "push"}) {
+		t.Fatalf("merged grant = %+v", g)
+	}
+	_, err = f.admin.AddGrant(ctx, admin.GrantRequest{Account: "nobody", Repository: "image", Actions: []string{"pull"}})
+	wantStatus(t, err, http.StatusNotFound)
+	_, err = f.admin.AddGrant(ctx, admin.GrantRequest{Account: "user1", Repository: "image", Actions: []string{"fly"}})
+	wantStatus(t, err, http.StatusBadRequest)
+	_, err = f.admin.AddGrant(ctx, admin.GrantRequest{Account: "user1", Group: "g", Repository: "image", Actions: []string{"pull"}})
+	wantStatus(t, err, http.StatusBadRequest)
+	must(f.admin.AddGrant(ctx, admin.GrantRequest{Group: "buyers", Repository: "shop/*", Actions: []string{"pull"}}))
+
+	grants := must(f.admin.ListGrants(ctx, admin.GrantRequest{Account: "user1"}))
+	if len(grants) != 1 {
+		t.Fatalf("grants of user1 = %+v", grants)
+	}
+	if err := f.admin.RemoveGrant(ctx, admin.GrantRequest{Account: "user1", Repository: "image", Actions: []string{"push"}}); err != nil {
+		t.Fatal(err)
+	}
+	grants = must(f.admin.ListGrants(ctx, admin.GrantRequest{Account: "user1"}))
+	if len(grants) != 1 || !slices.Equal(grants[0].Actions, []string{"pull"}) {
+		t.Fatalf("after removing push = %+v", grants)
+	}
+	wantStatus(t, f.admin.RemoveGrant(ctx, admin.GrantRequest{Account: "user1", Repository: "nothing"}), http.StatusNotFound)
+
+	revoked := must(f.admin.RevokeKey(ctx, created.ID))
+	if !revoked.Revoked {
+		t.Fatal("key not revoked")
+	}
+	_, err = f.admin.RevokeKey(ctx, "aaaaaaaaaaaaaaaa")
+	wantStatus(t, err, http.StatusNotFound)
+
+	disabled := true
+	acct = must(f.admin.UpdateAccount(ctx, "user1", admin.AccountUpdate{Disabled: &disabled}))
+	if !acct.Disabled || !slices.Equal(acct.Groups, []string{"buyers"}) {
+		t.Fatalf("updated account = %+v", acct)
+	}
+}
+
+func TestAccountsManageOnlyTheirOwnKeys(t *testing.T) {
+	f := newFixture(t)
+	must(f.admin.CreateAccount(ctx, admin.AccountRequest{Name: "user1"}))
+	must(f.admin.CreateAccount(ctx, admin.AccountRequest{Name: "user2"}))
+	user1 := f.client(f.seedKey("user1"))
+
+	mine := must(user1.CreateKey(ctx, admin.KeyRequest{Name: "laptop"}))
+	if mine.Account != "user1" {
+		t.Fatalf("key created for %q", mine.Account)
+	}
+	must(user1.ListKeys(ctx, "user1"))
+	must(user1.RevokeKey(ctx, mine.ID))
+
+	theirs := must(f.admin.CreateKey(ctx, admin.KeyRequest{Account: "user2"}))
+	for name, err := range map[string]error{
+		"create for another": second(user1.CreateKey(ctx, admin.KeyRequest{Account: "user2"})),
+		"list another's":     second(user1.ListKeys(ctx, "user2")),
+		"list all":           second(user1.ListKeys(ctx, "")),
+		"revoke another's":   second(user1.RevokeKey(ctx, theirs.ID)),
+		"revoke unknown":     second(user1.RevokeKey(ctx, "aaaaaaaaaaaaaaaa")), // 403, not 404: ids cannot be probed
+		"create account":     second(user1.CreateAccount(ctx, admin.AccountRequest{Name: "user3"})),
+		"grant itself":       second(user1.AddGrant(ctx, admin.GrantRequest{Account: "user1", Repository: "x", Actions: []string{"push"}})),
+		"reserve":            second(user1.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "mine"})),
+		"list accounts":      second(user1.ListAccounts(ctx)),
+		"update own account": second(user1.UpdateAccount(ctx, "user1", admin.AccountUpdate{Roles: &[]string{"admin"}})),
+	} {
+		t.Run(name, func(t *testing.T) { wantStatus(t, err, http.StatusForbidden) })
+	}
+	var apiErr *admin.APIError
+	_, err := user1.CreateAccount(ctx, admin.AccountRequest{Name: "user3"})
+	if !errors.As(err, &apiErr) || len(apiErr.Reasons) == 0 {
+		t.Fatalf("refusal without reasons: %v", err)
+	}
+
+	// A read-only key cannot mint a key without that restriction.
+	ro := must(user1.CreateKey(ctx, admin.KeyRequest{Restrictions: keystore.Restrictions{Actions: []string{"pull"}}}))
+	_, err = f.client(ro.Secret).CreateKey(ctx, admin.KeyRequest{})
+	wantStatus(t, err, http.StatusForbidden)
+}
+
+func second[T any](_ T, err error) error { return err }
+
+func TestOwnerSellsPull(t *testing.T) {
+	f := newFixture(t)
+	must(f.admin.CreateAccount(ctx, admin.AccountRequest{Name: "seller"}))
+	must(f.admin.CreateAccount(ctx, admin.AccountRequest{Name: "buyer"}))
+	must(f.admin.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/app", Owner: "seller"}))
+	_, err := f.admin.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/app", Owner: "buyer"})
+	wantStatus(t, err, http.StatusConflict)
+	seller := f.client(f.seedKey("seller"))
+
+	must(seller.AddGrant(ctx, admin.GrantRequest{Account: "buyer", Repository: "shop/app", Actions: []string{"pull"}}))
+	_, err = seller.AddGrant(ctx, admin.GrantRequest{Account: "buyer", Repository: "shop/app", Actions: []string{"push"}})
+	wantStatus(t, err, http.StatusForbidden)
+	_, err = seller.AddGrant(ctx, admin.GrantRequest{Account: "buyer", Repository: "shop/other", Actions: []string{"pull"}})
+	wantStatus(t, err, http.StatusForbidden)
+	if list := must(seller.ListGrants(ctx, admin.GrantRequest{Repository: "shop/app"})); len(list) != 1 {
+		t.Fatalf("grants on shop/app = %+v", list)
+	}
+	if list := must(seller.ListRepositories(ctx, "seller")); len(list) != 1 {
+		t.Fatalf("seller's repositories = %+v", list)
+	}
+	if err := seller.RemoveGrant(ctx, admin.GrantRequest{Account: "buyer", Repository: "shop/app"}); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, seller.ReleaseRepository(ctx, "shop/app"), http.StatusForbidden)
+	if err := f.admin.ReleaseRepository(ctx, "shop/app"); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, f.admin.ReleaseRepository(ctx, "shop/app"), http.StatusNotFound)
+}
+
+func TestAuthentication(t *testing.T) {
+	f := newFixture(t)
+	other, _, _, _ := keystore.NewAPIKey(rand.Reader)
+	_, err := f.client(other).Whoami(ctx)
+	wantStatus(t, err, http.StatusUnauthorized)
+	_, err = f.client("not-a-key").ListAccounts(ctx)
+	wantStatus(t, err, http.StatusUnauthorized)
+
+	for _, h := range []string{"", "Basic " + "OnNlY3JldA==", "Token abc"} {
+		req, _ := http.NewRequest("GET", f.server.URL+admin.Prefix+"/accounts", nil)
+		if h != "" {
+			req.Header.Set("Authorization", h)
+		}
+		resp := must(http.DefaultClient.Do(req))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("Authorization %q: %d %s", h, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
+	w := must(f.admin.Whoami(ctx))
+	if w.Account.Name != "admin" || w.Key.Hash != nil {
+		t.Fatalf("whoami = %+v", w)
+	}
+}
+
+func TestBadRequestsAreJSON4xx(t *testing.T) {
+	f := newFixture(t)
+	key := f.seedKey("admin")
+	for _, tt := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"POST", "/accounts", `{"name": "x", "extra": 1}`, 400},
+		{"POST", "/accounts", `{"name": `, 400},
+		{"POST", "/accounts", `{"name": "a"} {"name": "b"}`, 400},
+		{"POST", "/accounts", `{"name": "` + strings.Repeat("a", 70<<10) + `"}`, 400},
+		{"POST", "/keys", `{"account": "admin", "expires_in": "soon"}`, 400},
+		{"POST", "/keys", `{"account": "admin", "restrictions": {"cidrs": ["nope"]}}`, 400},
+		{"PUT", "/accounts", `{}`, 405},
+		{"GET", "/nothing", ``, 404},
+		{"GET", "/accounts/nobody", ``, 404},
+	} {
+		req, _ := http.NewRequest(tt.method, f.server.URL+admin.Prefix+tt.path, strings.NewReader(tt.body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp := must(http.DefaultClient.Do(req))
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s %.40q: %d %s, want %d JSON", tt.method, tt.path, tt.body, resp.StatusCode, resp.Header.Get("Content-Type"), tt.status)
+		}
+	}
+}
