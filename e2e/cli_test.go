@@ -1,0 +1,42 @@
+package e2e
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCLIErrors checks that bad input gets one clear line and a non-zero exit, never a stack.
+func TestCLIErrors(t *testing.T) {
+	d := startDev(t, "")
+	key := d.account(t, "user1")
+	for _, tt := range []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		msg  string
+	}{
+		{"unknown command", nil, []string{"frobnicate"}, 2, "unknown command"},
+		{"missing argument", d.cliEnv(d.AdminKey), []string{"accounts", "create"}, 2, "accepts 1 arg"},
+		{"no key", []string{"REGOAUTH_KEY=", "REGOAUTH_KEY_FILE="}, []string{"accounts", "list"}, 2, "no API key"},
+		{"bad server URL", append(d.cliEnv(d.AdminKey), "REGOAUTH_SERVER=ftp://x"), []string{"accounts", "list"}, 2, "http:// or https://"},
+		{"both subjects", d.cliEnv(d.AdminKey), []string{"grants", "add", "--account", "a", "--group", "b", "--repo", "r", "--actions", "pull"}, 2, "exactly one of --account and --group"},
+		{"invalid name", d.cliEnv(d.AdminKey), []string{"accounts", "create", "Bad Name"}, 1, "account name"},
+		{"duplicate", d.cliEnv(d.AdminKey), []string{"accounts", "create", "user1"}, 1, "already exists"},
+		{"bad action", d.cliEnv(d.AdminKey), []string{"grants", "add", "--account", "user1", "--repo", "x", "--actions", "fly"}, 1, "must be one of"},
+		{"forbidden", d.cliEnv(key), []string{"accounts", "create", "user9"}, 1, "forbidden"},
+		{"wrong key", d.cliEnv(key + "x"), []string{"whoami"}, 1, "invalid username or API key"},
+		{"unreachable", append(d.cliEnv(d.AdminKey), "REGOAUTH_SERVER=http://localhost:1"), []string{"accounts", "list"}, 1, "connection refused"},
+		{"missing config", nil, []string{"serve", "--config", filepath.Join(t.TempDir(), "nope.yaml")}, 1, "no such file"},
+		{"dev bad address", nil, []string{"dev", "--registry-addr", "nonsense"}, 2, "HOST:PORT"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := run(t, tt.env, binary, tt.args...)
+			lines := strings.Split(strings.TrimSpace(res.out), "\n")
+			if res.code != tt.code || len(lines) != 1 || !strings.HasPrefix(lines[0], "regoauth: ") || !strings.Contains(lines[0], tt.msg) {
+				t.Fatalf("exit %d, output:\n%s\nwant exit %d and one line with %q", res.code, res.out, tt.code, tt.msg)
+			}
+		})
+	}
+}
