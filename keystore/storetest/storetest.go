@@ -13,20 +13,44 @@ import (
 	"github.com/regoauth/regoauth/keystore"
 )
 
+// Options tune a run of the suite for a backend.
+type Options struct {
+	// Disrupt, when set, is called in the middle of the suite by a test that writes records,
+	// disrupts the backend (e.g. kills a Redis primary so that Sentinel fails over), then
+	// checks that every record survived and that the store recovers on its own. The tests
+	// after it run against the disrupted backend.
+	Disrupt func(t *testing.T)
+}
+
 // Run runs the whole suite. newStore must return an empty store; the suite closes it.
 func Run(t *testing.T, newStore func(t *testing.T) keystore.Store) {
-	tests := []struct {
+	RunWith(t, newStore, Options{})
+}
+
+// RunWith runs the whole suite with options.
+func RunWith(t *testing.T, newStore func(t *testing.T) keystore.Store, opts Options) {
+	type test struct {
 		name string
 		fn   func(t *testing.T, s keystore.Store)
-	}{
+	}
+	tests := []test{
 		{"Accounts", testAccounts},
 		{"Keys", testKeys},
+		{"KeyRecordKeptWhole", testKeyRecordKeptWhole},
 		{"TouchKeys", testTouchKeys},
 		{"Grants", testGrants},
+		{"GrantIndexes", testGrantIndexes},
 		{"LoadPrincipal", testLoadPrincipal},
-		{"Ownership", testOwnership},
-		{"Validation", testValidation},
 	}
+	if opts.Disrupt != nil {
+		tests = append(tests, test{"SurvivesDisruption", func(t *testing.T, s keystore.Store) { testSurvivesDisruption(t, s, opts.Disrupt) }})
+	}
+	tests = append(tests, []test{
+		{"ChangesVisibleAtOnce", testChangesVisibleAtOnce},
+		{"Ownership", testOwnership},
+		{"ConcurrentWrites", testConcurrentWrites},
+		{"Validation", testValidation},
+	}...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStore(t)
