@@ -1,0 +1,645 @@
+// Package redisstore is the keystore backend for several token-server replicas: accounts, API
+// keys, grants and ownership in Redis (standalone, Sentinel or Cluster, through go-redis'
+// universal client). A token request costs one round trip (a Lua script reads the key, its
+// account, its grants and its repositories); every write is one script, so it is atomic and
+// publishes its invalidation in the same step; an optional in-process cache serves repeated
+// lookups only while the invalidation channel is proven alive. Unreachable Redis is
+// keystore.ErrUnavailable, so callers fail closed.
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/regoauth/regoauth/keystore"
+)
+
+// Options configure a Store.
+type Options struct {
+	// CacheTTL bounds how long a loaded principal may be served from memory; 0 disables the
+	// cache. Invalidation messages evict entries at once on every replica.
+	CacheTTL time.Duration
+	// CacheSize bounds how many principals are kept (default 10,000 when the cache is on).
+	CacheSize int
+	Logger    *slog.Logger
+	// Registerer receives the store's metrics (namespace regoauth, subsystem store).
+	Registerer prometheus.Registerer
+	// Now is the clock of the cache's liveness check (default time.Now).
+	Now func() time.Time
+}
+
+// Store is a keystore.Store in Redis.
+type Store struct {
+	client  redis.UniversalClient
+	mode    Mode
+	prefix  string // "{NAME}:": one hash tag, so every key is in one Cluster slot
+	channel string
+	logger  *slog.Logger
+	metrics *metrics
+	health  health
+	cache   *principalCache
+
+	stop context.CancelFunc
+	done sync.WaitGroup
+}
+
+var _ keystore.Store = (*Store)(nil)
+
+// Open connects to the store at a Redis URL (see ParseURL for the forms). It does not wait for
+// Redis to answer: until it does, operations fail with keystore.ErrUnavailable.
+func Open(rawURL string, opts Options) (*Store, error) {
+	t, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return New(t.client(), t.Mode, t.Prefix, opts), nil
+}
+
+// New wraps an existing client. prefix is the key namespace without the hash tag braces.
+func New(client redis.UniversalClient, mode Mode, prefix string, opts Options) *Store {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Store{
+		client:  client,
+		mode:    mode,
+		prefix:  "{" + prefix + "}:",
+		logger:  opts.Logger,
+		metrics: newMetrics(opts.Registerer),
+	}
+	s.channel = s.prefix + "invalidate"
+	s.health.init(s.logger, s.metrics)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	if opts.CacheTTL > 0 {
+		size := opts.CacheSize
+		if size <= 0 {
+			size = 10000
+		}
+		s.cache = newPrincipalCache(size, opts.CacheTTL, opts.Now, s.metrics)
+		s.done.Add(1)
+		go func() {
+			defer s.done.Done()
+			s.watch(ctx)
+		}()
+	}
+	return s
+}
+
+// Close stops the invalidation listener and closes the connections.
+func (s *Store) Close() error {
+	s.stop()
+	s.done.Wait()
+	return s.client.Close()
+}
+
+// Ping reports whether Redis answers; /readyz uses it.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.fail("ping", s.client.Ping(ctx).Err(), nil)
+}
+
+// Key names. Each kind has a fixed prefix and one variable part at the end, so names with ':'
+// (repositories like host:5000/a, subjects like account:alice) cannot collide.
+func (s *Store) accountKey(name string) string   { return s.prefix + "a:" + name }
+func (s *Store) accountsKey() string             { return s.prefix + "accounts" }
+func (s *Store) keyKey(id string) string         { return s.prefix + "k:" + id }
+func (s *Store) keysOfKey(account string) string { return s.prefix + "ka:" + account }
+func (s *Store) allKeysKey() string              { return s.prefix + "keys" }
+func (s *Store) grantsKey(sub string) string     { return s.prefix + "g:" + sub }
+func (s *Store) subjectsKey() string             { return s.prefix + "subjects" }
+func (s *Store) grantsOnKey(repo string) string  { return s.prefix + "gr:" + repo }
+func (s *Store) ownerKey(repo string) string     { return s.prefix + "o:" + repo }
+func (s *Store) ownedByKey(owner string) string  { return s.prefix + "oa:" + owner }
+func (s *Store) reposKey() string                { return s.prefix + "repos" }
+
+// Invalidation messages: what changed, so that replicas evict only what it affects.
+func keyChanged(id string) string       { return "k " + id }
+func accountChanged(name string) string { return "a " + name }
+func subjectChanged(sub keystore.Subject) string {
+	if sub.Kind == keystore.SubjectGroup {
+		return "g " + sub.Name
+	}
+	return accountChanged(sub.Name)
+}
+
+// changed evicts from this replica's cache at once what a write changed; other replicas evict it
+// when the script's message reaches them. It runs whatever the write's outcome: a write that
+// timed out may still have happened.
+func (s *Store) changed(msg string) {
+	if s.cache != nil {
+		s.cache.invalidate(msg)
+	}
+}
+
+// fail maps a Redis error to the keystore's sentinels. what names the records a script's
+// NOTFOUND/EXISTS reply may refer to, e.g. {"account": "alice"}.
+func (s *Store) fail(op string, err error, what map[string]string) error {
+	if err == nil {
+		s.health.up()
+		return nil
+	}
+	for _, m := range []struct {
+		prefix   string
+		sentinel error
+	}{{"NOTFOUND ", keystore.ErrNotFound}, {"EXISTS ", keystore.ErrExists}} {
+		if msg := err.Error(); strings.HasPrefix(msg, m.prefix) {
+			s.health.up()
+			kind := strings.TrimPrefix(msg, m.prefix)
+			return fmt.Errorf("%s %q: %w", kind, what[kind], m.sentinel)
+		}
+	}
+	if unavailable(err) {
+		s.health.down(op, err)
+		return fmt.Errorf("redis %s: %w: %v", op, keystore.ErrUnavailable, err)
+	}
+	s.health.up()
+	return fmt.Errorf("redis %s: %w", op, err)
+}
+
+// unavailable tells connection trouble and transient server states (a replica being promoted, a
+// loading dataset, a cluster reshaping) from errors in the request itself.
+func unavailable(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return true // network errors, timeouts, a closed pool, a cancelled request
+	}
+	return redis.IsLoadingError(err) || redis.IsReadOnlyError(err) || redis.IsClusterDownError(err) ||
+		redis.IsTryAgainError(err) || redis.IsMasterDownError(err) || redis.IsMaxClientsError(err) ||
+		redis.IsNoReplicasError(err) || redis.HasErrorPrefix(err, "BUSY")
+}
+
+// LoadPrincipal reads the key, its account, their grants and owned repositories in one script.
+func (s *Store) LoadPrincipal(ctx context.Context, keyID string) (keystore.Principal, error) {
+	if s.cache != nil {
+		if p, ok := s.cache.get(keyID); ok {
+			return p, nil
+		}
+	}
+	epoch := s.cache.epochNow()
+	raw, err := loadPrincipal.Run(ctx, s.client, []string{s.keyKey(keyID)}, s.prefix).Slice()
+	if errors.Is(err, redis.Nil) {
+		s.health.up()
+		return keystore.Principal{}, fmt.Errorf("key %q: %w", keyID, keystore.ErrNotFound)
+	}
+	if err != nil {
+		return keystore.Principal{}, s.fail("load principal", err, nil)
+	}
+	s.health.up()
+	p, err := decodePrincipal(keyID, raw)
+	if err == nil {
+		s.cache.put(keyID, p, epoch)
+	}
+	return p, err
+}
+
+func decodePrincipal(keyID string, raw []any) (keystore.Principal, error) {
+	var p keystore.Principal
+	var err error
+	if p.Key, err = decodeKey(keyID, fields(raw[0])); err != nil {
+		return p, err
+	}
+	if len(raw) == 1 {
+		return p, fmt.Errorf("account %q: %w", p.Key.Account, keystore.ErrNotFound)
+	}
+	if p.Account, err = decodeAccount(p.Key.Account, fields(raw[1])); err != nil {
+		return p, err
+	}
+	for _, o := range raw[2].([]any) {
+		p.Owned = append(p.Owned, o.(string))
+	}
+	slices.Sort(p.Owned)
+	p.Grants = append(p.Grants, decodeGrants(keystore.Subject{Kind: keystore.SubjectAccount, Name: p.Account.Name}, fields(raw[3]))...)
+	for i := 4; i+1 < len(raw); i += 2 {
+		sub := keystore.Subject{Kind: keystore.SubjectGroup, Name: raw[i].(string)}
+		p.Grants = append(p.Grants, decodeGrants(sub, fields(raw[i+1]))...)
+	}
+	return p, nil
+}
+
+// fields turns a flat HGETALL reply from a script into a map.
+func fields(v any) map[string]string {
+	list, _ := v.([]any)
+	m := make(map[string]string, len(list)/2)
+	for i := 0; i+1 < len(list); i += 2 {
+		k, _ := list[i].(string)
+		val, _ := list[i+1].(string)
+		m[k] = val
+	}
+	return m
+}
+
+func decodeGrants(sub keystore.Subject, rows map[string]string) []keystore.Grant {
+	out := make([]keystore.Grant, 0, len(rows))
+	for repo, actions := range rows {
+		out = append(out, keystore.Grant{Subject: sub, Repository: repo, Actions: strings.Split(actions, ",")})
+	}
+	slices.SortFunc(out, func(a, b keystore.Grant) int { return strings.Compare(a.Repository, b.Repository) })
+	return out
+}
+
+// An account is a hash: the record as created ("json") and the fields UpdateAccount replaces.
+func encodeAccount(a keystore.Account) (rec, groups, roles, disabled string, err error) {
+	created := a
+	created.Groups, created.Roles, created.Disabled = nil, nil, false
+	b, err := json.Marshal(created)
+	if err != nil {
+		return "", "", "", "", err
+	}
+	g, _ := json.Marshal(nonNil(a.Groups))
+	r, _ := json.Marshal(nonNil(a.Roles))
+	return string(b), string(g), string(r), flag(a.Disabled), nil
+}
+
+func decodeAccount(name string, f map[string]string) (keystore.Account, error) {
+	var a keystore.Account
+	if len(f) == 0 {
+		return a, fmt.Errorf("account %q: %w", name, keystore.ErrNotFound)
+	}
+	if err := json.Unmarshal([]byte(f["json"]), &a); err != nil {
+		return a, fmt.Errorf("decoding account %q: %w", name, err)
+	}
+	if err := errors.Join(json.Unmarshal([]byte(f["groups"]), &a.Groups), json.Unmarshal([]byte(f["roles"]), &a.Roles)); err != nil {
+		return a, fmt.Errorf("decoding account %q: %w", name, err)
+	}
+	a.Groups, a.Roles, a.Disabled = nilIfEmpty(a.Groups), nilIfEmpty(a.Roles), f["disabled"] == "1"
+	return a, nil
+}
+
+// A key is a hash: the record as created ("json", hash included), its account, and the fields
+// that change later (revoked, last_used).
+func encodeKey(k keystore.Key) (string, error) {
+	created := k
+	created.Revoked, created.LastUsed = false, time.Time{}
+	b, err := json.Marshal(created)
+	return string(b), err
+}
+
+func decodeKey(id string, f map[string]string) (keystore.Key, error) {
+	var k keystore.Key
+	if len(f) == 0 {
+		return k, fmt.Errorf("key %q: %w", id, keystore.ErrNotFound)
+	}
+	if err := json.Unmarshal([]byte(f["json"]), &k); err != nil {
+		return k, fmt.Errorf("decoding key %q: %w", id, err)
+	}
+	k.Revoked = f["revoked"] == "1"
+	if lu := f["last_used"]; lu != "" {
+		n, err := strconv.ParseInt(lu, 10, 64)
+		if err != nil {
+			return k, fmt.Errorf("decoding key %q: last_used: %w", id, err)
+		}
+		k.LastUsed = time.Unix(0, n).UTC()
+	}
+	return k, nil
+}
+
+// nanos renders a time so that string order is time order (for the touch script).
+func nanos(t time.Time) string { return fmt.Sprintf("%020d", t.UnixNano()) }
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// CreateAccount stores a new account.
+func (s *Store) CreateAccount(ctx context.Context, a keystore.Account) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	rec, groups, roles, disabled, err := encodeAccount(a)
+	if err != nil {
+		return err
+	}
+	err = createAccount.Run(ctx, s.client, []string{s.accountKey(a.Name), s.accountsKey()}, a.Name, rec, groups, roles, disabled).Err()
+	return s.fail("create account", err, map[string]string{"account": a.Name})
+}
+
+// GetAccount reads one account.
+func (s *Store) GetAccount(ctx context.Context, name string) (keystore.Account, error) {
+	f, err := s.client.HGetAll(ctx, s.accountKey(name)).Result()
+	if err != nil {
+		return keystore.Account{}, s.fail("get account", err, nil)
+	}
+	s.health.up()
+	return decodeAccount(name, f)
+}
+
+// ListAccounts lists every account by name.
+func (s *Store) ListAccounts(ctx context.Context) ([]keystore.Account, error) {
+	names, err := s.client.ZRange(ctx, s.accountsKey(), 0, -1).Result()
+	if err != nil {
+		return nil, s.fail("list accounts", err, nil)
+	}
+	out := make([]keystore.Account, 0, len(names))
+	err = s.batchHGetAll(ctx, "list accounts", names, s.accountKey, func(name string, f map[string]string) error {
+		a, err := decodeAccount(name, f)
+		if errors.Is(err, keystore.ErrNotFound) {
+			return nil
+		}
+		out = append(out, a)
+		return err
+	})
+	return out, err
+}
+
+// batchSize bounds one pipeline of a listing, so a million records never sit in one reply.
+const batchSize = 1000
+
+// batchHGetAll reads the hashes of ids in pipelined batches, in order.
+func (s *Store) batchHGetAll(ctx context.Context, op string, ids []string, key func(string) string, fn func(id string, f map[string]string) error) error {
+	for start := 0; start < len(ids); start += batchSize {
+		chunk := ids[start:min(start+batchSize, len(ids))]
+		pipe := s.client.Pipeline()
+		cmds := make([]*redis.MapStringStringCmd, len(chunk))
+		for i, id := range chunk {
+			cmds[i] = pipe.HGetAll(ctx, key(id))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return s.fail(op, err, nil)
+		}
+		for i, id := range chunk {
+			if err := fn(id, cmds[i].Val()); err != nil {
+				return err
+			}
+		}
+	}
+	s.health.up()
+	return nil
+}
+
+// UpdateAccount replaces groups, roles and the disabled flag of an existing account.
+func (s *Store) UpdateAccount(ctx context.Context, a keystore.Account) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	_, groups, roles, disabled, err := encodeAccount(a)
+	if err != nil {
+		return err
+	}
+	err = updateAccount.Run(ctx, s.client, []string{s.accountKey(a.Name)}, s.channel, accountChanged(a.Name), groups, roles, disabled).Err()
+	s.changed(accountChanged(a.Name))
+	return s.fail("update account", err, map[string]string{"account": a.Name})
+}
+
+// CreateKey stores a new key for an existing account, as given: an imported key keeps its
+// revoked flag and last-used time.
+func (s *Store) CreateKey(ctx context.Context, k keystore.Key) error {
+	if err := k.Validate(); err != nil {
+		return err
+	}
+	rec, err := encodeKey(k)
+	if err != nil {
+		return err
+	}
+	lastUsed := ""
+	if !k.LastUsed.IsZero() {
+		lastUsed = nanos(k.LastUsed)
+	}
+	keys := []string{s.keyKey(k.ID), s.accountKey(k.Account), s.keysOfKey(k.Account), s.allKeysKey()}
+	err = createKey.Run(ctx, s.client, keys, k.ID, rec, k.Account, flag(k.Revoked), lastUsed).Err()
+	return s.fail("create key", err, map[string]string{"account": k.Account, "key": k.ID})
+}
+
+// GetKey reads one key, hash included.
+func (s *Store) GetKey(ctx context.Context, id string) (keystore.Key, error) {
+	f, err := s.client.HGetAll(ctx, s.keyKey(id)).Result()
+	if err != nil {
+		return keystore.Key{}, s.fail("get key", err, nil)
+	}
+	s.health.up()
+	return decodeKey(id, f)
+}
+
+// GetKeys reads many keys, hashes included, in pipelined batches; missing ids are skipped.
+// Export uses it instead of one GetKey per key.
+func (s *Store) GetKeys(ctx context.Context, ids []string) ([]keystore.Key, error) {
+	out := make([]keystore.Key, 0, len(ids))
+	err := s.batchHGetAll(ctx, "get keys", ids, s.keyKey, func(id string, f map[string]string) error {
+		k, err := decodeKey(id, f)
+		if errors.Is(err, keystore.ErrNotFound) {
+			return nil
+		}
+		out = append(out, k)
+		return err
+	})
+	return out, err
+}
+
+// ListKeys lists keys without hashes, ordered by id.
+func (s *Store) ListKeys(ctx context.Context, account string) ([]keystore.Key, error) {
+	var ids []string
+	var err error
+	if account == "" {
+		ids, err = s.client.ZRange(ctx, s.allKeysKey(), 0, -1).Result()
+	} else {
+		ids, err = s.client.SMembers(ctx, s.keysOfKey(account)).Result()
+	}
+	if err != nil {
+		return nil, s.fail("list keys", err, nil)
+	}
+	slices.Sort(ids)
+	keys, err := s.GetKeys(ctx, ids)
+	for i := range keys {
+		keys[i] = keys[i].Redacted()
+	}
+	return keys, err
+}
+
+// RevokeKey marks a key revoked and tells every replica to drop it.
+func (s *Store) RevokeKey(ctx context.Context, id string) error {
+	err := revokeKey.Run(ctx, s.client, []string{s.keyKey(id)}, s.channel, keyChanged(id)).Err()
+	s.changed(keyChanged(id))
+	return s.fail("revoke key", err, map[string]string{"key": id})
+}
+
+// TouchKeys records last-used times, never moving one backwards, in batches of one script.
+func (s *Store) TouchKeys(ctx context.Context, used map[string]time.Time) error {
+	ids := make([]string, 0, len(used))
+	for id := range used {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for start := 0; start < len(ids); start += batchSize {
+		chunk := ids[start:min(start+batchSize, len(ids))]
+		keys := make([]string, len(chunk))
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			keys[i], args[i] = s.keyKey(id), nanos(used[id])
+		}
+		if err := touchKeys.Run(ctx, s.client, keys, args...).Err(); err != nil {
+			return s.fail("touch keys", err, nil)
+		}
+	}
+	return nil
+}
+
+func (s *Store) grantKeys(sub keystore.Subject, repo string) []string {
+	return []string{s.grantsKey(sub.String()), s.subjectsKey(), s.grantsOnKey(repo)}
+}
+
+// PutGrant merges the grant's actions into the row for (subject, repository).
+func (s *Store) PutGrant(ctx context.Context, g keystore.Grant) error {
+	if err := g.Validate(); err != nil {
+		return err
+	}
+	args := []any{s.channel, subjectChanged(g.Subject), g.Subject.String(), g.Repository}
+	for _, a := range g.Actions {
+		args = append(args, a)
+	}
+	err := putGrant.Run(ctx, s.client, s.grantKeys(g.Subject, g.Repository), args...).Err()
+	s.changed(subjectChanged(g.Subject))
+	return s.fail("put grant", err, nil)
+}
+
+// RemoveGrant removes actions from a row, or the row.
+func (s *Store) RemoveGrant(ctx context.Context, subject keystore.Subject, repository string, actions []string) error {
+	args := []any{s.channel, subjectChanged(subject), subject.String(), repository}
+	for _, a := range actions {
+		args = append(args, a)
+	}
+	err := removeGrant.Run(ctx, s.client, s.grantKeys(subject, repository), args...).Err()
+	s.changed(subjectChanged(subject))
+	return s.fail("remove grant", err, map[string]string{"grant": subject.String() + " " + repository})
+}
+
+// ListGrants lists grants matching f, ordered by subject then repository.
+func (s *Store) ListGrants(ctx context.Context, f keystore.GrantFilter) ([]keystore.Grant, error) {
+	var subjects []string
+	switch {
+	case f.Subject != nil:
+		subjects = []string{f.Subject.String()}
+	case f.Repository != "":
+		var err error
+		if subjects, err = s.client.SMembers(ctx, s.grantsOnKey(f.Repository)).Result(); err != nil {
+			return nil, s.fail("list grants", err, nil)
+		}
+	default:
+		var err error
+		if subjects, err = s.client.ZRange(ctx, s.subjectsKey(), 0, -1).Result(); err != nil {
+			return nil, s.fail("list grants", err, nil)
+		}
+	}
+	slices.Sort(subjects)
+	var out []keystore.Grant
+	err := s.batchHGetAll(ctx, "list grants", subjects, s.grantsKey, func(subject string, rows map[string]string) error {
+		kind, name, _ := strings.Cut(subject, ":")
+		for _, g := range decodeGrants(keystore.Subject{Kind: keystore.SubjectKind(kind), Name: name}, rows) {
+			if f.Repository == "" || g.Repository == f.Repository {
+				out = append(out, g)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Reserve records ownership of a repository name.
+func (s *Store) Reserve(ctx context.Context, o keystore.Ownership) error {
+	if err := keystore.ValidatePattern(o.Repository); err != nil {
+		return err
+	}
+	rec, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	keys := []string{s.ownerKey(o.Repository), s.ownedByKey(o.Owner), s.reposKey(), s.accountKey(o.Owner)}
+	err = reserve.Run(ctx, s.client, keys, s.channel, accountChanged(o.Owner), o.Repository, rec).Err()
+	s.changed(accountChanged(o.Owner))
+	return s.fail("reserve", err, map[string]string{"account": o.Owner, "repository": o.Repository})
+}
+
+// GetOwnership reads who owns a repository.
+func (s *Store) GetOwnership(ctx context.Context, repository string) (keystore.Ownership, error) {
+	raw, err := s.client.Get(ctx, s.ownerKey(repository)).Result()
+	if errors.Is(err, redis.Nil) {
+		s.health.up()
+		return keystore.Ownership{}, fmt.Errorf("repository %q: %w", repository, keystore.ErrNotFound)
+	}
+	if err != nil {
+		return keystore.Ownership{}, s.fail("get ownership", err, nil)
+	}
+	s.health.up()
+	var o keystore.Ownership
+	if err := json.Unmarshal([]byte(raw), &o); err != nil {
+		return o, fmt.Errorf("decoding repository %q: %w", repository, err)
+	}
+	return o, nil
+}
+
+// ListOwnership lists repositories owned by owner, or all when owner is empty, by name.
+func (s *Store) ListOwnership(ctx context.Context, owner string) ([]keystore.Ownership, error) {
+	var repos []string
+	var err error
+	if owner == "" {
+		repos, err = s.client.ZRange(ctx, s.reposKey(), 0, -1).Result()
+	} else {
+		repos, err = s.client.SMembers(ctx, s.ownedByKey(owner)).Result()
+	}
+	if err != nil {
+		return nil, s.fail("list ownership", err, nil)
+	}
+	slices.Sort(repos)
+	out := make([]keystore.Ownership, 0, len(repos))
+	for start := 0; start < len(repos); start += batchSize {
+		chunk := repos[start:min(start+batchSize, len(repos))]
+		keys := make([]string, len(chunk))
+		for i, r := range chunk {
+			keys[i] = s.ownerKey(r)
+		}
+		vals, err := s.client.MGet(ctx, keys...).Result()
+		if err != nil {
+			return nil, s.fail("list ownership", err, nil)
+		}
+		for i, v := range vals {
+			raw, ok := v.(string)
+			if !ok {
+				continue
+			}
+			var o keystore.Ownership
+			if err := json.Unmarshal([]byte(raw), &o); err != nil {
+				return nil, fmt.Errorf("decoding repository %q: %w", chunk[i], err)
+			}
+			out = append(out, o)
+		}
+	}
+	s.health.up()
+	return out, nil
+}
+
+// Release removes ownership of a repository.
+func (s *Store) Release(ctx context.Context, repository string) error {
+	err := release.Run(ctx, s.client, []string{s.ownerKey(repository), s.reposKey()}, s.channel, s.prefix, repository).Err()
+	// The owner is known only to the script; empty this replica's cache rather than guess.
+	s.changed("*")
+	return s.fail("release", err, map[string]string{"repository": repository})
+}

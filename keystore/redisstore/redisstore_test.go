@@ -1,0 +1,56 @@
+package redisstore_test
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/keystore/redisstore"
+	"github.com/regoauth/regoauth/keystore/redisstore/redistest"
+	"github.com/regoauth/regoauth/keystore/storetest"
+)
+
+var namespaces atomic.Int64
+
+// opener returns a newStore for the suite: every store gets its own key namespace on the same
+// Redis, so each test starts empty.
+func opener(url string, opts redisstore.Options) func(t *testing.T) keystore.Store {
+	return func(t *testing.T) keystore.Store {
+		sep := "?"
+		s, err := redisstore.Open(fmt.Sprintf("%s%sprefix=t%d", url, sep, namespaces.Add(1)), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+}
+
+func TestConformanceStandalone(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, tt := range []struct {
+		name string
+		opts redisstore.Options
+	}{
+		{"uncached", redisstore.Options{}},
+		{"cached", redisstore.Options{CacheTTL: time.Minute, CacheSize: 100}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { storetest.Run(t, opener(srv.URL(), tt.opts)) })
+	}
+}
+
+// TestConformanceSentinel runs the suite against a primary, a replica and three sentinels, and
+// kills the primary in the middle of it: the records written before survive, the store
+// recovers by itself, and the rest of the suite runs against the promoted replica.
+func TestConformanceSentinel(t *testing.T) {
+	setup := redistest.StartSentinel(t)
+	storetest.RunWith(t, opener(setup.URL(), redisstore.Options{CacheTTL: time.Minute}), storetest.Options{
+		Disrupt: func(t *testing.T) { setup.Failover() },
+	})
+}
+
+func TestConformanceCluster(t *testing.T) {
+	cluster := redistest.StartCluster(t)
+	storetest.Run(t, opener(cluster.URL(), redisstore.Options{CacheTTL: time.Minute}))
+}

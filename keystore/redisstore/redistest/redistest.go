@@ -1,0 +1,409 @@
+// Package redistest starts real Redis processes for tests: a standalone redis-server, a Sentinel
+// setup (primary, replica and three sentinels) that can fail over on demand, and a small Cluster.
+// Every process listens on a free loopback port, lives in a temporary folder, and is stopped when
+// the test ends. A test that needs a program that is not installed is skipped, or fails when
+// REGOAUTH_E2E=1 (as in CI). It never touches a Redis server it did not start.
+package redistest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Program returns the path of a Redis program, skipping the test without it, or failing it when
+// REGOAUTH_E2E=1.
+func Program(t testing.TB, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if os.Getenv("REGOAUTH_E2E") == "1" {
+		t.Fatalf("%s is not installed, and REGOAUTH_E2E=1 requires it", name)
+	}
+	t.Skipf("%s is not installed", name)
+	return ""
+}
+
+// FreePort returns a loopback port nobody listens on right now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// process is one Redis program run by a test.
+type process struct {
+	t      testing.TB
+	name   string
+	args   []string
+	port   int
+	dir    string
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	output *bytes.Buffer
+}
+
+func (p *process) start() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.output = &bytes.Buffer{}
+	p.cmd = exec.Command(Program(p.t, p.name), p.args...)
+	p.cmd.Dir = p.dir
+	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatalf("starting %s: %v", p.name, err)
+	}
+	exited := make(chan struct{})
+	p.exited = exited
+	cmd := p.cmd
+	go func() { cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c := redis.NewClient(&redis.Options{Addr: p.addr(), DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
+		err := c.Ping(context.Background()).Err()
+		c.Close()
+		if err == nil {
+			return
+		}
+		select {
+		case <-exited:
+			p.t.Fatalf("%s on port %d exited at start:\n%s", p.name, p.port, p.output)
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s on port %d did not answer within 10s: %v\n%s", p.name, p.port, err, p.output)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop ends the process with sig and waits for it.
+func (p *process) stop(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return
+	}
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+func (p *process) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)) }
+
+// Server is a redis-server process.
+type Server struct {
+	p *process
+	// Addr is 127.0.0.1:PORT.
+	Addr string
+}
+
+// Start runs a redis-server on a free loopback port with an append-only file in a temporary
+// folder, so that Stop and Start keep its data. extra are more command-line settings, e.g.
+// "--replicaof", "127.0.0.1", "6380".
+func Start(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	s := newServer(t, FreePort(t), t.TempDir(), extra...)
+	s.p.start()
+	return s
+}
+
+func newServer(t testing.TB, port int, dir string, extra ...string) *Server {
+	args := append([]string{
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+		"--protected-mode", "no", "--daemonize", "no", "--logfile", "",
+	}, extra...)
+	s := &Server{p: &process{t: t, name: "redis-server", args: args, port: port, dir: dir}, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	t.Cleanup(func() { s.p.stop(syscall.SIGKILL) })
+	return s
+}
+
+// URL is the standalone URL of the server, database 0.
+func (s *Server) URL() string { return "redis://" + s.Addr + "/0" }
+
+// Port is the server's port.
+func (s *Server) Port() int { return s.p.port }
+
+// Stop shuts the server down cleanly (it writes its data first).
+func (s *Server) Stop() { s.p.stop(syscall.SIGTERM) }
+
+// Kill ends the server at once, as a crash would.
+func (s *Server) Kill() { s.p.stop(syscall.SIGKILL) }
+
+// Restart starts the server again on the same port and folder, after Stop or Kill.
+func (s *Server) Restart() {
+	s.p.t.Helper()
+	s.p.start()
+}
+
+// Client returns a client of this server, closed when the test ends.
+func (s *Server) Client() *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	s.p.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Sentinel is a primary, one replica and three sentinels watching them.
+type Sentinel struct {
+	t         testing.TB
+	Master    string
+	servers   []*Server
+	sentinels []*process
+}
+
+// StartSentinel starts a Sentinel setup and waits until the sentinels know the primary, the
+// replica and each other, so that a failover can happen.
+func StartSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	Program(t, "redis-sentinel")
+	primary := Start(t)
+	replica := Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(primary.Port()))
+	s := &Sentinel{t: t, Master: "regoauth", servers: []*Server{primary, replica}}
+	waitFor(t, 15*time.Second, "the replica to sync", func() error {
+		return inSync(primary, replica)
+	})
+	for range 3 {
+		dir := t.TempDir()
+		port := FreePort(t)
+		conf := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 2\n"+
+			"sentinel down-after-milliseconds %[3]s 1000\nsentinel failover-timeout %[3]s 10000\nsentinel parallel-syncs %[3]s 1\n",
+			port, dir, s.Master, primary.Port())
+		path := filepath.Join(dir, "sentinel.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := &process{t: t, name: "redis-sentinel", args: []string{path}, port: port, dir: dir}
+		t.Cleanup(func() { p.stop(syscall.SIGKILL) })
+		p.start()
+		s.sentinels = append(s.sentinels, p)
+	}
+	waitFor(t, 30*time.Second, "the sentinels to know each other and the replica", func() error {
+		for _, p := range s.sentinels {
+			c := redis.NewSentinelClient(&redis.Options{Addr: p.addr()})
+			m, err := c.Master(context.Background(), s.Master).Result()
+			c.Close()
+			if err != nil {
+				return err
+			}
+			if m["num-other-sentinels"] != "2" || m["num-slaves"] != "1" {
+				return fmt.Errorf("sentinel %d sees %s other sentinels and %s replicas", p.port, m["num-other-sentinels"], m["num-slaves"])
+			}
+		}
+		return nil
+	})
+	return s
+}
+
+// URL is the redis+sentinel URL of the setup.
+func (s *Sentinel) URL() string {
+	hosts := make([]string, len(s.sentinels))
+	for i, p := range s.sentinels {
+		hosts[i] = p.addr()
+	}
+	return "redis+sentinel://" + strings.Join(hosts, ",") + "/" + s.Master + "/0"
+}
+
+// Primary is the server the sentinels currently name as primary.
+func (s *Sentinel) Primary() *Server {
+	s.t.Helper()
+	addr, err := s.primaryAddr()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, srv := range s.servers {
+		if srv.Addr == addr {
+			return srv
+		}
+	}
+	s.t.Fatalf("sentinels name %s as primary, which this setup did not start", addr)
+	return nil
+}
+
+func (s *Sentinel) primaryAddr() (string, error) {
+	var lastErr error
+	for _, p := range s.sentinels {
+		c := redis.NewSentinelClient(&redis.Options{Addr: p.addr(), DialTimeout: time.Second})
+		hp, err := c.GetMasterAddrByName(context.Background(), s.Master).Result()
+		c.Close()
+		if err == nil {
+			return net.JoinHostPort(hp[0], hp[1]), nil
+		}
+		lastErr = err
+	}
+	return "", lastErr
+}
+
+// Failover kills the primary once the replica holds everything it wrote, then waits until the
+// sentinels have promoted the replica and it accepts writes.
+func (s *Sentinel) Failover() {
+	s.t.Helper()
+	old := s.Primary()
+	var replica *Server
+	for _, srv := range s.servers {
+		if srv != old {
+			replica = srv
+		}
+	}
+	waitFor(s.t, 15*time.Second, "the replica to catch up before the failover", func() error { return inSync(old, replica) })
+	old.Kill()
+	waitFor(s.t, 60*time.Second, "the sentinels to promote the replica", func() error {
+		addr, err := s.primaryAddr()
+		if err != nil {
+			return err
+		}
+		if addr != replica.Addr {
+			return fmt.Errorf("primary is still %s", addr)
+		}
+		c := redis.NewClient(&redis.Options{Addr: replica.Addr})
+		defer c.Close()
+		role, err := c.Do(context.Background(), "ROLE").Slice()
+		if err != nil {
+			return err
+		}
+		if role[0] != "master" {
+			return fmt.Errorf("%s is still a %v", replica.Addr, role[0])
+		}
+		return nil
+	})
+}
+
+// inSync reports an error until replica has applied everything primary wrote.
+func inSync(primary, replica *Server) error {
+	ctx := context.Background()
+	pc := redis.NewClient(&redis.Options{Addr: primary.Addr})
+	defer pc.Close()
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
+	defer rc.Close()
+	want, err := infoField(ctx, pc, "master_repl_offset")
+	if err != nil {
+		return err
+	}
+	if link, _ := infoField(ctx, rc, "master_link_status"); link != "up" {
+		return fmt.Errorf("replica link is %q", link)
+	}
+	got, err := infoField(ctx, rc, "slave_repl_offset")
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("replica offset %s, primary %s", got, want)
+	}
+	return nil
+}
+
+func infoField(ctx context.Context, c *redis.Client, field string) (string, error) {
+	info, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("INFO has no %s", field)
+}
+
+// Cluster is a Redis Cluster of three primaries.
+type Cluster struct {
+	servers []*Server
+}
+
+// StartCluster starts three cluster-enabled servers and joins them with redis-cli.
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	cli := Program(t, "redis-cli")
+	c := &Cluster{}
+	var addrs []string
+	for range 3 {
+		// The cluster bus listens on port+10000, which must be free too.
+		var port int
+		for {
+			port = FreePort(t)
+			if port+10000 > 65535 {
+				continue
+			}
+			if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+10000))); err == nil {
+				l.Close()
+				break
+			}
+		}
+		s := newServer(t, port, t.TempDir(), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		s.p.start()
+		c.servers = append(c.servers, s)
+		addrs = append(addrs, s.Addr)
+	}
+	out, err := exec.Command(cli, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	waitFor(t, 30*time.Second, "the cluster to be ready", func() error {
+		for _, s := range c.servers {
+			cc := redis.NewClient(&redis.Options{Addr: s.Addr})
+			info, err := cc.ClusterInfo(context.Background()).Result()
+			cc.Close()
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(info, "cluster_state:ok") {
+				return fmt.Errorf("%s: cluster state not ok", s.Addr)
+			}
+		}
+		return nil
+	})
+	return c
+}
+
+// URL is the redis+cluster URL of the cluster.
+func (c *Cluster) URL() string {
+	addrs := make([]string, len(c.servers))
+	for i, s := range c.servers {
+		addrs[i] = s.Addr
+	}
+	return "redis+cluster://" + strings.Join(addrs, ",")
+}
+
+// waitFor polls check until it succeeds, failing the test after timeout.
+func waitFor(t testing.TB, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

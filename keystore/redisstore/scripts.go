@@ -1,0 +1,144 @@
+package redisstore
+
+import "github.com/redis/go-redis/v9"
+
+// Every write is one Lua script: Redis runs a script to the end before anything else, and
+// replicates and persists its effects as one transaction, so a crash or a failover never leaves
+// half a record, an index without its record, or a change without its invalidation message.
+//
+// Scripts name every key they write in KEYS; the few keys they derive from stored data (an
+// account's group grants, an owner's index) share the store's hash tag, so under Cluster they
+// are in the same slot as the declared ones. Errors are replies "NOTFOUND what" and
+// "EXISTS what", mapped to keystore's sentinels.
+
+// loadPrincipal: KEYS[1] key; ARGV[1] prefix. Returns nil when the key is missing, {key} when
+// its account is missing, else {key, account, owned, account grants, group, group grants, …}.
+var loadPrincipal = redis.NewScript(`
+local p = ARGV[1]
+local key = redis.call('HGETALL', KEYS[1])
+if #key == 0 then return false end
+local account
+for i = 1, #key, 2 do if key[i] == 'account' then account = key[i + 1] end end
+local acct = redis.call('HGETALL', p .. 'a:' .. account)
+if #acct == 0 then return {key} end
+local groups = {}
+for i = 1, #acct, 2 do if acct[i] == 'groups' then groups = cjson.decode(acct[i + 1]) end end
+local out = {key, acct, redis.call('SMEMBERS', p .. 'oa:' .. account), redis.call('HGETALL', p .. 'g:account:' .. account)}
+for _, g in ipairs(groups) do
+  out[#out + 1] = g
+  out[#out + 1] = redis.call('HGETALL', p .. 'g:group:' .. g)
+end
+return out
+`)
+
+// createAccount: KEYS account, accounts; ARGV name, json, groups, roles, disabled.
+var createAccount = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('EXISTS account') end
+redis.call('HSET', KEYS[1], 'json', ARGV[2], 'groups', ARGV[3], 'roles', ARGV[4], 'disabled', ARGV[5])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+return 1
+`)
+
+// updateAccount: KEYS account; ARGV channel, message, groups, roles, disabled.
+var updateAccount = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOTFOUND account') end
+redis.call('HSET', KEYS[1], 'groups', ARGV[3], 'roles', ARGV[4], 'disabled', ARGV[5])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+`)
+
+// createKey: KEYS key, account, account's keys, all keys; ARGV id, json, account, revoked,
+// last used.
+var createKey = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 0 then return redis.error_reply('NOTFOUND account') end
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('EXISTS key') end
+redis.call('HSET', KEYS[1], 'json', ARGV[2], 'account', ARGV[3], 'revoked', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'last_used', ARGV[5]) end
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[4], 0, ARGV[1])
+return 1
+`)
+
+// revokeKey: KEYS key; ARGV channel, message.
+var revokeKey = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOTFOUND key') end
+redis.call('HSET', KEYS[1], 'revoked', '1')
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+`)
+
+// touchKeys: KEYS keys; ARGV last-used times as zero-padded nanoseconds, which compare as
+// strings exactly (Lua numbers would round them). Missing keys are skipped; times never move
+// backwards.
+var touchKeys = redis.NewScript(`
+for i, k in ipairs(KEYS) do
+  if redis.call('EXISTS', k) == 1 then
+    local old = redis.call('HGET', k, 'last_used')
+    if not old or old < ARGV[i] then redis.call('HSET', k, 'last_used', ARGV[i]) end
+  end
+end
+return 1
+`)
+
+// putGrant: KEYS subject's grants, subjects, repository's subjects; ARGV channel, message,
+// subject, repository, actions….
+var putGrant = redis.NewScript(`
+local set = {}
+local cur = redis.call('HGET', KEYS[1], ARGV[4])
+if cur then for a in string.gmatch(cur, '[^,]+') do set[a] = true end end
+for i = 5, #ARGV do set[ARGV[i]] = true end
+local list = {}
+for a in pairs(set) do list[#list + 1] = a end
+table.sort(list)
+redis.call('HSET', KEYS[1], ARGV[4], table.concat(list, ','))
+redis.call('ZADD', KEYS[2], 0, ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+`)
+
+// removeGrant: same KEYS as putGrant; ARGV channel, message, subject, repository, actions…
+// (none: the whole row).
+var removeGrant = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[4])
+if not cur then return redis.error_reply('NOTFOUND grant') end
+local left = {}
+if #ARGV > 4 then
+  local drop = {}
+  for i = 5, #ARGV do drop[ARGV[i]] = true end
+  for a in string.gmatch(cur, '[^,]+') do if not drop[a] then left[#left + 1] = a end end
+end
+if #left == 0 then
+  redis.call('HDEL', KEYS[1], ARGV[4])
+  redis.call('SREM', KEYS[3], ARGV[3])
+  if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[3]) end
+else
+  redis.call('HSET', KEYS[1], ARGV[4], table.concat(left, ','))
+end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+`)
+
+// reserve: KEYS ownership, owner's repositories, repositories, owner account; ARGV channel,
+// message, repository, json.
+var reserve = redis.NewScript(`
+if redis.call('EXISTS', KEYS[4]) == 0 then return redis.error_reply('NOTFOUND account') end
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('EXISTS repository') end
+redis.call('SET', KEYS[1], ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[3], 0, ARGV[3])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+`)
+
+// release: KEYS ownership, repositories; ARGV channel, prefix, repository.
+var release = redis.NewScript(`
+local o = redis.call('GET', KEYS[1])
+if not o then return redis.error_reply('NOTFOUND repository') end
+local owner = cjson.decode(o)['owner']
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[3])
+redis.call('SREM', ARGV[2] .. 'oa:' .. owner, ARGV[3])
+redis.call('PUBLISH', ARGV[1], 'a ' .. owner)
+return 1
+`)
