@@ -1,10 +1,13 @@
 package redisstore
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 )
 
 type metrics struct {
@@ -80,3 +83,15 @@ func (h *health) down(op string, err error) {
 		h.logger.Error("redis store unreachable; token requests fail closed (503, no token) until it returns", "operation", op, "error", err)
 	}
 }
+
+// clientLog sends go-redis' own messages (one per failed dial, while Redis is down) to slog at
+// debug level: the store already logs an outage once, with its reason.
+type clientLog struct{ logger *slog.Logger }
+
+func (l clientLog) Printf(ctx context.Context, format string, v ...any) {
+	l.logger.DebugContext(ctx, "redis client", "message", fmt.Sprintf(format, v...))
+}
+
+// RouteClientLogs sends the messages go-redis writes to its process-wide logger to logger. A
+// program calls it once, before opening stores.
+func RouteClientLogs(logger *slog.Logger) { redis.SetLogger(clientLog{logger}) }

@@ -257,10 +257,11 @@ func Redact(raw string) string {
 	rest, query, hasQuery := strings.Cut(rest, "?")
 	if at := strings.LastIndex(rest, "@"); at >= 0 {
 		user, _, _ := strings.Cut(rest[:at], ":")
-		rest = user + ":…@" + rest[at+1:]
-		if user == "" {
-			rest = "…@" + rest[at+1:]
+		hidden := "…@"
+		if user != "" {
+			hidden = user + ":…@"
 		}
+		rest = hidden + rest[at+1:]
 	}
 	out := scheme + "://" + rest
 	if hasQuery {

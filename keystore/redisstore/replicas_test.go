@@ -1,0 +1,235 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/keystore/redisstore/redistest"
+	"github.com/regoauth/regoauth/keystore/storetest"
+)
+
+var ctx = context.Background()
+
+func openStore(t *testing.T, url string, opts Options) (*Store, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	opts.Registerer = reg
+	s, err := Open(url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, reg
+}
+
+// waitLive waits until a store's invalidation channel is up, as a replica is once it started.
+func waitLive(t *testing.T, s *Store) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(s.metrics.listening) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("invalidation channel did not come up within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestInvalidationReachesOtherReplicas: two stores share one Redis, both caching for a minute.
+// A change made through one is refused by the other within a second. Before each change the
+// test proves the other replica really serves from its cache (a change written behind the
+// stores' back, without a message, goes unnoticed), so only invalidation explains the refusal.
+func TestInvalidationReachesOtherReplicas(t *testing.T) {
+	RouteClientLogs(slog.New(slog.DiscardHandler))
+	srv := redistest.Start(t)
+	url := srv.URL() + "?prefix=replicas"
+	a, _ := openStore(t, url, Options{CacheTTL: time.Minute})
+	b, _ := openStore(t, url, Options{CacheTTL: time.Minute})
+	waitLive(t, a)
+	waitLive(t, b)
+	raw := srv.Client()
+
+	buyers := keystore.Subject{Kind: keystore.SubjectGroup, Name: "buyers"}
+	setup := func(t *testing.T, name string) (keystore.Key, string) {
+		if err := a.CreateAccount(ctx, keystore.Account{Name: name, Groups: []string{"buyers"}}); err != nil && !errors.Is(err, keystore.ErrExists) {
+			t.Fatal(err)
+		}
+		k, plain := storetest.NewKey(t, name)
+		if err := a.CreateKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range []keystore.Grant{
+			{Subject: buyers, Repository: "shop/app", Actions: []string{"pull"}},
+			{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: name}, Repository: name + "/own", Actions: []string{"push"}},
+		} {
+			if err := a.PutGrant(ctx, g); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return k, plain
+	}
+	// refusedWithin polls replica b until check says the change is seen.
+	refusedWithin := func(t *testing.T, limit time.Duration, check func() bool) time.Duration {
+		start := time.Now()
+		for !check() {
+			if time.Since(start) > limit {
+				t.Fatalf("replica b still serves the old state after %s", limit)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	repos := func(p keystore.Principal) []string {
+		var out []string
+		for _, g := range p.Grants {
+			out = append(out, g.Repository)
+		}
+		slices.Sort(out)
+		return out
+	}
+
+	for _, tt := range []struct {
+		name string
+		// change makes it through a; seen reports whether b refuses now.
+		change func(t *testing.T, k keystore.Key)
+		seen   func(k keystore.Key, plain string) bool
+	}{
+		{"revoke a key",
+			func(t *testing.T, k keystore.Key) { must(t, a.RevokeKey(ctx, k.ID)) },
+			func(k keystore.Key, plain string) bool {
+				_, err := keystore.Authenticate(ctx, b, k.Account, plain, time.Now())
+				return errors.Is(err, keystore.ErrBadCredentials)
+			}},
+		{"disable an account",
+			func(t *testing.T, k keystore.Key) {
+				must(t, a.UpdateAccount(ctx, keystore.Account{Name: k.Account, Groups: []string{"buyers"}, Disabled: true}))
+			},
+			func(k keystore.Key, plain string) bool {
+				_, err := keystore.Authenticate(ctx, b, k.Account, plain, time.Now())
+				return errors.Is(err, keystore.ErrBadCredentials)
+			}},
+		{"remove an account's grant",
+			func(t *testing.T, k keystore.Key) {
+				must(t, a.RemoveGrant(ctx, keystore.Subject{Kind: keystore.SubjectAccount, Name: k.Account}, k.Account+"/own", nil))
+			},
+			func(k keystore.Key, plain string) bool {
+				p, err := keystore.Authenticate(ctx, b, k.Account, plain, time.Now())
+				return err == nil && !slices.Contains(repos(p), k.Account+"/own")
+			}},
+		{"remove a group's grant",
+			func(t *testing.T, k keystore.Key) { must(t, a.RemoveGrant(ctx, buyers, "shop/app", nil)) },
+			func(k keystore.Key, plain string) bool {
+				p, err := keystore.Authenticate(ctx, b, k.Account, plain, time.Now())
+				return err == nil && !slices.Contains(repos(p), "shop/app")
+			}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			name := fmt.Sprintf("user%d", time.Now().UnixNano()%1e9)
+			k, plain := setup(t, name)
+			// Let the setup's own invalidations reach b, then warm b's cache.
+			time.Sleep(100 * time.Millisecond)
+			hits := testutil.ToFloat64(b.metrics.cache.WithLabelValues("hit"))
+			for range 2 {
+				if p, err := keystore.Authenticate(ctx, b, name, plain, time.Now()); err != nil || len(p.Grants) != 2 {
+					t.Fatalf("before: %+v, %v", p, err)
+				}
+			}
+			if testutil.ToFloat64(b.metrics.cache.WithLabelValues("hit")) != hits+1 {
+				t.Fatal("replica b did not serve the second lookup from its cache")
+			}
+			// A grant written behind the stores' back, without a message, stays unseen by b: b
+			// answers from its cache, so only the invalidation can explain what follows.
+			raw.HSet(ctx, a.grantsKey("account:"+name), name+"/probe", "pull")
+			time.Sleep(300 * time.Millisecond)
+			if p, err := keystore.Authenticate(ctx, b, name, plain, time.Now()); err != nil || slices.Contains(repos(p), name+"/probe") {
+				t.Fatalf("replica b saw an unannounced change (%v, %v): it is not serving from its cache, so this test proves nothing", repos(p), err)
+			}
+			tt.change(t, k)
+			took := refusedWithin(t, time.Second, func() bool { return tt.seen(k, plain) })
+			t.Logf("replica b refused %s after the change", took)
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailsClosedAndRecovers stops the Redis server under a caching store: lookups fail with
+// ErrUnavailable (the cache stops serving as soon as its channel is gone), the metrics say so,
+// and when the server returns the store works again without being reopened.
+func TestFailsClosedAndRecovers(t *testing.T) {
+	RouteClientLogs(slog.New(slog.DiscardHandler))
+	srv := redistest.Start(t)
+	s, _ := openStore(t, srv.URL(), Options{CacheTTL: time.Minute})
+	waitLive(t, s)
+	must(t, s.CreateAccount(ctx, keystore.Account{Name: "alice"}))
+	k, plain := storetest.NewKey(t, "alice")
+	must(t, s.CreateKey(ctx, k))
+	for range 2 {
+		if _, err := keystore.Authenticate(ctx, s, "alice", plain, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hits := testutil.ToFloat64(s.metrics.cache.WithLabelValues("hit")); hits < 1 {
+		t.Fatalf("cache hits = %v before the outage; the test needs a warm cache", hits)
+	}
+
+	srv.Stop()
+	start := time.Now()
+	for {
+		_, err := keystore.Authenticate(ctx, s, "alice", plain, time.Now())
+		if errors.Is(err, keystore.ErrUnavailable) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("during the outage: %v, want ErrUnavailable", err)
+		}
+		if time.Since(start) > time.Second {
+			t.Fatal("still authenticating from the cache 1s after Redis stopped")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for range 5 {
+		if _, err := s.LoadPrincipal(ctx, k.ID); !errors.Is(err, keystore.ErrUnavailable) {
+			t.Fatalf("LoadPrincipal during the outage = %v, want ErrUnavailable", err)
+		}
+	}
+	if err := s.Ping(ctx); !errors.Is(err, keystore.ErrUnavailable) {
+		t.Fatalf("Ping during the outage = %v", err)
+	}
+	if up := testutil.ToFloat64(s.metrics.up); up != 0 {
+		t.Fatalf("regoauth_store_up = %v during the outage", up)
+	}
+	if n := testutil.ToFloat64(s.metrics.unavailable.WithLabelValues("load principal")); n < 5 {
+		t.Fatalf("unavailable_total{load principal} = %v", n)
+	}
+
+	srv.Restart()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := keystore.Authenticate(ctx, s, "alice", plain, time.Now())
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store did not recover within 10s of Redis returning: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if up := testutil.ToFloat64(s.metrics.up); up != 1 {
+		t.Fatalf("regoauth_store_up = %v after recovery", up)
+	}
+	waitLive(t, s)
+}
