@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/regoauth/regoauth/keystore/redisstore"
 	"github.com/regoauth/regoauth/tokens"
 )
 
@@ -58,10 +59,23 @@ type Signing struct {
 	KID string `yaml:"kid"`
 }
 
-// Store locates the key store: bolt://PATH, or a Redis URL.
+// Store locates the key store: bolt://PATH, or a Redis URL (redis://, rediss://,
+// redis+sentinel://, redis+cluster://; see the README).
 type Store struct {
 	URL Secret `yaml:"url"`
+	// Cache keeps recently loaded principals in memory (Redis only); every replica evicts an
+	// entry as soon as any replica changes what it holds.
+	Cache StoreCache `yaml:"cache"`
 }
+
+// StoreCache bounds the principal cache. A TTL of 0 turns it off.
+type StoreCache struct {
+	TTL  Duration `yaml:"ttl"`
+	Size int      `yaml:"size"`
+}
+
+// maxCacheTTL bounds how long a principal may live in memory even if an invalidation were lost.
+const maxCacheTTL = time.Minute
 
 // Policy locates the Rego policy; an empty Dir means the built-in default policy.
 type Policy struct {
@@ -161,6 +175,7 @@ func defaults() Config {
 		TokenTTL: Duration(5 * time.Minute),
 		Listen:   Listener{Addr: ":5001"},
 		Signing:  Signing{KID: string(tokens.KIDThumbprint)},
+		Store:    Store{Cache: StoreCache{TTL: Duration(5 * time.Second), Size: 10000}},
 		Limits:   Limits{MaxScopes: 32, MaxScopeLength: 512, MaxInFlight: 1024},
 		Log:      Log{Format: "json", Level: "info"},
 	}
@@ -225,6 +240,9 @@ func (c Config) Validate() error {
 			add("store.url: %v", err)
 		}
 	}
+	if ttl := time.Duration(c.Store.Cache.TTL); ttl < 0 || ttl > maxCacheTTL || c.Store.Cache.Size < 0 {
+		add("store.cache: ttl must be between 0 (off) and %s, size at least 0", maxCacheTTL)
+	}
 	if c.Policy.Dir != "" {
 		if st, err := os.Stat(c.Policy.Dir); err != nil || !st.IsDir() {
 			add("policy.dir: %q is not a readable directory", c.Policy.Dir)
@@ -266,20 +284,14 @@ func parseStoreURL(u string) (kind, location string, err error) {
 			return "", "", errors.New("bolt:// needs a file path, e.g. bolt:///var/lib/regoauth/store.db")
 		}
 		return "bolt", path, nil
-	case strings.HasPrefix(u, "redis://"), strings.HasPrefix(u, "rediss://"), strings.HasPrefix(u, "redis+sentinel://"):
+	case redisstore.IsURL(u):
+		if _, err := redisstore.ParseURL(u); err != nil {
+			return "", "", err
+		}
 		return "redis", u, nil
 	}
-	return "", "", fmt.Errorf("unsupported store URL %q: use bolt://, redis://, rediss:// or redis+sentinel://", redact(u))
+	return "", "", fmt.Errorf("unsupported store URL %q: use bolt://, redis://, rediss://, redis+sentinel:// or redis+cluster://", redact(u))
 }
 
-// redact hides a password in a URL for error messages.
-func redact(u string) string {
-	scheme, rest, ok := strings.Cut(u, "://")
-	if !ok {
-		return u
-	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		rest = "…@" + rest[at+1:]
-	}
-	return scheme + "://" + rest
-}
+// redact hides passwords in a URL (user info and options) for logs and error messages.
+func redact(u string) string { return redisstore.Redact(u) }

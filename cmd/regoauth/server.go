@@ -23,6 +23,7 @@ import (
 	"github.com/regoauth/regoauth/authz"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/boltstore"
+	"github.com/regoauth/regoauth/keystore/redisstore"
 	"github.com/regoauth/regoauth/policies"
 	"github.com/regoauth/regoauth/policy"
 	"github.com/regoauth/regoauth/tokens"
@@ -89,14 +90,17 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 		return nil, err
 	}
 
-	if s.store, err = openStore(cfg.Store); err != nil {
+	if s.store, err = openStore(ctx, cfg.Store, logger, s.registry); err != nil {
 		return nil, err
 	}
 	s.usage = keystore.NewUsageTracker(s.store, 10*time.Second, logger)
 	return s, nil
 }
 
-func openStore(cfg Store) (keystore.Store, error) {
+// openStore opens the store a configuration names. A Redis store opens even while Redis is
+// unreachable: the server then starts not ready, refuses tokens with 503, and recovers by
+// itself when Redis answers.
+func openStore(ctx context.Context, cfg Store, logger *slog.Logger, reg prometheus.Registerer) (keystore.Store, error) {
 	u, err := cfg.URL.Resolve()
 	if err != nil {
 		return nil, fmt.Errorf("store.url: %w", err)
@@ -105,11 +109,26 @@ func openStore(cfg Store) (keystore.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch kind {
-	case "bolt":
+	if kind == "bolt" {
 		return boltstore.Open(location)
 	}
-	return nil, fmt.Errorf("store %s: the Redis backend is not built into this version", redact(u))
+	logger = logger.With("component", "store")
+	redisstore.RouteClientLogs(logger)
+	s, err := redisstore.Open(location, redisstore.Options{
+		CacheTTL: time.Duration(cfg.Cache.TTL), CacheSize: cfg.Cache.Size,
+		Logger: logger, Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := s.Ping(pingCtx); err != nil {
+		logger.Warn("redis store not reachable yet; not ready until it is", "url", redact(u), "error", err)
+	} else {
+		logger.Info("redis store connected", "url", redact(u), "cache_ttl", time.Duration(cfg.Cache.TTL).String())
+	}
+	return s, nil
 }
 
 // Close releases the store.
