@@ -5,7 +5,9 @@ package storetest
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"io"
 	"slices"
 	"testing"
 	"time"
@@ -323,5 +325,13 @@ func testValidation(t *testing.T, s keystore.Store) {
 	must(t, err)
 	if len(got) != 0 {
 		t.Fatalf("invalid grants were stored: %+v", got)
+	}
+}
+
+// MustEncode writes v as one JSON line.
+func MustEncode(t testing.TB, w io.Writer, v any) {
+	t.Helper()
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		t.Fatal(err)
 	}
 }

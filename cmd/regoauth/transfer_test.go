@@ -1,0 +1,299 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/keystore/boltstore"
+	"github.com/regoauth/regoauth/keystore/redisstore"
+	"github.com/regoauth/regoauth/keystore/redisstore/redistest"
+	"github.com/regoauth/regoauth/keystore/storetest"
+)
+
+// runCLI runs the regoauth command line in-process and returns its stdout, stderr and error.
+func runCLI(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	cmd := rootCommand()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetIn(strings.NewReader(stdin))
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), errOut.String(), err
+}
+
+// seed fills a store with one record of every shape an export must carry.
+func seed(t *testing.T, s keystore.Store) {
+	t.Helper()
+	ctx := context.Background()
+	created := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	for _, a := range []keystore.Account{
+		{Name: "admin", Roles: []string{"admin"}, Created: created},
+		{Name: "seller", Groups: []string{"sellers", "staff"}, Created: created.Add(time.Second)},
+		{Name: "buyer", Disabled: true, Created: created.Add(2 * time.Second)},
+	} {
+		if err := s.CreateAccount(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, account := range []string{"admin", "seller", "seller", "buyer"} {
+		_, id, hash, err := keystore.NewAPIKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := keystore.Key{ID: id, Account: account, Name: "key " + account, Hash: hash, Created: created}
+		switch i {
+		case 1:
+			k.Expires = created.Add(90 * 24 * time.Hour)
+			k.LastUsed = created.Add(time.Hour + 123456789*time.Nanosecond)
+			k.Restrictions = keystore.Restrictions{Actions: []string{"pull"}, Repositories: []string{"shop/**"}, CIDRs: []string{"10.0.0.0/8"}}
+		case 2:
+			k.Revoked = true
+			k.LastUsed = created.Add(time.Minute)
+		}
+		if err := s.CreateKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range []keystore.Grant{
+		{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"}, Repository: "shop/app", Actions: []string{"pull"}},
+		{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "sellers"}, Repository: "host:5000/shop/*", Actions: []string{"delete", "push"}},
+	} {
+		if err := s.PutGrant(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: created}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snapshot reads every record of a store through the Store interface, hashes included.
+type snapshot struct {
+	Accounts []keystore.Account
+	Keys     []keystore.Key
+	Grants   []keystore.Grant
+	Owned    []keystore.Ownership
+}
+
+func take(t *testing.T, s keystore.Store) snapshot {
+	t.Helper()
+	ctx := context.Background()
+	var snap snapshot
+	var err error
+	if snap.Accounts, err = s.ListAccounts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	listed, err := s.ListKeys(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range listed {
+		full, err := s.GetKey(ctx, k.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap.Keys = append(snap.Keys, full)
+	}
+	if snap.Grants, err = s.ListGrants(ctx, keystore.GrantFilter{}); err != nil {
+		t.Fatal(err)
+	}
+	if snap.Owned, err = s.ListOwnership(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
+func (a snapshot) equal(t *testing.T, b snapshot) {
+	t.Helper()
+	if len(a.Accounts) != len(b.Accounts) || len(a.Keys) != len(b.Keys) || !reflect.DeepEqual(a.Grants, b.Grants) || len(a.Owned) != len(b.Owned) {
+		t.Fatalf("snapshots differ:\n%+v\n%+v", a, b)
+	}
+	for i := range a.Accounts {
+		x, y := a.Accounts[i], b.Accounts[i]
+		if x.Name != y.Name || !slices.Equal(x.Groups, y.Groups) || !slices.Equal(x.Roles, y.Roles) || x.Disabled != y.Disabled || !x.Created.Equal(y.Created) {
+			t.Fatalf("account %d: %+v != %+v", i, x, y)
+		}
+	}
+	for i := range a.Keys {
+		if !storetest.SameKey(a.Keys[i], b.Keys[i]) {
+			t.Fatalf("key %d: %+v != %+v", i, a.Keys[i], b.Keys[i])
+		}
+	}
+	for i := range a.Owned {
+		x, y := a.Owned[i], b.Owned[i]
+		if x.Repository != y.Repository || x.Owner != y.Owner || !x.Created.Equal(y.Created) {
+			t.Fatalf("ownership %d: %+v != %+v", i, x, y)
+		}
+	}
+}
+
+func openBolt(t *testing.T, path string) keystore.Store {
+	t.Helper()
+	s, err := boltstore.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestExportImportRoundTrip moves a store bolt → Redis → bolt through the CLI and compares every
+// record of the three stores (key hashes, expiry, revoked, last use, restrictions included), and
+// the three export files byte for byte.
+func TestExportImportRoundTrip(t *testing.T) {
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	bolt1, bolt2 := filepath.Join(dir, "one.db"), filepath.Join(dir, "two.db")
+	redisURL := srv.URL() + "?prefix=roundtrip"
+
+	s := openBolt(t, bolt1)
+	seed(t, s)
+	want := take(t, s)
+	s.Close()
+	if len(want.Keys) != 4 || len(want.Grants) != 2 || len(want.Owned) != 1 {
+		t.Fatalf("seed went wrong: %+v", want)
+	}
+
+	files := []string{filepath.Join(dir, "1.jsonl"), filepath.Join(dir, "2.jsonl"), filepath.Join(dir, "3.jsonl")}
+	steps := [][]string{
+		{"export", "--store", "bolt://" + bolt1, "--output", files[0]},
+		{"import", "--store", redisURL, files[0]},
+		{"export", "--store", redisURL, "-o", files[1]},
+		{"import", "--store", "bolt://" + bolt2, files[1]},
+		{"export", "--store", "bolt://" + bolt2, "-o", files[2]},
+	}
+	for _, args := range steps {
+		if _, stderr, err := runCLI(t, "", args...); err != nil {
+			t.Fatalf("regoauth %s: %v\n%s", strings.Join(args, " "), err, stderr)
+		}
+	}
+	r, err := redisstore.Open(redisURL, redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.equal(t, take(t, r))
+	r.Close()
+	s = openBolt(t, bolt2)
+	want.equal(t, take(t, s))
+	s.Close()
+
+	first, _ := os.ReadFile(files[0])
+	for _, f := range files[1:] {
+		if got, _ := os.ReadFile(f); !bytes.Equal(got, first) {
+			t.Fatalf("%s differs from the first export:\n%s\n---\n%s", f, got, first)
+		}
+	}
+	if st, _ := os.Stat(files[0]); st.Mode().Perm() != 0o600 {
+		t.Fatalf("export file mode %v, want 0600", st.Mode().Perm())
+	}
+	// The export carries hashes, never anything that looks like a plaintext key.
+	if bytes.Contains(first, []byte("rak_")) || !bytes.Contains(first, []byte(`"hash":`)) {
+		t.Fatalf("export content unexpected:\n%s", first)
+	}
+
+	// Importing the same file again changes nothing and reports everything as present.
+	_, stderr, err := runCLI(t, "", "import", "--store", redisURL, files[0])
+	if err != nil || !strings.Contains(stderr, "(10 already present)") {
+		t.Fatalf("re-import: %v, %q", err, stderr)
+	}
+}
+
+// TestImportRefusesBadInput: every kind of bad input gets one clear error, and the store stays
+// empty.
+func TestImportRefusesBadInput(t *testing.T) {
+	srv := redistest.Start(t)
+	header := `{"export":{"format":"regoauth-export","version":1}}` + "\n"
+	account := `{"account":{"name":"alice","created":"2026-01-02T03:04:05Z"}}` + "\n"
+	key := func(account string) string {
+		_, id, hash, _ := keystore.NewAPIKey(rand.Reader)
+		var b bytes.Buffer
+		storetest.MustEncode(t, &b, keystore.Record{Key: &keystore.Key{ID: id, Account: account, Hash: hash, Created: time.Now().UTC()}})
+		return b.String()
+	}
+	for i, tt := range []struct {
+		name, input, want string
+	}{
+		{"empty", "", "empty input"},
+		{"no header", account, "line 1: invalid: not a regoauth export"},
+		{"future version", `{"export":{"format":"regoauth-export","version":9}}`, "version 9"},
+		{"not JSON", header + account + "{nope\n", "line 3"},
+		{"unknown field", header + `{"account":{"name":"alice","colour":"red"}}`, "unknown field"},
+		{"two kinds in a line", header + `{"account":{"name":"a"},"grant":{"subject":{"kind":"account","name":"a"},"repository":"r","actions":["pull"]}}`, "exactly one"},
+		{"invalid account", header + `{"account":{"name":"Bad Name"}}`, "line 2: invalid: account name"},
+		{"invalid grant", header + account + `{"grant":{"subject":{"kind":"account","name":"alice"},"repository":"r","actions":["fly"]}}`, "line 3"},
+		{"duplicate", header + account + account, "line 3: invalid: account \"alice\" already appears on line 2"},
+		{"key of unknown account", header + account + key("bob"), "its account \"bob\""},
+		{"short hash", header + account + `{"key":{"id":"aaaaaaaaaaaaaaaa","account":"alice","hash":"AAAA"}}`, "hash must be 32 bytes"},
+		{"valid records before a bad last line", header + account + key("alice") + `{"ownership":{"repository":"x","owner":"nobody"}}`, "owner \"nobody\""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			url := srv.URL() + "?prefix=bad" + string(rune('a'+i))
+			_, _, err := runCLI(t, tt.input, "import", "--store", url)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error = %v, want one line with %q", err, tt.want)
+			}
+			r, err := redisstore.Open(url, redisstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if snap := take(t, r); len(snap.Accounts)+len(snap.Keys)+len(snap.Grants)+len(snap.Owned) != 0 {
+				t.Fatalf("bad input left records behind: %+v", snap)
+			}
+		})
+	}
+}
+
+func TestImportConflicts(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src.db"), filepath.Join(dir, "dst.db")
+	s := openBolt(t, src)
+	seed(t, s)
+	s.Close()
+	export, _, err := runCLI(t, "", "export", "--store", "bolt://"+src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := openBolt(t, dst)
+	if err := d.CreateAccount(context.Background(), keystore.Account{Name: "seller", Roles: []string{"admin"}}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	_, _, err = runCLI(t, export, "import", "--store", "bolt://"+dst)
+	if !errors.Is(err, keystore.ErrConflict) || !strings.Contains(err.Error(), `account "seller"`) {
+		t.Fatalf("import over a different account: %v", err)
+	}
+	d = openBolt(t, dst)
+	defer d.Close()
+	if snap := take(t, d); len(snap.Accounts) != 1 || len(snap.Keys) != 0 {
+		t.Fatalf("a refused import wrote records: %+v", snap)
+	}
+}
+
+func TestExportImportUsage(t *testing.T) {
+	t.Setenv("REGOAUTH_STORE_URL", "")
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"export"}, "--store URL is required"},
+		{[]string{"import", "--store", "mysql://u:hunter2@h"}, "unsupported store URL"},
+		{[]string{"import", "--store", "bolt://x.db", filepath.Join(t.TempDir(), "missing.jsonl")}, "no such file"},
+	} {
+		_, _, err := runCLI(t, "", tt.args...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%v: error = %v, want %q", tt.args, err, tt.want)
+		}
+	}
+}

@@ -1,0 +1,415 @@
+package keystore
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// An export is JSON lines: a header, then every account, key (with its hash, expiry, revoked
+// flag, last use and restrictions), grant and repository ownership, in that order and sorted
+// within each kind, so that two exports of the same records are byte for byte equal.
+
+// ExportFormat and ExportVersion identify the header line.
+const (
+	ExportFormat  = "regoauth-export"
+	ExportVersion = 1
+)
+
+// ExportHeader is the first line of an export.
+type ExportHeader struct {
+	Format  string `json:"format"`
+	Version int    `json:"version"`
+}
+
+// Record is one line of an export; exactly one field is set.
+type Record struct {
+	Header    *ExportHeader `json:"export,omitempty"`
+	Account   *Account      `json:"account,omitempty"`
+	Key       *Key          `json:"key,omitempty"`
+	Grant     *Grant        `json:"grant,omitempty"`
+	Ownership *Ownership    `json:"ownership,omitempty"`
+}
+
+// Counts says how many records of each kind an export or import handled.
+type Counts struct {
+	Accounts, Keys, Grants, Ownerships int
+	// Skipped are imported records the store already held identically.
+	Skipped int
+}
+
+func (c Counts) String() string {
+	s := fmt.Sprintf("%d accounts, %d keys, %d grants, %d repositories", c.Accounts, c.Keys, c.Grants, c.Ownerships)
+	if c.Skipped > 0 {
+		s += fmt.Sprintf(" (%d already present)", c.Skipped)
+	}
+	return s
+}
+
+// keyBatchGetter is implemented by stores that read many keys, hashes included, at once.
+type keyBatchGetter interface {
+	GetKeys(ctx context.Context, ids []string) ([]Key, error)
+}
+
+// Export writes every record of s to w.
+func Export(ctx context.Context, s Store, w io.Writer) (Counts, error) {
+	var c Counts
+	bw := bufio.NewWriterSize(w, 1<<16)
+	enc := json.NewEncoder(bw)
+	write := func(r Record) error { return enc.Encode(r) }
+	if err := write(Record{Header: &ExportHeader{Format: ExportFormat, Version: ExportVersion}}); err != nil {
+		return c, err
+	}
+	accounts, err := s.ListAccounts(ctx)
+	if err != nil {
+		return c, fmt.Errorf("listing accounts: %w", err)
+	}
+	for i := range accounts {
+		if err := write(Record{Account: &accounts[i]}); err != nil {
+			return c, err
+		}
+	}
+	c.Accounts = len(accounts)
+
+	listed, err := s.ListKeys(ctx, "")
+	if err != nil {
+		return c, fmt.Errorf("listing keys: %w", err)
+	}
+	ids := make([]string, len(listed))
+	for i, k := range listed {
+		ids[i] = k.ID
+	}
+	const batch = 1000
+	for start := 0; start < len(ids); start += batch {
+		chunk := ids[start:min(start+batch, len(ids))]
+		var keys []Key
+		if bg, ok := s.(keyBatchGetter); ok {
+			if keys, err = bg.GetKeys(ctx, chunk); err != nil {
+				return c, fmt.Errorf("reading keys: %w", err)
+			}
+		} else {
+			for _, id := range chunk {
+				k, err := s.GetKey(ctx, id)
+				if err != nil {
+					return c, fmt.Errorf("reading key %s: %w", id, err)
+				}
+				keys = append(keys, k)
+			}
+		}
+		for i := range keys {
+			if err := write(Record{Key: &keys[i]}); err != nil {
+				return c, err
+			}
+		}
+		c.Keys += len(keys)
+	}
+
+	grants, err := s.ListGrants(ctx, GrantFilter{})
+	if err != nil {
+		return c, fmt.Errorf("listing grants: %w", err)
+	}
+	for i := range grants {
+		if err := write(Record{Grant: &grants[i]}); err != nil {
+			return c, err
+		}
+	}
+	c.Grants = len(grants)
+
+	owned, err := s.ListOwnership(ctx, "")
+	if err != nil {
+		return c, fmt.Errorf("listing repositories: %w", err)
+	}
+	for i := range owned {
+		if err := write(Record{Ownership: &owned[i]}); err != nil {
+			return c, err
+		}
+	}
+	c.Ownerships = len(owned)
+	return c, bw.Flush()
+}
+
+// ErrConflict is an imported record that the store holds with other content.
+var ErrConflict = errors.New("conflicts with the store")
+
+// importSet is a whole import file, read and checked before anything is written.
+type importSet struct {
+	accounts   []Account
+	keys       []Key
+	grants     []Grant
+	ownerships []Ownership
+}
+
+// MaxImportLine bounds one line of an import file.
+const MaxImportLine = 1 << 20
+
+// Import reads an export from r and writes it into s. The whole input is parsed and checked
+// first — syntax, every record's validity, duplicates, references to accounts, and conflicts
+// with what s already holds — so bad input writes nothing. Records s already holds identically
+// are skipped, so an import that stopped half way (the store went away) is finished by running
+// it again. Grants merge into existing rows, as PutGrant does. workers bounds concurrent writes.
+func Import(ctx context.Context, s Store, r io.Reader, workers int) (Counts, error) {
+	set, err := readImport(r)
+	if err != nil {
+		return Counts{}, err
+	}
+	skip, err := set.check(ctx, s)
+	if err != nil {
+		return Counts{}, err
+	}
+	return set.write(ctx, s, skip, max(workers, 1))
+}
+
+func readImport(r io.Reader) (*importSet, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), MaxImportLine)
+	set := &importSet{}
+	seen := map[string]int{}
+	dup := func(line int, kind, id string) error {
+		k := kind + " " + id
+		if first, ok := seen[k]; ok {
+			return fmt.Errorf("%w: %s %q already appears on line %d", ErrInvalid, kind, id, first)
+		}
+		seen[k] = line
+		return nil
+	}
+	line, header := 0, false
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" {
+			continue
+		}
+		var rec Record
+		dec := json.NewDecoder(strings.NewReader(text))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&rec); err != nil {
+			return nil, fmt.Errorf("line %d: %w: not a record: %v", line, ErrInvalid, err)
+		}
+		if dec.More() {
+			return nil, fmt.Errorf("line %d: %w: more than one JSON value", line, ErrInvalid)
+		}
+		n := 0
+		for _, set := range []bool{rec.Header != nil, rec.Account != nil, rec.Key != nil, rec.Grant != nil, rec.Ownership != nil} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			return nil, fmt.Errorf("line %d: %w: a record holds exactly one of export, account, key, grant, ownership", line, ErrInvalid)
+		}
+		if !header {
+			if rec.Header == nil || rec.Header.Format != ExportFormat {
+				return nil, fmt.Errorf("line %d: %w: not a regoauth export (the first line must be {\"export\":{\"format\":%q,\"version\":%d}})", line, ErrInvalid, ExportFormat, ExportVersion)
+			}
+			if rec.Header.Version != ExportVersion {
+				return nil, fmt.Errorf("line %d: %w: export version %d; this regoauth reads version %d", line, ErrInvalid, rec.Header.Version, ExportVersion)
+			}
+			header = true
+			continue
+		}
+		var err error
+		switch {
+		case rec.Header != nil:
+			err = fmt.Errorf("%w: a second header", ErrInvalid)
+		case rec.Account != nil:
+			a := *rec.Account
+			if err = a.Validate(); err == nil {
+				err = dup(line, "account", a.Name)
+			}
+			set.accounts = append(set.accounts, a)
+		case rec.Key != nil:
+			k := *rec.Key
+			if err = k.Validate(); err == nil {
+				err = dup(line, "key", k.ID)
+			}
+			set.keys = append(set.keys, k)
+		case rec.Grant != nil:
+			g := *rec.Grant
+			if err = g.Validate(); err == nil {
+				err = dup(line, "grant", g.Subject.String()+" "+g.Repository)
+			}
+			set.grants = append(set.grants, g)
+		case rec.Ownership != nil:
+			o := *rec.Ownership
+			if err = errors.Join(ValidatePattern(o.Repository), ValidateName("owner", o.Owner)); err == nil {
+				err = dup(line, "repository", o.Repository)
+			}
+			set.ownerships = append(set.ownerships, o)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("line %d: %w", line+1, err)
+	}
+	if !header {
+		return nil, fmt.Errorf("%w: empty input; expected a regoauth export", ErrInvalid)
+	}
+	return set, nil
+}
+
+// check compares the set with the store and returns which records to skip (already present,
+// identical). Accounts referred to by keys and ownership must be in the file or the store.
+func (set *importSet) check(ctx context.Context, s Store) (map[string]bool, error) {
+	skip := map[string]bool{}
+	existing, err := s.ListAccounts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the store: %w", err)
+	}
+	have := map[string]Account{}
+	for _, a := range existing {
+		have[a.Name] = a
+	}
+	known := map[string]bool{}
+	for _, a := range set.accounts {
+		known[a.Name] = true
+		if old, ok := have[a.Name]; ok {
+			if !a.sameAs(old) {
+				return nil, fmt.Errorf("account %q: %w: groups, roles or disabled differ", a.Name, ErrConflict)
+			}
+			skip["account "+a.Name] = true
+		}
+	}
+	for _, k := range set.keys {
+		if _, ok := have[k.Account]; !ok && !known[k.Account] {
+			return nil, fmt.Errorf("key %s: %w: its account %q is neither in the input nor in the store", k.ID, ErrInvalid, k.Account)
+		}
+	}
+	for _, o := range set.ownerships {
+		if _, ok := have[o.Owner]; !ok && !known[o.Owner] {
+			return nil, fmt.Errorf("repository %q: %w: its owner %q is neither in the input nor in the store", o.Repository, ErrInvalid, o.Owner)
+		}
+	}
+
+	listed, err := s.ListKeys(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("reading the store: %w", err)
+	}
+	present := map[string]bool{}
+	for _, k := range listed {
+		present[k.ID] = true
+	}
+	for _, k := range set.keys {
+		if !present[k.ID] {
+			continue
+		}
+		old, err := s.GetKey(ctx, k.ID)
+		if err != nil {
+			return nil, fmt.Errorf("reading the store: %w", err)
+		}
+		if !k.sameAs(old) {
+			return nil, fmt.Errorf("key %s: %w: the store holds another record with this id", k.ID, ErrConflict)
+		}
+		skip["key "+k.ID] = true
+	}
+
+	grants, err := s.ListGrants(ctx, GrantFilter{})
+	if err != nil {
+		return nil, fmt.Errorf("reading the store: %w", err)
+	}
+	rows := map[string][]string{}
+	for _, g := range grants {
+		rows[g.Subject.String()+" "+g.Repository] = g.Actions
+	}
+	for _, g := range set.grants {
+		id := g.Subject.String() + " " + g.Repository
+		if old, ok := rows[id]; ok && slices.Equal(MergeActions(old, g.Actions), old) {
+			skip["grant "+id] = true
+		}
+	}
+
+	owned, err := s.ListOwnership(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("reading the store: %w", err)
+	}
+	owners := map[string]string{}
+	for _, o := range owned {
+		owners[o.Repository] = o.Owner
+	}
+	for _, o := range set.ownerships {
+		if old, ok := owners[o.Repository]; ok {
+			if old != o.Owner {
+				return nil, fmt.Errorf("repository %q: %w: owned by %q in the store", o.Repository, ErrConflict, old)
+			}
+			skip["repository "+o.Repository] = true
+		}
+	}
+	return skip, nil
+}
+
+func (set *importSet) write(ctx context.Context, s Store, skip map[string]bool, workers int) (Counts, error) {
+	var c Counts
+	var done atomic.Int64
+	total := len(set.accounts) + len(set.keys) + len(set.grants) + len(set.ownerships)
+	// Kinds go in order (keys and ownership need their accounts); records of a kind in parallel.
+	phase := func(n int, id func(i int) string, put func(ctx context.Context, i int) error) error {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(workers)
+		var mu sync.Mutex
+		for i := range n {
+			if skip[id(i)] {
+				mu.Lock()
+				c.Skipped++
+				mu.Unlock()
+				done.Add(1)
+				continue
+			}
+			g.Go(func() error {
+				if err := put(gctx, i); err != nil {
+					return fmt.Errorf("%s: %w", id(i), err)
+				}
+				done.Add(1)
+				return nil
+			})
+		}
+		return g.Wait()
+	}
+	err := phase(len(set.accounts), func(i int) string { return "account " + set.accounts[i].Name },
+		func(ctx context.Context, i int) error { return s.CreateAccount(ctx, set.accounts[i]) })
+	if err == nil {
+		c.Accounts = len(set.accounts)
+		err = phase(len(set.keys), func(i int) string { return "key " + set.keys[i].ID },
+			func(ctx context.Context, i int) error { return s.CreateKey(ctx, set.keys[i]) })
+	}
+	if err == nil {
+		c.Keys = len(set.keys)
+		err = phase(len(set.grants), func(i int) string {
+			return "grant " + set.grants[i].Subject.String() + " " + set.grants[i].Repository
+		}, func(ctx context.Context, i int) error { return s.PutGrant(ctx, set.grants[i]) })
+	}
+	if err == nil {
+		c.Grants = len(set.grants)
+		err = phase(len(set.ownerships), func(i int) string { return "repository " + set.ownerships[i].Repository },
+			func(ctx context.Context, i int) error { return s.Reserve(ctx, set.ownerships[i]) })
+	}
+	if err != nil {
+		return c, fmt.Errorf("stopped after %d of %d records (run the same import again to finish it; records already imported are skipped): %w", done.Load(), total, err)
+	}
+	c.Ownerships = len(set.ownerships)
+	return c, nil
+}
+
+// sameAs compares what an import can set on an existing account.
+func (a Account) sameAs(b Account) bool {
+	return a.Name == b.Name && slices.Equal(a.Groups, b.Groups) && slices.Equal(a.Roles, b.Roles) && a.Disabled == b.Disabled
+}
+
+// sameAs compares key records; last use is left out, since a key keeps being used after an
+// export is taken.
+func (k Key) sameAs(b Key) bool {
+	return k.ID == b.ID && k.Account == b.Account && k.Name == b.Name && slices.Equal(k.Hash, b.Hash) &&
+		k.Created.Equal(b.Created) && k.Expires.Equal(b.Expires) && k.Revoked == b.Revoked &&
+		slices.Equal(k.Restrictions.Actions, b.Restrictions.Actions) &&
+		slices.Equal(k.Restrictions.Repositories, b.Restrictions.Repositories) &&
+		slices.Equal(k.Restrictions.CIDRs, b.Restrictions.CIDRs)
+}
