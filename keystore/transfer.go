@@ -9,7 +9,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
@@ -54,6 +53,15 @@ func (c Counts) String() string {
 	}
 	return s
 }
+
+// batchWriter is implemented by stores that write many records in one round trip, each
+// record still atomic on its own.
+type batchWriter interface {
+	WriteBatch(ctx context.Context, recs []Record) error
+}
+
+// writeBatchSize is how many records one WriteBatch carries.
+const writeBatchSize = 500
 
 // keyBatchGetter is implemented by stores that read many keys, hashes included, at once.
 type keyBatchGetter interface {
@@ -351,17 +359,34 @@ func (set *importSet) write(ctx context.Context, s Store, skip map[string]bool, 
 	var c Counts
 	var done atomic.Int64
 	total := len(set.accounts) + len(set.keys) + len(set.grants) + len(set.ownerships)
-	// Kinds go in order (keys and ownership need their accounts); records of a kind in parallel.
-	phase := func(n int, id func(i int) string, put func(ctx context.Context, i int) error) error {
+	bw, batched := s.(batchWriter)
+	// Kinds go in order (keys and ownership need their accounts); records of a kind in
+	// parallel, in batches when the store writes batches.
+	phase := func(n int, id func(i int) string, rec func(i int) Record, put func(ctx context.Context, i int) error) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(workers)
-		var mu sync.Mutex
+		var batch []Record
+		flush := func() {
+			recs := batch
+			batch = nil
+			g.Go(func() error {
+				if err := bw.WriteBatch(gctx, recs); err != nil {
+					return err
+				}
+				done.Add(int64(len(recs)))
+				return nil
+			})
+		}
 		for i := range n {
 			if skip[id(i)] {
-				mu.Lock()
 				c.Skipped++
-				mu.Unlock()
 				done.Add(1)
+				continue
+			}
+			if batched {
+				if batch = append(batch, rec(i)); len(batch) == writeBatchSize {
+					flush()
+				}
 				continue
 			}
 			g.Go(func() error {
@@ -372,24 +397,31 @@ func (set *importSet) write(ctx context.Context, s Store, skip map[string]bool, 
 				return nil
 			})
 		}
+		if len(batch) > 0 {
+			flush()
+		}
 		return g.Wait()
 	}
 	err := phase(len(set.accounts), func(i int) string { return "account " + set.accounts[i].Name },
+		func(i int) Record { return Record{Account: &set.accounts[i]} },
 		func(ctx context.Context, i int) error { return s.CreateAccount(ctx, set.accounts[i]) })
 	if err == nil {
 		c.Accounts = len(set.accounts)
 		err = phase(len(set.keys), func(i int) string { return "key " + set.keys[i].ID },
+			func(i int) Record { return Record{Key: &set.keys[i]} },
 			func(ctx context.Context, i int) error { return s.CreateKey(ctx, set.keys[i]) })
 	}
 	if err == nil {
 		c.Keys = len(set.keys)
 		err = phase(len(set.grants), func(i int) string {
 			return "grant " + set.grants[i].Subject.String() + " " + set.grants[i].Repository
-		}, func(ctx context.Context, i int) error { return s.PutGrant(ctx, set.grants[i]) })
+		}, func(i int) Record { return Record{Grant: &set.grants[i]} },
+			func(ctx context.Context, i int) error { return s.PutGrant(ctx, set.grants[i]) })
 	}
 	if err == nil {
 		c.Grants = len(set.grants)
 		err = phase(len(set.ownerships), func(i int) string { return "repository " + set.ownerships[i].Repository },
+			func(i int) Record { return Record{Ownership: &set.ownerships[i]} },
 			func(ctx context.Context, i int) error { return s.Reserve(ctx, set.ownerships[i]) })
 	}
 	if err != nil {

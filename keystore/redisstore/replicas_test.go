@@ -233,3 +233,34 @@ func TestFailsClosedAndRecovers(t *testing.T) {
 	}
 	waitLive(t, s)
 }
+
+// TestWriteBatch: a batch writes records in order, each checked as a single write would be.
+func TestWriteBatch(t *testing.T) {
+	srv := redistest.Start(t)
+	s, _ := openStore(t, srv.URL()+"?prefix=batch", Options{})
+	k, plain := storetest.NewKey(t, "alice")
+	grant := keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "alice"}, Repository: "image", Actions: []string{"pull"}}
+	own := keystore.Ownership{Repository: "alice/app", Owner: "alice"}
+	must(t, s.WriteBatch(ctx, []keystore.Record{{Account: &keystore.Account{Name: "alice"}}, {Key: &k}, {Grant: &grant}, {Ownership: &own}}))
+	p, err := keystore.Authenticate(ctx, s, "alice", plain, time.Now())
+	if err != nil || len(p.Grants) != 1 || !slices.Equal(p.Owned, []string{"alice/app"}) {
+		t.Fatalf("after the batch: %+v, %v", p, err)
+	}
+	orphan, _ := storetest.NewKey(t, "nobody")
+	for _, tt := range []struct {
+		name string
+		recs []keystore.Record
+		want error
+	}{
+		{"existing account", []keystore.Record{{Account: &keystore.Account{Name: "alice"}}}, keystore.ErrExists},
+		{"key of a missing account", []keystore.Record{{Key: &orphan}}, keystore.ErrNotFound},
+		{"invalid grant", []keystore.Record{{Grant: &keystore.Grant{Subject: grant.Subject, Repository: "Bad", Actions: []string{"pull"}}}}, keystore.ErrInvalid},
+		{"empty record", []keystore.Record{{}}, keystore.ErrInvalid},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := s.WriteBatch(ctx, tt.recs); !errors.Is(err, tt.want) {
+				t.Fatalf("WriteBatch = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
