@@ -170,8 +170,9 @@ func (s *Store) fail(op string, err error, what map[string]string) error {
 	return fmt.Errorf("redis %s: %w", op, err)
 }
 
-// unavailable tells connection trouble and transient server states (a replica being promoted, a
-// loading dataset, a cluster reshaping) from errors in the request itself.
+// unavailable tells connection trouble, transient server states (a replica being promoted, a
+// loading dataset, a cluster reshaping) and refused credentials — all of which make the store
+// unusable, so callers fail closed — from errors in the request itself.
 func unavailable(err error) bool {
 	var rerr redis.Error
 	if !errors.As(err, &rerr) {
@@ -179,7 +180,8 @@ func unavailable(err error) bool {
 	}
 	return redis.IsLoadingError(err) || redis.IsReadOnlyError(err) || redis.IsClusterDownError(err) ||
 		redis.IsTryAgainError(err) || redis.IsMasterDownError(err) || redis.IsMaxClientsError(err) ||
-		redis.IsNoReplicasError(err) || redis.HasErrorPrefix(err, "BUSY")
+		redis.IsNoReplicasError(err) || redis.HasErrorPrefix(err, "BUSY") ||
+		redis.IsAuthError(err) || redis.IsPermissionError(err)
 }
 
 // LoadPrincipal reads the key, its account, their grants and owned repositories in one script.

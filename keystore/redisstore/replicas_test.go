@@ -1,11 +1,13 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -262,5 +264,36 @@ func TestWriteBatch(t *testing.T) {
 				t.Fatalf("WriteBatch = %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestPasswordsStayOutOfErrorsAndLogs: with the right password the store works; with a wrong
+// one it is unavailable (so token requests fail closed), and neither password appears in the
+// error or the log.
+func TestPasswordsStayOutOfErrorsAndLogs(t *testing.T) {
+	srv := redistest.Start(t, "--requirepass", "right-hunter2")
+	host := strings.TrimPrefix(srv.URL(), "redis://")
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	RouteClientLogs(logger)
+	defer RouteClientLogs(slog.New(slog.DiscardHandler))
+
+	good, _ := openStore(t, "redis://:right-hunter2@"+host, Options{Logger: logger})
+	must(t, good.Ping(ctx))
+	bad, _ := openStore(t, "redis://app:wrong-hunter2@"+host, Options{Logger: logger})
+	err := bad.CreateAccount(ctx, keystore.Account{Name: "alice"})
+	if !errors.Is(err, keystore.ErrUnavailable) {
+		t.Fatalf("with a wrong password: %v, want ErrUnavailable", err)
+	}
+	if up := testutil.ToFloat64(bad.metrics.up); up != 0 {
+		t.Fatalf("regoauth_store_up = %v with a wrong password", up)
+	}
+	for _, text := range []string{err.Error(), logs.String()} {
+		if strings.Contains(text, "hunter2") {
+			t.Fatalf("a password leaked: %s", text)
+		}
+	}
+	if !strings.Contains(logs.String(), "redis store unreachable") {
+		t.Fatalf("the refusal was not logged:\n%s", logs.String())
 	}
 }

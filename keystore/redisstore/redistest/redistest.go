@@ -8,6 +8,7 @@ package redistest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -81,7 +82,8 @@ func (p *process) start() {
 		c := redis.NewClient(&redis.Options{Addr: p.addr(), DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
 		err := c.Ping(context.Background()).Err()
 		c.Close()
-		if err == nil {
+		var reply redis.Error
+		if err == nil || errors.As(err, &reply) { // a server that asks for a password answers too
 			return
 		}
 		select {
