@@ -117,6 +117,17 @@ type request struct {
 	oauth bool
 }
 
+// grant names how the request authenticates, for the audit log.
+func (r request) grant() string {
+	switch {
+	case r.anonymous:
+		return "anonymous"
+	case r.refreshToken != "":
+		return "refresh_token"
+	}
+	return "password"
+}
+
 // response is the token endpoint's JSON body.
 type response struct {
 	Token        string `json:"token"`
@@ -133,7 +144,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ev := event{clientIP: h.clientIP(r).String()}
 	req, err := h.parse(w, r)
 	if err == nil {
-		ev.service, ev.clientID, ev.requested = req.service, req.clientID, req.scopes
+		ev.service, ev.clientID, ev.requested, ev.grant = req.service, req.clientID, req.scopes, req.grant()
 		var resp response
 		resp, err = h.issue(r.Context(), r, req, &ev)
 		if err == nil {
