@@ -133,17 +133,28 @@ type tokenServer struct {
 type serveOptions struct {
 	services []string
 	kid      string
-	withCert bool // send x5c
+	withCert bool   // send x5c
+	alg      string // of a generated key; ES256 when empty
+	publish  []string
 }
 
 // startServe writes a config, bootstraps an admin and runs `regoauth serve`. It returns before
 // registries are started, since their service names must be in the config: pass them in.
 func startServe(t *testing.T, dir string, o serveOptions) *tokenServer {
 	t.Helper()
-	s := &tokenServer{Addr: freeAddr(t), dir: dir}
+	return startServeAt(t, dir, freeAddr(t), o)
+}
+
+// startServeAt is startServe on a given address (a restart in place).
+func startServeAt(t *testing.T, dir, addr string, o serveOptions) *tokenServer {
+	t.Helper()
+	s := &tokenServer{Addr: addr, dir: dir}
 	key, cert := filepath.Join(dir, "signing-key.pem"), filepath.Join(dir, "signing-cert.pem")
+	if o.alg == "" {
+		o.alg = "ES256"
+	}
 	if _, err := os.Stat(key); err != nil {
-		must(t, nil, binary, "signing", "generate", "--key", key, "--cert", cert, "--cn", "regoauth-e2e")
+		must(t, nil, binary, "signing", "generate", "--alg", o.alg, "--key", key, "--cert", cert, "--cn", "regoauth-e2e")
 	}
 	secret := filepath.Join(dir, "refresh-secret")
 	os.WriteFile(secret, []byte(strings.Repeat("s3cr3t", 8)), 0o600)
@@ -162,11 +173,12 @@ signing:
   key_file: %s
   %s
   kid: %s
+  publish: [%s]
 refresh_tokens:
   secrets: [{file: %s}]
 store: {url: "bolt://%s"}
 log: {format: json, level: info}
-`, strings.Join(o.services, ", "), s.Addr, key, certLine, o.kid, secret, filepath.Join(dir, "store.db"))
+`, strings.Join(o.services, ", "), s.Addr, key, certLine, o.kid, strings.Join(o.publish, ", "), secret, filepath.Join(dir, "store.db"))
 	configPath := filepath.Join(dir, "regoauth.yaml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
