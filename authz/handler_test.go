@@ -37,7 +37,7 @@ var ctx = context.Background()
 
 // env is a token endpoint over a real bolt store, the default Rego policy and a real signer.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	store   *boltstore.Store
 	engine  *policy.Engine
 	key     *tokens.Key
@@ -48,7 +48,7 @@ type env struct {
 	logs    *bytes.Buffer
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	store, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
 	if err != nil {
