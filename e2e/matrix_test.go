@@ -32,6 +32,14 @@ type mx struct {
 	file   string // an artifact file
 }
 
+// refusedRepo is where the client's refused push goes (helm adds the chart name).
+func (m *mx) refusedRepo() string {
+	if m.client == "helm" {
+		return "shared/helm/hello"
+	}
+	return "shared/" + m.client
+}
+
 func (m *mx) env() []string {
 	// skopeo is always given --authfile auth.json (relative to home, its working directory).
 	return []string{"HOME=" + m.home, "DOCKER_CONFIG=" + filepath.Join(m.home, ".docker"), "XDG_RUNTIME_DIR=" + m.home}
@@ -69,7 +77,33 @@ func matrixClients(t *testing.T) map[string]clientSteps {
 	regctl := func() string { return tool(t, "regctl") }
 	skopeo := func() string { return tool(t, "skopeo") }
 	docker := func() string { return tool(t, "docker") }
+	helm := func() string { return tool(t, "helm") }
+	helmChart := func(m *mx) string {
+		dir := filepath.Join(m.home, "hello")
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "Chart.yaml"), []byte("apiVersion: v2\nname: hello\nversion: 0.1.0\n"), 0o644)
+		m.run(helm(), "package", dir)
+		return "hello-0.1.0.tgz"
+	}
 	return map[string]clientSteps{
+		"helm": {
+			login: func(m *mx) result {
+				return m.run(helm(), "registry", "login", m.reg.Addr, "--insecure", "-u", "alice", "-p", m.key)
+			},
+			push: func(m *mx) result {
+				return m.run(helm(), "push", helmChart(m), "oci://"+m.reg.Addr+"/m/helm", "--plain-http")
+			},
+			pull: func(m *mx) result {
+				return m.run(helm(), "pull", "oci://"+m.reg.Addr+"/m/helm/hello", "--version", "0.1.0", "--plain-http")
+			},
+			refusedPush: func(m *mx) result {
+				return m.run(helm(), "push", helmChart(m), "oci://"+m.reg.Addr+"/shared/helm", "--plain-http")
+			},
+			refresh: func(m *mx) result {
+				return m.run(helm(), "pull", "oci://"+m.reg.Addr+"/m/helm/hello", "--version", "0.1.0", "--plain-http",
+					"--registry-config", filepath.Join(m.home, ".docker", "config.json"))
+			},
+		},
 		"crane": {
 			login:       func(m *mx) result { return m.run(crane(), "auth", "login", m.reg.Addr, "-u", "alice", "-p", m.key) },
 			push:        func(m *mx) result { return m.run(crane(), "append", "-f", m.layer, "-t", m.ref("m/crane/src")) },
@@ -352,7 +386,7 @@ func runSteps(t *testing.T, m *mx, c clientSteps, row string, results *matrixRes
 	}
 	step("pull", c.pull, true, nil)
 	step("refused push", c.refusedPush, false, func(before int) string {
-		return seen(before, `"requested":"repository:shared/`+m.client+`:pull,push"`, `"granted":"repository:shared/`+m.client+`:pull"`)
+		return seen(before, `"requested":"repository:`+m.refusedRepo()+`:pull,push"`, `"granted":"repository:`+m.refusedRepo()+`:pull"`)
 	})
 	step("cross-repo mount", c.mount, true, func(before int) string {
 		// The mount asks for both repositories in one token request.
