@@ -1,6 +1,12 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"time"
+
+	"github.com/regoauth/regoauth/tokens"
 	"io"
 	"net/http"
 	"net/url"
@@ -22,26 +28,36 @@ func TestKeyModes(t *testing.T) {
 		kid      string
 		jwksOnly bool // the registry trusts only `regoauth signing jwks` output
 		wantOK   bool
+		// zeroPad uses a P-256 key whose X or Y starts with a zero byte, where distribution's
+		// thumbprint departs from RFC 7638.
+		zeroPad bool
 	}{
-		{"ES256 x5c v3", "v3", "ES256", true, "thumbprint", false, true},
-		{"ES384 x5c v3", "v3", "ES384", true, "thumbprint", false, true},
-		{"RS256 x5c v3", "v3", "RS256", true, "thumbprint", false, true},
-		{"ES256 x5c v2.8", "v2.8", "ES256", true, "thumbprint", false, true},
-		{"ES384 x5c v2.8", "v2.8", "ES384", true, "libtrust", false, true},
-		{"RS256 x5c v2.8", "v2.8", "RS256", true, "thumbprint", false, true},
-		{"thumbprint kid v3", "v3", "ES256", false, "thumbprint", false, true},
-		{"RS256 thumbprint kid v3", "v3", "RS256", false, "thumbprint", false, true},
-		{"libtrust kid v2.8", "v2.8", "ES256", false, "libtrust", false, true},
-		{"RS256 libtrust kid v2.8", "v2.8", "RS256", false, "libtrust", false, true},
+		{"ES256 x5c v3", "v3", "ES256", true, "thumbprint", false, true, false},
+		{"ES384 x5c v3", "v3", "ES384", true, "thumbprint", false, true, false},
+		{"RS256 x5c v3", "v3", "RS256", true, "thumbprint", false, true, false},
+		{"ES256 x5c v2.8", "v2.8", "ES256", true, "thumbprint", false, true, false},
+		{"ES384 x5c v2.8", "v2.8", "ES384", true, "libtrust", false, true, false},
+		{"RS256 x5c v2.8", "v2.8", "RS256", true, "thumbprint", false, true, false},
+		{"thumbprint kid v3", "v3", "ES256", false, "thumbprint", false, true, false},
+		{"RS256 thumbprint kid v3", "v3", "RS256", false, "thumbprint", false, true, false},
+		{"libtrust kid v2.8", "v2.8", "ES256", false, "libtrust", false, true, false},
+		{"RS256 libtrust kid v2.8", "v2.8", "RS256", false, "libtrust", false, true, false},
 		// Why the modes exist: each registry version resolves only its own kid form.
-		{"thumbprint kid refused by v2.8", "v2.8", "ES256", false, "thumbprint", false, false},
-		{"libtrust kid refused by v3", "v3", "ES256", false, "libtrust", false, false},
-		{"JWKS v3", "v3", "ES256", false, "thumbprint", true, true},
-		{"JWKS RS256 v3", "v3", "RS256", false, "thumbprint", true, true},
+		{"thumbprint kid refused by v2.8", "v2.8", "ES256", false, "thumbprint", false, false, false},
+		{"libtrust kid refused by v3", "v3", "ES256", false, "libtrust", false, false, false},
+		{"JWKS v3", "v3", "ES256", false, "thumbprint", true, true, false},
+		{"JWKS RS256 v3", "v3", "RS256", false, "thumbprint", true, true, false},
+		{"thumbprint kid v3, zero-led coordinate", "v3", "ES256", false, "thumbprint", false, true, true},
+		// An x5c that does not chain to the registry's roots is refused, even though the
+		// registry trusts the key by kid: there is no fallback.
+		{"x5c outside a JWKS-only registry", "v3", "ES256", true, "thumbprint", true, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
+			if tt.zeroPad {
+				writeZeroLedKey(t, dir)
+			}
 			regAddr := freeAddr(t)
 			srv := startServe(t, dir, serveOptions{services: []string{regAddr}, alg: tt.alg, withCert: tt.x5c, kid: tt.kid})
 			trust := registryTrust{rootCertBundle: filepath.Join(dir, "signing-cert.pem")}
@@ -193,4 +209,29 @@ func bearer(t *testing.T, s *tokenServer, service, user, key, scope string) stri
 		t.Fatalf("no token (HTTP %d)", resp.StatusCode)
 	}
 	return body.Token
+}
+
+// writeZeroLedKey writes a P-256 signing key whose X or Y coordinate starts with a zero byte,
+// and its certificate, where startServe looks for them.
+func writeZeroLedKey(t *testing.T, dir string) {
+	t.Helper()
+	for i := 0; i < 5000; i++ {
+		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		point, _ := priv.PublicKey.Bytes()
+		if point[1] != 0 && point[33] != 0 {
+			continue
+		}
+		cert, err := tokens.SelfSignedCertificate(priv, "regoauth-e2e", time.Now().Add(-time.Hour), 24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyPEM, _ := tokens.EncodePrivateKeyPEM(priv)
+		os.WriteFile(filepath.Join(dir, "signing-key.pem"), keyPEM, 0o600)
+		os.WriteFile(filepath.Join(dir, "signing-cert.pem"), tokens.EncodeCertificatesPEM(cert), 0o644)
+		return
+	}
+	t.Fatal("no zero-led key in 5000 tries")
 }

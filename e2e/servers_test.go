@@ -160,7 +160,14 @@ func startServeAt(t *testing.T, dir, addr string, o serveOptions) *tokenServer {
 	os.WriteFile(secret, []byte(strings.Repeat("s3cr3t", 8)), 0o600)
 	certLine := ""
 	if o.withCert {
-		certLine = "cert_file: " + cert
+		certLine = fmt.Sprintf("cert_file: %q", cert)
+	}
+	quoted := func(list []string) string {
+		out := make([]string, len(list))
+		for i, v := range list {
+			out[i] = fmt.Sprintf("%q", v)
+		}
+		return strings.Join(out, ", ")
 	}
 	if o.kid == "" {
 		o.kid = "thumbprint"
@@ -170,15 +177,15 @@ issuer: regoauth-e2e
 services: [%s]
 listen: {addr: %q}
 signing:
-  key_file: %s
+  key_file: %q
   %s
   kid: %s
   publish: [%s]
 refresh_tokens:
-  secrets: [{file: %s}]
-store: {url: "bolt://%s"}
+  secrets: [{file: %q}]
+store: {url: %q}
 log: {format: json, level: info}
-`, strings.Join(o.services, ", "), s.Addr, key, certLine, o.kid, strings.Join(o.publish, ", "), secret, filepath.Join(dir, "store.db"))
+`, quoted(o.services), s.Addr, key, certLine, o.kid, quoted(o.publish), secret, "bolt://"+filepath.Join(dir, "store.db"))
 	configPath := filepath.Join(dir, "regoauth.yaml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
