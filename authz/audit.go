@@ -15,6 +15,7 @@ import (
 // event is what one token request did: one audit log line and the metrics.
 type event struct {
 	method, service, clientID, clientIP string
+	grant                               string // anonymous, password or refresh_token
 	account, keyID                      string
 	decisionID                          string
 	requested, granted                  []policy.Scope
@@ -52,6 +53,7 @@ func (h *Handler) log(e event) {
 		slog.String("service", e.service),
 		slog.String("client_ip", e.clientIP),
 		slog.String("client_id", e.clientID),
+		slog.String("grant", e.grant),
 		slog.String("account", e.account),
 		slog.String("key_id", e.keyID),
 		slog.String("decision_id", e.decisionID),

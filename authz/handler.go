@@ -43,6 +43,12 @@ type UsageRecorder interface {
 	Used(keyID string, at time.Time)
 }
 
+// RefreshTokens issues and checks refresh tokens.
+type RefreshTokens interface {
+	Issue(account, keyID, service string) (string, error)
+	Verify(token string) (tokens.RefreshClaims, error)
+}
+
 // MaxFormBytes bounds a POST body; real token requests are a few hundred bytes.
 const MaxFormBytes = 16 << 10
 
@@ -55,9 +61,12 @@ type Options struct {
 	MaxScopeLength int
 	// TrustedProxies are the peers whose X-Forwarded-For is believed for the client address.
 	TrustedProxies []netip.Prefix
-	Logger         *slog.Logger
-	Registerer     prometheus.Registerer
-	Now            func() time.Time
+	// Refresh issues refresh tokens (offline_token=true, access_type=offline) and accepts
+	// grant_type=refresh_token. Without it neither is offered.
+	Refresh    RefreshTokens
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
 }
 
 // Handler serves GET and POST /token.
@@ -99,8 +108,24 @@ type request struct {
 	// anonymous is true when no credentials were sent at all.
 	anonymous          bool
 	username, password string
+	// refreshToken is set when the request authenticates with a refresh token instead of a
+	// password (grant_type=refresh_token, or a refresh token as the Basic password).
+	refreshToken string
+	// offline asks for a refresh token (offline_token=true, access_type=offline).
+	offline bool
 	// oauth is true for POST, whose response also carries "scope".
 	oauth bool
+}
+
+// grant names how the request authenticates, for the audit log.
+func (r request) grant() string {
+	switch {
+	case r.anonymous:
+		return "anonymous"
+	case r.refreshToken != "":
+		return "refresh_token"
+	}
+	return "password"
 }
 
 // response is the token endpoint's JSON body.
@@ -119,7 +144,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ev := event{clientIP: h.clientIP(r).String()}
 	req, err := h.parse(w, r)
 	if err == nil {
-		ev.service, ev.clientID, ev.requested = req.service, req.clientID, req.scopes
+		ev.service, ev.clientID, ev.requested, ev.grant = req.service, req.clientID, req.scopes, req.grant()
 		var resp response
 		resp, err = h.issue(r.Context(), r, req, &ev)
 		if err == nil {
@@ -155,7 +180,7 @@ func (h *Handler) parse(w http.ResponseWriter, r *http.Request) (request, error)
 
 func (h *Handler) parseGET(r *http.Request) (request, error) {
 	q := r.URL.Query()
-	req := request{method: "GET", clientID: q.Get("client_id")}
+	req := request{method: "GET", clientID: q.Get("client_id"), offline: q.Get("offline_token") == "true"}
 	var err error
 	if req.service, err = h.service(q.Get("service")); err != nil {
 		return req, err
@@ -170,6 +195,11 @@ func (h *Handler) parseGET(r *http.Request) (request, error) {
 	user, pass, ok := r.BasicAuth()
 	if !ok {
 		return req, fmt.Errorf("%w: Authorization is not Basic", ErrBadCredentials)
+	}
+	if tokens.IsRefreshToken(pass) {
+		// containerd falls back to GET with ":<refresh token>" as Basic auth.
+		req.username, req.refreshToken = user, pass
+		return req, nil
 	}
 	req.username, req.password = user, pass
 	return req, nil
@@ -187,6 +217,7 @@ func (h *Handler) parsePOST(w http.ResponseWriter, r *http.Request) (request, er
 	}
 	f := r.PostForm
 	req.clientID = f.Get("client_id")
+	req.offline = f.Get("access_type") == "offline"
 	var err error
 	if req.service, err = h.service(f.Get("service")); err != nil {
 		return req, err
@@ -194,15 +225,26 @@ func (h *Handler) parsePOST(w http.ResponseWriter, r *http.Request) (request, er
 	if req.scopes, err = ParseScopes(f["scope"], h.opts.MaxScopes, h.opts.MaxScopeLength); err != nil {
 		return req, err
 	}
-	switch gt := f.Get("grant_type"); gt {
-	case "password":
+	switch gt := f.Get("grant_type"); {
+	case gt == "password":
 		req.username, req.password = f.Get("username"), f.Get("password")
-	case "":
+	case gt == "refresh_token" && h.opts.Refresh != nil:
+		if req.refreshToken = f.Get("refresh_token"); req.refreshToken == "" {
+			return req, fmt.Errorf("%w: refresh_token is required", ErrBadRequest)
+		}
+	case gt == "":
 		return req, fmt.Errorf("%w: grant_type is required", ErrBadRequest)
 	default:
-		return req, fmt.Errorf("%w %q: use password", ErrUnsupportedGrant, truncate(gt, 32))
+		return req, fmt.Errorf("%w %q: use password%s", ErrUnsupportedGrant, truncate(gt, 32), h.otherGrants())
 	}
 	return req, nil
+}
+
+func (h *Handler) otherGrants() string {
+	if h.opts.Refresh != nil {
+		return " or refresh_token"
+	}
+	return ""
 }
 
 func (h *Handler) service(s string) (string, error) {
@@ -223,11 +265,12 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 		Grants:  []policy.Grant{},
 		Owned:   []string{},
 	}
+	var refresh string
 	if req.anonymous {
 		in.Principal = policy.Principal{Anonymous: true, Groups: []string{}, Roles: []string{}}
 	} else {
 		t := time.Now()
-		p, err := h.authenticate(ctx, req.username, req.password)
+		p, err := h.authenticate(ctx, req)
 		h.metrics.stage("authn", t)
 		if err != nil {
 			return response{}, err
@@ -236,6 +279,15 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 		fillPrincipal(in, p)
 		if h.usage != nil {
 			h.usage.Used(p.Key.ID, h.opts.Now())
+		}
+		if req.offline && h.opts.Refresh != nil {
+			// A refresh token stays valid until it expires: docker keeps the first one it gets,
+			// so a client using one gets the same one back rather than a rotated one.
+			if refresh = req.refreshToken; refresh == "" {
+				if refresh, err = h.opts.Refresh.Issue(p.Account.Name, p.Key.ID, req.service); err != nil {
+					return response{}, err
+				}
+			}
 		}
 	}
 
@@ -257,10 +309,11 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 		return response{}, err
 	}
 	resp := response{
-		Token:       tok.Raw,
-		AccessToken: tok.Raw,
-		ExpiresIn:   int(tok.ExpiresIn / time.Second),
-		IssuedAt:    tok.IssuedAt.UTC().Format(time.RFC3339),
+		Token:        tok.Raw,
+		AccessToken:  tok.Raw,
+		ExpiresIn:    int(tok.ExpiresIn / time.Second),
+		IssuedAt:     tok.IssuedAt.UTC().Format(time.RFC3339),
+		RefreshToken: refresh,
 	}
 	if req.oauth {
 		resp.Scope = scopeString(granted)
@@ -268,17 +321,43 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 	return resp, nil
 }
 
-// authenticate checks username and API key. Every failure is ErrBadCredentials to the client;
-// the wrapped reason is only logged.
-func (h *Handler) authenticate(ctx context.Context, username, password string) (keystore.Principal, error) {
-	if username == "" || password == "" {
+// authenticate checks an API key or a refresh token. Every failure is ErrBadCredentials to the
+// client; the wrapped reason is only logged.
+func (h *Handler) authenticate(ctx context.Context, req request) (keystore.Principal, error) {
+	var (
+		p   keystore.Principal
+		err error
+	)
+	switch {
+	case req.refreshToken != "":
+		p, err = h.authenticateRefresh(ctx, req)
+	case req.username == "" || req.password == "":
 		return keystore.Principal{}, fmt.Errorf("%w: empty username or password", ErrBadCredentials)
+	default:
+		p, err = keystore.Authenticate(ctx, h.dir, req.username, req.password, h.opts.Now())
 	}
-	p, err := keystore.Authenticate(ctx, h.dir, username, password, h.opts.Now())
 	if err != nil && !errors.Is(err, ErrBadCredentials) {
 		return p, fmt.Errorf("%w: %w", ErrUnavailable, err) // the store failed: fail closed
 	}
 	return p, err
+}
+
+// authenticateRefresh accepts a refresh token for the service it was issued for, from any
+// client, as long as the key it came from still authenticates.
+func (h *Handler) authenticateRefresh(ctx context.Context, req request) (keystore.Principal, error) {
+	if h.opts.Refresh == nil {
+		return keystore.Principal{}, fmt.Errorf("%w: refresh tokens are not enabled", ErrBadCredentials)
+	}
+	claims, err := h.opts.Refresh.Verify(req.refreshToken)
+	switch {
+	case err != nil:
+		return keystore.Principal{}, fmt.Errorf("%w: %w", ErrBadCredentials, err)
+	case claims.Service != req.service:
+		return keystore.Principal{}, fmt.Errorf("%w: refresh token of key %s is for service %q", ErrBadCredentials, claims.KeyID, claims.Service)
+	case req.username != "" && req.username != claims.Account:
+		return keystore.Principal{}, fmt.Errorf("%w: refresh token of key %s belongs to another account", ErrBadCredentials, claims.KeyID)
+	}
+	return keystore.AuthenticateKey(ctx, h.dir, claims.KeyID, claims.Account, h.opts.Now())
 }
 
 // fillPrincipal copies what the policy reads about an authenticated principal into in.

@@ -37,17 +37,18 @@ var ctx = context.Background()
 
 // env is a token endpoint over a real bolt store, the default Rego policy and a real signer.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	store   *boltstore.Store
 	engine  *policy.Engine
 	key     *tokens.Key
+	refresh *tokens.RefreshCodec
 	handler *authz.Handler
 	keys    map[string]string // account -> plaintext API key
 	now     time.Time
 	logs    *bytes.Buffer
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	store, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
 	if err != nil {
@@ -69,8 +70,13 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.refresh, err = tokens.NewRefreshCodec([][]byte{[]byte("0123456789abcdef0123456789abcdef")}, 30*24*time.Hour, func() time.Time { return e.now })
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.handler, err = authz.New(store, engine, signer, nil, authz.Options{
 		Services:   []string{service, "other.example.com"},
+		Refresh:    e.refresh,
 		Logger:     slog.New(slog.NewJSONHandler(e.logs, nil)),
 		Registerer: prometheus.NewRegistry(),
 		Now:        func() time.Time { return e.now },

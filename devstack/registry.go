@@ -33,6 +33,8 @@ type RegistryOptions struct {
 	Issuer  string
 	// RootCertBundle is the PEM file of the certificates the registry trusts for token signing.
 	RootCertBundle string
+	// JWKS is a JSON Web Key Set file of further trusted keys, looked up by kid (optional).
+	JWKS string
 	// LogLevel is the registry's own log level (panic, fatal, error, warn, info, debug).
 	LogLevel string
 }
@@ -65,9 +67,10 @@ auth:
     service: %q
     issuer: %q
     rootcertbundle: %q
+    jwks: %q
 http:
   secret: %q
-`, opts.RootDir, opts.Realm, opts.Service, opts.Issuer, opts.RootCertBundle, hex.EncodeToString(secret))))
+`, opts.RootDir, opts.Realm, opts.Service, opts.Issuer, opts.RootCertBundle, opts.JWKS, hex.EncodeToString(secret))))
 	if err != nil {
 		return nil, fmt.Errorf("registry configuration: %w", err)
 	}

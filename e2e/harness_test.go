@@ -173,11 +173,18 @@ func run(t *testing.T, env []string, name string, args ...string) result {
 // runIn is run in the working directory dir.
 func runIn(t *testing.T, dir string, env []string, name string, args ...string) result {
 	t.Helper()
+	return runInWithStdin(t, dir, env, "", name, args...)
+}
+
+// runInWithStdin is runIn with stdin as the program's standard input.
+func runInWithStdin(t *testing.T, dir string, env []string, stdin string, name string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

@@ -27,9 +27,9 @@ import (
 
 const redisService = "registry.test"
 
-// serveStack is one `regoauth serve` process, a token-server replica, with its own listener and
+// redisServe is one `regoauth serve` process, a token-server replica, with its own listener and
 // a shared store.
-type serveStack struct {
+type redisServe struct {
 	Token  string // localhost:PORT
 	dir    string
 	cmd    *exec.Cmd
@@ -38,13 +38,13 @@ type serveStack struct {
 	exited chan struct{}
 }
 
-func (s *serveStack) Write(p []byte) (int, error) {
+func (s *redisServe) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.logs.Write(p)
 }
 
-func (s *serveStack) Logs() string {
+func (s *redisServe) Logs() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.logs.String()
@@ -61,11 +61,11 @@ func signingFiles(t *testing.T) (key, cert string) {
 	return key, cert
 }
 
-// startServe runs `regoauth serve` against storeURL with the principal cache on for a minute,
+// startRedisServe runs `regoauth serve` against storeURL with the principal cache on for a minute,
 // so that only invalidation can explain a replica noticing a change within a second.
-func startServe(t *testing.T, storeURL, keyFile, certFile string) *serveStack {
+func startRedisServe(t *testing.T, storeURL, keyFile, certFile string) *redisServe {
 	t.Helper()
-	s := &serveStack{Token: freeAddr(t), dir: t.TempDir(), exited: make(chan struct{})}
+	s := &redisServe{Token: freeAddr(t), dir: t.TempDir(), exited: make(chan struct{})}
 	cfg := fmt.Sprintf(`issuer: regoauth
 services: [%s]
 listen: {addr: %q}
@@ -135,11 +135,11 @@ func seedAdmin(t *testing.T, storeURL string) string {
 	return plain
 }
 
-func (s *serveStack) cliEnv(key string) []string {
+func (s *redisServe) cliEnv(key string) []string {
 	return []string{"REGOAUTH_SERVER=http://" + s.Token, "REGOAUTH_KEY=" + key, "REGOAUTH_KEY_FILE="}
 }
 
-func (s *serveStack) cli(t *testing.T, key string, args ...string) string {
+func (s *redisServe) cli(t *testing.T, key string, args ...string) string {
 	t.Helper()
 	return must(t, s.cliEnv(key), binary, args...)
 }
@@ -151,7 +151,7 @@ type tokenResponse struct {
 	raw    string
 }
 
-func (s *serveStack) token(t *testing.T, user, key string, scopes ...string) tokenResponse {
+func (s *redisServe) token(t *testing.T, user, key string, scopes ...string) tokenResponse {
 	t.Helper()
 	q := url.Values{"service": {redisService}, "scope": scopes}
 	req, _ := http.NewRequest("GET", "http://"+s.Token+"/token?"+q.Encode(), nil)
@@ -204,7 +204,7 @@ func access(t *testing.T, r tokenResponse, certFile, repository string) []string
 
 // metric returns the sum of the samples of a metric family whose labels contain every one
 // of the given label pairs.
-func (s *serveStack) metric(t *testing.T, name string, labels ...string) float64 {
+func (s *redisServe) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + s.Token + "/metrics")
 	if err != nil {
@@ -254,8 +254,8 @@ func TestRedisReplicasSeeChangesWithinASecond(t *testing.T) {
 	storeURL := srv.URL() + "?prefix=replicas"
 	adminKey := seedAdmin(t, storeURL)
 	keyFile, certFile := signingFiles(t)
-	a := startServe(t, storeURL, keyFile, certFile)
-	b := startServe(t, storeURL, keyFile, certFile)
+	a := startRedisServe(t, storeURL, keyFile, certFile)
+	b := startRedisServe(t, storeURL, keyFile, certFile)
 
 	for _, tt := range []struct {
 		name   string
@@ -308,7 +308,7 @@ func TestRedisDownFailsClosed(t *testing.T) {
 	storeURL := srv.URL() + "?prefix=down"
 	adminKey := seedAdmin(t, storeURL)
 	keyFile, certFile := signingFiles(t)
-	s := startServe(t, storeURL, keyFile, certFile)
+	s := startRedisServe(t, storeURL, keyFile, certFile)
 	s.cli(t, adminKey, "accounts", "create", "user1")
 	key := strings.TrimSpace(s.cli(t, adminKey, "keys", "create", "--account", "user1"))
 	s.cli(t, adminKey, "grants", "add", "--account", "user1", "--repo", "image", "--actions", "pull")
@@ -376,7 +376,7 @@ func TestRedisSelfService(t *testing.T) {
 	storeURL := srv.URL() + "?prefix=market"
 	adminKey := seedAdmin(t, storeURL)
 	keyFile, certFile := signingFiles(t)
-	s := startServe(t, storeURL, keyFile, certFile)
+	s := startRedisServe(t, storeURL, keyFile, certFile)
 	for _, name := range []string{"seller", "buyer"} {
 		s.cli(t, adminKey, "accounts", "create", name)
 	}

@@ -18,30 +18,60 @@ type PrincipalLoader interface {
 
 // Authenticate checks an API key and returns its principal. When username is not empty the key
 // must belong to that account. A revoked or expired key, or a disabled account, never
-// authenticates. Errors are ErrBadCredentials, or ErrUnavailable-class errors from the store.
+// authenticates. Errors are ErrBadCredentials, or the store's own errors.
 func Authenticate(ctx context.Context, s PrincipalLoader, username, apiKey string, now time.Time) (Principal, error) {
 	id, ok := ParseAPIKey(apiKey)
 	if !ok {
 		return Principal{}, fmt.Errorf("%w: the password is not an API key", ErrBadCredentials)
 	}
-	p, err := s.LoadPrincipal(ctx, id)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return Principal{}, fmt.Errorf("%w: key %s not found", ErrBadCredentials, id)
-	case err != nil:
-		return Principal{}, fmt.Errorf("loading key %s: %w", id, err)
+	p, err := load(ctx, s, id)
+	if err != nil {
+		return Principal{}, err
 	}
-	switch {
-	case !p.Key.Matches(apiKey):
+	if !p.Key.Matches(apiKey) {
 		return Principal{}, fmt.Errorf("%w: key %s: wrong secret", ErrBadCredentials, id)
-	case p.Key.Account != p.Account.Name, username != "" && username != p.Account.Name:
-		return Principal{}, fmt.Errorf("%w: key %s belongs to another account", ErrBadCredentials, id)
-	case p.Key.Revoked:
-		return Principal{}, fmt.Errorf("%w: key %s is revoked", ErrBadCredentials, id)
-	case p.Key.Expired(now):
-		return Principal{}, fmt.Errorf("%w: key %s expired", ErrBadCredentials, id)
-	case p.Account.Disabled:
-		return Principal{}, fmt.Errorf("%w: account %s is disabled", ErrBadCredentials, p.Account.Name)
+	}
+	if err := check(p, username, now); err != nil {
+		return Principal{}, err
 	}
 	return p, nil
+}
+
+// AuthenticateKey re-checks a key already proven by other means (a refresh token obtained with
+// it): the key must still exist, belong to account, and be neither revoked nor expired, and the
+// account must not be disabled.
+func AuthenticateKey(ctx context.Context, s PrincipalLoader, keyID, account string, now time.Time) (Principal, error) {
+	p, err := load(ctx, s, keyID)
+	if err != nil {
+		return Principal{}, err
+	}
+	if err := check(p, account, now); err != nil {
+		return Principal{}, err
+	}
+	return p, nil
+}
+
+func load(ctx context.Context, s PrincipalLoader, id string) (Principal, error) {
+	p, err := s.LoadPrincipal(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return Principal{}, fmt.Errorf("%w: key %s not found", ErrBadCredentials, id)
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("loading key %s: %w", id, err)
+	}
+	return p, nil
+}
+
+func check(p Principal, username string, now time.Time) error {
+	switch {
+	case p.Key.Account != p.Account.Name, username != "" && username != p.Account.Name:
+		return fmt.Errorf("%w: key %s belongs to another account", ErrBadCredentials, p.Key.ID)
+	case p.Key.Revoked:
+		return fmt.Errorf("%w: key %s is revoked", ErrBadCredentials, p.Key.ID)
+	case p.Key.Expired(now):
+		return fmt.Errorf("%w: key %s expired", ErrBadCredentials, p.Key.ID)
+	case p.Account.Disabled:
+		return fmt.Errorf("%w: account %s is disabled", ErrBadCredentials, p.Account.Name)
+	}
+	return nil
 }

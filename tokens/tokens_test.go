@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -297,5 +298,71 @@ func TestEnsureKeyFilesKeepsKey(t *testing.T) {
 	}
 	if first.KID != second.KID || !first.Chain[0].Equal(second.Chain[0]) {
 		t.Fatal("a second start generated a new key")
+	}
+}
+
+// TestJWKSIsAcceptedByDistribution round-trips the set the way a v3 registry's jwks option
+// does: parse it with go-jose, trust each key under its kid, verify a kid-only token.
+func TestJWKSIsAcceptedByDistribution(t *testing.T) {
+	active := newKey(t, jose.ES256, false)
+	previous := newKey(t, jose.RS256, false)
+	raw, err := tokens.JWKS(active.PublicKey(), previous.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(raw, &set); err != nil {
+		t.Fatal(err)
+	}
+	trusted := map[string]crypto.PublicKey{}
+	for _, k := range set.Keys {
+		if !k.IsPublic() || k.Use != "sig" {
+			t.Fatalf("key %s: public=%v use=%q", k.KeyID, k.IsPublic(), k.Use)
+		}
+		trusted[k.KeyID] = k.Public().Key
+	}
+	if len(trusted) != 2 {
+		t.Fatalf("JWKS holds %d keys", len(trusted))
+	}
+	for _, k := range []*tokens.Key{active, previous} {
+		tok, err := newSigner(t, k).Sign("user1", "registry.example.com", access)
+		if err != nil {
+			t.Fatal(err)
+		}
+		verify(t, tok.Raw, disttoken.VerifyOptions{TrustedIssuers: []string{"regoauth"}, AcceptedAudiences: []string{"registry.example.com"},
+			Roots: x509.NewCertPool(), TrustedKeys: trusted})
+	}
+	if _, err := tokens.JWKS(active.PublicKey(), active.PublicKey()); err == nil {
+		t.Fatal("duplicate kid accepted")
+	}
+}
+
+func TestLoadPublicKeyFile(t *testing.T) {
+	k := newKey(t, jose.ES256, true)
+	dir := t.TempDir()
+	keyPEM, _ := tokens.EncodePrivateKeyPEM(k.Private)
+	der, _ := x509.MarshalPKIXPublicKey(k.Public())
+	files := map[string][]byte{
+		"cert.pem": tokens.EncodeCertificatesPEM(k.Chain...),
+		"key.pem":  keyPEM,
+		"pub.pem":  pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}),
+	}
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pk, err := tokens.LoadPublicKeyFile(p, tokens.KIDThumbprint)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if pk.KID != k.KID || pk.Algorithm != jose.ES256 {
+			t.Fatalf("%s: %+v", name, pk)
+		}
+	}
+	bad := filepath.Join(dir, "bad.pem")
+	os.WriteFile(bad, []byte("nothing"), 0o600)
+	if _, err := tokens.LoadPublicKeyFile(bad, tokens.KIDThumbprint); err == nil {
+		t.Fatal("a file without a key was accepted")
 	}
 }

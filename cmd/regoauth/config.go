@@ -28,10 +28,11 @@ type Config struct {
 	// Metrics, when set, serves /metrics on its own listener instead of the main one.
 	Metrics *Listener `yaml:"metrics"`
 
-	Signing Signing `yaml:"signing"`
-	Store   Store   `yaml:"store"`
-	Policy  Policy  `yaml:"policy"`
-	Limits  Limits  `yaml:"limits"`
+	Signing       Signing       `yaml:"signing"`
+	RefreshTokens RefreshTokens `yaml:"refresh_tokens"`
+	Store         Store         `yaml:"store"`
+	Policy        Policy        `yaml:"policy"`
+	Limits        Limits        `yaml:"limits"`
 
 	// TrustedProxies are networks whose X-Forwarded-For header is believed.
 	TrustedProxies []string `yaml:"trusted_proxies"`
@@ -57,6 +58,18 @@ type Signing struct {
 	CertFile string `yaml:"cert_file"`
 	// KID is "thumbprint" (distribution v3) or "libtrust" (distribution v2.8).
 	KID string `yaml:"kid"`
+	// Publish lists more verification keys for the JWKS (PEM files: certificate, public or
+	// private key), e.g. the previous key during a rotation, or the next one before it.
+	Publish []string `yaml:"publish"`
+}
+
+// RefreshTokens configures the refresh tokens docker login stores as its identity token. Without
+// secrets none are issued and clients keep sending the API key.
+type RefreshTokens struct {
+	// Secrets are HMAC keys of at least 32 bytes, the same on every replica. The first signs,
+	// all verify: add a new one first, drop the old one after the TTL.
+	Secrets []Secret `yaml:"secrets"`
+	TTL     Duration `yaml:"ttl"`
 }
 
 // Store locates the key store: bolt://PATH, or a Redis URL (redis://, rediss://,
@@ -171,13 +184,14 @@ func (s Secret) Resolve() (string, error) {
 // defaults returns a configuration with every optional value set.
 func defaults() Config {
 	return Config{
-		Issuer:   "regoauth",
-		TokenTTL: Duration(5 * time.Minute),
-		Listen:   Listener{Addr: ":5001"},
-		Signing:  Signing{KID: string(tokens.KIDThumbprint)},
-		Store:    Store{Cache: StoreCache{TTL: Duration(5 * time.Second), Size: 10000}},
-		Limits:   Limits{MaxScopes: 32, MaxScopeLength: 512, MaxInFlight: 1024},
-		Log:      Log{Format: "json", Level: "info"},
+		Issuer:        "regoauth",
+		TokenTTL:      Duration(5 * time.Minute),
+		Listen:        Listener{Addr: ":5001"},
+		Signing:       Signing{KID: string(tokens.KIDThumbprint)},
+		RefreshTokens: RefreshTokens{TTL: Duration(30 * 24 * time.Hour)},
+		Store:         Store{Cache: StoreCache{TTL: Duration(5 * time.Second), Size: 10000}},
+		Limits:        Limits{MaxScopes: 32, MaxScopeLength: 512, MaxInFlight: 1024},
+		Log:           Log{Format: "json", Level: "info"},
 	}
 }
 
@@ -232,6 +246,14 @@ func (c Config) Validate() error {
 	}
 	if m := tokens.KIDMode(c.Signing.KID); m != tokens.KIDThumbprint && m != tokens.KIDLibtrust {
 		add("signing.kid: %q: use thumbprint or libtrust", c.Signing.KID)
+	}
+	if time.Duration(c.RefreshTokens.TTL) < time.Minute {
+		add("refresh_tokens.ttl: %s is below one minute", time.Duration(c.RefreshTokens.TTL))
+	}
+	for i, s := range c.RefreshTokens.Secrets {
+		if s == (Secret{}) {
+			add("refresh_tokens.secrets[%d]: empty", i)
+		}
 	}
 	if c.Store.URL == (Secret{}) {
 		add("store.url: required (bolt:///path/to/store.db or redis://host:6379/0)")

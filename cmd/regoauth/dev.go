@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -60,12 +61,18 @@ func runDev(ctx context.Context, out io.Writer, dataDir, registryAddr, tokenAddr
 		return fmt.Errorf("signing key: %w", err)
 	}
 
+	refreshSecret := filepath.Join(dir, "refresh-secret")
+	if err := ensureSecretFile(refreshSecret); err != nil {
+		return fmt.Errorf("refresh token secret: %w", err)
+	}
+
 	cfg := defaults()
 	cfg.Issuer = devIssuer
 	cfg.Services = []string{registryAddr}
 	cfg.Listen.Addr = tokenAddr
 	cfg.Signing = Signing{KeyFile: keyPath, CertFile: certPath, KID: string(tokens.KIDThumbprint)}
 	cfg.Store.URL = Secret{Value: "bolt://" + filepath.Join(dir, "store.db")}
+	cfg.RefreshTokens.Secrets = []Secret{{File: refreshSecret}}
 	cfg.Log = Log{Format: "text", Level: logLevel}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -131,6 +138,22 @@ func bootstrapAdmin(ctx context.Context, store keystore.Store, keyPath string) e
 		return err
 	}
 	return os.Rename(tmp, keyPath)
+}
+
+// ensureSecretFile writes 32 random bytes, hex-encoded, to path unless it exists.
+func ensureSecretFile(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	b := make([]byte, 32)
+	if _, err := io.ReadFull(rand.Reader, b); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 func trimNewline(b []byte) []byte {

@@ -40,6 +40,8 @@ type server struct {
 	store    keystore.Store
 	engine   *policy.Engine
 	signer   *tokens.Signer
+	jwks     []byte
+	refresh  *tokens.RefreshCodec
 	usage    *keystore.UsageTracker
 	// extra actors run beside the listeners (the embedded registry in dev mode).
 	extra []func(context.Context) error
@@ -76,6 +78,12 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 	if s.signer, err = tokens.NewSigner(key, tokens.SignerOptions{Issuer: cfg.Issuer, TTL: time.Duration(cfg.TokenTTL)}); err != nil {
 		return nil, err
 	}
+	if s.jwks, err = publishedKeys(key, cfg.Signing); err != nil {
+		return nil, err
+	}
+	if s.refresh, err = refreshCodec(cfg.RefreshTokens); err != nil {
+		return nil, err
+	}
 
 	s.engine = policy.New(policy.Options{
 		DecisionQuery: cfg.Policy.DecisionQuery, AdminQuery: cfg.Policy.AdminQuery,
@@ -95,6 +103,40 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 	}
 	s.usage = keystore.NewUsageTracker(s.store, 10*time.Second, logger)
 	return s, nil
+}
+
+// publishedKeys is the JWKS of the active key and every key listed in signing.publish.
+func publishedKeys(active *tokens.Key, cfg Signing) ([]byte, error) {
+	keys := []tokens.PublicKey{active.PublicKey()}
+	for _, f := range cfg.Publish {
+		k, err := tokens.LoadPublicKeyFile(f, tokens.KIDMode(cfg.KID))
+		if err != nil {
+			return nil, fmt.Errorf("signing.publish: %w", err)
+		}
+		if k.KID != active.KID {
+			keys = append(keys, k)
+		}
+	}
+	return tokens.JWKS(keys...)
+}
+
+func refreshCodec(cfg RefreshTokens) (*tokens.RefreshCodec, error) {
+	if len(cfg.Secrets) == 0 {
+		return nil, nil
+	}
+	secrets := make([][]byte, len(cfg.Secrets))
+	for i, s := range cfg.Secrets {
+		v, err := s.Resolve()
+		if err != nil {
+			return nil, fmt.Errorf("refresh_tokens.secrets[%d]: %w", i, err)
+		}
+		secrets[i] = []byte(v)
+	}
+	c, err := tokens.NewRefreshCodec(secrets, time.Duration(cfg.TTL), nil)
+	if err != nil {
+		return nil, fmt.Errorf("refresh_tokens: %w", err)
+	}
+	return c, nil
 }
 
 // openStore opens the store a configuration names. A Redis store opens even while Redis is
@@ -140,14 +182,18 @@ func (s *server) handler(withMetrics bool) (http.Handler, error) {
 	for _, p := range s.cfg.TrustedProxies {
 		proxies = append(proxies, netip.MustParsePrefix(p))
 	}
-	token, err := authz.New(s.store, s.engine, s.signer, s.usage, authz.Options{
+	opts := authz.Options{
 		Services:       s.cfg.Services,
 		MaxScopes:      s.cfg.Limits.MaxScopes,
 		MaxScopeLength: s.cfg.Limits.MaxScopeLength,
 		TrustedProxies: proxies,
 		Logger:         s.logger.With("component", "token"),
 		Registerer:     s.registry,
-	})
+	}
+	if s.refresh != nil {
+		opts.Refresh = s.refresh // a nil *RefreshCodec in the interface would not read as "none"
+	}
+	token, err := authz.New(s.store, s.engine, s.signer, s.usage, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +204,11 @@ func (s *server) handler(withMetrics bool) (http.Handler, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Write(s.jwks)
+	})
 	if withMetrics {
 		mux.Handle("GET /metrics", s.metricsHandler())
 	}

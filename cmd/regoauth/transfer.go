@@ -32,8 +32,14 @@ func (f *storeFlag) open(cmd *cobra.Command) (keystore.Store, error) {
 	if _, _, err := parseStoreURL(u); err != nil {
 		return nil, usageError{err}
 	}
+	return openStoreDirect(cmd, Secret{Value: u})
+}
+
+// openStoreDirect opens a store for a one-shot command (export, import, bootstrap): no cache,
+// no metrics, only errors logged.
+func openStoreDirect(cmd *cobra.Command, url Secret) (keystore.Store, error) {
 	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelError}))
-	return openStore(cmd.Context(), Store{URL: Secret{Value: u}}, logger, prometheus.NewRegistry())
+	return openStore(cmd.Context(), Store{URL: url}, logger, prometheus.NewRegistry())
 }
 
 func exportCommand() *cobra.Command {

@@ -1,0 +1,151 @@
+package authz_test
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/regoauth/regoauth/authz"
+	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/tokens"
+)
+
+// login is docker's login probe; it returns the refresh token docker stores as identitytoken.
+func (e *env) login(user, key string) string {
+	e.t.Helper()
+	res := e.get("account="+user+"&client_id=docker&offline_token=true&service="+service, user, key)
+	e.access(res)
+	tok, _ := res.body["refresh_token"].(string)
+	if !tokens.IsRefreshToken(tok) {
+		e.t.Fatalf("login probe returned no refresh token: %s", res.raw)
+	}
+	return tok
+}
+
+func refreshForm(tok, clientID string, scopes ...string) url.Values {
+	v := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok}, "service": {service}, "client_id": {clientID}}
+	for _, s := range scopes {
+		v.Add("scope", s)
+	}
+	return v
+}
+
+func TestRefreshTokenDrivesLaterRequests(t *testing.T) {
+	e := newEnv(t)
+	tok := e.login("user1", e.keys["user1"])
+
+	// Any client may use it, as often as it likes, and the policy decides afresh each time.
+	for _, client := range []string{"registry-client", "go-containerregistry", "oras-go", "containers/image", "regclient/regctl (v0.11.7)", "containerd-client"} {
+		res := e.post(refreshForm(tok, client, "repository:image:pull,push", "repository:image2:push"))
+		wantAccess(t, e.access(res), access("image", "pull"), access("image2", "push"))
+		if res.body["scope"] != "repository:image:pull repository:image2:push" {
+			t.Fatalf("%s: scope = %v", client, res.body["scope"])
+		}
+		if _, ok := res.body["refresh_token"]; ok {
+			t.Fatalf("%s: a refresh token came back without access_type=offline", client)
+		}
+	}
+	e.grant("user1", "image", "push")
+	wantAccess(t, e.access(e.post(refreshForm(tok, "x", "repository:image:push"))), access("image", "push"))
+
+	// Asking for offline access again returns the same, still valid token.
+	form := refreshForm(tok, "x")
+	form.Set("access_type", "offline")
+	if res := e.post(form); res.body["refresh_token"] != tok {
+		t.Fatalf("refresh_token = %v, want the one in use", res.body["refresh_token"])
+	}
+}
+
+func TestRefreshTokenOnGETBasic(t *testing.T) {
+	e := newEnv(t)
+	tok := e.login("user1", e.keys["user1"])
+	// containerd's GET fallback sends ":<refresh token>".
+	wantAccess(t, e.access(e.get(q("repository:image:pull"), "", tok)), access("image", "pull"))
+	wantAccess(t, e.access(e.get(q("repository:image:pull"), "user1", tok)), access("image", "pull"))
+	if res := e.get(q("repository:image:pull"), "user2", tok); res.status != http.StatusUnauthorized {
+		t.Fatalf("another account's name with the token: %d", res.status)
+	}
+}
+
+func TestPasswordGrantOffline(t *testing.T) {
+	e := newEnv(t)
+	res := e.post(url.Values{"grant_type": {"password"}, "username": {"user1"}, "password": {e.keys["user1"]},
+		"service": {service}, "access_type": {"offline"}, "client_id": {"containerd-client"}})
+	tok, _ := res.body["refresh_token"].(string)
+	if !tokens.IsRefreshToken(tok) {
+		t.Fatalf("no refresh token: %s", res.raw)
+	}
+	wantAccess(t, e.access(e.post(refreshForm(tok, "x", "repository:image:pull"))), access("image", "pull"))
+	if res := e.get(q(), "", ""); res.body["refresh_token"] != nil {
+		t.Fatal("anonymous login got a refresh token")
+	}
+}
+
+func TestRefreshTokenRefused(t *testing.T) {
+	e := newEnv(t)
+	tok := e.login("user1", e.keys["user1"])
+	other := e.login("user2", e.keys["user2"])
+	unauthorized := func(name string, form url.Values) {
+		t.Helper()
+		res := e.post(form)
+		if res.status != http.StatusUnauthorized || res.body["token"] != nil {
+			t.Fatalf("%s: status %d: %s", name, res.status, res.raw)
+		}
+	}
+
+	tampered := tok[:len(tok)-2] + "AA"
+	unauthorized("tampered", refreshForm(tampered, "x"))
+	unauthorized("api key as refresh token", refreshForm(e.keys["user1"], "x"))
+	wrongService := refreshForm(tok, "x")
+	wrongService.Set("service", "other.example.com")
+	unauthorized("another service", wrongService)
+
+	// Revoking the key kills its refresh tokens at once; other keys' tokens live on.
+	id, _ := keystore.ParseAPIKey(e.keys["user1"])
+	if err := e.store.RevokeKey(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	unauthorized("revoked key", refreshForm(tok, "x"))
+	e.access(e.post(refreshForm(other, "x")))
+
+	// Disabling the account does too.
+	if err := e.store.UpdateAccount(ctx, keystore.Account{Name: "user2", Disabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	unauthorized("disabled account", refreshForm(other, "x"))
+}
+
+func TestRefreshTokenExpires(t *testing.T) {
+	e := newEnv(t)
+	tok := e.login("user1", e.keys["user1"])
+	e.now = e.now.Add(30*24*time.Hour - time.Minute)
+	e.access(e.post(refreshForm(tok, "x")))
+	e.now = e.now.Add(time.Minute)
+	if res := e.post(refreshForm(tok, "x")); res.status != http.StatusUnauthorized {
+		t.Fatalf("expired refresh token: %d", res.status)
+	}
+}
+
+func TestRefreshGrantErrors(t *testing.T) {
+	e := newEnv(t)
+	res := e.post(url.Values{"grant_type": {"refresh_token"}, "service": {service}})
+	if res.status != http.StatusBadRequest || res.body["error"] != "invalid_request" {
+		t.Fatalf("missing refresh_token: %d %s", res.status, res.raw)
+	}
+	// Without refresh tokens configured the grant is unsupported and login gets none.
+	signer, _ := tokens.NewSigner(e.key, tokens.SignerOptions{Issuer: "regoauth", TTL: time.Minute})
+	h, err := authz.New(e.store, e.engine, signer, nil, authz.Options{Services: []string{service}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.handler = h
+	res = e.post(refreshForm("rrt_x.y", "x"))
+	if res.status != http.StatusBadRequest || res.body["error"] != "unsupported_grant_type" {
+		t.Fatalf("refresh grant without refresh support: %d %s", res.status, res.raw)
+	}
+	res = e.get("offline_token=true&service="+service, "user1", e.keys["user1"])
+	if res.status != http.StatusOK || res.body["refresh_token"] != nil {
+		t.Fatalf("login without refresh support: %s", res.raw)
+	}
+}

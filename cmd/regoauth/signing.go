@@ -1,0 +1,110 @@
+package main
+
+import (
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/spf13/cobra"
+
+	"github.com/regoauth/regoauth/tokens"
+)
+
+func signingCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "signing", Short: "Create token signing keys and publish their public halves"}
+
+	var alg, keyOut, certOut, cn string
+	var days int
+	generate := &cobra.Command{
+		Use:   "generate --key FILE [--cert FILE]",
+		Short: "Generate a signing key (and a self-signed certificate for the registry's rootcertbundle)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if keyOut == "" {
+				return usageError{errors.New("--key is required")}
+			}
+			if days < 1 {
+				return usageError{errors.New("--days must be at least 1")}
+			}
+			for _, p := range []string{keyOut, certOut} {
+				if _, err := os.Stat(p); p != "" && err == nil {
+					return fmt.Errorf("%s exists; refusing to overwrite a key or certificate", p)
+				}
+			}
+			priv, err := tokens.GenerateKey(jose.SignatureAlgorithm(alg), rand.Reader)
+			if err != nil {
+				return usageError{err}
+			}
+			keyPEM, err := tokens.EncodePrivateKeyPEM(priv)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(keyOut, keyPEM, 0o600); err != nil {
+				return err
+			}
+			var chain []*x509.Certificate
+			if certOut != "" {
+				cert, err := tokens.SelfSignedCertificate(priv, cn, time.Now().Add(-time.Hour), time.Duration(days)*24*time.Hour)
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(certOut, tokens.EncodeCertificatesPEM(cert), 0o644); err != nil {
+					return err
+				}
+				chain = append(chain, cert)
+			}
+			k, err := tokens.NewKey(priv, chain, tokens.KIDThumbprint)
+			if err != nil {
+				return err
+			}
+			libtrustKID, _ := tokens.KeyID(priv.Public(), tokens.KIDLibtrust)
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%s)\nkid thumbprint: %s\nkid libtrust:   %s\n", keyOut, k.Algorithm, k.KID, libtrustKID)
+			if certOut != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (valid %d days; the registry's auth.token.rootcertbundle)\n", certOut, days)
+			}
+			return nil
+		},
+	}
+	generate.Flags().StringVar(&alg, "alg", "ES256", "ES256, ES384 or RS256")
+	generate.Flags().StringVar(&keyOut, "key", "", "where to write the private key (PEM, mode 0600)")
+	generate.Flags().StringVar(&certOut, "cert", "", "where to write a self-signed certificate (PEM)")
+	generate.Flags().StringVar(&cn, "cn", "regoauth", "the certificate's common name")
+	generate.Flags().IntVar(&days, "days", 825, "certificate validity in days")
+
+	var configPath string
+	jwks := &cobra.Command{
+		Use:   "jwks --config FILE",
+		Short: "Print the JWKS of the configured keys, for a registry's auth.token.jwks file",
+		Long: `Prints the JSON Web Key Set of the active signing key and of every key in signing.publish,
+each under the kid its tokens carry. The server also serves it at /.well-known/jwks.json.
+A registry that trusts only a JWKS (no rootcertbundle) needs tokens without x5c: configure
+no signing.cert_file for it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configPath == "" {
+				return usageError{errors.New("--config is required")}
+			}
+			cfg, err := LoadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			key, err := tokens.LoadKeyFiles(cfg.Signing.KeyFile, cfg.Signing.CertFile, tokens.KIDMode(cfg.Signing.KID))
+			if err != nil {
+				return err
+			}
+			raw, err := publishedKeys(key, cfg.Signing)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), string(raw))
+			return nil
+		},
+	}
+	jwks.Flags().StringVar(&configPath, "config", "", "the server's configuration file")
+	cmd.AddCommand(generate, jwks)
+	return cmd
+}
