@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/redisstore/redistest"
@@ -295,5 +297,51 @@ func TestPasswordsStayOutOfErrorsAndLogs(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "redis store unreachable") {
 		t.Fatalf("the refusal was not logged:\n%s", logs.String())
+	}
+}
+
+// commandCounter counts the commands a client sends, pipelines included.
+type commandCounter struct{ n atomic.Int64 }
+
+func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { c.n.Add(1); return next(ctx, cmd) }
+}
+func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { c.n.Add(int64(len(cmds))); return next(ctx, cmds) }
+}
+
+// TestLoadPrincipalIsOneRoundTrip counts what reaches Redis: one command per token lookup, for a
+// principal with grants of its own, grants through two groups and an owned repository.
+func TestLoadPrincipalIsOneRoundTrip(t *testing.T) {
+	srv := redistest.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	counter := &commandCounter{}
+	client.AddHook(counter)
+	s := New(client, Standalone, "roundtrip", Options{})
+	t.Cleanup(func() { s.Close() })
+	must(t, s.CreateAccount(ctx, keystore.Account{Name: "alice", Groups: []string{"sellers", "staff"}}))
+	k, _ := storetest.NewKey(t, "alice")
+	must(t, s.CreateKey(ctx, k))
+	for _, g := range []keystore.Grant{
+		{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "alice"}, Repository: "a", Actions: []string{"pull"}},
+		{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "sellers"}, Repository: "b", Actions: []string{"push"}},
+		{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "staff"}, Repository: "c/**", Actions: []string{"pull"}},
+	} {
+		must(t, s.PutGrant(ctx, g))
+	}
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "alice/app", Owner: "alice"}))
+	if _, err := s.LoadPrincipal(ctx, k.ID); err != nil { // loads the script into Redis' cache
+		t.Fatal(err)
+	}
+	before := counter.n.Load()
+	for range 10 {
+		p, err := s.LoadPrincipal(ctx, k.ID)
+		if err != nil || len(p.Grants) != 3 || len(p.Owned) != 1 {
+			t.Fatalf("LoadPrincipal = %+v, %v", p, err)
+		}
+	}
+	if n := counter.n.Load() - before; n != 10 {
+		t.Fatalf("10 lookups sent %d commands to Redis, want 10", n)
 	}
 }
