@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,5 +39,28 @@ func TestCLIErrors(t *testing.T) {
 				t.Fatalf("exit %d, output:\n%s\nwant exit %d and one line with %q", res.code, res.out, tt.code, tt.msg)
 			}
 		})
+	}
+}
+
+// TestCheckConfig: --check-config loads everything and fails, in one line, when the store does
+// not answer.
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	key, cert := filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem")
+	must(t, nil, binary, "signing", "generate", "--key", key, "--cert", cert)
+	write := func(store string) string {
+		p := filepath.Join(dir, "regoauth.yaml")
+		cfg := "issuer: x\nservices: [r]\nsigning: {key_file: " + key + ", cert_file: " + cert + "}\nstore: {url: \"" + store + "\"}\n"
+		if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if out := must(t, nil, binary, "serve", "--check-config", "--config", write("bolt://"+filepath.Join(dir, "store.db"))); !strings.Contains(out, "configuration OK") {
+		t.Fatalf("check of a good config: %q", out)
+	}
+	res := run(t, nil, binary, "serve", "--check-config", "--config", write("redis://localhost:1/0"))
+	if res.code != 1 || !strings.Contains(res.out, "regoauth: the store does not answer") {
+		t.Fatalf("check with Redis down: exit %d\n%s", res.code, res.out)
 	}
 }

@@ -58,6 +58,10 @@ func signingFiles(t *testing.T) (key, cert string) {
 	if _, err := tokens.EnsureKeyFiles(key, cert, jose.ES256, "regoauth", time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	// Replicas given the same signing files share the refresh token secret beside them.
+	if err := os.WriteFile(filepath.Join(dir, "refresh-secret"), []byte(strings.Repeat("r", 40)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return key, cert
 }
 
@@ -70,11 +74,12 @@ func startRedisServe(t *testing.T, storeURL, keyFile, certFile string) *redisSer
 services: [%s]
 listen: {addr: %q}
 signing: {key_file: %q, cert_file: %q}
+refresh_tokens: {secrets: [{file: %q}]}
 store:
   url: {env: TEST_STORE_URL}
   cache: {ttl: 1m, size: 1000}
 log: {format: json, level: info}
-`, redisService, s.Token, keyFile, certFile)
+`, redisService, s.Token, keyFile, certFile, filepath.Join(filepath.Dir(keyFile), "refresh-secret"))
 	path := filepath.Join(s.dir, "regoauth.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -445,4 +450,58 @@ func TestRedisSelfService(t *testing.T) {
 	if out := s.cli(t, seller, "repos", "list", "--owner", "seller"); !strings.Contains(out, "shop/app") {
 		t.Fatalf("repos list:\n%s", out)
 	}
+}
+
+// TestRedisReplicasRefreshTokenRevocation: a refresh token obtained from one replica works on
+// another, and revoking its key through the first kills it on the second within a second.
+func TestRedisReplicasRefreshTokenRevocation(t *testing.T) {
+	srv := redistest.Start(t)
+	storeURL := srv.URL() + "?prefix=refresh"
+	adminKey := seedAdmin(t, storeURL)
+	keyFile, certFile := signingFiles(t)
+	a := startRedisServe(t, storeURL, keyFile, certFile)
+	b := startRedisServe(t, storeURL, keyFile, certFile)
+	a.cli(t, adminKey, "accounts", "create", "buyer")
+	key := strings.TrimSpace(a.cli(t, adminKey, "keys", "create", "--account", "buyer"))
+	a.cli(t, adminKey, "grants", "add", "--account", "buyer", "--repo", "shop/app", "--actions", "pull")
+
+	q := url.Values{"service": {redisService}, "offline_token": {"true"}, "client_id": {"docker"}}
+	req, _ := http.NewRequest("GET", "http://"+a.Token+"/token?"+q.Encode(), nil)
+	req.SetBasicAuth("buyer", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if body.RefreshToken == "" {
+		t.Fatal("replica A issued no refresh token")
+	}
+	refresh := func(s *redisServe) tokenResponse {
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {body.RefreshToken},
+			"service": {redisService}, "scope": {"repository:shop/app:pull"}, "client_id": {"docker"}}
+		resp, err := http.PostForm("http://"+s.Token+"/token", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		r := tokenResponse{status: resp.StatusCode, raw: string(raw)}
+		json.Unmarshal(raw, &r.body)
+		return r
+	}
+	for range 3 {
+		if got := access(t, refresh(b), certFile, "shop/app"); len(got) != 1 || got[0] != "pull" {
+			t.Fatalf("replica B's token from the refresh token grants %v", got)
+		}
+	}
+	id, _ := keystore.ParseAPIKey(key)
+	a.cli(t, adminKey, "keys", "revoke", id)
+	took := within(t, time.Second, "replica B refusing the refresh token of a revoked key", func() bool {
+		return refresh(b).status == http.StatusUnauthorized
+	})
+	t.Logf("replica B refused the refresh token %s after the revocation through replica A", took.Round(time.Millisecond))
 }

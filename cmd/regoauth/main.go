@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -81,6 +82,15 @@ func serveCommand() *cobra.Command {
 			}
 			defer s.Close()
 			if checkOnly {
+				// Serving tolerates a store that is down at start (not ready until it answers);
+				// a check is about whether everything would work now.
+				if p, ok := s.store.(interface{ Ping(context.Context) error }); ok {
+					ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+					defer cancel()
+					if err := p.Ping(ctx); err != nil {
+						return fmt.Errorf("the store does not answer: %w", err)
+					}
+				}
 				fmt.Fprintln(cmd.OutOrStdout(), "configuration OK")
 				return nil
 			}
