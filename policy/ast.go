@@ -25,7 +25,7 @@ func (o object) addOptional(key, v string) object {
 
 func (o object) term() *ast.Term { return ast.ObjectTerm(o...) }
 
-func strings(ss []string) *ast.Term {
+func stringTerms(ss []string) *ast.Term {
 	terms := make([]*ast.Term, len(ss))
 	for i, s := range ss {
 		terms[i] = ast.StringTerm(s)
@@ -36,7 +36,7 @@ func strings(ss []string) *ast.Term {
 func (in *Input) value() ast.Value {
 	grants := make([]*ast.Term, len(in.Grants))
 	for i, g := range in.Grants {
-		grants[i] = object{}.addString("subject", g.Subject).addString("repository", g.Repository).add("actions", strings(g.Actions)).term()
+		grants[i] = object{}.addString("subject", g.Subject).addString("repository", g.Repository).add("actions", stringTerms(g.Actions)).term()
 	}
 	scopes := make([]*ast.Term, len(in.Scopes))
 	for i, s := range in.Scopes {
@@ -48,20 +48,20 @@ func (in *Input) value() ast.Value {
 		add("client", client.term()).
 		add("principal", in.Principal.term()).
 		add("grants", ast.ArrayTerm(grants...)).
-		add("owned", strings(in.Owned)).
+		add("owned", stringTerms(in.Owned)).
 		add("scopes", ast.ArrayTerm(scopes...)).
 		term().Value
 }
 
 func (s Scope) term() *ast.Term {
-	return object{}.addString("type", s.Type).addOptional("class", s.Class).addString("name", s.Name).add("actions", strings(s.Actions)).term()
+	return object{}.addString("type", s.Type).addOptional("class", s.Class).addString("name", s.Name).add("actions", stringTerms(s.Actions)).term()
 }
 
 func (p Principal) term() *ast.Term {
 	o := object{}.addOptional("account", p.Account).
 		add("anonymous", ast.BooleanTerm(p.Anonymous)).
-		add("groups", strings(p.Groups)).
-		add("roles", strings(p.Roles))
+		add("groups", stringTerms(p.Groups)).
+		add("roles", stringTerms(p.Roles))
 	if p.Key != nil {
 		key := object{}.addString("id", p.Key.ID).addOptional("name", p.Key.Name)
 		if r := p.Key.Restrictions; r != nil {
@@ -71,7 +71,7 @@ func (p Principal) term() *ast.Term {
 				v    []string
 			}{{"actions", r.Actions}, {"repositories", r.Repositories}, {"cidrs", r.CIDRs}} {
 				if len(f.v) > 0 {
-					ro = ro.add(f.name, strings(f.v))
+					ro = ro.add(f.name, stringTerms(f.v))
 				}
 			}
 			key = key.add("restrictions", ro.term())
@@ -86,12 +86,12 @@ func (in *AdminInput) value() ast.Value {
 	target := object{}.addOptional("account", t.Account).addOptional("group", t.Group).
 		addOptional("repository", t.Repository).addOptional("key_id", t.KeyID).addOptional("owner", t.Owner)
 	if len(t.Actions) > 0 {
-		target = target.add("actions", strings(t.Actions))
+		target = target.add("actions", stringTerms(t.Actions))
 	}
 	return object{}.
 		add("principal", in.Principal.term()).
 		addString("operation", in.Operation).
 		add("target", target.term()).
-		add("owned", strings(in.Owned)).
+		add("owned", stringTerms(in.Owned)).
 		term().Value
 }
