@@ -56,6 +56,7 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(serveCommand(), devCommand())
 	client := &clientFlags{}
 	root.AddCommand(accountsCommand(client), keysCommand(client), grantsCommand(client), reposCommand(client), whoamiCommand(client))
+	root.AddCommand(policyCommand(client))
 	return root
 }
 
