@@ -19,32 +19,14 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// opaCLI returns the opa program: tests build and sign bundles with it, as operators do. It
-// skips the test when opa is missing, and fails it when REGOAUTH_E2E=1 (CI).
-func opaCLI(t testing.TB) string {
-	t.Helper()
-	if p, err := exec.LookPath("opa"); err == nil {
-		return p
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		p := filepath.Join(home, "go", "bin", "opa")
-		if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
-			return p
-		}
-	}
-	if os.Getenv("REGOAUTH_E2E") == "1" {
-		t.Fatal("opa is not installed, and REGOAUTH_E2E=1 requires it")
-	}
-	t.Skip("opa is not installed")
-	return ""
-}
+	"github.com/regoauth/regoauth/internal/opacli"
+)
 
 // opaBuild runs `opa build -b DIR -o OUT ARGS...` and returns OUT.
 func opaBuild(t testing.TB, dir, out string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(opaCLI(t), append([]string{"build", "-b", dir, "-o", out}, args...)...)
+	cmd := exec.Command(opacli.Path(t), append([]string{"build", "-b", dir, "-o", out}, args...)...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("opa build %s: %v\n%s", dir, err, b)
 	}
