@@ -157,11 +157,11 @@ func (e *Engine) init() error {
 	e.bundles = names
 	// AST values on read: data reads during evaluation skip a conversion per request.
 	e.store = inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
-	log := e.opts.Logger.With("component", "opa")
+	// OPA's plugins log through the engine's logger (their lines carry "plugin"), and console
+	// decision logs go to the same stream, one "Decision Log" line per decision.
 	managerOpts := []func(*plugins.Manager){
-		plugins.Logger(newOPALogger(log)),
-		// Console decision logs go to the same log stream, one line per decision.
-		plugins.ConsoleLogger(newOPALogger(e.opts.Logger.With("component", "decision_log"))),
+		plugins.Logger(newOPALogger(e.opts.Logger)),
+		plugins.ConsoleLogger(newOPALogger(e.opts.Logger)),
 		plugins.WithParserOptions(ast.ParserOptions{ProcessAnnotation: true, RegoVersion: ast.RegoV1}),
 	}
 	if e.opts.Registerer != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"reflect"
 	"testing"
 	"testing/fstest"
@@ -194,5 +195,36 @@ func assertSameValue(t *testing.T, v any, got ast.Value) {
 	}
 	if want.Compare(got) != 0 {
 		t.Fatalf("AST value\n %v\ndiffers from JSON\n %v", got, want)
+	}
+}
+
+// TestInputExample holds policy/input.example.json, the documented input, to the Go types: it
+// decodes strictly and encodes back unchanged. (The e2e tests hold it to what the running
+// server sends.)
+func TestInputExample(t *testing.T) {
+	raw, err := os.ReadFile("input.example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var in Input
+	if err := dec.Decode(&in); err != nil {
+		t.Fatal(err)
+	}
+	back, err := json.Marshal(&in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b any
+	json.Unmarshal(raw, &a)
+	json.Unmarshal(back, &b)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("the example does not survive the Go types:\n%s\n%s", raw, back)
+	}
+	assertSameValue(t, &in, in.value())
+	d, err := loaded(t).Decide(ctx, &in)
+	if err != nil || !d.Defined {
+		t.Fatalf("the library does not decide the example: %+v %v", d, err)
 	}
 }
