@@ -252,6 +252,9 @@ func (e *Engine) start(ctx context.Context) error {
 	}()
 	for name := range local {
 		if err := e.status.waitFirst(ctx, name); err != nil {
+			if e.opts.Source.Builtin != nil && strings.Contains(err.Error(), "overlap") {
+				return fmt.Errorf("policy bundle %s: %w (its .manifest roots must leave the built-in library's regoauth/authz and regoauth/admin alone; a bundle that replaces the library needs builtin: false)", name, err)
+			}
 			return fmt.Errorf("policy bundle %s: %w", name, err)
 		}
 	}
