@@ -35,9 +35,11 @@ type Authorizer interface {
 
 // Options configure the API.
 type Options struct {
-	Logger *slog.Logger
-	Now    func() time.Time
-	Random io.Reader
+	// Explainer answers POST /policy/explain; without one the endpoint is not found.
+	Explainer Explainer
+	Logger    *slog.Logger
+	Now       func() time.Time
+	Random    io.Reader
 }
 
 // API serves the admin endpoints.
@@ -77,6 +79,7 @@ func New(store keystore.Store, authz Authorizer, opts Options) *API {
 	r.HandleFunc(Prefix+"/repositories", a.handle(a.listRepos)).Methods("GET")
 	r.HandleFunc(Prefix+"/repositories", a.handle(a.reserveRepo)).Methods("POST")
 	r.HandleFunc(Prefix+"/repositories/{name:.+}", a.handle(a.releaseRepo)).Methods("DELETE")
+	r.HandleFunc(Prefix+"/policy/explain", a.handle(a.explainDecision)).Methods("POST")
 	notFound := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, fmt.Errorf("%w: no such endpoint", keystore.ErrNotFound))
 	})

@@ -15,11 +15,13 @@ authenticated if input.principal.anonymous == false
 # anything: otherwise a read-only key could mint an unrestricted one.
 unrestricted_key if not input.principal.key.restrictions
 
-read_only_operations := {"accounts.list", "accounts.get", "keys.list", "grants.list", "repos.list"}
+read_only_operations := {"accounts.list", "accounts.get", "keys.list", "grants.list", "repos.list", "policy.explain"}
 
+# Admins are the roles of data.regoauth.config.admin_roles (default: admin).
 admin if {
 	authenticated
-	"admin" in input.principal.roles
+	some role in data.regoauth.authz.config.admin_roles
+	role in input.principal.roles
 }
 
 allow if {
@@ -76,4 +78,22 @@ allow if {
 	every action in object.get(input.target, "actions", ["pull"]) {
 		action == "pull"
 	}
+}
+
+# Every account may have its own token decisions explained (regoauth policy explain): it shows
+# the grants and reservations the account can already list, and why a request was refused.
+allow if {
+	authenticated
+	input.operation == "policy.explain"
+	input.target.account == input.principal.account
+}
+
+# METADATA
+# title: extension
+# description: |
+#   A package under data.regoauth.extensions allows the operation with a rule admin_allow, e.g. a
+#   marketplace letting sellers reserve names. Extensions widen, never narrow, the rules above.
+allow if {
+	some name
+	data.regoauth.extensions[name].admin_allow == true
 }

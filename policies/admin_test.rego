@@ -105,3 +105,22 @@ test_reserving_is_for_admins if {
 	not allowed(seller, "repos.reserve", {"account": "seller", "repository": "shop/new"})
 	allowed(admin_principal, "repos.reserve", {"account": "seller", "repository": "shop/new"})
 }
+
+test_accounts_explain_their_own_decisions if {
+	allowed(principal("user1", {}), "policy.explain", {"account": "user1"})
+	allowed(restricted(principal("user1", {})), "policy.explain", {"account": "user1"})
+	not allowed(principal("user1", {}), "policy.explain", {"account": "user2"})
+	allowed(restricted(admin_principal), "policy.explain", {"account": "user2"})
+}
+
+test_admin_roles_come_from_configuration if {
+	operator := principal("op", {"roles": ["operator"]})
+	allowed(operator, "accounts.create", {"account": "x"}) with data.regoauth.config as {"admin_roles": ["operator"]}
+	not allowed(admin_principal, "accounts.create", {"account": "x"}) with data.regoauth.config as {"admin_roles": ["operator"]}
+}
+
+test_extensions_may_allow_operations if {
+	not allowed(seller, "repos.reserve", {"account": "seller", "repository": "shop/new"})
+	allowed(seller, "repos.reserve", {"account": "seller", "repository": "shop/new"}) with data.regoauth.extensions as {"shop": {"admin_allow": true}}
+	not allowed(seller, "repos.reserve", {"account": "seller", "repository": "shop/new"}) with data.regoauth.extensions as {"shop": {"admin_allow": false}}
+}

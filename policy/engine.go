@@ -1,7 +1,10 @@
-// Package policy embeds Open Policy Agent: it loads Rego policies and data, prepares the
-// decision queries once per policy revision, swaps revisions atomically, and turns a request's
-// Input into a Decision. An undefined or malformed decision is a deny. It knows nothing about
-// HTTP.
+// Package policy embeds Open Policy Agent: it loads Rego policies and data from a built-in
+// library, bundle directories, bundle tarballs and bundle servers through OPA's own plugin
+// manager (bundles, signature verification, decision logs, status), reloads local bundles when
+// they change, prepares the decision queries once per policy revision and swaps revisions
+// atomically, and turns a request's Input into a Decision. An undefined or malformed decision
+// is a deny. It also explains decisions and evaluates a candidate policy beside the active one
+// (dry run). It knows nothing about HTTP.
 package policy
 
 import (
@@ -10,15 +13,24 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	stdstrings "strings"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	opametrics "github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/plugins"
+	bundleplugin "github.com/open-policy-agent/opa/v1/plugins/bundle"
+	"github.com/open-policy-agent/opa/v1/plugins/discovery"
+	"github.com/open-policy-agent/opa/v1/plugins/logs"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -36,27 +48,74 @@ type Options struct {
 	// DecisionQuery and AdminQuery are the paths of the token and admin decisions.
 	DecisionQuery string
 	AdminQuery    string
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer
+	// Source says where the policy comes from.
+	Source Source
+	// ID names this instance in decision logs and status reports (OPA's labels.id); random
+	// when empty.
+	ID         string
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// query indexes the prepared decision queries of a revision.
+type query int
+
+const (
+	queryAuthz query = iota
+	queryAdmin
+	queryCount
+)
+
+func (q query) label() string {
+	if q == queryAdmin {
+		return "admin"
+	}
+	return "authz"
 }
 
 // Engine evaluates decisions against the active policy revision.
 type Engine struct {
 	opts    Options
+	queries [queryCount]string
+	paths   [queryCount]string
+	// initErr is a configuration error found by New, reported by Start and LoadFS.
+	initErr error
+
+	store   storage.Store
+	manager *plugins.Manager
+	// bundles are the names of the configured bundles; a policy is complete (and the engine
+	// ready) once every one of them is active.
+	bundles []string
+	logs    *logs.Plugin
 	active  atomic.Pointer[revision]
 	metrics *metrics
+	status  *bundleStatus
+	dryRun  atomic.Pointer[comparer]
+
+	// loadMu serialises LoadFS; fsBundle is the bundle it activated last.
+	loadMu   sync.Mutex
+	fsBundle string
+
+	startOnce sync.Once
+	stopOnce  sync.Once
+	cancel    context.CancelFunc
+	done      chan struct{}
 }
 
 // revision is one compiled policy with its prepared queries.
 type revision struct {
-	name     string
-	compiler *ast.Compiler
-	store    storage.Store
-	authz    rego.PreparedEvalQuery
-	admin    rego.PreparedEvalQuery
+	// bundles maps each active bundle to its manifest revision.
+	bundles    map[string]string
+	name       string
+	generation uint64
+	activated  time.Time
+	compiler   *ast.Compiler
+	prepared   [queryCount]rego.PreparedEvalQuery
 }
 
-// New returns an engine with no active policy; Ready is false until a Load succeeds.
+// New returns an engine with no active policy; Ready is false until a policy is activated, by
+// Start (from opts.Source) or LoadFS. New does not fail: a configuration it cannot use is
+// reported by Start and by LoadFS.
 func New(opts Options) *Engine {
 	if opts.DecisionQuery == "" {
 		opts.DecisionQuery = DefaultDecisionQuery
@@ -67,13 +126,89 @@ func New(opts Options) *Engine {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{opts: opts, metrics: newMetrics(opts.Registerer)}
+	if opts.ID == "" {
+		opts.ID = uuid.NewString()
+	}
+	e := &Engine{
+		opts:    opts,
+		queries: [queryCount]string{opts.DecisionQuery, opts.AdminQuery},
+		metrics: newMetrics(opts.Registerer),
+		status:  newBundleStatus(),
+		done:    make(chan struct{}),
+	}
+	e.initErr = e.init()
+	return e
+}
+
+// init builds OPA's plugin manager over an in-memory store, with the plugins the configuration
+// enables, and initialises the store. Nothing runs until Start.
+func (e *Engine) init() error {
+	for i, q := range e.queries {
+		ref, err := ast.ParseRef(q)
+		if err != nil || !ref.HasPrefix(ast.DefaultRootRef) {
+			return fmt.Errorf("%w: decision %q is not a data reference like data.regoauth.authz.decision", ErrConfig, q)
+		}
+		e.paths[i] = dataPath(ref)
+	}
+	raw, names, err := e.opts.Source.opaConfig()
+	if err != nil {
+		return err
+	}
+	e.bundles = names
+	// AST values on read: data reads during evaluation skip a conversion per request.
+	e.store = inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
+	// OPA's plugins log through the engine's logger (their lines carry "plugin"), and console
+	// decision logs go to the same stream, one "Decision Log" line per decision.
+	managerOpts := []func(*plugins.Manager){
+		plugins.Logger(newOPALogger(e.opts.Logger)),
+		plugins.ConsoleLogger(newOPALogger(e.opts.Logger)),
+		plugins.WithParserOptions(ast.ParserOptions{ProcessAnnotation: true, RegoVersion: ast.RegoV1}),
+	}
+	if e.opts.Registerer != nil {
+		// OPA's own metrics (status plugin with prometheus: true) join the server's registry
+		// under the project's namespace.
+		managerOpts = append(managerOpts, plugins.WithPrometheusRegister(prometheus.WrapRegistererWithPrefix("regoauth_opa_", e.opts.Registerer)))
+	}
+	m, err := plugins.New(raw, e.opts.ID, e.store, managerOpts...)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	e.manager = m
+	m.RegisterCompilerTrigger(e.onCompile)
+	if err := m.Init(context.Background()); err != nil {
+		return fmt.Errorf("initialising the policy store: %w", err)
+	}
+	// Discovery instantiates the standard plugins (bundle, decision logs, status) from the
+	// configuration, or from a discovery bundle when one is configured, as OPA itself does.
+	d, err := discovery.New(m)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	m.Register(discovery.Name, d)
+	if bp := bundleplugin.Lookup(m); bp != nil {
+		bp.Register("regoauth", e.onBundleStatus)
+	}
+	e.logs = logs.Lookup(m)
+	return nil
+}
+
+// dataPath turns data.a.b into a/b, the form OPA's decision logs use for a path.
+func dataPath(ref ast.Ref) string {
+	parts := make([]string, 0, len(ref)-1)
+	for _, t := range ref[1:] {
+		if s, ok := t.Value.(ast.String); ok {
+			parts = append(parts, string(s))
+		} else {
+			parts = append(parts, t.String())
+		}
+	}
+	return strings.Join(parts, "/")
 }
 
 // Ready reports whether a policy is active.
 func (e *Engine) Ready() bool { return e.active.Load() != nil }
 
-// Revision names the active policy, or "" when none is.
+// Revision names the active policy (its bundles and their revisions), or "" when none is.
 func (e *Engine) Revision() string {
 	if r := e.active.Load(); r != nil {
 		return r.name
@@ -81,83 +216,266 @@ func (e *Engine) Revision() string {
 	return ""
 }
 
-// LoadFS compiles the Rego modules and JSON/YAML data in fsys (test files excluded), prepares
-// the decision queries and makes the result active. On any error the previous revision stays
-// active.
-func (e *Engine) LoadFS(ctx context.Context, fsys fs.FS, name string) error {
-	res, err := loader.NewFileLoader().WithFS(fsys).WithRegoVersion(ast.RegoV1).
-		Filtered([]string{"."}, func(_ string, info fs.FileInfo, _ int) bool {
-			return !info.IsDir() && stdstrings.HasSuffix(info.Name(), "_test.rego")
-		})
-	if err != nil {
-		return e.failed(name, fmt.Errorf("loading policy %s: %w", name, err))
+// Start activates the built-in bundle, starts OPA's plugins (bundle downloads, decision logs,
+// status) and the watchers of local bundles. It waits for the first load of every local bundle
+// and fails if one cannot be activated; bundles from a server arrive in the background (the
+// engine is not ready until they have). Stop ends what Start started.
+func (e *Engine) Start(ctx context.Context) error {
+	if e.initErr != nil {
+		return e.initErr
 	}
-	store, err := res.Store()
-	if err != nil {
-		return e.failed(name, err)
-	}
-	compiler := ast.NewCompiler().WithStrict(true)
-	if compiler.Compile(res.ParsedModules()); compiler.Failed() {
-		return e.failed(name, fmt.Errorf("compiling policy %s: %w", name, compiler.Errors))
-	}
-	return e.activate(ctx, name, compiler, store)
+	var err error
+	e.startOnce.Do(func() { err = e.start(ctx) })
+	return err
 }
 
-func (e *Engine) activate(ctx context.Context, name string, compiler *ast.Compiler, store storage.Store) error {
-	r := &revision{name: name, compiler: compiler, store: store}
-	var err error
-	if r.authz, err = e.prepare(ctx, r, e.opts.DecisionQuery); err != nil {
-		return e.failed(name, err)
+func (e *Engine) start(ctx context.Context) error {
+	if b := e.opts.Source.Builtin; b != nil {
+		if err := e.LoadFS(ctx, b, BuiltinBundle); err != nil {
+			return err
+		}
 	}
-	if r.admin, err = e.prepare(ctx, r, e.opts.AdminQuery); err != nil {
-		return e.failed(name, err)
+	// The plugins' loops outlive ctx (which may only bound the start): they end with Stop.
+	runCtx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	local := e.localBundles()
+	w, err := newWatcher(e, local)
+	if err != nil {
+		return err
 	}
-	e.active.Store(r)
-	e.metrics.activations.WithLabelValues("success").Inc()
-	e.opts.Logger.Info("policy activated", "revision", name)
+	if err := e.manager.Start(runCtx); err != nil {
+		return fmt.Errorf("starting OPA plugins: %w", err)
+	}
+	go func() {
+		defer close(e.done)
+		w.run(runCtx)
+	}()
+	for name := range local {
+		if err := e.status.waitFirst(ctx, name); err != nil {
+			if e.opts.Source.Builtin != nil && strings.Contains(err.Error(), "overlap") {
+				return fmt.Errorf("policy bundle %s: %w (its .manifest roots must leave the built-in library's regoauth/authz and regoauth/admin alone; a bundle that replaces the library needs builtin: false)", name, err)
+			}
+			return fmt.Errorf("policy bundle %s: %w", name, err)
+		}
+	}
 	return nil
 }
 
-func (e *Engine) prepare(ctx context.Context, r *revision, query string) (rego.PreparedEvalQuery, error) {
-	pq, err := rego.New(
-		rego.Query(query),
-		rego.Compiler(r.compiler),
-		rego.Store(r.store),
-		rego.StrictBuiltinErrors(true),
-	).PrepareForEval(ctx)
-	if err != nil {
-		return pq, fmt.Errorf("preparing %s: %w", query, err)
+// Run is Start as an actor: it runs until ctx ends, then stops the engine with a deadline so
+// buffered decision logs are uploaded.
+func (e *Engine) Run(ctx context.Context) error {
+	if err := e.Start(ctx); err != nil {
+		return err
 	}
-	return pq, nil
+	<-ctx.Done()
+	stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e.Stop(stop)
+	return nil
+}
+
+// Stop stops OPA's plugins (flushing decision logs within ctx's deadline) and the watchers.
+func (e *Engine) Stop(ctx context.Context) {
+	e.stopOnce.Do(func() {
+		if c := e.dryRun.Load(); c != nil {
+			c.stop()
+		}
+		if e.manager == nil {
+			return
+		}
+		e.manager.Stop(ctx)
+		if e.cancel != nil {
+			e.cancel()
+			<-e.done
+		}
+	})
+}
+
+// LoadFS activates the bundle in fsys (Rego modules, data files and an optional .manifest; test
+// files excluded) under name, replacing the bundle LoadFS activated before. Its modules are
+// compiled strictly. On any error the previous revision stays active.
+func (e *Engine) LoadFS(ctx context.Context, fsys fs.FS, name string) error {
+	if e.initErr != nil {
+		return e.initErr
+	}
+	e.loadMu.Lock()
+	defer e.loadMu.Unlock()
+	loader, err := bundle.NewFSLoader(fsys)
+	if err != nil {
+		return e.failed(name, fmt.Errorf("loading policy %s: %w", name, err))
+	}
+	b, err := bundle.NewCustomReader(loader.WithFilter(skipTests)).
+		WithRegoVersion(ast.RegoV1).
+		WithProcessAnnotations(true).
+		WithBundleName(name).
+		Read()
+	if err != nil {
+		return e.failed(name, fmt.Errorf("loading policy %s: %w", name, err))
+	}
+	params := storage.WriteParams
+	params.Context = storage.NewContext()
+	err = storage.Txn(ctx, e.store, params, func(txn storage.Transaction) error {
+		if prev := e.fsBundle; prev != "" && prev != name {
+			if err := bundle.Deactivate(&bundle.DeactivateOpts{
+				Ctx: ctx, Store: e.store, Txn: txn, BundleNames: map[string]struct{}{prev: {}},
+				ParserOptions: e.manager.ParserOptions(),
+			}); err != nil {
+				return err
+			}
+		}
+		compiler := ast.NewCompiler().WithStrict(true).
+			WithPathConflictsCheck(storage.NonEmpty(ctx, e.store, txn))
+		if b.Manifest.Roots != nil {
+			compiler = compiler.WithPathConflictsCheckRoots(*b.Manifest.Roots)
+		}
+		err := bundle.Activate(&bundle.ActivateOpts{
+			Ctx: ctx, Store: e.store, Txn: txn, TxnCtx: params.Context,
+			Compiler: compiler, Metrics: opametrics.New(),
+			Bundles:       map[string]*bundle.Bundle{name: &b},
+			ParserOptions: e.manager.ParserOptions(),
+		})
+		// The manager hands this compiler to onCompile when the transaction commits.
+		plugins.SetCompilerOnContext(params.Context, compiler)
+		return err
+	})
+	if err != nil {
+		return e.failed(name, fmt.Errorf("activating policy %s: %w", name, err))
+	}
+	e.fsBundle = name
+	return nil
+}
+
+// skipTests keeps *_test.rego files out of a loaded bundle: tests stay beside the policy in
+// the source tree without taking part in decisions.
+func skipTests(_ string, info fs.FileInfo, _ int) bool {
+	return !info.IsDir() && strings.HasSuffix(info.Name(), "_test.rego")
+}
+
+// onCompile runs when a transaction that changed the policy commits, while the store's write
+// lock is still held: every evaluation opens its read transaction before it loads the active
+// revision, so it sees either the old policy with the old data or the new with the new, never
+// a mix, and never waits longer than this swap.
+func (e *Engine) onCompile(txn storage.Transaction) {
+	ctx := context.Background()
+	compiler := e.manager.GetCompiler()
+	if compiler == nil || len(compiler.Modules) == 0 {
+		return
+	}
+	active := map[string]string{}
+	names, err := bundle.ReadBundleNamesFromStore(ctx, e.store, txn)
+	if err != nil && !storage.IsNotFound(err) {
+		e.opts.Logger.Error("reading the active bundles", "error", err)
+		return
+	}
+	for _, n := range names {
+		active[n], _ = bundle.ReadBundleRevisionFromStore(ctx, e.store, txn, n)
+	}
+	for _, want := range e.bundles {
+		if _, ok := active[want]; !ok {
+			e.opts.Logger.Info("policy not complete yet: waiting for bundles", "active", slices.Sorted(maps.Keys(active)), "configured", e.bundles)
+			return
+		}
+	}
+	r := &revision{bundles: active, activated: time.Now().UTC(), compiler: compiler, name: revisionName(active)}
+	if prev := e.active.Load(); prev != nil {
+		r.generation = prev.generation + 1
+	} else {
+		r.generation = 1
+	}
+	for i, q := range e.queries {
+		pq, err := rego.New(
+			rego.Query(q),
+			rego.Compiler(compiler),
+			rego.Store(e.store),
+			rego.Transaction(txn),
+			rego.StrictBuiltinErrors(true),
+		).PrepareForEval(ctx)
+		if err != nil {
+			e.metrics.activations.WithLabelValues("failure").Inc()
+			e.opts.Logger.Error("preparing the decision query failed; the previous revision stays active", "query", q, "error", err)
+			return
+		}
+		r.prepared[i] = pq
+	}
+	e.active.Store(r)
+	e.metrics.activations.WithLabelValues("success").Inc()
+	e.metrics.activeGeneration.Set(float64(r.generation))
+	e.opts.Logger.Info("policy activated", "revision", r.name, "generation", r.generation)
+}
+
+// revisionName is "name@revision" for each active bundle (just the name when the bundle has no
+// revision), sorted.
+func revisionName(bundles map[string]string) string {
+	parts := make([]string, 0, len(bundles))
+	for _, n := range slices.Sorted(maps.Keys(bundles)) {
+		if rev := bundles[n]; rev != "" {
+			parts = append(parts, n+"@"+rev)
+		} else {
+			parts = append(parts, n)
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 func (e *Engine) failed(name string, err error) error {
 	e.metrics.activations.WithLabelValues("failure").Inc()
-	e.opts.Logger.Error("policy activation failed; the previous revision stays active", "revision", name, "error", err)
+	e.opts.Logger.Error("policy activation failed; the previous revision stays active", "bundle", name, "error", err)
 	return err
+}
+
+// evaluation is the result of one query against one revision.
+type evaluation struct {
+	rev     *revision
+	doc     any
+	defined bool
+}
+
+// eval evaluates query q on input within one read transaction of the store: the revision it
+// loads is the one that matches the data it reads (see onCompile).
+func (e *Engine) eval(ctx context.Context, q query, input ast.Value, extra ...rego.EvalOption) (evaluation, error) {
+	if e.active.Load() == nil {
+		return evaluation{}, ErrNotReady
+	}
+	txn, err := e.store.NewTransaction(ctx)
+	if err != nil {
+		return evaluation{}, fmt.Errorf("opening a policy store transaction: %w", err)
+	}
+	defer e.store.Abort(ctx, txn)
+	r := e.active.Load()
+	opts := append([]rego.EvalOption{rego.EvalParsedInput(input), rego.EvalTransaction(txn)}, extra...)
+	start := time.Now()
+	rs, err := r.prepared[q].Eval(ctx, opts...)
+	e.metrics.evalSeconds.WithLabelValues(q.label()).Observe(time.Since(start).Seconds())
+	ev := evaluation{rev: r}
+	if err != nil {
+		e.metrics.outcomes.WithLabelValues(q.label(), "error").Inc()
+		return ev, fmt.Errorf("evaluating %s: %w", e.queries[q], err)
+	}
+	ev.doc, ev.defined = single(rs)
+	return ev, nil
 }
 
 // Decide evaluates the token decision for in. A policy error is returned as an error (the
 // caller fails closed); an undefined or malformed decision is a Decision that allows nothing.
+// Either way the decision has an ID, the decision_id of its decision log entry.
 func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
-	r := e.active.Load()
-	if r == nil {
-		return Decision{}, ErrNotReady
-	}
 	d := Decision{ID: newDecisionID()}
+	input := in.value()
 	start := time.Now()
-	rs, err := r.authz.Eval(ctx, rego.EvalParsedInput(in.value()))
-	e.metrics.evalSeconds.WithLabelValues("authz").Observe(time.Since(start).Seconds())
-	if err != nil {
-		e.metrics.outcomes.WithLabelValues("authz", "error").Inc()
-		return d, fmt.Errorf("evaluating %s: %w", e.opts.DecisionQuery, err)
+	ev, err := e.eval(ctx, queryAuthz, input)
+	if errors.Is(err, ErrNotReady) {
+		return d, err
 	}
-	doc, ok := single(rs)
-	if !ok {
+	e.logDecision(ctx, queryAuthz, d.ID, start, input, ev, err)
+	if err != nil {
+		return d, err
+	}
+	e.compare(queryAuthz, d.ID, input, ev)
+	if !ev.defined {
 		e.metrics.outcomes.WithLabelValues("authz", "undefined").Inc()
 		return d, nil
 	}
-	if err := parseDecision(doc, &d); err != nil {
+	if err := parseDecision(ev.doc, &d); err != nil {
 		e.metrics.outcomes.WithLabelValues("authz", "malformed").Inc()
 		e.opts.Logger.Warn("malformed policy decision treated as deny", "decision_id", d.ID, "error", err)
 		return Decision{ID: d.ID}, nil
@@ -169,28 +487,31 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 
 // Authorize evaluates the admin decision for in. Anything but an explicit allow is a deny.
 func (e *Engine) Authorize(ctx context.Context, in *AdminInput) (AdminDecision, error) {
-	r := e.active.Load()
-	if r == nil {
-		return AdminDecision{}, ErrNotReady
-	}
 	d := AdminDecision{ID: newDecisionID()}
+	input := in.value()
 	start := time.Now()
-	rs, err := r.admin.Eval(ctx, rego.EvalParsedInput(in.value()))
-	e.metrics.evalSeconds.WithLabelValues("admin").Observe(time.Since(start).Seconds())
-	if err != nil {
-		e.metrics.outcomes.WithLabelValues("admin", "error").Inc()
-		return d, fmt.Errorf("evaluating %s: %w", e.opts.AdminQuery, err)
+	ev, err := e.eval(ctx, queryAdmin, input)
+	if errors.Is(err, ErrNotReady) {
+		return d, err
 	}
-	doc, ok := single(rs)
-	if !ok {
+	e.logDecision(ctx, queryAdmin, d.ID, start, input, ev, err)
+	if err != nil {
+		return d, err
+	}
+	e.compare(queryAdmin, d.ID, input, ev)
+	if !ev.defined {
 		e.metrics.outcomes.WithLabelValues("admin", "undefined").Inc()
 		return d, nil
 	}
-	obj, _ := doc.(map[string]any)
-	d.Allow, _ = obj["allow"].(bool)
-	d.Reasons = stringList(obj["reasons"])
+	d.Allow, d.Reasons = parseAdminDecision(ev.doc)
 	e.metrics.outcomes.WithLabelValues("admin", "defined").Inc()
 	return d, nil
+}
+
+func parseAdminDecision(doc any) (allow bool, reasons []string) {
+	obj, _ := doc.(map[string]any)
+	allow, _ = obj["allow"].(bool)
+	return allow, stringList(obj["reasons"])
 }
 
 func single(rs rego.ResultSet) (any, bool) {

@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"reflect"
+	"strings"
 	"testing"
 	"testing/fstest"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/regoauth/regoauth/policies"
 )
@@ -194,5 +197,82 @@ func assertSameValue(t *testing.T, v any, got ast.Value) {
 	}
 	if want.Compare(got) != 0 {
 		t.Fatalf("AST value\n %v\ndiffers from JSON\n %v", got, want)
+	}
+}
+
+// TestInputExample holds policy/input.example.json, the documented input, to the Go types: it
+// decodes strictly and encodes back unchanged. (The e2e tests hold it to what the running
+// server sends.)
+func TestInputExample(t *testing.T) {
+	raw, err := os.ReadFile("input.example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var in Input
+	if err := dec.Decode(&in); err != nil {
+		t.Fatal(err)
+	}
+	back, err := json.Marshal(&in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b any
+	json.Unmarshal(raw, &a)
+	json.Unmarshal(back, &b)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("the example does not survive the Go types:\n%s\n%s", raw, back)
+	}
+	assertSameValue(t, &in, in.value())
+	d, err := loaded(t).Decide(ctx, &in)
+	if err != nil || !d.Defined {
+		t.Fatalf("the library does not decide the example: %+v %v", d, err)
+	}
+}
+
+// TestMalformedRestrictionFailsClosed: with strict builtin errors, a key restriction that
+// cannot be evaluated refuses the decision (the server answers 503, no token) instead of
+// skipping the check.
+func TestMalformedRestrictionFailsClosed(t *testing.T) {
+	e := loaded(t)
+	for name, r := range map[string]*Restrictions{
+		"network":            {CIDRs: []string{"not-a-network"}},
+		"repository pattern": {Repositories: []string{"[unclosed"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			in := storyInput()
+			in.Principal.Key.Restrictions = r
+			if d, err := e.Decide(ctx, in); err == nil {
+				t.Fatalf("decided %+v", d)
+			}
+		})
+	}
+}
+
+// TestOPAMetricsJoinTheRegistry: OPA's status plugin with prometheus on registers its metrics
+// in the server's registry, under the project's namespace.
+func TestOPAMetricsJoinTheRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := New(Options{Registerer: reg, Source: Source{Builtin: policies.FS, OPAConfig: []byte("status: {prometheus: true}\n")}})
+	defer e.Stop(ctx)
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opa, foreign []string
+	for _, f := range families {
+		switch {
+		case strings.HasPrefix(f.GetName(), "regoauth_opa_"):
+			opa = append(opa, f.GetName())
+		case !strings.HasPrefix(f.GetName(), "regoauth_"):
+			foreign = append(foreign, f.GetName())
+		}
+	}
+	if len(opa) == 0 || len(foreign) > 0 {
+		t.Fatalf("OPA's metrics %v, outside the namespace %v", opa, foreign)
 	}
 }

@@ -3,9 +3,14 @@ package policy
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	evalSeconds *prometheus.HistogramVec
-	outcomes    *prometheus.CounterVec
-	activations *prometheus.CounterVec
+	evalSeconds      *prometheus.HistogramVec
+	outcomes         *prometheus.CounterVec
+	activations      *prometheus.CounterVec
+	activeGeneration prometheus.Gauge
+	bundleFailing    *prometheus.GaugeVec
+	bundleActivated  *prometheus.GaugeVec
+	dryRun           *prometheus.CounterVec
+	logFailures      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -23,9 +28,30 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "regoauth", Subsystem: "policy", Name: "activations_total",
 			Help: "Attempts to activate a policy revision, by result.",
 		}, []string{"result"}),
+		activeGeneration: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "regoauth", Subsystem: "policy", Name: "active_generation",
+			Help: "Activations since the start of the revision now active; 0 while none is.",
+		}),
+		bundleFailing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "regoauth", Subsystem: "policy", Name: "bundle_failing",
+			Help: "1 when the newest load of the bundle failed (its previous revision stays active), else 0.",
+		}, []string{"bundle"}),
+		bundleActivated: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "regoauth", Subsystem: "policy", Name: "bundle_last_activation_timestamp_seconds",
+			Help: "When the bundle's active revision was activated (Unix time).",
+		}, []string{"bundle"}),
+		dryRun: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "regoauth", Subsystem: "policy", Name: "dry_run_comparisons_total",
+			Help: "Decisions evaluated by the dry-run candidate policy, by query and result (agree, disagree, error, dropped).",
+		}, []string{"query", "result"}),
+		logFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "regoauth", Subsystem: "policy", Name: "decision_log_failures_total",
+			Help: "Decisions that could not be handed to the decision logger.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.evalSeconds, m.outcomes, m.activations)
+		reg.MustRegister(m.evalSeconds, m.outcomes, m.activations, m.activeGeneration, m.bundleFailing,
+			m.bundleActivated, m.dryRun, m.logFailures)
 	}
 	return m
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -13,6 +14,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/regoauth/regoauth/keystore/redisstore"
+	"github.com/regoauth/regoauth/policies"
+	"github.com/regoauth/regoauth/policy"
 	"github.com/regoauth/regoauth/tokens"
 )
 
@@ -90,11 +93,134 @@ type StoreCache struct {
 // maxCacheTTL bounds how long a principal may live in memory even if an invalidation were lost.
 const maxCacheTTL = time.Minute
 
-// Policy locates the Rego policy; an empty Dir means the built-in default policy.
+// Policy says where the Rego policy comes from and which decisions the server asks for.
 type Policy struct {
-	Dir           string `yaml:"dir"`
+	PolicySource  `yaml:",inline"`
 	DecisionQuery string `yaml:"decision"`
 	AdminQuery    string `yaml:"admin_decision"`
+	// DryRun is a candidate policy evaluated beside the active one: disagreements are logged
+	// and counted, tokens are never affected.
+	DryRun *PolicySource `yaml:"dry_run"`
+}
+
+// PolicySource is a set of bundles: the built-in library, a local bundle directory or tarball
+// (reloaded on change), and the bundles of an OPA configuration (bundle servers, polled).
+type PolicySource struct {
+	// Builtin activates the library compiled into regoauth (default true). Bundles configure
+	// and extend it; set false for a bundle that replaces it.
+	Builtin *bool `yaml:"builtin"`
+	// Dir is a bundle directory: .rego files, data.json and an optional .manifest.
+	Dir string `yaml:"dir"`
+	// Bundle is a bundle tarball, as `opa build` writes it.
+	Bundle string `yaml:"bundle"`
+	// Signing refuses a Dir or Bundle not signed with this key.
+	Signing *PolicySigning `yaml:"signing"`
+	// OPA is OPA's own configuration: a file name, or the configuration inline.
+	OPA OPAConfig `yaml:"opa"`
+}
+
+// PolicySigning is the key local bundles are verified with.
+type PolicySigning struct {
+	// KeyFile holds a PEM public key (RS*, PS*, ES*) or the secret of an HS* algorithm.
+	KeyFile   string `yaml:"key_file"`
+	Algorithm string `yaml:"algorithm"`
+	Scope     string `yaml:"scope"`
+}
+
+// OPAConfig is OPA's configuration file (services, bundles, keys, decision_logs, status, ...),
+// given by name or inline:
+//
+//	opa: /etc/regoauth/opa.yaml
+//	opa: {decision_logs: {console: true}}
+type OPAConfig struct {
+	File   string
+	Inline []byte
+}
+
+// UnmarshalYAML accepts a file name or a mapping.
+func (o *OPAConfig) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		o.File = n.Value
+		return nil
+	case yaml.MappingNode:
+		var m map[string]any
+		if err := n.Decode(&m); err != nil {
+			return err
+		}
+		raw, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("line %d: %w", n.Line, err)
+		}
+		o.Inline = raw
+		return nil
+	}
+	return fmt.Errorf("line %d: opa is a file name or a mapping of OPA's configuration", n.Line)
+}
+
+// IsZero reports whether no OPA configuration was given.
+func (o OPAConfig) IsZero() bool { return o.File == "" && len(o.Inline) == 0 }
+
+// builtin reports whether the built-in library is used.
+func (p PolicySource) builtin() bool { return p.Builtin == nil || *p.Builtin }
+
+// validate reports every problem of a policy source, field names prefixed with field.
+func (p PolicySource) validate(field string) []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(field+format, args...)) }
+	if !p.builtin() && p.Dir == "" && p.Bundle == "" && p.OPA.IsZero() {
+		add(": no policy: keep builtin, or give dir, bundle or opa")
+	}
+	if p.Dir != "" && p.Bundle != "" {
+		add(": give dir or bundle, not both")
+	}
+	if p.Dir != "" {
+		if st, err := os.Stat(p.Dir); err != nil || !st.IsDir() {
+			add(".dir: %q is not a readable directory", p.Dir)
+		}
+	}
+	if p.Bundle != "" {
+		if st, err := os.Stat(p.Bundle); err != nil || st.IsDir() {
+			add(".bundle: %q is not a readable file", p.Bundle)
+		}
+	}
+	if p.Signing != nil {
+		if p.Dir == "" && p.Bundle == "" {
+			add(".signing: there is no dir or bundle to verify (signing of OPA's bundles is set in its configuration)")
+		}
+		if _, err := os.ReadFile(p.Signing.KeyFile); err != nil {
+			add(".signing.key_file: %v", err)
+		}
+	}
+	if p.OPA.File != "" {
+		if _, err := os.ReadFile(p.OPA.File); err != nil {
+			add(".opa: %v", err)
+		}
+	}
+	return errs
+}
+
+// source reads the files a policy source names.
+func (p PolicySource) source() (policy.Source, error) {
+	src := policy.Source{Dir: p.Dir, Bundle: p.Bundle, OPAConfig: p.OPA.Inline}
+	if p.builtin() {
+		src.Builtin = policies.FS
+	}
+	if p.OPA.File != "" {
+		raw, err := os.ReadFile(p.OPA.File)
+		if err != nil {
+			return src, err
+		}
+		src.OPAConfig = raw
+	}
+	if s := p.Signing; s != nil {
+		key, err := os.ReadFile(s.KeyFile)
+		if err != nil {
+			return src, err
+		}
+		src.Signing = &policy.Signing{Key: string(key), Algorithm: s.Algorithm, Scope: s.Scope}
+	}
+	return src, nil
 }
 
 // Limits bound what one client can ask of the server.
@@ -265,10 +391,9 @@ func (c Config) Validate() error {
 	if ttl := time.Duration(c.Store.Cache.TTL); ttl < 0 || ttl > maxCacheTTL || c.Store.Cache.Size < 0 {
 		add("store.cache: ttl must be between 0 (off) and %s, size at least 0", maxCacheTTL)
 	}
-	if c.Policy.Dir != "" {
-		if st, err := os.Stat(c.Policy.Dir); err != nil || !st.IsDir() {
-			add("policy.dir: %q is not a readable directory", c.Policy.Dir)
-		}
+	errs = append(errs, c.Policy.validate("policy")...)
+	if c.Policy.DryRun != nil {
+		errs = append(errs, c.Policy.DryRun.validate("policy.dry_run")...)
 	}
 	if c.Limits.MaxScopes < 1 || c.Limits.MaxScopeLength < 64 || c.Limits.MaxInFlight < 1 {
 		add("limits: max_scopes >= 1, max_scope_length >= 64 and max_in_flight >= 1 are required")

@@ -92,3 +92,77 @@ func TestRedactHidesPasswords(t *testing.T) {
 		t.Fatalf("redact = %q", got)
 	}
 }
+
+func TestPolicyConfig(t *testing.T) {
+	dir := t.TempDir()
+	bundleFile := filepath.Join(dir, "policy.tar.gz")
+	keyFile := filepath.Join(dir, "pub.pem")
+	opaFile := filepath.Join(dir, "opa.yaml")
+	for _, f := range []string{bundleFile, keyFile} {
+		os.WriteFile(f, []byte("x"), 0o600)
+	}
+	os.WriteFile(opaFile, []byte("decision_logs: {console: true}\n"), 0o600)
+	base := "issuer: x\nservices: [r]\nsigning: {key_file: k.pem}\nstore: {url: bolt:///tmp/x.db}\n"
+	for _, tt := range []struct {
+		name, policy string
+		errs         []string // empty: valid
+		check        func(t *testing.T, p Policy)
+	}{
+		{name: "default is the built-in library", policy: "", check: func(t *testing.T, p Policy) {
+			src, err := p.source()
+			if err != nil || src.Builtin == nil || src.Dir != "" || src.OPAConfig != nil {
+				t.Fatalf("source = %+v, %v", src, err)
+			}
+		}},
+		{name: "signed local bundle", policy: "{bundle: " + bundleFile + ", signing: {key_file: " + keyFile + ", algorithm: ES256}}", check: func(t *testing.T, p Policy) {
+			src, err := p.source()
+			if err != nil || src.Bundle != bundleFile || src.Signing == nil || src.Signing.Key != "x" || src.Signing.Algorithm != "ES256" {
+				t.Fatalf("source = %+v, %v", src, err)
+			}
+		}},
+		{name: "inline OPA configuration", policy: "{builtin: false, opa: {services: {s: {url: 'https://b.example.com'}}, bundles: {authz: {service: s}}}}", check: func(t *testing.T, p Policy) {
+			src, err := p.source()
+			if err != nil || src.Builtin != nil || !strings.Contains(string(src.OPAConfig), `"url":"https://b.example.com"`) {
+				t.Fatalf("source = %+v (%s), %v", src, src.OPAConfig, err)
+			}
+		}},
+		{name: "OPA configuration file", policy: "{opa: " + opaFile + "}", check: func(t *testing.T, p Policy) {
+			src, err := p.source()
+			if err != nil || !strings.Contains(string(src.OPAConfig), "console: true") {
+				t.Fatalf("source = %+v, %v", src, err)
+			}
+		}},
+		{name: "dry run", policy: "{dry_run: {dir: " + dir + "}}", check: func(t *testing.T, p Policy) {
+			if p.DryRun == nil || p.DryRun.Dir != dir {
+				t.Fatalf("dry_run = %+v", p.DryRun)
+			}
+		}},
+		{name: "nothing at all", policy: "{builtin: false}", errs: []string{"policy: no policy"}},
+		{name: "dir and bundle", policy: "{dir: " + dir + ", bundle: " + bundleFile + "}", errs: []string{"dir or bundle, not both"}},
+		{name: "missing files", policy: "{dir: /nonexistent, signing: {key_file: /nonexistent.pem}, opa: /nonexistent.yaml}",
+			errs: []string{"policy.dir", "policy.signing.key_file", "policy.opa"}},
+		{name: "signing without a local bundle", policy: "{signing: {key_file: " + keyFile + "}}", errs: []string{"policy.signing: there is no dir or bundle"}},
+		{name: "bad dry run", policy: "{dry_run: {builtin: false}}", errs: []string{"policy.dry_run: no policy"}},
+		{name: "opa is neither", policy: "{opa: [a]}", errs: []string{"file name or a mapping"}},
+		{name: "unknown key", policy: "{directory: /x}", errs: []string{"directory"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := LoadConfig(writeConfig(t, base+"policy: "+tt.policy+"\n"))
+			if len(tt.errs) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				tt.check(t, cfg.Policy)
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, want := range tt.errs {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not mention %q:\n%v", want, err)
+				}
+			}
+		})
+	}
+}

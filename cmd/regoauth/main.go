@@ -57,6 +57,7 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(serveCommand(), devCommand(), bootstrapCommand(), signingCommand(), exportCommand(), importCommand())
 	client := &clientFlags{}
 	root.AddCommand(accountsCommand(client), keysCommand(client), grantsCommand(client), reposCommand(client), whoamiCommand(client))
+	root.AddCommand(policyCommand(client))
 	return root
 }
 

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"runtime/debug"
 	"time"
 
@@ -24,7 +23,6 @@ import (
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/boltstore"
 	"github.com/regoauth/regoauth/keystore/redisstore"
-	"github.com/regoauth/regoauth/policies"
 	"github.com/regoauth/regoauth/policy"
 	"github.com/regoauth/regoauth/tokens"
 )
@@ -39,10 +37,12 @@ type server struct {
 	registry *prometheus.Registry
 	store    keystore.Store
 	engine   *policy.Engine
-	signer   *tokens.Signer
-	jwks     []byte
-	refresh  *tokens.RefreshCodec
-	usage    *keystore.UsageTracker
+	// candidate is the dry-run policy, when one is configured.
+	candidate *policy.Engine
+	signer    *tokens.Signer
+	jwks      []byte
+	refresh   *tokens.RefreshCodec
+	usage     *keystore.UsageTracker
 	// extra actors run beside the listeners (the embedded registry in dev mode).
 	extra []func(context.Context) error
 }
@@ -85,24 +85,63 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 		return nil, err
 	}
 
-	s.engine = policy.New(policy.Options{
-		DecisionQuery: cfg.Policy.DecisionQuery, AdminQuery: cfg.Policy.AdminQuery,
-		Logger: logger, Registerer: s.registry,
-	})
-	if cfg.Policy.Dir != "" {
-		err = s.engine.LoadFS(ctx, os.DirFS(cfg.Policy.Dir), cfg.Policy.Dir)
-	} else {
-		err = s.engine.LoadFS(ctx, policies.FS, "built-in")
-	}
-	if err != nil {
+	if err := s.startPolicy(ctx); err != nil {
+		s.stopPolicy()
 		return nil, err
 	}
 
 	if s.store, err = openStore(ctx, cfg.Store, logger, s.registry); err != nil {
+		s.stopPolicy()
 		return nil, err
 	}
 	s.usage = keystore.NewUsageTracker(s.store, 10*time.Second, logger)
 	return s, nil
+}
+
+// startPolicy starts the policy engine (and the dry-run candidate, when configured): local
+// bundles must load now; bundles from servers arrive in the background, and /readyz says
+// not-ready until they have.
+func (s *server) startPolicy(ctx context.Context) error {
+	p := s.cfg.Policy
+	src, err := p.source()
+	if err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	s.engine = policy.New(policy.Options{
+		DecisionQuery: p.DecisionQuery, AdminQuery: p.AdminQuery, Source: src,
+		Logger: s.logger.With("component", "policy"), Registerer: s.registry,
+	})
+	if err := s.engine.Start(ctx); err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	if p.DryRun == nil {
+		return nil
+	}
+	csrc, err := p.DryRun.source()
+	if err != nil {
+		return fmt.Errorf("policy.dry_run: %w", err)
+	}
+	s.candidate = policy.New(policy.Options{
+		DecisionQuery: p.DecisionQuery, AdminQuery: p.AdminQuery, Source: csrc,
+		Logger: s.logger.With("component", "policy_dry_run"),
+	})
+	if err := s.candidate.Start(ctx); err != nil {
+		return fmt.Errorf("policy.dry_run: %w", err)
+	}
+	s.engine.DryRun(s.candidate)
+	return nil
+}
+
+// stopPolicy stops the engines with a deadline for uploading buffered decision logs.
+func (s *server) stopPolicy() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if s.engine != nil {
+		s.engine.Stop(ctx)
+	}
+	if s.candidate != nil {
+		s.candidate.Stop(ctx)
+	}
 }
 
 // publishedKeys is the JWKS of the active key and every key listed in signing.publish.
@@ -173,8 +212,11 @@ func openStore(ctx context.Context, cfg Store, logger *slog.Logger, reg promethe
 	return s, nil
 }
 
-// Close releases the store.
-func (s *server) Close() error { return s.store.Close() }
+// Close stops the policy engines and releases the store.
+func (s *server) Close() error {
+	s.stopPolicy()
+	return s.store.Close()
+}
 
 // handler is every route of the main listener.
 func (s *server) handler(withMetrics bool) (http.Handler, error) {
@@ -199,7 +241,7 @@ func (s *server) handler(withMetrics bool) (http.Handler, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/token", token)
-	mux.Handle(admin.Prefix+"/", admin.New(s.store, s.engine, admin.Options{Logger: s.logger.With("component", "admin")}))
+	mux.Handle(admin.Prefix+"/", admin.New(s.store, s.engine, admin.Options{Explainer: s.engine, Logger: s.logger.With("component", "admin")}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -222,12 +264,18 @@ func (s *server) metricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})
 }
 
-// readyz is ready when a policy is active and the store answers.
+// readyz is ready when a policy is active and the store answers. Its detail shows every
+// bundle, with the error of its newest load when that failed (the previous revision keeps
+// deciding).
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
-	status := map[string]string{"policy": s.engine.Revision(), "store": "ok"}
-	ready := s.engine.Ready()
+	pst := s.engine.Status()
+	status := map[string]any{"policy": pst.Revision, "policy_status": pst, "store": "ok"}
+	ready := pst.Ready
 	if !ready {
 		status["policy"] = "none active"
+	}
+	if s.candidate != nil {
+		status["dry_run_policy_status"] = s.candidate.Status()
 	}
 	if p, ok := s.store.(interface{ Ping(context.Context) error }); ok {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -342,6 +390,9 @@ func (s *server) run(ctx context.Context) error {
 		g.Go(func() error { return a(gctx) })
 	}
 	err = g.Wait()
+	// After the listeners have shut down, so no request decides on a stopped engine; stopping
+	// uploads the decision logs still buffered.
+	s.stopPolicy()
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}

@@ -1,0 +1,125 @@
+package admin_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+
+	"github.com/regoauth/regoauth/admin"
+	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/keystore/boltstore"
+	"github.com/regoauth/regoauth/policies"
+	"github.com/regoauth/regoauth/policy"
+)
+
+// explainFixture is the admin API with an explainer, over a store where user1 (group buyers)
+// holds pull on image, the buyers hold pull on shop/*, and user1 owns mine.
+func explainFixture(t *testing.T) (*fixture, string) {
+	t.Helper()
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	engine := policy.New(policy.Options{})
+	if err := engine.LoadFS(ctx, policies.FS, "builtin"); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(admin.New(store, engine, admin.Options{Explainer: engine}))
+	t.Cleanup(srv.Close)
+	f := &fixture{t: t, store: store, server: srv}
+	for _, a := range []keystore.Account{{Name: "admin", Roles: []string{"admin"}}, {Name: "user1", Groups: []string{"buyers"}}, {Name: "user2"}} {
+		if err := store.CreateAccount(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range []keystore.Grant{
+		{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "user1"}, Repository: "image", Actions: []string{"pull"}},
+		{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "buyers"}, Repository: "shop/*", Actions: []string{"pull"}},
+		{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "user2"}, Repository: "image", Actions: []string{"push"}},
+	} {
+		if err := store.PutGrant(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := store.Reserve(ctx, keystore.Ownership{Repository: "mine", Owner: "user1"}); err != nil {
+		t.Fatal(err)
+	}
+	f.admin = f.client(f.seedKey("admin"))
+	return f, f.seedKey("user1")
+}
+
+func verdicts(x policy.Explanation) map[string]bool {
+	out := map[string]bool{}
+	for _, v := range x.Actions {
+		out[v.Type+":"+v.Name+":"+v.Action] = v.Allowed
+	}
+	return out
+}
+
+func TestExplainEndpoint(t *testing.T) {
+	f, user1Key := explainFixture(t)
+	x := must(f.admin.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:image:push,pull repository:shop/app:pull", "repository:mine:delete"}}))
+	want := map[string]bool{
+		"repository:image:pull": true, "repository:image:push": false,
+		"repository:shop/app:pull": true, "repository:mine:delete": true,
+	}
+	if got := verdicts(x); len(got) != len(want) || func() bool {
+		for k, v := range want {
+			if got[k] != v {
+				return true
+			}
+		}
+		return false
+	}() {
+		t.Fatalf("verdicts = %v, want %v", got, want)
+	}
+	if x.Input == nil || x.Input.Principal.Account != "user1" || len(x.Input.Grants) != 2 || x.Input.Principal.Key != nil || len(x.Input.Owned) != 1 {
+		t.Fatalf("input = %+v", x.Input)
+	}
+	if x.Revision == "" || len(x.Rules) == 0 {
+		t.Fatalf("explanation = %+v", x)
+	}
+
+	// With a read-only key, the key's restriction is the reason.
+	ro := must(f.admin.CreateKey(ctx, admin.KeyRequest{Account: "user1", Restrictions: keystore.Restrictions{Actions: []string{"pull"}}}))
+	x = must(f.admin.Explain(ctx, admin.ExplainRequest{Account: "user1", KeyID: ro.ID, Scopes: []string{"repository:mine:push"}}))
+	if len(x.Actions) != 1 || x.Actions[0].Allowed || x.Actions[0].Reason != "the API key's restrictions forbid it" {
+		t.Fatalf("read-only key: %+v", x.Actions)
+	}
+
+	// An account explains itself, not others.
+	self := f.client(user1Key)
+	if _, err := self.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:image:pull"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := self.Explain(ctx, admin.ExplainRequest{Account: "user2", Scopes: []string{"repository:image:pull"}})
+	wantStatus(t, err, http.StatusForbidden)
+
+	cidrKey := must(f.admin.CreateKey(ctx, admin.KeyRequest{Account: "user1", Restrictions: keystore.Restrictions{CIDRs: []string{"10.0.0.0/8"}}}))
+	for name, req := range map[string]admin.ExplainRequest{
+		"key of another account":      {Account: "user2", KeyID: ro.ID, Scopes: []string{"repository:image:pull"}},
+		"network key without address": {Account: "user1", KeyID: cidrKey.ID},
+		"bad address":                 {Account: "user1", ClientIP: "nowhere"},
+		"bad account name":            {Account: "Not Valid"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := f.admin.Explain(ctx, req)
+			wantStatus(t, err, http.StatusBadRequest)
+		})
+	}
+	_, err = f.admin.Explain(ctx, admin.ExplainRequest{Account: "nobody"})
+	wantStatus(t, err, http.StatusNotFound)
+
+	x = must(f.admin.Explain(ctx, admin.ExplainRequest{Account: "user1", KeyID: cidrKey.ID, ClientIP: "10.1.2.3", Scopes: []string{"repository:image:pull"}}))
+	if !verdicts(x)["repository:image:pull"] {
+		t.Fatalf("from inside the key's network: %+v", x.Actions)
+	}
+}
+
+func TestExplainNeedsAnExplainer(t *testing.T) {
+	f := newFixture(t)
+	_, err := f.admin.Explain(ctx, admin.ExplainRequest{Account: "admin"})
+	wantStatus(t, err, http.StatusNotFound)
+}

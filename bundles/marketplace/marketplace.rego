@@ -1,0 +1,107 @@
+# METADATA
+# title: Registry marketplace
+# description: |
+#   Sellers reserve listing names (shop/NAME), publish images to them and a free preview at
+#   previews/NAME; buyers get pull on a listing when the marketplace's checkout service records
+#   their purchase as a grant. Extends the built-in library (package regoauth.authz) through
+#   data.regoauth.extensions; settings are in data.marketplace.
+package regoauth.extensions.marketplace
+
+settings := data.marketplace
+
+# A listing is one name directly under the listing namespace: shop/NAME.
+listing(name) if {
+	parts := split(name, "/")
+	count(parts) == 2
+	parts[0] == settings.listing_namespace
+	parts[1] != ""
+}
+
+# The listing a preview belongs to: previews/NAME -> shop/NAME.
+listing_of_preview(name) := concat("/", [settings.listing_namespace, parts[1]]) if {
+	parts := split(name, "/")
+	count(parts) == 2
+	parts[0] == settings.preview_namespace
+}
+
+authenticated if input.principal.anonymous == false
+
+seller if {
+	authenticated
+	settings.seller_group in input.principal.groups
+}
+
+unrestricted_key if not input.principal.key.restrictions
+
+# METADATA
+# title: seller's preview
+# description: The seller of shop/NAME publishes its free preview at previews/NAME.
+permit contains ["repository", scope.name, action] if {
+	authenticated
+	some scope in input.scopes
+	scope.type == "repository"
+	listing_of_preview(scope.name) in input.owned
+	some action in scope.actions
+	action in {"pull", "push", "delete"}
+}
+
+# METADATA
+# title: listings belong to their seller
+# description: |
+#   Only the seller who reserved a listing pushes to it: a push grant, even an admin's, never
+#   lets anyone else replace what buyers paid for. Admins may still delete (take down).
+deny contains {"type": "repository", "name": scope.name, "action": action, "reason": "only the listing's seller publishes to it"} if {
+	some scope in input.scopes
+	scope.type == "repository"
+	listing(scope.name)
+	not scope.name in input.owned
+	some action in scope.actions
+	action == "push"
+}
+
+deny contains {"type": "repository", "name": scope.name, "action": "delete", "reason": "only the listing's seller or an admin deletes it"} if {
+	some scope in input.scopes
+	scope.type == "repository"
+	listing(scope.name)
+	not scope.name in input.owned
+	"delete" in scope.actions
+	not data.regoauth.authz.is_admin
+}
+
+# METADATA
+# title: sellers reserve listings
+# description: A seller reserves listing names for itself, up to max_listings_per_seller.
+admin_allow if {
+	input.operation == "repos.reserve"
+	seller
+	unrestricted_key
+	input.target.account == input.principal.account
+	listing(input.target.repository)
+	count(input.owned) < settings.max_listings_per_seller
+}
+
+# METADATA
+# title: sellers release their listings
+admin_allow if {
+	input.operation == "repos.release"
+	seller
+	unrestricted_key
+	listing(input.target.repository)
+	input.target.owner == input.principal.account
+}
+
+# METADATA
+# title: checkout records purchases
+# description: |
+#   The checkout service (role checkout) grants and revokes pull on a reserved listing for one
+#   buyer account: the purchase, and its refund.
+admin_allow if {
+	input.operation in {"grants.add", "grants.remove"}
+	authenticated
+	settings.checkout_role in input.principal.roles
+	listing(input.target.repository)
+	input.target.owner != ""
+	input.target.account != ""
+	not input.target.group
+	object.get(input.target, "actions", ["pull"]) == ["pull"]
+}

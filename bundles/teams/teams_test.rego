@@ -1,0 +1,145 @@
+package regoauth.extensions.teams_test
+
+import data.regoauth.admin
+import data.regoauth.authz
+
+# The cases are data: `opa test` checks them here, and the Go tests of package bundles decide
+# the same inputs with regoauth's engine and the bundle built by `opa build`.
+
+principal(account, groups, roles) := {
+	"account": account, "anonymous": false, "groups": groups, "roles": roles,
+	"key": {"id": concat("-", [account, "key"])},
+}
+
+repo(name, actions) := {"type": "repository", "name": name, "actions": actions}
+
+token_input(p, scopes) := {
+	"service": "registry.example.com",
+	"client": {"ip": "198.51.100.7"},
+	"principal": p,
+	"grants": [],
+	"owned": [],
+	"scopes": scopes,
+}
+
+all := ["delete", "pull", "push"]
+
+cases := [
+	{
+		"name": "maintainers of a repository",
+		"input": token_input(principal("bob", [], []), [repo("acme/api", all)]),
+		"access": {"repository:acme/api": ["delete", "pull", "push"]},
+	},
+	{
+		"name": "a write role on a glob",
+		"input": token_input(principal("bob", [], []), [repo("acme/backend-worker", all), repo("acme/frontend", ["pull"])]),
+		"access": {"repository:acme/backend-worker": ["pull", "push"], "repository:acme/frontend": []},
+	},
+	{
+		"name": "a read role across the organisation",
+		"input": token_input(principal("carol", [], []), [repo("acme/api", ["pull", "push"]), repo("globex/app", ["pull"])]),
+		"access": {"repository:acme/api": ["pull"], "repository:globex/app": []},
+	},
+	{
+		"name": "membership through a key store group ORG.TEAM",
+		"input": token_input(principal("erin", ["acme.qa"], []), [repo("acme/tools/cli", ["pull", "push"])]),
+		"access": {"repository:acme/tools/cli": ["pull"]},
+	},
+	{
+		"name": "owners hold the namespace",
+		"input": token_input(principal("alice", [], []), [repo("acme/anything/deep", all)]),
+		"access": {"repository:acme/anything/deep": ["delete", "pull", "push"]},
+	},
+	{
+		"name": "owners through a key store group ORG.owners",
+		"input": token_input(principal("olga", ["acme.owners"], []), [repo("acme/x", ["push"])]),
+		"access": {"repository:acme/x": ["push"]},
+	},
+	{
+		"name": "a team's pattern outside its organisation grants nothing",
+		"input": token_input(principal("dan", [], []), [repo("acme/api", ["pull"])]),
+		"access": {"repository:acme/api": []},
+	},
+	{
+		"name": "a frozen organisation is read-only",
+		"input": token_input(principal("dan", [], []), [repo("globex/app", ["pull", "push"])]),
+		"access": {"repository:globex/app": ["pull"]},
+	},
+	{
+		"name": "releases are immutable, except for admins",
+		"input": token_input(principal("alice", [], []), [repo("acme/releases/v1", all)]),
+		"access": {"repository:acme/releases/v1": ["pull", "push"]},
+	},
+	{
+		"name": "admins still delete releases",
+		"input": token_input(principal("root", [], ["admin"]), [repo("acme/releases/v1", ["delete"])]),
+		"access": {"repository:acme/releases/v1": ["delete"]},
+	},
+	{
+		"name": "personal namespaces, pull and push",
+		"input": token_input(principal("bob", [], []), [repo("bob/scratch", all)]),
+		"access": {"repository:bob/scratch": ["pull", "push"]},
+	},
+	{
+		"name": "no team, no access",
+		"input": token_input(principal("mallory", ["acme.nonexistent"], []), [repo("acme/api", ["pull"])]),
+		"access": {"repository:acme/api": []},
+	},
+]
+
+admin_input(p, operation, target) := {"principal": p, "operation": operation, "target": target, "owned": []}
+
+admin_cases := [
+	{
+		"name": "owners grant in their namespace",
+		"input": admin_input(principal("alice", [], []), "grants.add", {"group": "contractors", "repository": "acme/**", "actions": ["pull"]}),
+		"allow": true,
+	},
+	{
+		"name": "owners grant nothing elsewhere",
+		"input": admin_input(principal("alice", [], []), "grants.add", {"account": "bob", "repository": "globex/app", "actions": ["pull"]}),
+		"allow": false,
+	},
+	{
+		"name": "owners reserve names in their namespace",
+		"input": admin_input(principal("olga", ["acme.owners"], []), "repos.reserve", {"account": "bob", "repository": "acme/new"}),
+		"allow": true,
+	},
+	{
+		"name": "team members do not manage grants",
+		"input": admin_input(principal("bob", [], []), "grants.add", {"account": "bob", "repository": "acme/api", "actions": ["push"]}),
+		"allow": false,
+	},
+	{
+		"name": "an owner's restricted key manages nothing",
+		"input": admin_input(object.union(principal("alice", [], []), {"key": {"id": "k", "restrictions": {"actions": ["pull"]}}}), "grants.add", {"account": "bob", "repository": "acme/api", "actions": ["pull"]}),
+		"allow": false,
+	},
+]
+
+access(token_input) := {sprintf("%s:%s", [e.type, e.name]): e.actions |
+	some e in decision.access
+} if {
+	decision := authz.decision with input as token_input
+}
+
+failing contains c.name if {
+	some c in cases
+	got := access(c.input)
+	got != c.access
+	print(c.name, "got", got, "want", c.access)
+}
+
+failing contains c.name if {
+	some c in admin_cases
+	got := admin.decision.allow with input as c.input
+	got != c.allow
+	print(c.name, "got", got, "want", c.allow)
+}
+
+test_cases if count(failing) == 0
+
+test_frozen_reason if {
+	d := authz.decision with input as token_input(principal("gina", [], []), [repo("globex/app", ["push"])])
+	d.reasons == ["repository:globex/app push: organisation globex is frozen"]
+}

@@ -1,0 +1,83 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+
+	"github.com/open-policy-agent/opa/v1/logging"
+)
+
+// opaLogger lets OPA's plugins (bundle downloads, decision logs, status) write through the
+// server's slog logger, so their lines have the same format, level and destination as the
+// rest of regoauth. Fields become attributes under their OPA names.
+type opaLogger struct {
+	logger *slog.Logger
+	fields map[string]any
+	level  logging.Level
+}
+
+func newOPALogger(l *slog.Logger) *opaLogger {
+	return &opaLogger{logger: l, level: logging.Debug}
+}
+
+func (l *opaLogger) log(level slog.Level, format string, a []any) {
+	ctx := context.Background()
+	if !l.logger.Enabled(ctx, level) {
+		return
+	}
+	msg := format
+	if len(a) > 0 {
+		msg = fmt.Sprintf(format, a...)
+	}
+	keys := make([]string, 0, len(l.fields))
+	for k := range l.fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	attrs := make([]slog.Attr, 0, len(keys))
+	for _, k := range keys {
+		attrs = append(attrs, slog.Any(k, l.fields[k]))
+	}
+	l.logger.LogAttrs(ctx, level, msg, attrs...)
+}
+
+func (l *opaLogger) Debug(format string, a ...any) {
+	if l.level >= logging.Debug {
+		l.log(slog.LevelDebug, format, a)
+	}
+}
+
+func (l *opaLogger) Info(format string, a ...any) {
+	if l.level >= logging.Info {
+		l.log(slog.LevelInfo, format, a)
+	}
+}
+
+func (l *opaLogger) Warn(format string, a ...any) {
+	if l.level >= logging.Warn {
+		l.log(slog.LevelWarn, format, a)
+	}
+}
+
+func (l *opaLogger) Error(format string, a ...any) {
+	if l.level >= logging.Error {
+		l.log(slog.LevelError, format, a)
+	}
+}
+
+func (l *opaLogger) WithFields(fields map[string]any) logging.Logger {
+	merged := make(map[string]any, len(l.fields)+len(fields))
+	for k, v := range l.fields {
+		merged[k] = v
+	}
+	for k, v := range fields {
+		merged[k] = v
+	}
+	return &opaLogger{logger: l.logger, fields: merged, level: l.level}
+}
+
+func (l *opaLogger) GetLevel() logging.Level { return l.level }
+
+func (l *opaLogger) SetLevel(level logging.Level) { l.level = level }
