@@ -86,16 +86,14 @@ func (e *Engine) Explain(ctx context.Context, in *Input) (Explanation, error) {
 				}
 			}
 		}
-		var args []*ast.Term
-		for _, a := range rule.Head.Args {
-			v := a
-			if vr, ok := a.Value.(ast.Var); ok && event.Locals != nil {
-				if bound := event.Locals.Get(vr); bound != nil {
-					v = ast.NewTerm(bound)
-				}
+		args := scopeActionOf(rule, event.Locals, in.Scopes)
+		if args == nil {
+			for _, a := range rule.Head.Args {
+				args = append(args, bind(a, event.Locals))
 			}
-			args = append(args, v)
-			f.Args = append(f.Args, renderArg(v))
+		}
+		for _, a := range args {
+			f.Args = append(f.Args, renderArg(a))
 		}
 		key := f.Rule + "@" + f.Location + "(" + strings.Join(f.Args, ",") + ")"
 		if seen[key] {
@@ -121,6 +119,39 @@ func (e *Engine) Explain(ctx context.Context, in *Input) (Explanation, error) {
 		}
 	}
 	return x, nil
+}
+
+// bind resolves a variable to its value in locals, when bound.
+func bind(t *ast.Term, locals *ast.ValueMap) *ast.Term {
+	if vr, ok := t.Value.(ast.Var); ok && locals != nil {
+		if bound := locals.Get(vr); bound != nil {
+			return ast.NewTerm(bound)
+		}
+	}
+	return t
+}
+
+// scopeActionOf reads the scope and action a library rule of the form "NAME[i] contains action"
+// fired for: i indexes the requested scopes. It returns nil for rules of other forms.
+func scopeActionOf(rule *ast.Rule, locals *ast.ValueMap, scopes []Scope) []*ast.Term {
+	ref := rule.Head.Ref()
+	if len(ref) != 2 || rule.Head.Key == nil {
+		return nil
+	}
+	i, ok := bind(ref[1], locals).Value.(ast.Number)
+	if !ok {
+		return nil
+	}
+	n, ok := i.Int()
+	action := bind(rule.Head.Key, locals)
+	if _, isString := action.Value.(ast.String); !ok || !isString || n < 0 || n >= len(scopes) {
+		return nil
+	}
+	scope := ast.ObjectTerm(
+		[2]*ast.Term{ast.StringTerm("type"), ast.StringTerm(scopes[n].Type)},
+		[2]*ast.Term{ast.StringTerm("name"), ast.StringTerm(scopes[n].Name)},
+	)
+	return []*ast.Term{scope, action}
 }
 
 // rulePath is the rule's full path, e.g. data.regoauth.authz.permitted.
