@@ -152,7 +152,7 @@ func (a *API) authorize(ctx context.Context, c *call, operation string, target p
 			c.owned = append(c.owned, o.Repository)
 		}
 	}
-	in := &policy.AdminInput{Principal: principalInput(c.principal), Operation: operation, Target: target, Owned: c.owned}
+	in := &policy.AdminInput{Principal: policy.PrincipalOf(c.principal), Operation: operation, Target: target, Owned: c.owned}
 	d, err := a.authz.Authorize(ctx, in)
 	if err != nil {
 		return fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
@@ -161,22 +161,6 @@ func (a *API) authorize(ctx context.Context, c *call, operation string, target p
 		return &forbidden{operation: operation, reasons: d.Reasons, decisionID: d.ID}
 	}
 	return nil
-}
-
-func principalInput(p keystore.Principal) policy.Principal {
-	out := policy.Principal{Account: p.Account.Name, Groups: nonNil(p.Account.Groups), Roles: nonNil(p.Account.Roles),
-		Key: &policy.Key{ID: p.Key.ID, Name: p.Key.Name}}
-	if r := p.Key.Restrictions; !r.IsZero() {
-		out.Key.Restrictions = &policy.Restrictions{Actions: r.Actions, Repositories: r.Repositories, CIDRs: r.CIDRs}
-	}
-	return out
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 // decode reads a strict JSON body into v.

@@ -56,11 +56,10 @@ func (a *API) explainDecision(ctx context.Context, c *call) (int, any, error) {
 	if err := a.authorize(ctx, c, "policy.explain", policy.AdminTarget{Account: req.Account}); err != nil {
 		return 0, nil, err
 	}
-	in, err := a.explainInput(ctx, req)
+	in, err := a.explainInput(ctx, req, scopes)
 	if err != nil {
 		return 0, nil, err
 	}
-	in.Scopes = scopes
 	x, err := a.opts.Explainer.Explain(ctx, in)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
@@ -68,9 +67,9 @@ func (a *API) explainDecision(ctx context.Context, c *call) (int, any, error) {
 	return http.StatusOK, x, nil
 }
 
-// explainInput is the policy input of a token request by req.Account, without scopes: the same
+// explainInput is the policy input of a token request by req.Account for scopes: the same
 // fields, from the same records, as the token path fills.
-func (a *API) explainInput(ctx context.Context, req ExplainRequest) (*policy.Input, error) {
+func (a *API) explainInput(ctx context.Context, req ExplainRequest, scopes []policy.Scope) (*policy.Input, error) {
 	var p keystore.Principal
 	if req.KeyID != "" {
 		var err error
@@ -114,18 +113,9 @@ func (a *API) explainInput(ctx context.Context, req ExplainRequest) (*policy.Inp
 	if p.Account.Disabled {
 		return nil, fmt.Errorf("%w: account %s is disabled: its requests are refused before the policy", keystore.ErrInvalid, req.Account)
 	}
-	in := &policy.Input{
-		Service:   req.Service,
-		Client:    policy.Client{IP: req.ClientIP},
-		Principal: principalInput(p),
-		Grants:    make([]policy.Grant, len(p.Grants)),
-		Owned:     nonNil(p.Owned),
-	}
+	in := policy.NewInput(req.Service, policy.Client{IP: req.ClientIP}, &p, scopes)
 	if req.KeyID == "" {
 		in.Principal.Key = nil
-	}
-	for i, g := range p.Grants {
-		in.Grants[i] = policy.Grant{Subject: g.Subject.String(), Repository: g.Repository, Actions: g.Actions}
 	}
 	return in, nil
 }

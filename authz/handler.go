@@ -258,17 +258,10 @@ func (h *Handler) service(s string) (string, error) {
 }
 
 func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *event) (response, error) {
-	in := &policy.Input{
-		Service: req.service,
-		Client:  policy.Client{IP: ev.clientIP, ID: req.clientID, UserAgent: truncate(r.UserAgent(), 256)},
-		Scopes:  req.scopes,
-		Grants:  []policy.Grant{},
-		Owned:   []string{},
-	}
+	client := policy.Client{IP: ev.clientIP, ID: req.clientID, UserAgent: truncate(r.UserAgent(), 256)}
+	in := policy.NewInput(req.service, client, nil, req.scopes)
 	var refresh string
-	if req.anonymous {
-		in.Principal = policy.Principal{Anonymous: true, Groups: []string{}, Roles: []string{}}
-	} else {
+	if !req.anonymous {
 		t := time.Now()
 		p, err := h.authenticate(ctx, req)
 		h.metrics.stage("authn", t)
@@ -276,7 +269,7 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 			return response{}, err
 		}
 		ev.account, ev.keyID = p.Account.Name, p.Key.ID
-		fillPrincipal(in, p)
+		in = policy.NewInput(req.service, client, &p, req.scopes)
 		if h.usage != nil {
 			h.usage.Used(p.Key.ID, h.opts.Now())
 		}
@@ -358,31 +351,6 @@ func (h *Handler) authenticateRefresh(ctx context.Context, req request) (keystor
 		return keystore.Principal{}, fmt.Errorf("%w: refresh token of key %s belongs to another account", ErrBadCredentials, claims.KeyID)
 	}
 	return keystore.AuthenticateKey(ctx, h.dir, claims.KeyID, claims.Account, h.opts.Now())
-}
-
-// fillPrincipal copies what the policy reads about an authenticated principal into in.
-func fillPrincipal(in *policy.Input, p keystore.Principal) {
-	in.Principal = policy.Principal{
-		Account: p.Account.Name,
-		Groups:  nonNil(p.Account.Groups),
-		Roles:   nonNil(p.Account.Roles),
-		Key:     &policy.Key{ID: p.Key.ID, Name: p.Key.Name},
-	}
-	if r := p.Key.Restrictions; !r.IsZero() {
-		in.Principal.Key.Restrictions = &policy.Restrictions{Actions: r.Actions, Repositories: r.Repositories, CIDRs: r.CIDRs}
-	}
-	in.Owned = nonNil(p.Owned)
-	in.Grants = make([]policy.Grant, len(p.Grants))
-	for i, g := range p.Grants {
-		in.Grants[i] = policy.Grant{Subject: g.Subject.String(), Repository: g.Repository, Actions: g.Actions}
-	}
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 func toAccess(scopes []policy.Scope) []tokens.Access {

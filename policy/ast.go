@@ -84,12 +84,12 @@ func stringTerms(ss []string) *ast.Term {
 }
 
 func (in *Input) value() ast.Value {
-	grants := make([]*ast.Term, len(in.Grants))
+	grants := make([]*ast.Term, 0, len(in.Grants))
 	// Rows share the terms of their subject (a principal has one account and a few groups) and
 	// of their action list (there are a handful of distinct ones).
 	subjects := map[string]*ast.Term{}
 	actions := map[uint64]*ast.Term{}
-	for i, g := range in.Grants {
+	for _, g := range in.Grants {
 		subject, ok := subjects[g.Subject]
 		if !ok {
 			subject = ast.StringTerm(g.Subject)
@@ -106,11 +106,11 @@ func (in *Input) value() ast.Value {
 				actions[key] = acts
 			}
 		}
-		grants[i] = ast.ObjectTerm(
+		grants = append(grants, ast.ObjectTerm(
 			[2]*ast.Term{keySubject, subject},
 			[2]*ast.Term{keyRepository, ast.StringTerm(g.Repository)},
 			[2]*ast.Term{keyActions, acts},
-		)
+		))
 	}
 	scopes := make([]*ast.Term, len(in.Scopes))
 	for i, s := range in.Scopes {
