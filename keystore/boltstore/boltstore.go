@@ -30,14 +30,27 @@ var (
 
 // Store is a keystore.Store in one bbolt file.
 type Store struct {
-	db *bolt.DB
+	db    *bolt.DB
+	cache *principalCache // nil when off
+}
+
+// Options configure a Store.
+type Options struct {
+	// CacheTTL keeps loaded principals in memory for up to this long (0: no cache). The file
+	// has one writer, this process, and every write empties the cache, so a cached principal
+	// is never staler than the last write: the TTL only bounds memory.
+	CacheTTL  time.Duration
+	CacheSize int
 }
 
 var _ keystore.Store = (*Store)(nil)
 
 // Open opens or creates the store at path. It fails after a second if another process holds
 // the file.
-func Open(path string) (*Store, error) {
+func Open(path string) (*Store, error) { return OpenWith(path, Options{}) }
+
+// OpenWith is Open with options.
+func OpenWith(path string, opts Options) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
@@ -57,7 +70,19 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialising %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db}
+	if opts.CacheTTL > 0 {
+		s.cache = newPrincipalCache(opts.CacheSize, opts.CacheTTL)
+	}
+	return s, nil
+}
+
+// update runs a write transaction, then empties the principal cache: after the commit, so a
+// lookup that read the old records cannot put them back (see principalCache).
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	err := s.db.Update(fn)
+	s.cache.invalidate()
+	return err
 }
 
 // Close releases the file.
@@ -113,6 +138,18 @@ func grantPrefix(s keystore.Subject) []byte { return join(s.String(), "") }
 
 // LoadPrincipal reads key, account and grants in one read transaction.
 func (s *Store) LoadPrincipal(_ context.Context, keyID string) (keystore.Principal, error) {
+	if p, ok := s.cache.get(keyID); ok {
+		return p, nil
+	}
+	epoch := s.cache.epochNow()
+	p, err := s.loadPrincipal(keyID)
+	if err == nil {
+		s.cache.put(keyID, p, epoch)
+	}
+	return p, err
+}
+
+func (s *Store) loadPrincipal(keyID string) (keystore.Principal, error) {
 	var p keystore.Principal
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -145,7 +182,7 @@ func (s *Store) CreateAccount(_ context.Context, a keystore.Account) error {
 	if err := a.Validate(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAccounts)
 		if b.Get([]byte(a.Name)) != nil {
 			return fmt.Errorf("account %q: %w", a.Name, keystore.ErrExists)
@@ -177,7 +214,7 @@ func (s *Store) UpdateAccount(_ context.Context, a keystore.Account) error {
 	if err := a.Validate(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAccounts)
 		old, err := get[keystore.Account](b, []byte(a.Name), "account")
 		if err != nil {
@@ -193,7 +230,7 @@ func (s *Store) CreateKey(_ context.Context, k keystore.Key) error {
 	if err := k.Validate(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketAccounts).Get([]byte(k.Account)) == nil {
 			return fmt.Errorf("account %q: %w", k.Account, keystore.ErrNotFound)
 		}
@@ -243,7 +280,7 @@ func (s *Store) ListKeys(_ context.Context, account string) (out []keystore.Key,
 
 // RevokeKey marks a key revoked. The record stays for audit.
 func (s *Store) RevokeKey(_ context.Context, id string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketKeys)
 		k, err := get[keystore.Key](b, []byte(id), "key")
 		if err != nil {
@@ -282,7 +319,7 @@ func (s *Store) PutGrant(_ context.Context, g keystore.Grant) error {
 	if err := g.Validate(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketGrants)
 		key := join(g.Subject.String(), g.Repository)
 		old, err := get[keystore.Grant](b, key, "grant")
@@ -300,7 +337,7 @@ func (s *Store) PutGrant(_ context.Context, g keystore.Grant) error {
 
 // RemoveGrant removes actions from a row, or the row.
 func (s *Store) RemoveGrant(_ context.Context, subject keystore.Subject, repository string, actions []string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketGrants)
 		key := join(subject.String(), repository)
 		g, err := get[keystore.Grant](b, key, "grant")
@@ -340,7 +377,7 @@ func (s *Store) Reserve(_ context.Context, o keystore.Ownership) error {
 	if err := keystore.ValidatePattern(o.Repository); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketAccounts).Get([]byte(o.Owner)) == nil {
 			return fmt.Errorf("account %q: %w", o.Owner, keystore.ErrNotFound)
 		}
@@ -386,7 +423,7 @@ func (s *Store) ListOwnership(_ context.Context, owner string) (out []keystore.O
 
 // Release removes ownership of a repository.
 func (s *Store) Release(_ context.Context, repository string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketOwners)
 		o, err := get[keystore.Ownership](b, []byte(repository), "repository")
 		if err != nil {

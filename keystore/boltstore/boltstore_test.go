@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/boltstore"
@@ -14,6 +15,17 @@ import (
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) keystore.Store {
 		s, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+// TestConformanceCached runs the suite with the principal cache on: every write must empty it.
+func TestConformanceCached(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) keystore.Store {
+		s, err := boltstore.OpenWith(filepath.Join(t.TempDir(), "store.db"), boltstore.Options{CacheTTL: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
