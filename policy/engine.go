@@ -55,6 +55,8 @@ type Options struct {
 	ID         string
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// DecisionCache is how many recent decisions of a deterministic policy are kept (0: none).
+	DecisionCache int
 }
 
 // query indexes the prepared decision queries of a revision.
@@ -89,6 +91,7 @@ type Engine struct {
 	logs    *logs.Plugin
 	active  atomic.Pointer[revision]
 	metrics *metrics
+	cache   *decisionCache
 	status  *bundleStatus
 	dryRun  atomic.Pointer[comparer]
 
@@ -111,6 +114,9 @@ type revision struct {
 	activated  time.Time
 	compiler   *ast.Compiler
 	prepared   [queryCount]rego.PreparedEvalQuery
+	// deterministic is true when no module calls a nondeterministic builtin: its decisions may
+	// be cached.
+	deterministic bool
 }
 
 // New returns an engine with no active policy; Ready is false until a policy is activated, by
@@ -135,6 +141,7 @@ func New(opts Options) *Engine {
 		metrics: newMetrics(opts.Registerer),
 		status:  newBundleStatus(),
 		done:    make(chan struct{}),
+		cache:   newDecisionCache(opts.DecisionCache),
 	}
 	e.initErr = e.init()
 	return e
@@ -157,6 +164,14 @@ func (e *Engine) init() error {
 	e.bundles = names
 	// AST values on read: data reads during evaluation skip a conversion per request.
 	e.store = inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
+	if e.cache != nil {
+		if err := storage.Txn(context.Background(), e.store, storage.WriteParams, func(txn storage.Transaction) error {
+			_, err := e.store.Register(context.Background(), txn, storage.TriggerConfig{OnCommit: e.cache.onCommit})
+			return err
+		}); err != nil {
+			return fmt.Errorf("watching the policy store: %w", err)
+		}
+	}
 	// OPA's plugins log through the engine's logger (their lines carry "plugin"), and console
 	// decision logs go to the same stream, one "Decision Log" line per decision.
 	managerOpts := []func(*plugins.Manager){
@@ -376,7 +391,7 @@ func (e *Engine) onCompile(txn storage.Transaction) {
 			return
 		}
 	}
-	r := &revision{bundles: active, activated: time.Now().UTC(), compiler: compiler, name: revisionName(active)}
+	r := &revision{bundles: active, activated: time.Now().UTC(), compiler: compiler, name: revisionName(active), deterministic: deterministic(compiler)}
 	if prev := e.active.Load(); prev != nil {
 		r.generation = prev.generation + 1
 	} else {
@@ -436,6 +451,14 @@ func (e *Engine) eval(ctx context.Context, q query, input ast.Value, extra ...re
 	if e.active.Load() == nil {
 		return evaluation{}, ErrNotReady
 	}
+	cacheable := len(extra) == 0
+	epoch := e.cache.epochNow()
+	if cacheable {
+		if ev, ok := e.cache.get(q, input, e.active.Load()); ok {
+			e.metrics.cache.WithLabelValues(q.label(), "hit").Inc()
+			return ev, nil
+		}
+	}
 	txn, err := e.store.NewTransaction(ctx)
 	if err != nil {
 		return evaluation{}, fmt.Errorf("opening a policy store transaction: %w", err)
@@ -452,6 +475,10 @@ func (e *Engine) eval(ctx context.Context, q query, input ast.Value, extra ...re
 		return ev, fmt.Errorf("evaluating %s: %w", e.queries[q], err)
 	}
 	ev.doc, ev.defined = single(rs)
+	if cacheable && e.cache != nil {
+		e.metrics.cache.WithLabelValues(q.label(), "miss").Inc()
+		e.cache.put(q, input, ev, epoch)
+	}
 	return ev, nil
 }
 

@@ -11,10 +11,15 @@ type metrics struct {
 	bundleActivated  *prometheus.GaugeVec
 	dryRun           *prometheus.CounterVec
 	logFailures      prometheus.Counter
+	cache            *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "regoauth", Subsystem: "policy", Name: "decision_cache_total",
+			Help: "Decisions answered from the decision cache (hit) or evaluated and cached (miss).",
+		}, []string{"query", "result"}),
 		evalSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "regoauth", Subsystem: "policy", Name: "evaluation_seconds",
 			Help:    "Time to evaluate one policy decision.",
@@ -51,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.evalSeconds, m.outcomes, m.activations, m.activeGeneration, m.bundleFailing,
-			m.bundleActivated, m.dryRun, m.logFailures)
+			m.bundleActivated, m.dryRun, m.logFailures, m.cache)
 	}
 	return m
 }

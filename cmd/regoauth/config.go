@@ -79,8 +79,8 @@ type RefreshTokens struct {
 // redis+sentinel://, redis+cluster://; see the README).
 type Store struct {
 	URL Secret `yaml:"url"`
-	// Cache keeps recently loaded principals in memory (Redis only); every replica evicts an
-	// entry as soon as any replica changes what it holds.
+	// Cache keeps recently loaded principals in memory. With bolt every write empties it; with
+	// Redis every replica evicts an entry as soon as any replica changes what it holds.
 	Cache StoreCache `yaml:"cache"`
 }
 
@@ -101,6 +101,20 @@ type Policy struct {
 	// DryRun is a candidate policy evaluated beside the active one: disagreements are logged
 	// and counted, tokens are never affected.
 	DryRun *PolicySource `yaml:"dry_run"`
+	// DecisionCache keeps this many recent decisions of a deterministic policy (one that calls
+	// no nondeterministic builtin such as time.now_ns or http.send); every policy or data change
+	// empties it. 0 turns it off.
+	DecisionCache *int `yaml:"decision_cache"`
+}
+
+// defaultDecisionCache is the decision cache size when the configuration does not set one.
+const defaultDecisionCache = 10000
+
+func (p Policy) decisionCache() int {
+	if p.DecisionCache == nil {
+		return defaultDecisionCache
+	}
+	return *p.DecisionCache
 }
 
 // PolicySource is a set of bundles: the built-in library, a local bundle directory or tarball
@@ -392,6 +406,9 @@ func (c Config) Validate() error {
 		add("store.cache: ttl must be between 0 (off) and %s, size at least 0", maxCacheTTL)
 	}
 	errs = append(errs, c.Policy.validate("policy")...)
+	if c.Policy.decisionCache() < 0 {
+		add("policy.decision_cache: must be 0 (off) or more")
+	}
 	if c.Policy.DryRun != nil {
 		errs = append(errs, c.Policy.DryRun.validate("policy.dry_run")...)
 	}

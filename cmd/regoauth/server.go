@@ -110,6 +110,7 @@ func (s *server) startPolicy(ctx context.Context) error {
 	s.engine = policy.New(policy.Options{
 		DecisionQuery: p.DecisionQuery, AdminQuery: p.AdminQuery, Source: src,
 		Logger: s.logger.With("component", "policy"), Registerer: s.registry,
+		DecisionCache: p.decisionCache(),
 	})
 	if err := s.engine.Start(ctx); err != nil {
 		return fmt.Errorf("policy: %w", err)
@@ -191,7 +192,7 @@ func openStore(ctx context.Context, cfg Store, logger *slog.Logger, reg promethe
 		return nil, err
 	}
 	if kind == "bolt" {
-		return boltstore.Open(location)
+		return boltstore.OpenWith(location, boltstore.Options{CacheTTL: time.Duration(cfg.Cache.TTL), CacheSize: cfg.Cache.Size})
 	}
 	logger = logger.With("component", "store")
 	redisstore.RouteClientLogs(logger)

@@ -1,0 +1,107 @@
+package policy
+
+import (
+	"context"
+	"testing"
+	"testing/fstest"
+
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func cachedEngine(t *testing.T, rego string) (*Engine, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	e := New(Options{DecisionCache: 100, Registerer: reg})
+	if err := e.LoadFS(ctx, fstest.MapFS{"p.rego": {Data: []byte(rego)}}, "t"); err != nil {
+		t.Fatal(err)
+	}
+	return e, reg
+}
+
+func cacheCount(t *testing.T, reg *prometheus.Registry, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "regoauth_policy_decision_cache_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// The allowed actions come from data, so a data change must reach the very next decision.
+const dataPolicy = `package regoauth.authz
+decision := {"access": [{"type": s.type, "name": s.name, "actions": [a | some a in s.actions; a in data.allowed]} | some s in input.scopes]}
+`
+
+func TestDecisionCacheServesRepeatsAndForgetsOnDataChange(t *testing.T) {
+	e, reg := cachedEngine(t, dataPolicy)
+	write := func(v any) {
+		t.Helper()
+		if err := storage.WriteOne(context.Background(), e.store, storage.AddOp, storage.MustParsePath("/allowed"), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write([]any{"pull"})
+	decide := func() []string {
+		t.Helper()
+		d, err := e.Decide(ctx, storyInput())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Allowed("repository", "image")
+	}
+	for range 3 {
+		if got := decide(); len(got) != 1 || got[0] != "pull" {
+			t.Fatalf("allowed = %v", got)
+		}
+	}
+	if hits := cacheCount(t, reg, "hit"); hits != 2 {
+		t.Fatalf("cache hits = %v, want 2", hits)
+	}
+	write([]any{"pull", "push"})
+	if got := decide(); len(got) != 2 {
+		t.Fatalf("after the data change, allowed = %v: a stale decision was served", got)
+	}
+	// A different input is a different decision.
+	in := storyInput()
+	in.Scopes[0].Name = "other"
+	if d, _ := e.Decide(ctx, in); len(d.Allowed("repository", "other")) != 2 || len(d.Allowed("repository", "image")) != 0 {
+		t.Fatalf("decision for another input = %+v", d)
+	}
+}
+
+func TestDecisionCacheSkipsNondeterministicPolicies(t *testing.T) {
+	e, reg := cachedEngine(t, `package regoauth.authz
+decision := {"access": [], "reasons": [sprintf("%d", [time.now_ns()])]}
+`)
+	first, _ := e.Decide(ctx, storyInput())
+	second, _ := e.Decide(ctx, storyInput())
+	if first.Reasons[0] == second.Reasons[0] || cacheCount(t, reg, "hit") != 0 {
+		t.Fatalf("a policy calling time.now_ns was answered from the cache: %v %v", first.Reasons, second.Reasons)
+	}
+}
+
+func TestDecisionCacheOff(t *testing.T) {
+	e := New(Options{})
+	if e.cache != nil {
+		t.Fatal("a cache without DecisionCache")
+	}
+	if err := e.LoadFS(ctx, fstest.MapFS{"p.rego": {Data: []byte(dataPolicy)}}, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Decide(ctx, storyInput()); err != nil {
+		t.Fatal(err)
+	}
+}
