@@ -47,8 +47,10 @@ url="http://localhost:$port/token?service=registry.example.com&scope=repository:
 curl -sf -H "Authorization: Basic $auth" "$url" | python3 -c 'import json,sys; assert json.load(sys.stdin)["token"]' \
   || { echo "bench/load.sh: the token request fails" >&2; exit 1; }
 
-echo "baseline: raw ES256 signature (go test -bench BenchmarkRawES256)"
-raw_ns=$(go test ./tokens -run '^$' -bench 'BenchmarkRawES256$' -benchtime 2s | awk '/BenchmarkRawES256/ {print $3}')
+echo "baselines: raw ES256 and RS256 (2048-bit) signatures (go test -bench 'BenchmarkRaw' ./tokens)"
+go test ./tokens -run '^$' -bench 'BenchmarkRaw' -benchtime 2s > "$work/raw.txt"
+raw_ns=$(awk '/BenchmarkRawES256/ {print $3}' "$work/raw.txt")
+rsa_ns=$(awk '/BenchmarkRawRS256/ {print $3}' "$work/raw.txt")
 cores=$(nproc)
 
 run_wrk() { # label, extra wrk args...
@@ -66,7 +68,7 @@ cost = cores / rps * 1e9 / raw_ns         # machine time per token, in raw signa
 print(f"{label:<34} {rps:9.0f} req/s  p50 {p50:>8}  p99 {p99:>8}  = {cost:5.1f} raw ES256 signatures of machine time per token")
 PY
 }
-echo "raw ES256: $raw_ns ns/op on one core"
+echo "raw ES256: $raw_ns ns/op on one core; raw RS256: $rsa_ns ns/op = $(python3 -c "print(f'{$rsa_ns/$raw_ns:.1f}')") ES256 signatures"
 echo "load: ${duration}s per run, $connections connections, wrk and the server sharing $cores cores"
 echo "(machine time per token = cores / throughput, wrk's own share included; lower is better)"
 # Every request for another repository: the decision cache never hits, the policy evaluates.

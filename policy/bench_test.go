@@ -78,16 +78,10 @@ func benchScopes(account string, n int) []Scope {
 	}
 }
 
+// benchInput is the input the token path builds for p (see NewInput).
 func benchInput(p keystore.Principal) *Input {
-	in := &Input{
-		Service: "registry.example.com", Client: Client{IP: "203.0.113.7", ID: "docker", UserAgent: "docker/28"},
-		Principal: Principal{Account: p.Account.Name, Groups: []string{}, Roles: []string{}, Key: &Key{ID: p.Key.ID, Name: "ci"}},
-		Grants:    make([]Grant, len(p.Grants)), Owned: []string{}, Scopes: benchScopes(p.Account.Name, len(p.Grants)),
-	}
-	for i, g := range p.Grants {
-		in.Grants[i] = Grant{Subject: g.Subject.String(), Repository: g.Repository, Actions: g.Actions}
-	}
-	return in
+	client := Client{IP: "203.0.113.7", ID: "docker", UserAgent: "docker/28"}
+	return NewInput("registry.example.com", client, &p, benchScopes(p.Account.Name, len(p.Grants)))
 }
 
 func checkBenchDecision(b *testing.B, d Decision) {
