@@ -10,10 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,25 +28,12 @@ const redisService = "registry.test"
 // redisServe is one `regoauth serve` process, a token-server replica, with its own listener and
 // a shared store.
 type redisServe struct {
-	Token  string // localhost:PORT
-	dir    string
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	logs   bytes.Buffer
-	exited chan struct{}
+	Token string // localhost:PORT
+	dir   string
+	proc  *process
 }
 
-func (s *redisServe) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.logs.Write(p)
-}
-
-func (s *redisServe) Logs() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.logs.String()
-}
+func (s *redisServe) Logs() string { return s.proc.out.String() }
 
 // signingFiles makes one signing key and certificate that every replica of a test shares.
 func signingFiles(t *testing.T) (key, cert string) {
@@ -69,7 +54,7 @@ func signingFiles(t *testing.T) (key, cert string) {
 // so that only invalidation can explain a replica noticing a change within a second.
 func startRedisServe(t *testing.T, storeURL, keyFile, certFile string) *redisServe {
 	t.Helper()
-	s := &redisServe{Token: freeAddr(t), dir: t.TempDir(), exited: make(chan struct{})}
+	s := &redisServe{Token: freeAddr(t), dir: t.TempDir()}
 	cfg := fmt.Sprintf(`issuer: regoauth
 services: [%s]
 listen: {addr: %q}
@@ -84,35 +69,8 @@ log: {format: json, level: info}
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.cmd = exec.Command(binary, "serve", "--config", path)
-	s.cmd.Env = append(os.Environ(), "TEST_STORE_URL="+storeURL)
-	s.cmd.Stdout, s.cmd.Stderr = s, s
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.cmd.Wait(); close(s.exited) }()
-	t.Cleanup(func() {
-		s.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-s.exited:
-		case <-time.After(15 * time.Second):
-			s.cmd.Process.Kill()
-			t.Errorf("regoauth serve did not stop within 15s")
-		}
-		if t.Failed() {
-			t.Logf("regoauth serve %s logs:\n%s", s.Token, s.Logs())
-		}
-	})
-	deadline := time.After(30 * time.Second)
-	for !ready(s.Token) {
-		select {
-		case <-s.exited:
-			t.Fatalf("regoauth serve exited before it was ready:\n%s", s.Logs())
-		case <-deadline:
-			t.Fatalf("regoauth serve did not become ready within 30s:\n%s", s.Logs())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	s.proc = startProcessEnv(t, "regoauth serve "+s.Token, []string{"TEST_STORE_URL=" + storeURL}, binary, "serve", "--config", path)
+	s.proc.waitFor(t, "readiness", func() bool { return ready(s.Token) })
 	return s
 }
 

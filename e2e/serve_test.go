@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -16,7 +14,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -32,47 +29,14 @@ import (
 
 const serveService = "registry.example.com"
 
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// records returns the JSON log records with message msg.
-func (b *lockedBuffer) records(msg string) []map[string]any {
-	var out []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(b.String()))
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for sc.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == msg {
-			out = append(out, rec)
-		}
-	}
-	return out
-}
-
 // serveStack is a running `regoauth serve` over a bolt store the test filled beforehand.
 type serveStack struct {
 	Addr   string
 	Dir    string
 	Keys   map[string]string // account -> API key
 	KeyIDs map[string]string
-	stderr *lockedBuffer
-	cmd    *exec.Cmd
-	exited chan struct{}
+	stderr *syncBuffer
+	proc   *process
 }
 
 // account is one account the stack's store starts with.
@@ -133,7 +97,7 @@ func startPolicyServe(t *testing.T, dir string, keys, ids map[string]string, pol
 	if _, err := tokens.EnsureKeyFiles(keyPath, certPath, jose.ES256, "regoauth-e2e", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	s := &serveStack{Addr: freeAddr(t), Dir: dir, Keys: keys, KeyIDs: ids, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	s := &serveStack{Addr: freeAddr(t), Dir: dir, Keys: keys, KeyIDs: ids}
 	cfg := fmt.Sprintf(`issuer: regoauth-e2e
 services: [%s]
 listen: {addr: %q}
@@ -147,52 +111,19 @@ policy:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.cmd = exec.Command(binary, "serve", "--config", cfgPath)
-	s.cmd.Stdout, s.cmd.Stderr = s.stderr, s.stderr
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.cmd.Wait(); close(s.exited) }()
-	t.Cleanup(func() {
-		s.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-s.exited:
-		case <-time.After(20 * time.Second):
-			s.cmd.Process.Kill()
-			t.Errorf("regoauth serve did not stop within 20s")
-		}
-		if t.Failed() {
-			t.Logf("regoauth serve output:\n%s", tail(s.stderr.String(), 60))
-		}
-	})
-	deadline := time.After(30 * time.Second)
-	for {
+	s.proc = startProcess(t, "regoauth serve", binary, "serve", "--config", cfgPath)
+	s.stderr = s.proc.out
+	s.proc.waitFor(t, "readiness", func() bool {
 		code := s.readyzCode()
-		if code == http.StatusOK || (!waitReady && code != 0) {
-			return s
-		}
-		select {
-		case <-s.exited:
-			t.Fatalf("regoauth serve exited before it was ready:\n%s", s.stderr)
-		case <-deadline:
-			t.Fatalf("regoauth serve was not ready within 30s:\n%s", s.stderr)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+		return code == http.StatusOK || (!waitReady && code != 0)
+	})
+	return s
 }
 
 func indent(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	for i := range lines {
 		lines[i] = "  " + lines[i]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
 }

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -32,6 +34,29 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// records returns the JSON log records with message msg.
+func (b *syncBuffer) records(msg string) []map[string]any {
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(b.String()))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var rec map[string]any
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == msg {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
 // process is a server started for a test and stopped when it ends.
 type process struct {
 	name   string
@@ -43,14 +68,26 @@ type process struct {
 
 func startProcess(t *testing.T, name string, bin string, args ...string) *process {
 	t.Helper()
+	return startProcessEnv(t, name, nil, bin, args...)
+}
+
+// startProcessEnv is startProcess with env added to the environment. When the test fails, the
+// end of the process's output goes to the test log.
+func startProcessEnv(t *testing.T, name string, env []string, bin string, args ...string) *process {
+	t.Helper()
 	p := &process{name: name, cmd: exec.Command(bin, args...), out: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
+	p.cmd.Env = append(append(os.Environ(), "OTEL_TRACES_EXPORTER=none"), env...)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
 	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
+		defer func() {
+			if t.Failed() {
+				t.Logf("%s output:\n%s", name, tail(p.out.String(), 60))
+			}
+		}()
 		select {
 		case <-p.exited:
 			return
@@ -59,9 +96,9 @@ func startProcess(t *testing.T, name string, bin string, args ...string) *proces
 		p.cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-p.exited:
-		case <-time.After(15 * time.Second):
+		case <-time.After(20 * time.Second):
 			p.cmd.Process.Kill()
-			t.Errorf("%s did not stop within 15s", name)
+			t.Errorf("%s did not stop within 20s", name)
 		}
 	})
 	return p
