@@ -31,6 +31,7 @@ func TestCLIErrors(t *testing.T) {
 		{"unreachable", append(d.cliEnv(d.AdminKey), "REGOAUTH_SERVER=http://localhost:1"), []string{"accounts", "list"}, 1, "connection refused"},
 		{"missing config", nil, []string{"serve", "--config", filepath.Join(t.TempDir(), "nope.yaml")}, 1, "no such file"},
 		{"dev bad address", nil, []string{"dev", "--registry-addr", "nonsense"}, 2, "HOST:PORT"},
+		{"dev missing policy", nil, []string{"dev", "--data", t.TempDir(), "--policy", filepath.Join(t.TempDir(), "none")}, 2, "--policy"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			res := run(t, tt.env, binary, tt.args...)

@@ -23,7 +23,7 @@ import (
 const devIssuer = "regoauth-dev"
 
 func devCommand() *cobra.Command {
-	var dataDir, registryAddr, tokenAddr, logLevel string
+	var dataDir, registryAddr, tokenAddr, logLevel, policyPath string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a registry and the token server together, for local use",
@@ -33,17 +33,18 @@ the same folder keeps every account, key, grant and image. The admin account's A
 to DATA/admin.key.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDev(cmd.Context(), cmd.OutOrStdout(), dataDir, registryAddr, tokenAddr, logLevel)
+			return runDev(cmd.Context(), cmd.OutOrStdout(), dataDir, registryAddr, tokenAddr, logLevel, policyPath)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data", "regoauth-data", "folder for the store, keys and images")
 	cmd.Flags().StringVar(&registryAddr, "registry-addr", "localhost:5000", "registry address; also the service name in tokens")
 	cmd.Flags().StringVar(&tokenAddr, "token-addr", "localhost:5001", "token server address (the realm is http://ADDR/token)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().StringVar(&policyPath, "policy", "", "a bundle directory or tarball loaded beside the built-in library, reloaded when it changes")
 	return cmd
 }
 
-func runDev(ctx context.Context, out io.Writer, dataDir, registryAddr, tokenAddr, logLevel string) error {
+func runDev(ctx context.Context, out io.Writer, dataDir, registryAddr, tokenAddr, logLevel, policyPath string) error {
 	for flag, addr := range map[string]string{"--registry-addr": registryAddr, "--token-addr": tokenAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return usageError{fmt.Errorf("%s %q: want HOST:PORT, e.g. localhost:5000", flag, addr)}
@@ -74,6 +75,15 @@ func runDev(ctx context.Context, out io.Writer, dataDir, registryAddr, tokenAddr
 	cfg.Store.URL = Secret{Value: "bolt://" + filepath.Join(dir, "store.db")}
 	cfg.RefreshTokens.Secrets = []Secret{{File: refreshSecret}}
 	cfg.Log = Log{Format: "text", Level: logLevel}
+	if policyPath != "" {
+		if st, err := os.Stat(policyPath); err != nil {
+			return usageError{fmt.Errorf("--policy: %w", err)}
+		} else if st.IsDir() {
+			cfg.Policy.Dir = policyPath
+		} else {
+			cfg.Policy.Bundle = policyPath
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
