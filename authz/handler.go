@@ -258,9 +258,10 @@ func (h *Handler) service(s string) (string, error) {
 }
 
 func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *event) (response, error) {
-	client := policy.Client{IP: ev.clientIP, ID: req.clientID, UserAgent: truncate(r.UserAgent(), 256)}
-	in := policy.NewInput(req.service, client, nil, req.scopes)
-	var refresh string
+	var (
+		principal *keystore.Principal // nil when anonymous
+		refresh   string
+	)
 	if !req.anonymous {
 		t := time.Now()
 		p, err := h.authenticate(ctx, req)
@@ -268,8 +269,8 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 		if err != nil {
 			return response{}, err
 		}
+		principal = &p
 		ev.account, ev.keyID = p.Account.Name, p.Key.ID
-		in = policy.NewInput(req.service, client, &p, req.scopes)
 		if h.usage != nil {
 			h.usage.Used(p.Key.ID, h.opts.Now())
 		}
@@ -284,6 +285,8 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 		}
 	}
 
+	client := policy.Client{IP: ev.clientIP, ID: req.clientID, UserAgent: truncate(r.UserAgent(), 256)}
+	in := policy.NewInput(req.service, client, principal, req.scopes)
 	t := time.Now()
 	d, err := h.decider.Decide(ctx, in)
 	h.metrics.stage("decide", t)
