@@ -208,17 +208,23 @@ func within(t *testing.T, limit time.Duration, what string, check func() bool) t
 	return time.Since(start)
 }
 
+// twoReplicas runs two `regoauth serve` replicas sharing one new redis-server (under prefix)
+// and one signing key, and returns them with the admin's key and the signing certificate.
+func twoReplicas(t *testing.T, prefix string) (a, b *redisServe, adminKey, certFile string) {
+	t.Helper()
+	srv := redistest.Start(t)
+	storeURL := srv.URL() + "?prefix=" + prefix
+	adminKey = seedAdmin(t, storeURL)
+	keyFile, certFile := signingFiles(t)
+	return startRedisServe(t, storeURL, keyFile, certFile), startRedisServe(t, storeURL, keyFile, certFile), adminKey, certFile
+}
+
 // TestRedisReplicasSeeChangesWithinASecond runs two `regoauth serve` replicas on one real
 // redis-server, each caching principals for a minute. A key revoked, an account disabled or a
 // grant removed through replica A is refused by replica B within one second; before each change
 // B is shown to answer from its cache.
 func TestRedisReplicasSeeChangesWithinASecond(t *testing.T) {
-	srv := redistest.Start(t)
-	storeURL := srv.URL() + "?prefix=replicas"
-	adminKey := seedAdmin(t, storeURL)
-	keyFile, certFile := signingFiles(t)
-	a := startRedisServe(t, storeURL, keyFile, certFile)
-	b := startRedisServe(t, storeURL, keyFile, certFile)
+	a, b, adminKey, certFile := twoReplicas(t, "replicas")
 
 	for _, tt := range []struct {
 		name   string
@@ -413,12 +419,7 @@ func TestRedisSelfService(t *testing.T) {
 // TestRedisReplicasRefreshTokenRevocation: a refresh token obtained from one replica works on
 // another, and revoking its key through the first kills it on the second within a second.
 func TestRedisReplicasRefreshTokenRevocation(t *testing.T) {
-	srv := redistest.Start(t)
-	storeURL := srv.URL() + "?prefix=refresh"
-	adminKey := seedAdmin(t, storeURL)
-	keyFile, certFile := signingFiles(t)
-	a := startRedisServe(t, storeURL, keyFile, certFile)
-	b := startRedisServe(t, storeURL, keyFile, certFile)
+	a, b, adminKey, certFile := twoReplicas(t, "refresh")
 	a.cli(t, adminKey, "accounts", "create", "buyer")
 	key := strings.TrimSpace(a.cli(t, adminKey, "keys", "create", "--account", "buyer"))
 	a.cli(t, adminKey, "grants", "add", "--account", "buyer", "--repo", "shop/app", "--actions", "pull")
