@@ -11,6 +11,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Refresh tokens are what `docker login` stores as its identity token and what clients later
@@ -69,11 +70,25 @@ func NewRefreshCodec(secrets [][]byte, ttl time.Duration, now func() time.Time) 
 	return &RefreshCodec{secrets: secrets, ttl: ttl, now: now, random: rand.Reader}, nil
 }
 
+// WithRandom returns a copy of the codec that draws token nonces from r (crypto/rand by
+// default), so that tests can issue the same tokens in every run.
+func (c *RefreshCodec) WithRandom(r io.Reader) *RefreshCodec {
+	d := *c
+	d.random = r
+	return &d
+}
+
 // TTL is how long issued refresh tokens live.
 func (c *RefreshCodec) TTL() time.Duration { return c.ttl }
 
 // Issue returns a refresh token for the account's key and service.
 func (c *RefreshCodec) Issue(account, keyID, service string) (string, error) {
+	for _, v := range []string{account, keyID, service} {
+		// JSON would turn invalid UTF-8 into U+FFFD: the token would name someone else.
+		if v == "" || !utf8.ValidString(v) {
+			return "", fmt.Errorf("refresh token claims must be non-empty UTF-8: account %q, key %q, service %q", account, keyID, service)
+		}
+	}
 	var nonce [12]byte
 	if _, err := io.ReadFull(c.random, nonce[:]); err != nil {
 		return "", err
@@ -107,13 +122,11 @@ func (c *RefreshCodec) Verify(token string) (RefreshClaims, error) {
 	if !IsRefreshToken(token) || !ok || len(token) > 1024 {
 		return RefreshClaims{}, fmt.Errorf("%w: malformed", ErrInvalidRefresh)
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil {
-		return RefreshClaims{}, fmt.Errorf("%w: malformed signature", ErrInvalidRefresh)
-	}
+	// The signature is compared in its encoded form: decoding would accept other spellings of
+	// the same bytes (line breaks, padding bits), so one token would have many valid strings.
 	valid := false
 	for _, s := range c.secrets {
-		if hmac.Equal(got, mac(s, payload)) {
+		if hmac.Equal([]byte(sig), []byte(base64.RawURLEncoding.EncodeToString(mac(s, payload)))) {
 			valid = true
 		}
 	}
