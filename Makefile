@@ -5,7 +5,7 @@ GO_TEST_FLAGS ?= -count=1 -timeout 60m
 # Every directory of bundles/ with a .manifest is a bundle.
 BUNDLES := $(patsubst %/.manifest,%,$(wildcard bundles/*/.manifest))
 
-.PHONY: test lint rego-test go-test build bundles
+.PHONY: test lint rego-test go-test build bundles fuzz
 
 test: lint rego-test go-test
 
@@ -39,3 +39,19 @@ go-test:
 
 build:
 	go build -o regoauth ./cmd/regoauth
+
+# Every fuzz target, PACKAGE:TARGET, each run for FUZZTIME (go test runs one target at a time).
+# The seeds (f.Add and testdata/fuzz) also run as plain tests in go-test. A failing input is
+# written to the package's testdata/fuzz: commit it with the fix, as a regression seed.
+FUZZTIME ?= 20s
+FUZZ_TARGETS := authz:FuzzParseScopes authz:FuzzParseCredentials authz:FuzzParseForm authz:FuzzTokenHandler \
+	tokens:FuzzRefreshVerify tokens:FuzzRefreshRoundTrip keystore:FuzzParseAPIKey
+
+fuzz:
+	@set -e; summary=""; for t in $(FUZZ_TARGETS); do \
+		pkg=./$${t%%:*}; name=$${t##*:}; \
+		echo "go test -run '^$$' -fuzz '^$$name\$$' -fuzztime $(FUZZTIME) $$pkg"; \
+		out=$$(go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) || { echo "$$out"; exit 1; }; \
+		execs=$$(echo "$$out" | grep -o 'execs: [0-9]*' | tail -1 | cut -d' ' -f2); \
+		summary="$$summary$$(printf '%-24s %12s executions in %s' $$name $$execs $(FUZZTIME))\n"; \
+	done; printf "\nfuzz summary\n$$summary"
