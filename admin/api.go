@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -33,8 +34,19 @@ type Authorizer interface {
 	Authorize(ctx context.Context, in *policy.AdminInput) (policy.AdminDecision, error)
 }
 
+// Throttle limits failed authentication (throttle.Guard), as on the token endpoint.
+type Throttle interface {
+	Allow(ctx context.Context, client netip.Addr, account string) error
+	Failed(ctx context.Context, client netip.Addr, account string) error
+}
+
 // Options configure the API.
 type Options struct {
+	// Throttle, when set, limits failed authentication per client address and account.
+	Throttle Throttle
+	// ClientAddr is the client's address (default: the peer's), e.g. the token endpoint's,
+	// which believes X-Forwarded-For from trusted proxies.
+	ClientAddr func(*http.Request) netip.Addr
 	// Explainer answers POST /policy/explain; without one the endpoint is not found.
 	Explainer Explainer
 	Logger    *slog.Logger
@@ -60,6 +72,9 @@ func New(store keystore.Store, authz Authorizer, opts Options) *API {
 	}
 	if opts.Random == nil {
 		opts.Random = rand.Reader
+	}
+	if opts.ClientAddr == nil {
+		opts.ClientAddr = peerAddr
 	}
 	a := &API{store: store, authz: authz, opts: opts, router: mux.NewRouter()}
 	// Full paths on one router rather than a PathPrefix subrouter: mux 1.8.1 answers a wrong
@@ -124,20 +139,46 @@ func (a *API) handle(fn handlerFunc) http.HandlerFunc {
 	}
 }
 
-// authenticate accepts "Bearer <api key>" or Basic "<account>:<api key>".
+// authenticate accepts "Bearer <api key>" or Basic "<account>:<api key>", within the failure
+// budgets of the client's address and the account it names.
 func (a *API) authenticate(ctx context.Context, r *http.Request) (keystore.Principal, error) {
 	var user, key string
+	basic := false
 	if u, p, ok := r.BasicAuth(); ok {
-		if u == "" || p == "" {
-			return keystore.Principal{}, fmt.Errorf("%w: empty username or password", keystore.ErrBadCredentials)
-		}
-		user, key = u, p
+		user, key, basic = u, p, true
 	} else if rest, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 		key = strings.TrimSpace(rest)
 	} else {
 		return keystore.Principal{}, fmt.Errorf("%w: an API key is required (Authorization: Bearer KEY)", keystore.ErrBadCredentials)
 	}
-	return keystore.Authenticate(ctx, a.store, user, key, a.opts.Now())
+	th, client := a.opts.Throttle, a.opts.ClientAddr(r)
+	if th != nil {
+		if err := th.Allow(ctx, client, user); err != nil {
+			return keystore.Principal{}, err
+		}
+	}
+	var p keystore.Principal
+	var err error
+	if basic && (user == "" || key == "") {
+		err = fmt.Errorf("%w: empty username or password", keystore.ErrBadCredentials)
+	} else {
+		p, err = keystore.Authenticate(ctx, a.store, user, key, a.opts.Now())
+	}
+	if th != nil && errors.Is(err, keystore.ErrBadCredentials) {
+		if terr := th.Failed(ctx, client, user); terr != nil {
+			err = fmt.Errorf("%w (%w)", terr, err)
+		}
+	}
+	return p, err
+}
+
+// peerAddr is the address of the connection's peer.
+func peerAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.IPv6Unspecified()
+	}
+	return ap.Addr().Unmap()
 }
 
 // authorize asks the policy whether the caller may perform operation on target.

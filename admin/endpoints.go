@@ -11,6 +11,7 @@ import (
 
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
+	"github.com/regoauth/regoauth/throttle"
 )
 
 func (a *API) whoami(_ context.Context, c *call) (int, any, error) {
@@ -318,7 +319,12 @@ func writeError(w http.ResponseWriter, err error) {
 	var f *forbidden
 	body := errorBody{Error: err.Error()}
 	status := http.StatusInternalServerError
+	var throttled *throttle.Throttled
 	switch {
+	// Before ErrBadCredentials: a failure beyond an account's budget wraps both.
+	case errors.As(err, &throttled):
+		status, body.Code = http.StatusTooManyRequests, "too_many_requests"
+		w.Header().Set("Retry-After", throttle.RetryAfterSeconds(throttled.RetryAfter))
 	case errors.Is(err, keystore.ErrBadCredentials):
 		status, body.Code, body.Error = http.StatusUnauthorized, "unauthorized", keystore.ErrBadCredentials.Error()
 		w.Header().Set("WWW-Authenticate", `Bearer realm="regoauth admin"`)

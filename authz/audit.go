@@ -30,6 +30,8 @@ func (e event) outcome() string {
 		return "issued"
 	case http.StatusUnauthorized:
 		return "unauthorized"
+	case http.StatusTooManyRequests:
+		return "throttled"
 	case http.StatusServiceUnavailable:
 		return "unavailable"
 	}
@@ -79,7 +81,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "regoauth", Subsystem: "token", Name: "requests_total",
-			Help: "Token requests by method, outcome (issued, unauthorized, rejected, unavailable, error) and status code.",
+			Help: "Token requests by method, outcome (issued, unauthorized, throttled, rejected, unavailable, error) and status code.",
 		}, []string{"method", "outcome", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "regoauth", Subsystem: "token", Name: "request_duration_seconds",

@@ -7,6 +7,7 @@ import (
 
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
+	"github.com/regoauth/regoauth/throttle"
 )
 
 // Sentinel errors of the token path. Internal detail is wrapped below them with %w for logs;
@@ -31,7 +32,11 @@ type problem struct {
 // classify is the one place where internal errors become HTTP status codes and bodies.
 func classify(err error) problem {
 	var scopeErr *ScopeError
+	var throttled *throttle.Throttled
 	switch {
+	// Before ErrBadCredentials: a failure beyond an account's budget wraps both.
+	case errors.As(err, &throttled):
+		return problem{http.StatusTooManyRequests, "TOOMANYREQUESTS", "slow_down", throttled.Error()}
 	case errors.Is(err, ErrBadCredentials):
 		return problem{http.StatusUnauthorized, "UNAUTHORIZED", "invalid_grant", ErrBadCredentials.Error()}
 	case errors.As(err, &scopeErr):
@@ -72,6 +77,10 @@ func WriteError(w http.ResponseWriter, err error) int {
 	w.Header().Set("Cache-Control", "no-store")
 	if p.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", "GET, POST")
+	}
+	var throttled *throttle.Throttled
+	if errors.As(err, &throttled) {
+		w.Header().Set("Retry-After", throttle.RetryAfterSeconds(throttled.RetryAfter))
 	}
 	w.WriteHeader(p.status)
 	json.NewEncoder(w).Encode(errorBody{

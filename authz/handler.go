@@ -49,6 +49,14 @@ type RefreshTokens interface {
 	Verify(token string) (tokens.RefreshClaims, error)
 }
 
+// Throttle limits failed authentication (throttle.Guard): Allow is asked before credentials are
+// checked, Failed after they were refused. Both return an error wrapping throttle.ErrThrottled
+// to refuse.
+type Throttle interface {
+	Allow(ctx context.Context, client netip.Addr, account string) error
+	Failed(ctx context.Context, client netip.Addr, account string) error
+}
+
 // MaxFormBytes bounds a POST body; real token requests are a few hundred bytes.
 const MaxFormBytes = 16 << 10
 
@@ -63,7 +71,9 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	// Refresh issues refresh tokens (offline_token=true, access_type=offline) and accepts
 	// grant_type=refresh_token. Without it neither is offered.
-	Refresh    RefreshTokens
+	Refresh RefreshTokens
+	// Throttle, when set, limits failed authentication per client address and account.
+	Throttle   Throttle
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
@@ -115,6 +125,8 @@ type request struct {
 	offline bool
 	// oauth is true for POST, whose response also carries "scope".
 	oauth bool
+	// client is the client's address (see clientIP).
+	client netip.Addr
 }
 
 // grant names how the request authenticates, for the audit log.
@@ -141,10 +153,12 @@ type response struct {
 // ServeHTTP runs the request path: parse, authenticate, decide, intersect, sign, respond.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	ev := event{clientIP: h.clientIP(r).String()}
+	client := h.clientIP(r)
+	ev := event{clientIP: client.String()}
 	req, err := h.parse(w, r)
 	if err == nil {
 		ev.service, ev.clientID, ev.requested, ev.grant = req.service, req.clientID, req.scopes, req.grant()
+		req.client = client
 		var resp response
 		resp, err = h.issue(r.Context(), r, req, &ev)
 		if err == nil {
@@ -264,7 +278,7 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 	)
 	if !req.anonymous {
 		t := time.Now()
-		p, err := h.authenticate(ctx, req)
+		p, err := h.authenticateThrottled(ctx, req)
 		h.metrics.stage("authn", t)
 		if err != nil {
 			return response{}, err
@@ -315,6 +329,26 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 		resp.Scope = scopeString(granted)
 	}
 	return resp, nil
+}
+
+// authenticateThrottled is authenticate within the failure budgets of the client's address and
+// the account it names: a spent budget is refused before the credentials are looked at, and a
+// failure is counted against every budget.
+func (h *Handler) authenticateThrottled(ctx context.Context, req request) (keystore.Principal, error) {
+	th := h.opts.Throttle
+	if th == nil {
+		return h.authenticate(ctx, req)
+	}
+	if err := th.Allow(ctx, req.client, req.username); err != nil {
+		return keystore.Principal{}, err
+	}
+	p, err := h.authenticate(ctx, req)
+	if errors.Is(err, ErrBadCredentials) {
+		if terr := th.Failed(ctx, req.client, req.username); terr != nil {
+			return p, fmt.Errorf("%w (%w)", terr, err)
+		}
+	}
+	return p, err
 }
 
 // authenticate checks an API key or a refresh token. Every failure is ErrBadCredentials to the
@@ -379,6 +413,10 @@ func scopeString(scopes []policy.Scope) string {
 	}
 	return strings.Join(parts, " ")
 }
+
+// ClientAddr is the client's address as the token endpoint sees it (see clientIP), for other
+// endpoints that must agree with it.
+func (h *Handler) ClientAddr(r *http.Request) netip.Addr { return h.clientIP(r) }
 
 // clientIP is the peer address, or the nearest untrusted hop of X-Forwarded-For when the peer
 // is a trusted proxy.

@@ -240,10 +240,11 @@ func (w *fuzzWorld) verify(t *testing.T, raw string) *disttoken.ClaimSet {
 	return claims
 }
 
-func signerOf(f *testing.F, e *env) *tokens.Signer {
+func signerOf(t testing.TB, e *env) *tokens.Signer {
+	t.Helper()
 	s, err := tokens.NewSigner(e.key, tokens.SignerOptions{Issuer: "regoauth", TTL: 5 * time.Minute})
 	if err != nil {
-		f.Fatal(err)
+		t.Fatal(err)
 	}
 	return s
 }

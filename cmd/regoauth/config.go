@@ -243,7 +243,35 @@ type Limits struct {
 	MaxScopeLength int `yaml:"max_scope_length"`
 	// MaxInFlight is how many requests are served at once; more get a 503 at once.
 	MaxInFlight int `yaml:"max_in_flight"`
+	// AuthFailures limits failed authentication, on the token endpoint and the admin API.
+	AuthFailures AuthFailures `yaml:"auth_failures"`
 }
+
+// AuthFailures are the failure budgets of package throttle: per client address and per
+// (account, address), checked before credentials; per account, which only turns the failures
+// of an account under attack into 429s and never refuses a valid key. With a Redis store the
+// budgets are shared by every replica; with bolt they live in the process.
+type AuthFailures struct {
+	// Enabled is true unless set false.
+	Enabled        *bool         `yaml:"enabled"`
+	Address        FailureBudget `yaml:"address"`
+	AccountAddress FailureBudget `yaml:"account_address"`
+	Account        FailureBudget `yaml:"account"`
+	// Exempt networks have no per-address budget (e.g. a trusted CI farm's NAT).
+	Exempt []string `yaml:"exempt"`
+	// IPv6Prefix is how many leading bits name an IPv6 client.
+	IPv6Prefix int `yaml:"ipv6_prefix"`
+	// Tracked bounds how many keys a replica remembers (each about 200 bytes).
+	Tracked int `yaml:"tracked"`
+}
+
+// FailureBudget allows Burst failures at once, then one more every Every. Burst 0 turns it off.
+type FailureBudget struct {
+	Burst int      `yaml:"burst"`
+	Every Duration `yaml:"every"`
+}
+
+func (a AuthFailures) enabled() bool { return a.Enabled == nil || *a.Enabled }
 
 // Log sets the log format (json or text) and level (debug, info, warn, error).
 type Log struct {
@@ -330,8 +358,18 @@ func defaults() Config {
 		Signing:       Signing{KID: string(tokens.KIDThumbprint)},
 		RefreshTokens: RefreshTokens{TTL: Duration(30 * 24 * time.Hour)},
 		Store:         Store{Cache: StoreCache{TTL: Duration(5 * time.Second), Size: 10000}},
-		Limits:        Limits{MaxScopes: 32, MaxScopeLength: 512, MaxInFlight: 1024},
-		Log:           Log{Format: "json", Level: "info"},
+		Limits: Limits{MaxScopes: 32, MaxScopeLength: 512, MaxInFlight: 1024, AuthFailures: AuthFailures{
+			// A fleet behind one NAT (a CI farm, a cluster's nodes) must fail more than 200
+			// times at once and keep failing more than twice a second to be slowed down.
+			Address: FailureBudget{Burst: 200, Every: Duration(500 * time.Millisecond)},
+			// One account from one address: a client retrying with a stale key, or a dozen
+			// jobs using it, stay within this; a guesser gets six tries a minute.
+			AccountAddress: FailureBudget{Burst: 30, Every: Duration(10 * time.Second)},
+			Account:        FailureBudget{Burst: 600, Every: Duration(time.Second)},
+			IPv6Prefix:     64,
+			Tracked:        100_000,
+		}},
+		Log: Log{Format: "json", Level: "info"},
 	}
 }
 
@@ -415,6 +453,7 @@ func (c Config) Validate() error {
 	if c.Limits.MaxScopes < 1 || c.Limits.MaxScopeLength < 64 || c.Limits.MaxInFlight < 1 {
 		add("limits: max_scopes >= 1, max_scope_length >= 64 and max_in_flight >= 1 are required")
 	}
+	errs = append(errs, c.Limits.AuthFailures.validate("limits.auth_failures")...)
 	for i, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			add("trusted_proxies[%d]: %v", i, err)
@@ -427,6 +466,28 @@ func (c Config) Validate() error {
 		add("log.level: %q: use debug, info, warn or error", c.Log.Level)
 	}
 	return errors.Join(errs...)
+}
+
+func (a AuthFailures) validate(field string) []error {
+	var errs []error
+	for name, b := range map[string]FailureBudget{"address": a.Address, "account_address": a.AccountAddress, "account": a.Account} {
+		if b.Burst < 0 || b.Burst > 0 && time.Duration(b.Every) <= 0 {
+			errs = append(errs, fmt.Errorf("%s.%s: burst must be 0 (off) or more, and every a positive duration when burst is set", field, name))
+		}
+	}
+	for i, p := range a.Exempt {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			errs = append(errs, fmt.Errorf("%s.exempt[%d]: %v", field, i, err))
+		}
+	}
+	if a.IPv6Prefix < 32 || a.IPv6Prefix > 128 {
+		errs = append(errs, fmt.Errorf("%s.ipv6_prefix: %d is not between 32 and 128", field, a.IPv6Prefix))
+	}
+	if a.Tracked < 1000 {
+		errs = append(errs, fmt.Errorf("%s.tracked: at least 1000", field))
+	}
+	slices.SortFunc(errs, func(x, y error) int { return strings.Compare(x.Error(), y.Error()) })
+	return errs
 }
 
 func (t *TLS) validate(field string) error {

@@ -166,3 +166,38 @@ func TestPolicyConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestAuthFailureLimits(t *testing.T) {
+	base := "issuer: x\nservices: [r]\nsigning: {key_file: k}\nstore: {url: \"bolt:///tmp/x.db\"}\n"
+	cfg, err := LoadConfig(writeConfig(t, base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Limits.AuthFailures
+	if !a.enabled() || a.Address.Burst != 200 || a.AccountAddress.Burst != 30 || a.Account.Burst != 600 || a.IPv6Prefix != 64 {
+		t.Fatalf("the limits are not on by default: %+v", a)
+	}
+	// A budget given in part keeps the rest of its default.
+	cfg, err = LoadConfig(writeConfig(t, base+"limits: {auth_failures: {address: {burst: 50}, exempt: [10.0.0.0/8], account: {burst: 0}}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = cfg.Limits.AuthFailures
+	if a.Address.Burst != 50 || time.Duration(a.Address.Every) != 500*time.Millisecond || a.Account.Burst != 0 || len(a.Exempt) != 1 {
+		t.Fatalf("partial override: %+v", a)
+	}
+	cfg, err = LoadConfig(writeConfig(t, base+"limits: {auth_failures: {enabled: false}}\n"))
+	if err != nil || cfg.Limits.AuthFailures.enabled() {
+		t.Fatalf("enabled: false: %v %+v", err, cfg.Limits.AuthFailures)
+	}
+	_, err = LoadConfig(writeConfig(t, base+"limits: {auth_failures: {address: {burst: -1}, account: {every: 0s}, exempt: [x], ipv6_prefix: 8, tracked: 5, per_ip: 3}}\n"))
+	if err == nil || !strings.Contains(err.Error(), "per_ip") {
+		t.Fatalf("unknown key: %v", err)
+	}
+	_, err = LoadConfig(writeConfig(t, base+"limits: {auth_failures: {address: {burst: -1}, account: {every: 0s}, exempt: [x], ipv6_prefix: 8, tracked: 5}}\n"))
+	for _, want := range []string{"auth_failures.address", "auth_failures.account:", "exempt[0]", "ipv6_prefix", "tracked"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s: %v", want, err)
+		}
+	}
+}

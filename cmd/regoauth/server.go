@@ -24,6 +24,7 @@ import (
 	"github.com/regoauth/regoauth/keystore/boltstore"
 	"github.com/regoauth/regoauth/keystore/redisstore"
 	"github.com/regoauth/regoauth/policy"
+	"github.com/regoauth/regoauth/throttle"
 	"github.com/regoauth/regoauth/tokens"
 )
 
@@ -43,6 +44,9 @@ type server struct {
 	jwks      []byte
 	refresh   *tokens.RefreshCodec
 	usage     *keystore.UsageTracker
+	// guard limits failed authentication (nil when off); stopGuard stops its backend.
+	guard     *throttle.Guard
+	stopGuard func()
 	// extra actors run beside the listeners (the embedded registry in dev mode).
 	extra []func(context.Context) error
 }
@@ -95,6 +99,7 @@ func newServer(ctx context.Context, cfg Config, logger *slog.Logger) (*server, e
 		return nil, err
 	}
 	s.usage = keystore.NewUsageTracker(s.store, 10*time.Second, logger)
+	s.guard, s.stopGuard = newGuard(cfg.Limits.AuthFailures, s.store, s.registry, logger)
 	return s, nil
 }
 
@@ -216,6 +221,7 @@ func openStore(ctx context.Context, cfg Store, logger *slog.Logger, reg promethe
 // Close stops the policy engines and releases the store.
 func (s *server) Close() error {
 	s.stopPolicy()
+	s.stopGuard()
 	return s.store.Close()
 }
 
@@ -236,13 +242,18 @@ func (s *server) handler(withMetrics bool) (http.Handler, error) {
 	if s.refresh != nil {
 		opts.Refresh = s.refresh // a nil *RefreshCodec in the interface would not read as "none"
 	}
+	adminOpts := admin.Options{Explainer: s.engine, Logger: s.logger.With("component", "admin")}
+	if s.guard != nil {
+		opts.Throttle, adminOpts.Throttle = s.guard, s.guard
+	}
 	token, err := authz.New(s.store, s.engine, s.signer, s.usage, opts)
 	if err != nil {
 		return nil, err
 	}
+	adminOpts.ClientAddr = token.ClientAddr
 	mux := http.NewServeMux()
 	mux.Handle("/token", token)
-	mux.Handle(admin.Prefix+"/", admin.New(s.store, s.engine, admin.Options{Explainer: s.engine, Logger: s.logger.With("component", "admin")}))
+	mux.Handle(admin.Prefix+"/", admin.New(s.store, s.engine, adminOpts))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

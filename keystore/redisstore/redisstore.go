@@ -107,6 +107,13 @@ func (s *Store) Close() error {
 	return s.client.Close()
 }
 
+// Client is the store's Redis client, for what shares the store's Redis (the failure budgets of
+// package throttle). They must keep to their own keys under KeyPrefix.
+func (s *Store) Client() redis.UniversalClient { return s.client }
+
+// KeyPrefix starts every key of the store ("{NAME}:", one hash tag under Cluster).
+func (s *Store) KeyPrefix() string { return s.prefix }
+
 // Ping reports whether Redis answers; /readyz uses it.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.fail("ping", s.client.Ping(ctx).Err(), nil)

@@ -1,0 +1,68 @@
+package throttle
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"golang.org/x/time/rate"
+)
+
+// Memory keeps budgets in this process, for a single replica (the bolt store). It holds at most
+// size keys; a key is forgotten when its budget would be full again (after forget), or when more
+// recently failing keys push it out. A forgotten key starts over with a full budget.
+type Memory struct {
+	mu   sync.Mutex
+	keys *expirable.LRU[string, *rate.Limiter]
+	now  func() time.Time
+}
+
+var _ Backend = (*Memory)(nil)
+
+// NewMemory returns an in-process backend of at most size keys. forget should be at least the
+// longest refill time of the limits used with it (Limits.Refill).
+func NewMemory(size int, forget time.Duration, now func() time.Time) *Memory {
+	if now == nil {
+		now = time.Now
+	}
+	return &Memory{keys: expirable.NewLRU[string, *rate.Limiter](size, nil, forget), now: now}
+}
+
+// Refill is the longest time any of the limits takes to refill from empty: how long a backend
+// must remember a key.
+func (l Limits) Refill() time.Duration {
+	return max(l.Address.refill(), l.AccountAddress.refill(), l.Account.refill(), time.Second)
+}
+
+func (m *Memory) Wait(_ context.Context, key string, l Limit) (time.Duration, error) {
+	lim, ok := m.keys.Get(key)
+	if !ok {
+		return 0, nil
+	}
+	return waitFor(lim, l, m.now()), nil
+}
+
+func (m *Memory) Spend(_ context.Context, key string, l Limit) (bool, time.Duration, error) {
+	now := m.now()
+	m.mu.Lock()
+	lim, ok := m.keys.Get(key)
+	if !ok {
+		lim = rate.NewLimiter(rate.Every(l.Every), l.Burst)
+	}
+	// Adding again restarts the key's time to live: a key that keeps failing is never
+	// forgotten with an empty budget.
+	m.keys.Add(key, lim)
+	m.mu.Unlock()
+	allowed := lim.AllowN(now, 1)
+	return allowed, waitFor(lim, l, now), nil
+}
+
+// waitFor is how long until lim holds one whole failure again.
+func waitFor(lim *rate.Limiter, l Limit, now time.Time) time.Duration {
+	tokens := lim.TokensAt(now)
+	if tokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - tokens) * float64(l.Every))
+}

@@ -1,0 +1,221 @@
+package throttle
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis keeps budgets in Redis, shared by every replica, with redis_rate (GCRA, one script per
+// failure). Checking a budget before each authentication must not cost a round trip, so
+// replicas share what they learn instead: when a failure spends a budget, the replica that saw
+// it publishes the key and how long it is blocked, and every replica remembers that locally.
+// While this replica's subscription is not proven alive (a ping answered within the last
+// maxSilence), it asks Redis instead, so a lost message never lets a blocked key through.
+type Redis struct {
+	limiter *redis_rate.Limiter
+	client  redis.UniversalClient
+	prefix  string
+	channel string
+	logger  *slog.Logger
+	now     func() time.Time
+
+	blocked *expirable.LRU[string, time.Time]
+
+	mu         sync.Mutex
+	subscribed bool
+	lastPong   time.Time
+
+	stop context.CancelFunc
+	done sync.WaitGroup
+}
+
+var _ Backend = (*Redis)(nil)
+
+const (
+	pingEvery  = 200 * time.Millisecond
+	maxSilence = 800 * time.Millisecond
+)
+
+// RedisOptions configure a Redis backend.
+type RedisOptions struct {
+	// Prefix starts every key and the channel, e.g. the store's "{regoauth}:" so that under
+	// Cluster they share its hash slot.
+	Prefix string
+	// Size bounds how many blocked keys this replica remembers (default 100,000).
+	Size int
+	// Forget bounds how long a blocked key is remembered (Limits.Refill).
+	Forget time.Duration
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// NewRedis returns a backend in client's Redis and starts listening for blocked keys. Close
+// stops it; it does not close the client.
+func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
+	if opts.Size <= 0 {
+		opts.Size = 100_000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	r := &Redis{
+		limiter: redis_rate.NewLimiter(client), client: client,
+		prefix: opts.Prefix + "throttle:", channel: opts.Prefix + "throttle",
+		logger: opts.Logger, now: opts.Now,
+		blocked: expirable.NewLRU[string, time.Time](opts.Size, nil, max(opts.Forget, time.Second)),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stop = cancel
+	r.done.Add(1)
+	go func() {
+		defer r.done.Done()
+		r.watch(ctx)
+	}()
+	return r
+}
+
+// Close stops listening.
+func (r *Redis) Close() error {
+	r.stop()
+	r.done.Wait()
+	return nil
+}
+
+func rateLimit(l Limit) redis_rate.Limit {
+	return redis_rate.Limit{Rate: 1, Period: l.Every, Burst: l.Burst}
+}
+
+// waitAfter turns redis_rate's answer into how long until one more failure fits: the budget is
+// full again after ResetAfter, and it holds one failure Burst-1 intervals before that.
+func waitAfter(res *redis_rate.Result, l Limit) time.Duration {
+	return max(res.ResetAfter-time.Duration(l.Burst-1)*l.Every, 0)
+}
+
+func (r *Redis) Wait(ctx context.Context, key string, l Limit) (time.Duration, error) {
+	now := r.now()
+	if until, ok := r.blocked.Get(key); ok && until.After(now) {
+		return until.Sub(now), nil
+	}
+	if r.live() {
+		return 0, nil
+	}
+	res, err := r.limiter.AllowN(ctx, r.prefix+key, rateLimit(l), 0)
+	if err != nil {
+		return 0, err
+	}
+	return waitAfter(res, l), nil
+}
+
+func (r *Redis) Spend(ctx context.Context, key string, l Limit) (bool, time.Duration, error) {
+	res, err := r.limiter.Allow(ctx, r.prefix+key, rateLimit(l))
+	if err != nil {
+		return false, 0, err
+	}
+	wait := waitAfter(res, l)
+	if wait > 0 {
+		r.block(key, wait)
+		// Best effort: a replica that misses it learns on its own next failure for the key.
+		if err := r.client.Publish(ctx, r.channel, key+" "+strconv.FormatInt(wait.Milliseconds()+1, 10)).Err(); err != nil {
+			r.logger.Warn("could not share a spent failure budget", "error", err)
+		}
+	}
+	return res.Allowed > 0, wait, nil
+}
+
+func (r *Redis) block(key string, wait time.Duration) {
+	until := r.now().Add(wait)
+	if old, ok := r.blocked.Peek(key); ok && old.After(until) {
+		return
+	}
+	r.blocked.Add(key, until)
+}
+
+func (r *Redis) live() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.subscribed && r.now().Sub(r.lastPong) < maxSilence
+}
+
+func (r *Redis) setSubscribed(on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.subscribed = on
+	if on {
+		r.lastPong = r.now()
+	}
+}
+
+func (r *Redis) pong() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lastPong = r.now()
+}
+
+// watch listens for blocked keys until ctx ends. It pings through its own subscription: a pong
+// arrives after every message published before the ping, so while pongs keep coming no message
+// can be pending longer than a ping period.
+func (r *Redis) watch(ctx context.Context) {
+	ps := r.client.Subscribe(ctx, r.channel)
+	defer ps.Close()
+	var lastPing time.Time
+	for ctx.Err() == nil {
+		if time.Since(lastPing) >= pingEvery {
+			lastPing = time.Now()
+			if err := ps.Ping(ctx); err != nil {
+				r.setSubscribed(false)
+				sleep(ctx, pingEvery)
+				continue
+			}
+		}
+		msg, err := ps.ReceiveTimeout(ctx, pingEvery)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if ctx.Err() == nil {
+				r.setSubscribed(false)
+				sleep(ctx, pingEvery)
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" && m.Channel == r.channel {
+				r.setSubscribed(true)
+			}
+		case *redis.Message:
+			key, ms, ok := strings.Cut(m.Payload, " ")
+			n, err := strconv.ParseInt(ms, 10, 64)
+			if ok && err == nil && n > 0 {
+				r.block(key, time.Duration(n)*time.Millisecond)
+			}
+		case *redis.Pong:
+			r.pong()
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// Live reports whether the subscription is proven alive, so that checks are answered from
+// memory.
+func (r *Redis) Live() bool { return r.live() }
