@@ -88,6 +88,10 @@ type Store struct {
 type StoreCache struct {
 	TTL  Duration `yaml:"ttl"`
 	Size int      `yaml:"size"`
+	// NegativeTTL keeps key ids the store did not have (up to Size of them), so that a client
+	// repeating an unknown key costs one lookup per NegativeTTL. Creating a key forgets its id
+	// at once, on every replica. 0 turns it off.
+	NegativeTTL Duration `yaml:"negative_ttl"`
 }
 
 // maxCacheTTL bounds how long a principal may live in memory even if an invalidation were lost.
@@ -357,7 +361,7 @@ func defaults() Config {
 		Listen:        Listener{Addr: ":5001"},
 		Signing:       Signing{KID: string(tokens.KIDThumbprint)},
 		RefreshTokens: RefreshTokens{TTL: Duration(30 * 24 * time.Hour)},
-		Store:         Store{Cache: StoreCache{TTL: Duration(5 * time.Second), Size: 10000}},
+		Store:         Store{Cache: StoreCache{TTL: Duration(5 * time.Second), Size: 10000, NegativeTTL: Duration(10 * time.Second)}},
 		Limits: Limits{MaxScopes: 32, MaxScopeLength: 512, MaxInFlight: 1024, AuthFailures: AuthFailures{
 			// A fleet behind one NAT (a CI farm, a cluster's nodes) must fail more than 200
 			// times at once and keep failing more than twice a second to be slowed down.
@@ -442,6 +446,9 @@ func (c Config) Validate() error {
 	}
 	if ttl := time.Duration(c.Store.Cache.TTL); ttl < 0 || ttl > maxCacheTTL || c.Store.Cache.Size < 0 {
 		add("store.cache: ttl must be between 0 (off) and %s, size at least 0", maxCacheTTL)
+	}
+	if ttl := time.Duration(c.Store.Cache.NegativeTTL); ttl < 0 || ttl > maxCacheTTL {
+		add("store.cache.negative_ttl: must be between 0 (off) and %s", maxCacheTTL)
 	}
 	errs = append(errs, c.Policy.validate("policy")...)
 	if c.Policy.decisionCache() < 0 {

@@ -201,3 +201,15 @@ func TestAuthFailureLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestNegativeCacheConfig(t *testing.T) {
+	base := "issuer: x\nservices: [r]\nsigning: {key_file: k}\n"
+	cfg, err := LoadConfig(writeConfig(t, base+"store: {url: \"bolt:///tmp/x.db\"}\n"))
+	if err != nil || time.Duration(cfg.Store.Cache.NegativeTTL) != 10*time.Second {
+		t.Fatalf("default negative_ttl: %v %v", cfg.Store.Cache.NegativeTTL, err)
+	}
+	_, err = LoadConfig(writeConfig(t, base+"store: {url: \"bolt:///tmp/x.db\", cache: {negative_ttl: 2m}}\n"))
+	if err == nil || !strings.Contains(err.Error(), "store.cache.negative_ttl") {
+		t.Fatalf("negative_ttl beyond a minute: %v", err)
+	}
+}

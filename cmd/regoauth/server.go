@@ -197,12 +197,14 @@ func openStore(ctx context.Context, cfg Store, logger *slog.Logger, reg promethe
 		return nil, err
 	}
 	if kind == "bolt" {
-		return boltstore.OpenWith(location, boltstore.Options{CacheTTL: time.Duration(cfg.Cache.TTL), CacheSize: cfg.Cache.Size})
+		return boltstore.OpenWith(location, boltstore.Options{
+			CacheTTL: time.Duration(cfg.Cache.TTL), CacheSize: cfg.Cache.Size, NegativeTTL: time.Duration(cfg.Cache.NegativeTTL),
+		})
 	}
 	logger = logger.With("component", "store")
 	redisstore.RouteClientLogs(logger)
 	s, err := redisstore.Open(location, redisstore.Options{
-		CacheTTL: time.Duration(cfg.Cache.TTL), CacheSize: cfg.Cache.Size,
+		CacheTTL: time.Duration(cfg.Cache.TTL), CacheSize: cfg.Cache.Size, NegativeTTL: time.Duration(cfg.Cache.NegativeTTL),
 		Logger: logger, Registerer: reg,
 	})
 	if err != nil {

@@ -41,6 +41,10 @@ type Options struct {
 	// is never staler than the last write: the TTL only bounds memory.
 	CacheTTL  time.Duration
 	CacheSize int
+	// NegativeTTL keeps the ids of keys the file did not have for up to this long (0: off),
+	// emptied by every write like the principals, so that a client repeating an unknown key
+	// does not cost a read each time.
+	NegativeTTL time.Duration
 }
 
 var _ keystore.Store = (*Store)(nil)
@@ -71,8 +75,8 @@ func OpenWith(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("initialising %s: %w", path, err)
 	}
 	s := &Store{db: db}
-	if opts.CacheTTL > 0 {
-		s.cache = newPrincipalCache(opts.CacheSize, opts.CacheTTL)
+	if opts.CacheTTL > 0 || opts.NegativeTTL > 0 {
+		s.cache = newPrincipalCache(opts.CacheSize, opts.CacheTTL, opts.NegativeTTL)
 	}
 	return s, nil
 }
@@ -141,19 +145,31 @@ func (s *Store) LoadPrincipal(_ context.Context, keyID string) (keystore.Princip
 	if p, ok := s.cache.get(keyID); ok {
 		return p, nil
 	}
+	if s.cache.knownMissing(keyID) {
+		return keystore.Principal{}, fmt.Errorf("key %q: %w", keyID, keystore.ErrNotFound)
+	}
 	epoch := s.cache.epochNow()
 	p, err := s.loadPrincipal(keyID)
-	if err == nil {
+	switch {
+	case err == nil:
 		s.cache.put(keyID, p, epoch)
+	case errors.Is(err, errKeyMissing):
+		s.cache.putMissing(keyID, epoch)
 	}
 	return p, err
 }
+
+// errKeyMissing marks a lookup that found no key (rather than a key without its account).
+var errKeyMissing = errors.New("no such key")
 
 func (s *Store) loadPrincipal(keyID string) (keystore.Principal, error) {
 	var p keystore.Principal
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
 		if p.Key, err = get[keystore.Key](tx.Bucket(bucketKeys), []byte(keyID), "key"); err != nil {
+			if errors.Is(err, keystore.ErrNotFound) {
+				return fmt.Errorf("%w: %w", errKeyMissing, err)
+			}
 			return err
 		}
 		if p.Account, err = get[keystore.Account](tx.Bucket(bucketAccounts), []byte(p.Key.Account), "account"); err != nil {

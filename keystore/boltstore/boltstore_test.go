@@ -22,10 +22,11 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// TestConformanceCached runs the suite with the principal cache on: every write must empty it.
+// TestConformanceCached runs the suite with the principal and negative caches on: every write
+// must empty them.
 func TestConformanceCached(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) keystore.Store {
-		s, err := boltstore.OpenWith(filepath.Join(t.TempDir(), "store.db"), boltstore.Options{CacheTTL: time.Minute})
+		s, err := boltstore.OpenWith(filepath.Join(t.TempDir(), "store.db"), boltstore.Options{CacheTTL: time.Minute, NegativeTTL: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -51,7 +51,7 @@ func (s *Store) WriteBatch(ctx context.Context, recs []keystore.Record) error {
 				lastUsed = nanos(k.LastUsed)
 			}
 			keys := []string{s.keyKey(k.ID), s.accountKey(k.Account), s.keysOfKey(k.Account), s.allKeysKey()}
-			cmd := createKey.Eval(ctx, pipe, keys, k.ID, rec, k.Account, flag(k.Revoked), lastUsed)
+			cmd := createKey.Eval(ctx, pipe, keys, k.ID, rec, k.Account, flag(k.Revoked), lastUsed, s.channel, keyChanged(k.ID))
 			cmds = append(cmds, pending{cmd, map[string]string{"account": k.Account, "key": k.ID}, "create key"})
 		case r.Grant != nil:
 			g := *r.Grant

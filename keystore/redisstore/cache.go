@@ -27,7 +27,11 @@ const (
 )
 
 type principalCache struct {
+	// lru holds loaded principals (nil when that cache is off); missing holds the ids of keys
+	// Redis did not have (nil when off), so that a client repeating an unknown key costs one
+	// lookup per negative TTL. A key created later publishes its id, which evicts it.
 	lru     *expirable.LRU[string, keystore.Principal]
+	missing *expirable.LRU[string, struct{}]
 	now     func() time.Time
 	metrics *metrics
 
@@ -40,8 +44,15 @@ type principalCache struct {
 	lastPong   time.Time
 }
 
-func newPrincipalCache(size int, ttl time.Duration, now func() time.Time, m *metrics) *principalCache {
-	return &principalCache{lru: expirable.NewLRU[string, keystore.Principal](size, nil, ttl), now: now, metrics: m}
+func newPrincipalCache(size int, ttl, negativeTTL time.Duration, now func() time.Time, m *metrics) *principalCache {
+	c := &principalCache{now: now, metrics: m}
+	if ttl > 0 {
+		c.lru = expirable.NewLRU[string, keystore.Principal](size, nil, ttl)
+	}
+	if negativeTTL > 0 {
+		c.missing = expirable.NewLRU[string, struct{}](size, nil, negativeTTL)
+	}
+	return c
 }
 
 func (c *principalCache) liveLocked() bool {
@@ -49,19 +60,31 @@ func (c *principalCache) liveLocked() bool {
 }
 
 func (c *principalCache) get(id string) (keystore.Principal, bool) {
+	p, found, _ := c.lookup(id)
+	return p, found
+}
+
+// lookup returns the cached principal of key id (found), or that the key is known not to exist
+// (missing).
+func (c *principalCache) lookup(id string) (p keystore.Principal, found, missing bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.liveLocked() {
 		c.metrics.cache.WithLabelValues("bypass").Inc()
-		return keystore.Principal{}, false
+		return keystore.Principal{}, false, false
 	}
-	p, ok := c.lru.Get(id)
-	if ok {
-		c.metrics.cache.WithLabelValues("hit").Inc()
-	} else {
-		c.metrics.cache.WithLabelValues("miss").Inc()
+	if c.lru != nil {
+		if p, found = c.lru.Get(id); found {
+			c.metrics.cache.WithLabelValues("hit").Inc()
+			return p, true, false
+		}
 	}
-	return p, ok
+	if c.missing != nil && c.missing.Contains(id) {
+		c.metrics.cache.WithLabelValues("negative_hit").Inc()
+		return keystore.Principal{}, false, true
+	}
+	c.metrics.cache.WithLabelValues("miss").Inc()
+	return keystore.Principal{}, false, false
 }
 
 // epochNow is read before a lookup in Redis; a nil cache has none.
@@ -80,13 +103,26 @@ func (c *principalCache) put(id string, p keystore.Principal, epoch uint64) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.epoch == epoch && c.liveLocked() {
+	if c.lru != nil && c.epoch == epoch && c.liveLocked() {
 		c.lru.Add(id, p)
 	}
 }
 
-// invalidate evicts what a message names: "k ID" a key, "a NAME" everything of an account,
-// "g NAME" everything of the group's members; anything else empties the cache.
+// putMissing records that key id did not exist, under the same rule as put.
+func (c *principalCache) putMissing(id string, epoch uint64) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.missing != nil && c.epoch == epoch && c.liveLocked() {
+		c.missing.Add(id, struct{}{})
+	}
+}
+
+// invalidate evicts what a message names: "k ID" a key (created, or changed), "a NAME"
+// everything of an account, "g NAME" everything of the group's members; anything else empties
+// the cache.
 func (c *principalCache) invalidate(msg string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -94,9 +130,17 @@ func (c *principalCache) invalidate(msg string) {
 	kind, name, _ := strings.Cut(msg, " ")
 	switch kind {
 	case "k":
-		c.lru.Remove(name)
+		if c.lru != nil {
+			c.lru.Remove(name)
+		}
+		if c.missing != nil {
+			c.missing.Remove(name)
+		}
 		return
 	case "a", "g":
+		if c.lru == nil {
+			return
+		}
 		for _, id := range c.lru.Keys() {
 			p, ok := c.lru.Peek(id)
 			if ok && (kind == "a" && p.Account.Name == name || kind == "g" && slices.Contains(p.Account.Groups, name)) {
@@ -105,7 +149,16 @@ func (c *principalCache) invalidate(msg string) {
 		}
 		return
 	}
-	c.lru.Purge()
+	c.purgeLocked()
+}
+
+func (c *principalCache) purgeLocked() {
+	if c.lru != nil {
+		c.lru.Purge()
+	}
+	if c.missing != nil {
+		c.missing.Purge()
+	}
 }
 
 // setSubscribed records the channel's state; any change empties the cache, because messages
@@ -114,7 +167,7 @@ func (c *principalCache) setSubscribed(on bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.epoch++
-	c.lru.Purge()
+	c.purgeLocked()
 	c.subscribed = on
 	if on {
 		c.lastPong = c.now()

@@ -16,7 +16,7 @@ func principal(account string, groups ...string) keystore.Principal {
 // is never stored.
 func TestCacheServesOnlyWhileTheChannelIsAlive(t *testing.T) {
 	clock := time.Unix(1000, 0)
-	c := newPrincipalCache(10, time.Hour, func() time.Time { return clock }, newMetrics(nil))
+	c := newPrincipalCache(10, time.Hour, 0, func() time.Time { return clock }, newMetrics(nil))
 
 	c.put("k1", principal("alice"), c.epochNow())
 	if _, ok := c.get("k1"); ok {
@@ -62,7 +62,7 @@ func TestCacheInvalidation(t *testing.T) {
 		{"*", []string{"key1", "key2", "key3"}},
 	} {
 		t.Run(tt.msg, func(t *testing.T) {
-			c := newPrincipalCache(10, time.Hour, time.Now, newMetrics(nil))
+			c := newPrincipalCache(10, time.Hour, 0, time.Now, newMetrics(nil))
 			c.setSubscribed(true)
 			for id, p := range map[string]keystore.Principal{
 				"key1": principal("alice"), "key2": principal("alice", "sellers"), "key3": principal("bob", "staff", "sellers"),

@@ -30,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"operation"}),
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "regoauth", Subsystem: "store", Name: "cache_lookups_total",
-			Help: "Principal cache lookups by result: hit, miss, or bypass (the invalidation channel is not proven alive).",
+			Help: "Principal cache lookups by result: hit, negative_hit (a key id known not to exist), miss, or bypass (the invalidation channel is not proven alive).",
 		}, []string{"result"}),
 		invalidations: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "regoauth", Subsystem: "store", Name: "invalidations_received_total",

@@ -30,8 +30,12 @@ type Options struct {
 	// CacheTTL bounds how long a loaded principal may be served from memory; 0 disables the
 	// cache. Invalidation messages evict entries at once on every replica.
 	CacheTTL time.Duration
-	// CacheSize bounds how many principals are kept (default 10,000 when the cache is on).
+	// CacheSize bounds how many principals are kept (default 10,000 when the cache is on), and
+	// as many unknown key ids.
 	CacheSize int
+	// NegativeTTL bounds how long a key id Redis did not have is answered "not found" from
+	// memory; 0 disables it. Creating a key evicts its id on every replica at once.
+	NegativeTTL time.Duration
 	Logger    *slog.Logger
 	// Registerer receives the store's metrics (namespace regoauth, subsystem store).
 	Registerer prometheus.Registerer
@@ -85,12 +89,12 @@ func New(client redis.UniversalClient, mode Mode, prefix string, opts Options) *
 	s.health.init(s.logger, s.metrics)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
-	if opts.CacheTTL > 0 {
+	if opts.CacheTTL > 0 || opts.NegativeTTL > 0 {
 		size := opts.CacheSize
 		if size <= 0 {
 			size = 10000
 		}
-		s.cache = newPrincipalCache(size, opts.CacheTTL, opts.Now, s.metrics)
+		s.cache = newPrincipalCache(size, opts.CacheTTL, opts.NegativeTTL, opts.Now, s.metrics)
 		s.done.Add(1)
 		go func() {
 			defer s.done.Done()
@@ -193,16 +197,22 @@ func unavailable(err error) bool {
 
 // LoadPrincipal reads the key, its account, their grants and owned repositories in one script.
 func (s *Store) LoadPrincipal(ctx context.Context, keyID string) (keystore.Principal, error) {
+	notFound := fmt.Errorf("key %q: %w", keyID, keystore.ErrNotFound)
 	if s.cache != nil {
-		if p, ok := s.cache.get(keyID); ok {
+		p, found, missing := s.cache.lookup(keyID)
+		switch {
+		case found:
 			return p, nil
+		case missing:
+			return keystore.Principal{}, notFound
 		}
 	}
 	epoch := s.cache.epochNow()
 	raw, err := loadPrincipal.Run(ctx, s.client, []string{s.keyKey(keyID)}, s.prefix).Slice()
 	if errors.Is(err, redis.Nil) {
 		s.health.up()
-		return keystore.Principal{}, fmt.Errorf("key %q: %w", keyID, keystore.ErrNotFound)
+		s.cache.putMissing(keyID, epoch)
+		return keystore.Principal{}, notFound
 	}
 	if err != nil {
 		return keystore.Principal{}, s.fail("load principal", err, nil)
@@ -435,7 +445,9 @@ func (s *Store) CreateKey(ctx context.Context, k keystore.Key) error {
 		lastUsed = nanos(k.LastUsed)
 	}
 	keys := []string{s.keyKey(k.ID), s.accountKey(k.Account), s.keysOfKey(k.Account), s.allKeysKey()}
-	err = createKey.Run(ctx, s.client, keys, k.ID, rec, k.Account, flag(k.Revoked), lastUsed).Err()
+	err = createKey.Run(ctx, s.client, keys, k.ID, rec, k.Account, flag(k.Revoked), lastUsed, s.channel, keyChanged(k.ID)).Err()
+	// Replicas may remember the id as unknown: the script's message makes them forget it.
+	s.changed(keyChanged(k.ID))
 	return s.fail("create key", err, map[string]string{"account": k.Account, "key": k.ID})
 }
 

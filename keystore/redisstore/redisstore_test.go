@@ -34,7 +34,7 @@ func TestConformanceStandalone(t *testing.T) {
 		opts redisstore.Options
 	}{
 		{"uncached", redisstore.Options{}},
-		{"cached", redisstore.Options{CacheTTL: time.Minute, CacheSize: 100}},
+		{"cached", redisstore.Options{CacheTTL: time.Minute, CacheSize: 100, NegativeTTL: time.Minute}},
 	} {
 		t.Run(tt.name, func(t *testing.T) { storetest.Run(t, opener(srv.URL(), tt.opts)) })
 	}
@@ -45,12 +45,12 @@ func TestConformanceStandalone(t *testing.T) {
 // recovers by itself, and the rest of the suite runs against the promoted replica.
 func TestConformanceSentinel(t *testing.T) {
 	setup := redistest.StartSentinel(t)
-	storetest.RunWith(t, opener(setup.URL(), redisstore.Options{CacheTTL: time.Minute}), storetest.Options{
+	storetest.RunWith(t, opener(setup.URL(), redisstore.Options{CacheTTL: time.Minute, NegativeTTL: time.Minute}), storetest.Options{
 		Disrupt: func(t *testing.T) { setup.Failover() },
 	})
 }
 
 func TestConformanceCluster(t *testing.T) {
 	cluster := redistest.StartCluster(t)
-	storetest.Run(t, opener(cluster.URL(), redisstore.Options{CacheTTL: time.Minute}))
+	storetest.Run(t, opener(cluster.URL(), redisstore.Options{CacheTTL: time.Minute, NegativeTTL: time.Minute}))
 }

@@ -345,3 +345,100 @@ func TestLoadPrincipalIsOneRoundTrip(t *testing.T) {
 		t.Fatalf("10 lookups sent %d commands to Redis, want 10", n)
 	}
 }
+
+// evalCalls is how many scripts Redis has run (EVALSHA and EVAL), from INFO commandstats.
+func evalCalls(t *testing.T, c *redis.Client) int {
+	t.Helper()
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for line := range strings.SplitSeq(info, "\n") {
+		for _, cmd := range []string{"cmdstat_evalsha:calls=", "cmdstat_eval:calls="} {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), cmd); ok {
+				var calls int
+				fmt.Sscanf(rest, "%d", &calls)
+				n += calls
+			}
+		}
+	}
+	return n
+}
+
+// TestNegativeCacheAcrossReplicas: a key id Redis does not have is looked up once per negative
+// TTL, however often a client repeats it (Redis's own command count shows it); when the key is
+// then created through another replica, this one serves it at once.
+func TestNegativeCacheAcrossReplicas(t *testing.T) {
+	RouteClientLogs(slog.New(slog.DiscardHandler))
+	srv := redistest.Start(t)
+	url := srv.URL() + "?prefix=negative"
+	a, _ := openStore(t, url, Options{CacheTTL: time.Minute, NegativeTTL: time.Minute})
+	b, reg := openStore(t, url, Options{NegativeTTL: time.Minute}) // the principal cache off: only the negative one
+	waitLive(t, a)
+	waitLive(t, b)
+	raw := srv.Client()
+	if err := a.CreateAccount(ctx, keystore.Account{Name: "late"}); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := storetest.NewKey(t, "late")
+	// Load the script into Redis first, so that each lookup is one EVALSHA.
+	warm, _ := storetest.NewKey(t, "late")
+	b.LoadPrincipal(ctx, warm.ID)
+
+	before := evalCalls(t, raw)
+	for range 50 {
+		if _, err := b.LoadPrincipal(ctx, k.ID); !errors.Is(err, keystore.ErrNotFound) {
+			t.Fatalf("unknown key: %v", err)
+		}
+	}
+	if n := evalCalls(t, raw) - before; n != 1 {
+		t.Fatalf("50 lookups of one unknown key ran %d scripts in Redis, want 1", n)
+	}
+	if n := cacheLookups(t, reg, "negative_hit"); n != 49 {
+		t.Fatalf("negative hits = %v, want 49", n)
+	}
+
+	if err := a.CreateKey(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		p, err := b.LoadPrincipal(ctx, k.ID)
+		if err == nil && p.Key.ID == k.ID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a second after the key was created through replica A, replica B says: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The creating replica forgets the id at once, without waiting for its own message.
+	c, _ := storetest.NewKey(t, "late")
+	if _, err := a.LoadPrincipal(ctx, c.ID); !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatal(err)
+	}
+	if err := a.CreateKey(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.LoadPrincipal(ctx, c.ID); err != nil {
+		t.Fatalf("the replica that created the key: %v", err)
+	}
+}
+
+// cacheLookups is regoauth_store_cache_lookups_total{result}.
+func cacheLookups(t *testing.T, reg *prometheus.Registry, result string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			if f.GetName() == "regoauth_store_cache_lookups_total" && m.GetLabel()[0].GetValue() == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}

@@ -48,7 +48,8 @@ return 1
 `)
 
 // createKey: KEYS key, account, account's keys, all keys; ARGV id, json, account, revoked,
-// last used.
+// last used, channel, message. The message evicts the id from replicas that remember it as
+// unknown.
 var createKey = redis.NewScript(`
 if redis.call('EXISTS', KEYS[2]) == 0 then return redis.error_reply('NOTFOUND account') end
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('EXISTS key') end
@@ -56,6 +57,7 @@ redis.call('HSET', KEYS[1], 'json', ARGV[2], 'account', ARGV[3], 'revoked', ARGV
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'last_used', ARGV[5]) end
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[4], 0, ARGV[1])
+redis.call('PUBLISH', ARGV[6], ARGV[7])
 return 1
 `)
 

@@ -104,6 +104,12 @@ func testChangesVisibleAtOnce(t *testing.T, s keystore.Store) {
 	must(t, s.CreateAccount(ctx, acct("alice", "buyers")))
 	k, plain := NewKey(t, "alice")
 	k.Expires = now.Add(time.Hour)
+	// Looked up before it exists, twice, so that a store caching unknown ids remembers it.
+	for range 2 {
+		if _, err := s.LoadPrincipal(ctx, k.ID); !errors.Is(err, keystore.ErrNotFound) {
+			t.Fatalf("a key not created yet: %v", err)
+		}
+	}
 	must(t, s.CreateKey(ctx, k))
 	buyers := keystore.Subject{Kind: keystore.SubjectGroup, Name: "buyers"}
 	alice := keystore.Subject{Kind: keystore.SubjectAccount, Name: "alice"}
