@@ -36,6 +36,7 @@ type Config struct {
 	Store         Store         `yaml:"store"`
 	Policy        Policy        `yaml:"policy"`
 	Limits        Limits        `yaml:"limits"`
+	Shutdown      Shutdown      `yaml:"shutdown"`
 
 	// TrustedProxies are networks whose X-Forwarded-For header is believed.
 	TrustedProxies []string `yaml:"trusted_proxies"`
@@ -277,6 +278,15 @@ type FailureBudget struct {
 
 func (a AuthFailures) enabled() bool { return a.Enabled == nil || *a.Enabled }
 
+// Shutdown is what SIGTERM (or Ctrl-C) does: /readyz answers 503 at once while requests are
+// still served for DrainDelay, so that a load balancer polling it stops sending new ones; then
+// the listeners close (new connections are refused) and requests in flight have Timeout to
+// finish.
+type Shutdown struct {
+	DrainDelay Duration `yaml:"drain_delay"`
+	Timeout    Duration `yaml:"timeout"`
+}
+
 // Log sets the log format (json or text) and level (debug, info, warn, error).
 type Log struct {
 	Format string `yaml:"format"`
@@ -373,7 +383,8 @@ func defaults() Config {
 			IPv6Prefix:     64,
 			Tracked:        100_000,
 		}},
-		Log: Log{Format: "json", Level: "info"},
+		Shutdown: Shutdown{Timeout: Duration(10 * time.Second)},
+		Log:      Log{Format: "json", Level: "info"},
 	}
 }
 
@@ -461,6 +472,9 @@ func (c Config) Validate() error {
 		add("limits: max_scopes >= 1, max_scope_length >= 64 and max_in_flight >= 1 are required")
 	}
 	errs = append(errs, c.Limits.AuthFailures.validate("limits.auth_failures")...)
+	if d, t := time.Duration(c.Shutdown.DrainDelay), time.Duration(c.Shutdown.Timeout); d < 0 || t < time.Second {
+		add("shutdown: drain_delay must be 0 or more, timeout at least 1s")
+	}
 	for i, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			add("trusted_proxies[%d]: %v", i, err)

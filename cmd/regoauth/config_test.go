@@ -213,3 +213,19 @@ func TestNegativeCacheConfig(t *testing.T) {
 		t.Fatalf("negative_ttl beyond a minute: %v", err)
 	}
 }
+
+func TestShutdownConfig(t *testing.T) {
+	base := "issuer: x\nservices: [r]\nsigning: {key_file: k}\nstore: {url: \"bolt:///tmp/x.db\"}\n"
+	cfg, err := LoadConfig(writeConfig(t, base))
+	if err != nil || cfg.Shutdown.DrainDelay != 0 || time.Duration(cfg.Shutdown.Timeout) != 10*time.Second {
+		t.Fatalf("defaults: %+v %v", cfg.Shutdown, err)
+	}
+	cfg, err = LoadConfig(writeConfig(t, base+"shutdown: {drain_delay: 5s}\n"))
+	if err != nil || time.Duration(cfg.Shutdown.DrainDelay) != 5*time.Second || time.Duration(cfg.Shutdown.Timeout) != 10*time.Second {
+		t.Fatalf("drain_delay alone: %+v %v", cfg.Shutdown, err)
+	}
+	_, err = LoadConfig(writeConfig(t, base+"shutdown: {drain_delay: -1s, timeout: 0s}\n"))
+	if err == nil || !strings.Contains(err.Error(), "shutdown") {
+		t.Fatalf("bad shutdown: %v", err)
+	}
+}

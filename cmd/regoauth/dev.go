@@ -113,7 +113,7 @@ func runDev(ctx context.Context, out io.Writer, dataDir, registryAddr, tokenAddr
 	if err != nil {
 		return err
 	}
-	regActor, err := serveActor("registry", Listener{Addr: registryAddr}, newHTTPServer(reg, logger), logger)
+	regActor, err := serveActor("registry", Listener{Addr: registryAddr}, newHTTPServer(reg, logger), time.Duration(cfg.Shutdown.Timeout), logger)
 	if err != nil {
 		return err
 	}

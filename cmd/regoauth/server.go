@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +50,8 @@ type server struct {
 	stopGuard func()
 	// extra actors run beside the listeners (the embedded registry in dev mode).
 	extra []func(context.Context) error
+	// draining is set when shutdown begins: /readyz answers 503 while requests are still served.
+	draining atomic.Bool
 }
 
 func newLogger(cfg Log, w io.Writer) *slog.Logger {
@@ -282,6 +285,10 @@ func (s *server) metricsHandler() http.Handler {
 // bundle, with the error of its newest load when that failed (the previous revision keeps
 // deciding).
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+		return
+	}
 	pst := s.engine.Status()
 	status := map[string]any{"policy": pst.Revision, "policy_status": pst, "store": "ok"}
 	ready := pst.Ready
@@ -347,9 +354,9 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	}
 }
 
-// serveActor listens on l (with TLS when configured) until ctx ends, then shuts down with a
-// deadline.
-func serveActor(name string, l Listener, srv *http.Server, logger *slog.Logger) (func(context.Context) error, error) {
+// serveActor listens on l (with TLS when configured) until ctx ends, then closes the listener
+// and lets in-flight requests finish within timeout.
+func serveActor(name string, l Listener, srv *http.Server, timeout time.Duration, logger *slog.Logger) (func(context.Context) error, error) {
 	ln, err := net.Listen("tcp", l.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s listener: %w", name, err)
@@ -369,7 +376,7 @@ func serveActor(name string, l Listener, srv *http.Server, logger *slog.Logger) 
 			return fmt.Errorf("%s listener: %w", name, err)
 		case <-ctx.Done():
 		}
-		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		shutdown, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		if err := srv.Shutdown(shutdown); err != nil {
 			return fmt.Errorf("%s listener shutdown: %w", name, err)
@@ -378,29 +385,49 @@ func serveActor(name string, l Listener, srv *http.Server, logger *slog.Logger) 
 	}, nil
 }
 
-// run serves until ctx ends or an actor fails, then stops every actor.
+// run serves until ctx ends or an actor fails, then stops every actor. Shutdown first turns
+// /readyz to 503 while still serving for shutdown.drain_delay, so that load balancers stop
+// sending requests, then closes the listeners (new connections are refused) and lets in-flight
+// requests finish within shutdown.timeout.
 func (s *server) run(ctx context.Context) error {
 	h, err := s.handler(s.cfg.Metrics == nil)
 	if err != nil {
 		return err
 	}
-	actors := append([]func(context.Context) error{s.usage.Run}, s.extra...)
-	main, err := serveActor("token", s.cfg.Listen, newHTTPServer(h, s.logger), s.logger)
+	timeout := time.Duration(s.cfg.Shutdown.Timeout)
+	main, err := serveActor("token", s.cfg.Listen, newHTTPServer(h, s.logger), timeout, s.logger)
 	if err != nil {
 		return err
 	}
-	actors = append(actors, main)
+	listeners := []func(context.Context) error{main, s.usage.Run}
 	if s.cfg.Metrics != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", s.metricsHandler())
-		m, err := serveActor("metrics", *s.cfg.Metrics, newHTTPServer(mux, s.logger), s.logger)
+		m, err := serveActor("metrics", *s.cfg.Metrics, newHTTPServer(mux, s.logger), timeout, s.logger)
 		if err != nil {
 			return err
 		}
-		actors = append(actors, m)
+		listeners = append(listeners, m)
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	for _, a := range actors {
+	serving, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
+	go func() {
+		<-gctx.Done()
+		s.draining.Store(true)
+		if d := time.Duration(s.cfg.Shutdown.DrainDelay); d > 0 && ctx.Err() != nil {
+			s.logger.Info("shutting down: not ready, still serving", "drain_delay", d.String())
+			select {
+			case <-time.After(d):
+			case <-serving.Done():
+			}
+		}
+		stopServing()
+	}()
+	for _, a := range listeners {
+		g.Go(func() error { return a(serving) })
+	}
+	for _, a := range s.extra {
 		g.Go(func() error { return a(gctx) })
 	}
 	err = g.Wait()
