@@ -338,6 +338,9 @@ func writeError(w http.ResponseWriter, err error) {
 		status, body.Code = http.StatusConflict, "exists"
 	case errors.Is(err, errMethod):
 		status, body.Code = http.StatusMethodNotAllowed, "method_not_allowed"
+	case errors.Is(err, keystore.ErrNotWritable):
+		// The reason (disk full, read-only) is the operator's to fix; say it.
+		status, body.Code = http.StatusServiceUnavailable, "store_not_writable"
 	case errors.Is(err, keystore.ErrUnavailable), errors.Is(err, policy.ErrNotReady):
 		status, body.Code, body.Error = http.StatusServiceUnavailable, "unavailable", "temporarily unavailable"
 	default:

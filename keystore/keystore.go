@@ -18,6 +18,9 @@ var (
 	ErrInvalid  = errors.New("invalid")
 	// ErrUnavailable means the backend could not be reached; callers fail closed.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrNotWritable means the backend cannot take writes now (its disk is full or read-only)
+	// while it still answers reads: tokens keep being issued, changes are refused.
+	ErrNotWritable = errors.New("the store cannot take writes")
 )
 
 // Account is a principal that API keys belong to.

@@ -68,7 +68,12 @@ func (u *UsageTracker) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			return u.Flush(flushCtx)
+			// Last-used times are a record, not state: losing the last ones (a full or
+			// read-only disk, Redis gone) must not fail a clean shutdown.
+			if err := u.Flush(flushCtx); err != nil {
+				u.logger.Warn("recording key use at shutdown failed; the last uses are not recorded", "error", err)
+			}
+			return nil
 		}
 	}
 }

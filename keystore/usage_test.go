@@ -1,8 +1,11 @@
 package keystore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -62,5 +65,24 @@ func TestUsageTrackerFlushesOnStop(t *testing.T) {
 	}
 	if len(rec.calls) != 1 {
 		t.Fatalf("calls = %v", rec.calls)
+	}
+}
+
+// A store that cannot write when the server stops (a full or read-only disk) loses the last
+// uses, which are only a record; it must not turn a clean shutdown into a failure.
+func TestUsageTrackerStopsCleanlyWhenTheStoreCannotWrite(t *testing.T) {
+	rec := &touchRecorder{fail: true}
+	var logs bytes.Buffer
+	u := keystore.NewUsageTracker(rec, time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
+	u.Used("a", time.Unix(5, 0))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- u.Run(ctx) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") {
+		t.Fatalf("the lost uses were not logged: %q", logs.String())
 	}
 }

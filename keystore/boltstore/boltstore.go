@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -84,9 +85,34 @@ func OpenWith(path string, opts Options) (*Store, error) {
 // update runs a write transaction, then empties the principal cache: after the commit, so a
 // lookup that read the old records cannot put them back (see principalCache).
 func (s *Store) update(fn func(*bolt.Tx) error) error {
-	err := s.db.Update(fn)
+	err := s.write(fn)
 	s.cache.invalidate()
 	return err
+}
+
+// write runs a write transaction; a failure of the disk is keystore.ErrNotWritable.
+func (s *Store) write(fn func(*bolt.Tx) error) error {
+	err := s.db.Update(fn)
+	if errno, ok := diskFailure(err); ok {
+		// bbolt rolled the transaction back: the file holds the last committed state and
+		// reads go on from it. The reason alone is kept, not the file's path.
+		return fmt.Errorf("%w: %w", keystore.ErrNotWritable, errno)
+	}
+	return err
+}
+
+// diskFailure reports whether a write failed because of the disk rather than the records: a
+// full or read-only file system, an exhausted quota, an I/O error.
+func diskFailure(err error) (syscall.Errno, bool) {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return 0, false
+	}
+	switch errno {
+	case syscall.ENOSPC, syscall.EROFS, syscall.EDQUOT, syscall.EIO:
+		return errno, true
+	}
+	return 0, false
 }
 
 // Close releases the file.
@@ -309,7 +335,8 @@ func (s *Store) RevokeKey(_ context.Context, id string) error {
 
 // TouchKeys records last-used times in one transaction, never moving one backwards.
 func (s *Store) TouchKeys(_ context.Context, used map[string]time.Time) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	// Last-used times are not what the cache serves: no need to empty it.
+	return s.write(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketKeys)
 		for id, t := range used {
 			k, err := get[keystore.Key](b, []byte(id), "key")
