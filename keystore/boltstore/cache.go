@@ -14,7 +14,7 @@ import (
 // decline to store what it read.
 type principalCache struct {
 	lru     *expirable.LRU[string, keystore.Principal] // nil when off
-	missing *expirable.LRU[string, struct{}]            // nil when off
+	missing *expirable.LRU[string, struct{}]           // nil when off
 
 	mu    sync.Mutex
 	epoch uint64

@@ -36,7 +36,7 @@ type Options struct {
 	// NegativeTTL bounds how long a key id Redis did not have is answered "not found" from
 	// memory; 0 disables it. Creating a key evicts its id on every replica at once.
 	NegativeTTL time.Duration
-	Logger    *slog.Logger
+	Logger      *slog.Logger
 	// Registerer receives the store's metrics (namespace regoauth, subsystem store).
 	Registerer prometheus.Registerer
 	// Now is the clock of the cache's liveness check (default time.Now).
