@@ -22,6 +22,7 @@ import (
 
 	"github.com/regoauth/regoauth/authz"
 	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/throttle"
 	"github.com/regoauth/regoauth/tokens"
 )
 
@@ -113,11 +114,17 @@ func newFuzzWorld(f *testing.F) *fuzzWorld {
 	w.secrets["{rt1}"] = e.login("user1", w.secrets["{k1}"])
 	w.secrets["{rt1r}"] = e.login("user1", w.secrets["{k1r}"])
 
+	// Failure budgets keyed by whatever address and account name the fuzzer sends, so large
+	// that they never refuse: every input is answered the same in any order.
+	never := throttle.Limit{Burst: 1 << 30, Every: time.Nanosecond}
+	limits := throttle.Limits{Address: never, AccountAddress: never, Account: never}
+	guard := throttle.NewGuard(throttle.NewMemory(1000, time.Minute, nil), limits, nil, nil)
 	var err error
 	w.handler, err = authz.New(e.store, e.engine, signerOf(f, e), nil, authz.Options{
 		Services:       []string{service, "other.example.com"},
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
 		Refresh:        e.refresh,
+		Throttle:       guard,
 		Logger:         slog.New(slog.DiscardHandler),
 		Registerer:     prometheus.NewRegistry(),
 	})
