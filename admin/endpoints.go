@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/gorilla/mux"
 
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
-	"github.com/regoauth/regoauth/throttle"
 )
 
 func (a *API) whoami(_ context.Context, c *call) (int, any, error) {
@@ -319,12 +319,13 @@ func writeError(w http.ResponseWriter, err error) {
 	var f *forbidden
 	body := errorBody{Error: err.Error()}
 	status := http.StatusInternalServerError
-	var throttled *throttle.Throttled
+	var throttled interface{ RetryAfterSeconds() int }
 	switch {
-	// Before ErrBadCredentials: a failure beyond an account's budget wraps both.
+	// Before ErrBadCredentials: a failure beyond an account's budget (throttle.Throttled) wraps
+	// both.
 	case errors.As(err, &throttled):
 		status, body.Code = http.StatusTooManyRequests, "too_many_requests"
-		w.Header().Set("Retry-After", throttle.RetryAfterSeconds(throttled.RetryAfter))
+		w.Header().Set("Retry-After", strconv.Itoa(throttled.RetryAfterSeconds()))
 	case errors.Is(err, keystore.ErrBadCredentials):
 		status, body.Code, body.Error = http.StatusUnauthorized, "unauthorized", keystore.ErrBadCredentials.Error()
 		w.Header().Set("WWW-Authenticate", `Bearer realm="regoauth admin"`)

@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
-	"github.com/regoauth/regoauth/throttle"
 )
 
 // Sentinel errors of the token path. Internal detail is wrapped below them with %w for logs;
@@ -21,6 +21,12 @@ var (
 	ErrTooLarge         = errors.New("request too large")
 )
 
+// throttledError is a refusal by the Throttle: too many failed attempts, and how long to wait.
+type throttledError interface {
+	error
+	RetryAfterSeconds() int
+}
+
 // problem is how an error is shown on the wire.
 type problem struct {
 	status int
@@ -32,7 +38,7 @@ type problem struct {
 // classify is the one place where internal errors become HTTP status codes and bodies.
 func classify(err error) problem {
 	var scopeErr *ScopeError
-	var throttled *throttle.Throttled
+	var throttled throttledError
 	switch {
 	// Before ErrBadCredentials: a failure beyond an account's budget wraps both.
 	case errors.As(err, &throttled):
@@ -78,9 +84,9 @@ func WriteError(w http.ResponseWriter, err error) int {
 	if p.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", "GET, POST")
 	}
-	var throttled *throttle.Throttled
+	var throttled throttledError
 	if errors.As(err, &throttled) {
-		w.Header().Set("Retry-After", throttle.RetryAfterSeconds(throttled.RetryAfter))
+		w.Header().Set("Retry-After", strconv.Itoa(throttled.RetryAfterSeconds()))
 	}
 	w.WriteHeader(p.status)
 	json.NewEncoder(w).Encode(errorBody{

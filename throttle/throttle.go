@@ -37,18 +37,18 @@ type Throttled struct {
 }
 
 func (e *Throttled) Error() string {
-	return fmt.Sprintf("%v from this %s; retry in %s", ErrThrottled, byText[e.By], RetryAfterSeconds(e.RetryAfter)+"s")
+	return fmt.Sprintf("%v from this %s; retry in %ds", ErrThrottled, byText[e.By], e.RetryAfterSeconds())
 }
 
 func (e *Throttled) Is(target error) bool { return target == ErrThrottled }
 
-var byText = map[string]string{ByAddress: "address", ByAccountAddress: "address for this account", ByAccount: "account"}
-
-// RetryAfterSeconds is d as a Retry-After value: whole seconds, rounded up, at least 1.
-func RetryAfterSeconds(d time.Duration) string {
-	s := int64((d + time.Second - 1) / time.Second)
-	return fmt.Sprint(max(s, 1))
+// RetryAfterSeconds is the wait as a Retry-After header wants it: whole seconds, rounded up, at
+// least 1. Callers that answer the refusal find it through an interface of their own.
+func (e *Throttled) RetryAfterSeconds() int {
+	return int(max((e.RetryAfter+time.Second-1)/time.Second, 1))
 }
+
+var byText = map[string]string{ByAddress: "address", ByAccountAddress: "address for this account", ByAccount: "account"}
 
 // The budgets, as named in metrics and errors.
 const (

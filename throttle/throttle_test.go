@@ -166,9 +166,9 @@ func TestOffLimitsAndLongNames(t *testing.T) {
 }
 
 func TestRetryAfterSeconds(t *testing.T) {
-	for d, want := range map[time.Duration]string{0: "1", time.Millisecond: "1", time.Second: "1", 1001 * time.Millisecond: "2", time.Minute: "60"} {
-		if got := throttle.RetryAfterSeconds(d); got != want {
-			t.Errorf("RetryAfterSeconds(%s) = %s, want %s", d, got, want)
+	for d, want := range map[time.Duration]int{0: 1, time.Millisecond: 1, time.Second: 1, 1001 * time.Millisecond: 2, time.Minute: 60} {
+		if got := (&throttle.Throttled{RetryAfter: d}).RetryAfterSeconds(); got != want {
+			t.Errorf("RetryAfterSeconds(%s) = %d, want %d", d, got, want)
 		}
 	}
 }
