@@ -233,16 +233,17 @@ func (s *server) handler(withMetrics bool) (http.Handler, error) {
 		Logger:         s.logger.With("component", "token"),
 		Registerer:     s.registry,
 	}
-	if s.refresh != nil {
-		opts.Refresh = s.refresh // a nil *RefreshCodec in the interface would not read as "none"
+	token, err := authz.New(authz.Deps{Directory: s.store, Decider: s.engine, Issuer: s.signer, Usage: s.usage, Refresh: s.refresh}, opts)
+	if err != nil {
+		return nil, err
 	}
-	token, err := authz.New(s.store, s.engine, s.signer, s.usage, opts)
+	adminAPI, err := admin.New(admin.Deps{Store: s.store, Authorizer: s.engine, Explainer: s.engine}, admin.Options{Logger: s.logger.With("component", "admin")})
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/token", token)
-	mux.Handle(admin.Prefix+"/", admin.New(s.store, s.engine, admin.Options{Explainer: s.engine, Logger: s.logger.With("component", "admin")}))
+	mux.Handle(admin.Prefix+"/", adminAPI)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
