@@ -8,7 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/regoauth/regoauth/admin"
 	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/server"
 )
 
 func bootstrapCommand() *cobra.Command {
@@ -27,7 +29,7 @@ With a bolt store the server must be stopped (the file is locked while it runs).
 			if err := keystore.ValidateName("account", account); err != nil {
 				return usageError{err}
 			}
-			cfg, err := LoadConfig(configPath)
+			cfg, err := server.LoadConfig(configPath)
 			if err != nil {
 				return err
 			}
@@ -36,28 +38,14 @@ With a bolt store the server must be stopped (the file is locked while it runs).
 				return err
 			}
 			defer store.Close()
-			ctx := cmd.Context()
-			now := time.Now().UTC().Truncate(time.Second)
-			err = store.CreateAccount(ctx, keystore.Account{Name: account, Roles: []string{"admin"}, Created: now})
-			if errors.Is(err, keystore.ErrExists) {
-				a, getErr := store.GetAccount(ctx, account)
-				if getErr != nil {
-					return getErr
-				}
-				if !a.HasRole("admin") {
-					return fmt.Errorf("account %q exists without the admin role; choose another --account", account)
-				}
-			} else if err != nil {
-				return err
+			key, err := admin.EnsureAdmin(cmd.Context(), store, account, "bootstrap", "", time.Now(), rand.Reader)
+			if errors.Is(err, admin.ErrNotAdmin) {
+				return fmt.Errorf("%w; choose another --account", err)
 			}
-			plain, id, hash, err := keystore.NewAPIKey(rand.Reader)
 			if err != nil {
 				return err
 			}
-			if err := store.CreateKey(ctx, keystore.Key{ID: id, Account: account, Name: "bootstrap", Hash: hash, Created: now}); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), plain)
+			fmt.Fprintln(cmd.OutOrStdout(), key)
 			return nil
 		},
 	}
