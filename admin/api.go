@@ -1,7 +1,8 @@
 // Package admin is the HTTP admin API for accounts, API keys, grants and repository ownership,
 // and the client the CLI uses to call it. Every call authenticates with an API key and is
 // authorized by the policy engine (data.regoauth.admin.decision), so who may manage what is
-// policy, not code.
+// policy, not code. It works on the store and the engine through its own interfaces (Store,
+// Authorizer, Explainer): it knows no store backend, and nothing of the token endpoint.
 package admin
 
 import (

@@ -1,7 +1,9 @@
 // Package keystore owns the records behind authentication and the ACL: accounts, API keys,
 // grants and repository ownership. It defines the Store every backend implements (bolt for a
-// single node, Redis for replicas) and the rules that keep records valid whatever the backend.
-// It knows nothing about policy: it stores what the policy reads.
+// single node, Redis for replicas, memory for tests) with the operations on many records that
+// bulk work needs, the rules that keep records valid whatever the backend, authentication of
+// API keys, export and import, and the principal cache the backends share. It knows nothing
+// about policy (it stores what the policy reads) and nothing about its backends.
 package keystore
 
 import (

@@ -1,6 +1,6 @@
 // Package boltstore is the embedded keystore backend: one bbolt file, for a single node and
 // for `regoauth dev`. Every write is one bbolt transaction, so a crash never leaves half a
-// record behind.
+// record behind. It knows the keystore contract and nothing else of regoauth.
 package boltstore
 
 import (

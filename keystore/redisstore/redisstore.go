@@ -4,7 +4,8 @@
 // account, its grants and its repositories); every write is one script, so it is atomic and
 // publishes its invalidation in the same step; an optional in-process cache serves repeated
 // lookups only while the invalidation channel is proven alive. Unreachable Redis is
-// keystore.ErrUnavailable, so callers fail closed.
+// keystore.ErrUnavailable, so callers fail closed. It knows the keystore contract and nothing
+// else of regoauth.
 package redisstore
 
 import (

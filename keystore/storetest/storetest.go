@@ -1,5 +1,7 @@
-// Package storetest is the conformance suite every keystore backend passes. A backend's test
-// calls Run with a function that returns a fresh, empty store.
+// Package storetest is the conformance suite every keystore backend passes: every method of
+// keystore.Store, the batch operations, an export→import round trip, concurrent writes, and
+// (where a backend can be disrupted) recovery. A backend's test calls Run with a function that
+// returns a fresh, empty store. It knows the keystore contract only, never a backend.
 package storetest
 
 import (
