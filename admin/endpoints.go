@@ -17,11 +17,9 @@ func (a *API) whoami(_ context.Context, c *call) (int, any, error) {
 }
 
 func (a *API) listAccounts(ctx context.Context, c *call) (int, any, error) {
-	if err := a.authorize(ctx, c, "accounts.list", policy.AdminTarget{}); err != nil {
-		return 0, nil, err
-	}
-	list, err := a.store.ListAccounts(ctx)
-	return http.StatusOK, nonNilSlice(list), err
+	return listing(ctx, a, c, "accounts.list", policy.AdminTarget{}, func() ([]keystore.Account, error) {
+		return a.store.ListAccounts(ctx)
+	})
 }
 
 func (a *API) createAccount(ctx context.Context, c *call) (int, any, error) {
@@ -81,11 +79,9 @@ func (a *API) updateAccount(ctx context.Context, c *call) (int, any, error) {
 
 func (a *API) listKeys(ctx context.Context, c *call) (int, any, error) {
 	account := c.r.URL.Query().Get("account")
-	if err := a.authorize(ctx, c, "keys.list", policy.AdminTarget{Account: account}); err != nil {
-		return 0, nil, err
-	}
-	list, err := a.store.ListKeys(ctx, account)
-	return http.StatusOK, nonNilSlice(list), err
+	return listing(ctx, a, c, "keys.list", policy.AdminTarget{Account: account}, func() ([]keystore.Key, error) {
+		return a.store.ListKeys(ctx, account)
+	})
 }
 
 func (a *API) createKey(ctx context.Context, c *call) (int, any, error) {
@@ -184,11 +180,9 @@ func (a *API) listGrants(ctx context.Context, c *call) (int, any, error) {
 	if target.Owner, err = a.ownerOf(ctx, req.Repository); err != nil {
 		return 0, nil, err
 	}
-	if err := a.authorize(ctx, c, "grants.list", target); err != nil {
-		return 0, nil, err
-	}
-	list, err := a.store.ListGrants(ctx, f)
-	return http.StatusOK, nonNilSlice(list), err
+	return listing(ctx, a, c, "grants.list", target, func() ([]keystore.Grant, error) {
+		return a.store.ListGrants(ctx, f)
+	})
 }
 
 func (a *API) addGrant(ctx context.Context, c *call) (int, any, error) {
@@ -251,11 +245,9 @@ func (a *API) removeGrant(ctx context.Context, c *call) (int, any, error) {
 
 func (a *API) listRepos(ctx context.Context, c *call) (int, any, error) {
 	owner := c.r.URL.Query().Get("owner")
-	if err := a.authorize(ctx, c, "repos.list", policy.AdminTarget{Account: owner, Owner: owner}); err != nil {
-		return 0, nil, err
-	}
-	list, err := a.store.ListOwnership(ctx, owner)
-	return http.StatusOK, nonNilSlice(list), err
+	return listing(ctx, a, c, "repos.list", policy.AdminTarget{Account: owner, Owner: owner}, func() ([]keystore.Ownership, error) {
+		return a.store.ListOwnership(ctx, owner)
+	})
 }
 
 func (a *API) reserveRepo(ctx context.Context, c *call) (int, any, error) {
@@ -297,9 +289,15 @@ func (a *API) releaseRepo(ctx context.Context, c *call) (int, any, error) {
 	return http.StatusOK, map[string]string{"released": name}, nil
 }
 
-func nonNilSlice[T any](s []T) []T {
-	if s == nil {
-		return []T{}
+// listing is every list endpoint once its target is known: authorize the operation on the
+// target, then list; an empty list is [] in JSON, never null.
+func listing[T any](ctx context.Context, a *API, c *call, operation string, target policy.AdminTarget, list func() ([]T, error)) (int, any, error) {
+	if err := a.authorize(ctx, c, operation, target); err != nil {
+		return 0, nil, err
 	}
-	return s
+	out, err := list()
+	if out == nil {
+		out = []T{}
+	}
+	return http.StatusOK, out, err
 }

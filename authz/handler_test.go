@@ -469,3 +469,21 @@ func TestAuditLogOnePerRequest(t *testing.T) {
 		t.Fatalf("audit event = %v", ev)
 	}
 }
+
+func TestIntersect(t *testing.T) {
+	repo := func(name string, actions ...string) policy.Scope {
+		return policy.Scope{Type: "repository", Name: name, Actions: actions}
+	}
+	requested := []policy.Scope{repo("a", "pull", "push"), repo("b", "pull"), {Type: "registry", Name: "catalog", Actions: []string{"*"}}}
+	d := policy.Decision{Access: []policy.Scope{
+		repo("a", "pull", "delete", "*"), // delete and * were not requested
+		repo("c", "pull"),                // c was not requested at all
+		{Type: "registry", Name: "catalog", Actions: []string{"*"}},
+	}}
+	got := authz.Intersect(requested, d)
+	want := []policy.Scope{repo("a", "pull"), repo("b"), {Type: "registry", Name: "catalog", Actions: []string{"*"}}}
+	want[1].Actions = []string{}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Intersect\n got %+v\nwant %+v", got, want)
+	}
+}

@@ -77,64 +77,61 @@ func Export(ctx context.Context, s Store, w io.Writer) (Counts, error) {
 	var c Counts
 	bw := bufio.NewWriterSize(w, 1<<16)
 	enc := json.NewEncoder(bw)
-	write := func(r Record) error { return enc.Encode(r) }
-	if err := write(Record{Header: &ExportHeader{Format: ExportFormat, Version: ExportVersion}}); err != nil {
+	if err := enc.Encode(Record{Header: &ExportHeader{Format: ExportFormat, Version: ExportVersion}}); err != nil {
 		return c, err
 	}
 	accounts, err := s.ListAccounts(ctx)
+	if err == nil {
+		c.Accounts, err = writeAll(enc, accounts, func(a *Account) Record { return Record{Account: a} })
+	}
 	if err != nil {
-		return c, fmt.Errorf("listing accounts: %w", err)
+		return c, fmt.Errorf("exporting accounts: %w", err)
 	}
-	for i := range accounts {
-		if err := write(Record{Account: &accounts[i]}); err != nil {
-			return c, err
-		}
-	}
-	c.Accounts = len(accounts)
-
 	listed, err := s.ListKeys(ctx, "")
 	if err != nil {
 		return c, fmt.Errorf("listing keys: %w", err)
 	}
-	ids := make([]string, len(listed))
-	for i, k := range listed {
-		ids[i] = k.ID
-	}
-	for start := 0; start < len(ids); start += readBatchSize {
-		keys, err := s.GetKeys(ctx, ids[start:min(start+readBatchSize, len(ids))])
+	for start := 0; start < len(listed); start += readBatchSize {
+		chunk := listed[start:min(start+readBatchSize, len(listed))]
+		ids := make([]string, len(chunk))
+		for i, k := range chunk {
+			ids[i] = k.ID
+		}
+		keys, err := s.GetKeys(ctx, ids)
+		if err == nil {
+			var n int
+			n, err = writeAll(enc, keys, func(k *Key) Record { return Record{Key: k} })
+			c.Keys += n
+		}
 		if err != nil {
-			return c, fmt.Errorf("reading keys: %w", err)
+			return c, fmt.Errorf("exporting keys: %w", err)
 		}
-		for i := range keys {
-			if err := write(Record{Key: &keys[i]}); err != nil {
-				return c, err
-			}
-		}
-		c.Keys += len(keys)
 	}
-
 	grants, err := s.ListGrants(ctx, GrantFilter{})
+	if err == nil {
+		c.Grants, err = writeAll(enc, grants, func(g *Grant) Record { return Record{Grant: g} })
+	}
 	if err != nil {
-		return c, fmt.Errorf("listing grants: %w", err)
+		return c, fmt.Errorf("exporting grants: %w", err)
 	}
-	for i := range grants {
-		if err := write(Record{Grant: &grants[i]}); err != nil {
-			return c, err
-		}
-	}
-	c.Grants = len(grants)
-
 	owned, err := s.ListOwnership(ctx, "")
-	if err != nil {
-		return c, fmt.Errorf("listing repositories: %w", err)
+	if err == nil {
+		c.Ownerships, err = writeAll(enc, owned, func(o *Ownership) Record { return Record{Ownership: o} })
 	}
-	for i := range owned {
-		if err := write(Record{Ownership: &owned[i]}); err != nil {
-			return c, err
+	if err != nil {
+		return c, fmt.Errorf("exporting repositories: %w", err)
+	}
+	return c, bw.Flush()
+}
+
+// writeAll writes one line per record and returns how many it wrote.
+func writeAll[T any](enc *json.Encoder, list []T, record func(*T) Record) (int, error) {
+	for i := range list {
+		if err := enc.Encode(record(&list[i])); err != nil {
+			return i, err
 		}
 	}
-	c.Ownerships = len(owned)
-	return c, bw.Flush()
+	return len(list), nil
 }
 
 // ErrConflict is an imported record that the store holds with other content.

@@ -33,7 +33,6 @@ func (p PolicySource) source() (policy.Source, error) {
 	return src, nil
 }
 
-
 // startPolicy starts the policy engine (and the dry-run candidate, when configured): local
 // bundles must load now; bundles from servers arrive in the background, and /readyz says
 // not-ready until they have.

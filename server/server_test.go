@@ -18,6 +18,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/regoauth/regoauth/internal/secretfile"
+	"github.com/regoauth/regoauth/keystore/redisstore/redistest"
 )
 
 var ctx = context.Background()
@@ -220,14 +222,9 @@ func tlsFiles(t *testing.T) (certFile, keyFile string, roots *x509.CertPool) {
 	return certFile, keyFile, roots
 }
 
+// freeAddr is a loopback address nobody listens on right now.
 func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t))
 }
 
 // TestListenServesTLSAndStops: a TLS listener serves with its certificate, and ends without an

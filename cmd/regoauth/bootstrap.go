@@ -10,11 +10,11 @@ import (
 
 	"github.com/regoauth/regoauth/admin"
 	"github.com/regoauth/regoauth/keystore"
-	"github.com/regoauth/regoauth/server"
 )
 
 func bootstrapCommand() *cobra.Command {
-	var configPath, account string
+	var config configFlag
+	var account string
 	cmd := &cobra.Command{
 		Use:   "bootstrap --config FILE [--account admin]",
 		Short: "Create the first admin account and print an API key for it",
@@ -23,13 +23,10 @@ admin role if it does not exist, and prints a new API key for it: the one way in
 With a bolt store the server must be stopped (the file is locked while it runs).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if configPath == "" {
-				return usageError{errors.New("--config is required")}
-			}
 			if err := keystore.ValidateName("account", account); err != nil {
 				return usageError{err}
 			}
-			cfg, err := server.LoadConfig(configPath)
+			cfg, err := config.load()
 			if err != nil {
 				return err
 			}
@@ -49,7 +46,7 @@ With a bolt store the server must be stopped (the file is locked while it runs).
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&configPath, "config", "", "the server's configuration file")
+	config.register(cmd)
 	cmd.Flags().StringVar(&account, "account", "admin", "name of the admin account")
 	return cmd
 }

@@ -10,18 +10,30 @@ import (
 	"github.com/regoauth/regoauth/server"
 )
 
+// configFlag is the --config flag of the commands that read the server's configuration file.
+type configFlag struct{ path string }
+
+func (f *configFlag) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.path, "config", "", "the server's configuration file (YAML)")
+}
+
+// load reads and validates the configuration file.
+func (f *configFlag) load() (server.Config, error) {
+	if f.path == "" {
+		return server.Config{}, usageError{errors.New("--config is required")}
+	}
+	return server.LoadConfig(f.path)
+}
+
 func serveCommand() *cobra.Command {
-	var configPath string
+	var config configFlag
 	var checkOnly bool
 	cmd := &cobra.Command{
 		Use:   "serve --config FILE",
 		Short: "Run the token server from a configuration file",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if configPath == "" {
-				return usageError{errors.New("--config is required")}
-			}
-			cfg, err := server.LoadConfig(configPath)
+			cfg, err := config.load()
 			if err != nil {
 				return err
 			}
@@ -40,7 +52,7 @@ func serveCommand() *cobra.Command {
 			return s.Run(cmd.Context())
 		},
 	}
-	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML)")
+	config.register(cmd)
 	cmd.Flags().BoolVar(&checkOnly, "check-config", false, "load the configuration, key, policy and store, then exit")
 	return cmd
 }

@@ -80,7 +80,7 @@ func signingCommand() *cobra.Command {
 	generate.Flags().StringVar(&cn, "cn", "regoauth", "the certificate's common name")
 	generate.Flags().IntVar(&days, "days", 825, "certificate validity in days")
 
-	var configPath string
+	var config configFlag
 	jwks := &cobra.Command{
 		Use:   "jwks --config FILE",
 		Short: "Print the JWKS of the configured keys, for a registry's auth.token.jwks file",
@@ -90,10 +90,7 @@ A registry that trusts only a JWKS (no rootcertbundle) needs tokens without x5c:
 no signing.cert_file for it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if configPath == "" {
-				return usageError{errors.New("--config is required")}
-			}
-			cfg, err := server.LoadConfig(configPath)
+			cfg, err := config.load()
 			if err != nil {
 				return err
 			}
@@ -105,7 +102,7 @@ no signing.cert_file for it.`,
 			return nil
 		},
 	}
-	jwks.Flags().StringVar(&configPath, "config", "", "the server's configuration file")
+	config.register(jwks)
 	cmd.AddCommand(generate, jwks)
 	return cmd
 }

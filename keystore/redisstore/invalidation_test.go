@@ -8,9 +8,7 @@ import (
 	"github.com/regoauth/regoauth/keystore"
 )
 
-func principal(account string, groups ...string) keystore.Principal {
-	return keystore.Principal{Account: keystore.Account{Name: account, Groups: groups}}
-}
+var alice = keystore.Principal{Account: keystore.Account{Name: "alice"}}
 
 // cachingStore is the cache half of a Store, with a clock the test moves: no Redis behind it.
 func cachingStore(clock *time.Time) *Store {
@@ -31,27 +29,27 @@ func TestCacheServesOnlyWhileTheChannelIsAlive(t *testing.T) {
 	clock := time.Unix(1000, 0)
 	s := cachingStore(&clock)
 
-	cached(s, "k1", principal("alice"))
-	if cached(s, "k1", principal("alice")) {
+	cached(s, "k1", alice)
+	if cached(s, "k1", alice) {
 		t.Fatal("stored while never subscribed")
 	}
 	s.subscribed(true)
-	cached(s, "k1", principal("alice"))
-	if !cached(s, "k1", principal("alice")) {
+	cached(s, "k1", alice)
+	if !cached(s, "k1", alice) {
 		t.Fatal("miss while subscribed")
 	}
 	clock = clock.Add(maxSilence)
-	if cached(s, "k1", principal("alice")) {
+	if cached(s, "k1", alice) {
 		t.Fatal("served although no pong came for maxSilence")
 	}
 	s.live.pong()
-	if !cached(s, "k1", principal("alice")) {
+	if !cached(s, "k1", alice) {
 		t.Fatal("not served after a pong")
 	}
 
 	s.subscribed(false)
 	s.subscribed(true)
-	if cached(s, "k1", principal("alice")) {
+	if cached(s, "k1", alice) {
 		t.Fatal("kept entries across a lost subscription")
 	}
 }
@@ -73,7 +71,7 @@ func TestInvalidationMessages(t *testing.T) {
 			s := cachingStore(&clock)
 			s.subscribed(true)
 			held := map[string]keystore.Principal{
-				"key1": principal("alice"), "key2": principal("alice", "sellers"), "key3": principal("bob", "staff", "sellers"),
+				"key1": alice, "key2": keystore.Principal{Account: keystore.Account{Name: "alice", Groups: []string{"sellers"}}}, "key3": keystore.Principal{Account: keystore.Account{Name: "bob", Groups: []string{"staff", "sellers"}}},
 			}
 			for id, p := range held {
 				cached(s, id, p)
