@@ -33,9 +33,12 @@ func TestAdminBruteForceIsThrottled(t *testing.T) {
 	}
 	limits := throttle.Limits{Address: throttle.Limit{Burst: 4, Every: time.Minute}, AccountAddress: throttle.Limit{Burst: 2, Every: time.Minute}}
 	guard := throttle.NewGuard(throttle.NewMemory(100, limits.Refill(), nil), limits, nil, nil)
-	api := admin.New(store, engine, admin.Options{Throttle: guard, ClientAddr: func(r *http.Request) netip.Addr {
+	api, err := admin.New(admin.Deps{Store: store, Authorizer: engine, Throttle: guard}, admin.Options{ClientAddr: func(r *http.Request) netip.Addr {
 		return netip.MustParseAddr(r.Header.Get("Test-Client"))
 	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := store.CreateAccount(ctx, keystore.Account{Name: "admin", Roles: []string{"admin"}}); err != nil {
 		t.Fatal(err)
 	}

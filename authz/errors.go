@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 )
@@ -37,7 +38,7 @@ type problem struct {
 
 // classify is the one place where internal errors become HTTP status codes and bodies.
 func classify(err error) problem {
-	var scopeErr *ScopeError
+	var scopeErr *input.ScopeError
 	var throttled throttledError
 	switch {
 	// Before ErrBadCredentials: a failure beyond an account's budget wraps both.

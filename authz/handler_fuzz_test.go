@@ -18,12 +18,10 @@ import (
 
 	disttoken "github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/go-jose/go-jose/v4"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/regoauth/regoauth/authz"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/throttle"
-	"github.com/regoauth/regoauth/tokens"
 )
 
 // fuzzWorld is a store with accounts whose rights are easy to state, and the credentials a
@@ -86,29 +84,29 @@ func holds(account, name, action string) bool {
 func newFuzzWorld(f *testing.F) *fuzzWorld {
 	e := newEnv(f)
 	w := &fuzzWorld{e: e, secrets: map[string]string{}}
-	e.grant("user1", "lib/*", "pull")
-	if err := e.store.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "user2"}); err != nil {
+	e.Grant("user1", "lib/*", "pull")
+	if err := e.Store.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "user2"}); err != nil {
 		f.Fatal(err)
 	}
 	e.account("user3", "devs")
 	g := keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "devs"}, Repository: "team/**", Actions: []string{"pull", "push"}}
-	if err := e.store.PutGrant(ctx, g); err != nil {
+	if err := e.Store.PutGrant(ctx, g); err != nil {
 		f.Fatal(err)
 	}
-	if err := e.store.CreateAccount(ctx, keystore.Account{Name: "user4", Disabled: true}); err != nil {
+	if err := e.Store.CreateAccount(ctx, keystore.Account{Name: "user4", Disabled: true}); err != nil {
 		f.Fatal(err)
 	}
-	e.grant("user4", "image", "pull")
+	e.Grant("user4", "image", "pull")
 	w.secrets["{k1}"], w.secrets["{k2}"], w.secrets["{k3}"] = e.keys["user1"], e.keys["user2"], e.keys["user3"]
-	w.secrets["{k4}"] = e.newKey("user4", nil)
-	w.secrets["{k1r}"] = e.newKey("user1", func(k *keystore.Key) {
+	w.secrets["{k4}"] = e.Key("user4", nil)
+	w.secrets["{k1r}"] = e.Key("user1", func(k *keystore.Key) {
 		k.Restrictions = keystore.Restrictions{Actions: []string{"pull"}, Repositories: []string{"image*"}}
 	})
-	w.secrets["{k1n}"] = e.newKey("user1", func(k *keystore.Key) { k.Restrictions = keystore.Restrictions{CIDRs: []string{"10.0.0.0/8"}} })
-	w.secrets["{kexp}"] = e.newKey("user1", func(k *keystore.Key) { k.Expires = e.now.Add(-time.Second) })
-	w.secrets["{krev}"] = e.newKey("user1", nil)
+	w.secrets["{k1n}"] = e.Key("user1", func(k *keystore.Key) { k.Restrictions = keystore.Restrictions{CIDRs: []string{"10.0.0.0/8"}} })
+	w.secrets["{kexp}"] = e.Key("user1", func(k *keystore.Key) { k.Expires = e.now.Add(-time.Second) })
+	w.secrets["{krev}"] = e.Key("user1", nil)
 	id, _ := keystore.ParseAPIKey(w.secrets["{krev}"])
-	if err := e.store.RevokeKey(ctx, id); err != nil {
+	if err := e.Store.RevokeKey(ctx, id); err != nil {
 		f.Fatal(err)
 	}
 	w.secrets["{rt1}"] = e.login("user1", w.secrets["{k1}"])
@@ -119,18 +117,10 @@ func newFuzzWorld(f *testing.F) *fuzzWorld {
 	never := throttle.Limit{Burst: 1 << 30, Every: time.Nanosecond}
 	limits := throttle.Limits{Address: never, AccountAddress: never, Account: never}
 	guard := throttle.NewGuard(throttle.NewMemory(1000, time.Minute, nil), limits, nil, nil)
-	var err error
-	w.handler, err = authz.New(e.store, e.engine, signerOf(f, e), nil, authz.Options{
-		Services:       []string{service, "other.example.com"},
+	w.handler = e.newHandler(authz.Deps{Refresh: e.refresh, Throttle: guard}, authz.Options{
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
-		Refresh:        e.refresh,
-		Throttle:       guard,
 		Logger:         slog.New(slog.DiscardHandler),
-		Registerer:     prometheus.NewRegistry(),
 	})
-	if err != nil {
-		f.Fatal(err)
-	}
 	return w
 }
 
@@ -245,15 +235,6 @@ func (w *fuzzWorld) verify(t *testing.T, raw string) *disttoken.ClaimSet {
 		t.Fatalf("distribution rejected the token: %v", err)
 	}
 	return claims
-}
-
-func signerOf(t testing.TB, e *env) *tokens.Signer {
-	t.Helper()
-	s, err := tokens.NewSigner(e.key, tokens.SignerOptions{Issuer: "regoauth", TTL: 5 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // addSeeds seeds the handler's corpus with every request real clients were seen sending

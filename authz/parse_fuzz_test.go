@@ -9,14 +9,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/tokens"
 )
 
 // parser is a Handler with only what parsing reads.
 func parser(withRefresh bool) *Handler {
-	h := &Handler{opts: Options{Services: []string{"registry.example.com", "other.example.com"}, MaxScopes: DefaultMaxScopes, MaxScopeLength: DefaultMaxScopeLength}}
+	h := &Handler{opts: Options{Services: []string{"registry.example.com", "other.example.com"}, MaxScopes: input.DefaultMaxScopes, MaxScopeLength: input.DefaultMaxScopeLength}}
 	if withRefresh {
-		h.opts.Refresh = noRefresh{}
+		h.refresh = noRefresh{}
 	}
 	return h
 }

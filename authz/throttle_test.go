@@ -40,15 +40,10 @@ func throttledEnv(t *testing.T) (*env, *countingDirectory) {
 		Account:        throttle.Limit{Burst: 8, Every: time.Minute},
 	}
 	guard := throttle.NewGuard(throttle.NewMemory(1000, limits.Refill(), nil), limits, prometheus.NewRegistry(), nil)
-	dir := &countingDirectory{Directory: e.store}
-	var err error
-	e.handler, err = authz.New(dir, e.engine, signerOf(t, e), nil, authz.Options{
-		Services: []string{service}, Refresh: e.refresh, Throttle: guard,
-		Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), Registerer: prometheus.NewRegistry(),
+	dir := &countingDirectory{Directory: e.Store}
+	e.handler = e.newHandler(authz.Deps{Directory: dir, Refresh: e.refresh, Throttle: guard}, authz.Options{
+		Logger: slog.New(slog.NewJSONHandler(e.logs, nil)),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return e, dir
 }
 
