@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -92,9 +93,8 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.Serve
 
 // call is one authenticated admin request.
 type call struct {
-	r         *http.Request
-	principal keystore.Principal
-	owned     []string
+	r      *http.Request
+	caller *Caller
 }
 
 type handlerFunc func(ctx context.Context, c *call) (status int, body any, err error)
@@ -110,7 +110,7 @@ func (a *API) handle(fn handlerFunc) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
-		c := &call{r: r, principal: p}
+		c := &call{r: r, caller: &Caller{Principal: p, ClientIP: clientIP(r)}}
 		status, body, err := fn(ctx, c)
 		if err != nil {
 			a.opts.Logger.Info("admin request failed", "path", r.URL.Path, "method", r.Method, "account", p.Account.Name, "key_id", p.Key.ID, "error", err)
@@ -122,6 +122,15 @@ func (a *API) handle(fn handlerFunc) http.HandlerFunc {
 		}
 		writeJSON(w, status, body)
 	}
+}
+
+// clientIP is the peer address of r.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // authenticate accepts "Bearer <api key>" or Basic "<account>:<api key>".
@@ -138,29 +147,6 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (keystore.Princ
 		return keystore.Principal{}, fmt.Errorf("%w: an API key is required (Authorization: Bearer KEY)", keystore.ErrBadCredentials)
 	}
 	return keystore.Authenticate(ctx, a.store, user, key, a.opts.Now())
-}
-
-// authorize asks the policy whether the caller may perform operation on target.
-func (a *API) authorize(ctx context.Context, c *call, operation string, target policy.AdminTarget) error {
-	if c.owned == nil {
-		owned, err := a.store.ListOwnership(ctx, c.principal.Account.Name)
-		if err != nil {
-			return err
-		}
-		c.owned = make([]string, 0, len(owned))
-		for _, o := range owned {
-			c.owned = append(c.owned, o.Repository)
-		}
-	}
-	in := &policy.AdminInput{Principal: policy.PrincipalOf(c.principal), Operation: operation, Target: target, Owned: c.owned}
-	d, err := a.authz.Authorize(ctx, in)
-	if err != nil {
-		return fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
-	}
-	if !d.Allow {
-		return &forbidden{operation: operation, reasons: d.Reasons, decisionID: d.ID}
-	}
-	return nil
 }
 
 // decode reads a strict JSON body into v.

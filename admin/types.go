@@ -46,6 +46,10 @@ type GrantRequest struct {
 	Group      string   `json:"group,omitempty"`
 	Repository string   `json:"repository"`
 	Actions    []string `json:"actions,omitempty"`
+	// ExpiresIn ("720h", "30d") or Expires (an instant) end the grant being added; the row then
+	// gives nothing from that instant on. Without either the grant does not end.
+	ExpiresIn string    `json:"expires_in,omitempty"`
+	Expires   time.Time `json:"expires,omitzero"`
 }
 
 // Subject returns the grant subject the request names.
@@ -91,13 +95,4 @@ func ParseDuration(s string) (time.Duration, error) {
 
 var errMethod = errors.New("method not allowed")
 
-// forbidden is a refusal by the admin policy.
-type forbidden struct {
-	operation  string
-	reasons    []string
-	decisionID string
-}
-
-func (f *forbidden) Error() string {
-	return fmt.Sprintf("%s is not permitted: %s", f.operation, strings.Join(f.reasons, "; "))
-}
+func joinReasons(reasons []string) string { return strings.Join(reasons, "; ") }

@@ -7,7 +7,9 @@ package keystore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -18,6 +20,8 @@ var (
 	ErrInvalid  = errors.New("invalid")
 	// ErrUnavailable means the backend could not be reached; callers fail closed.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrConflict is a write, or an imported record, at odds with what the store holds.
+	ErrConflict = errors.New("conflicts with the store")
 )
 
 // Account is a principal that API keys belong to.
@@ -91,6 +95,69 @@ type Grant struct {
 	Subject    Subject  `json:"subject"`
 	Repository string   `json:"repository"`
 	Actions    []string `json:"actions"`
+	// Expires, when set, is the instant the grant stops giving anything (a purchase that
+	// ends). A row has one end for all of its actions.
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// Expired reports whether the grant has an end at or before now.
+func (g Grant) Expired(now time.Time) bool { return !g.Expires.IsZero() && !now.Before(g.Expires) }
+
+// LiveGrants returns the grants that have not expired at now. It returns gs itself when none
+// has, so the common case allocates nothing.
+func LiveGrants(gs []Grant, now time.Time) []Grant {
+	i := slices.IndexFunc(gs, func(g Grant) bool { return g.Expired(now) })
+	if i < 0 {
+		return gs
+	}
+	out := slices.Clone(gs[:i])
+	for _, g := range gs[i+1:] {
+		if !g.Expired(now) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// FirstGrantEnd is the earliest end among gs, zero when none ends. A cache holding a principal
+// must not serve it past this instant: from then on it would carry a grant that gives nothing.
+func FirstGrantEnd(gs []Grant) time.Time {
+	var first time.Time
+	for _, g := range gs {
+		if !g.Expires.IsZero() && (first.IsZero() || g.Expires.Before(first)) {
+			first = g.Expires
+		}
+	}
+	return first
+}
+
+// MergeGrant is the row PutGrant stores when g is put on the row old (nil when there is none):
+// the union of the actions. A row has one end, so a put that would change it must name every
+// action the row holds: it then replaces the row, end included. Otherwise putting push for ever
+// beside a purchase that ends would silently make the purchase permanent (or the reverse cut
+// push short), so it is ErrConflict instead.
+func MergeGrant(old *Grant, g Grant) (Grant, error) {
+	g.Actions, g.Expires = MergeActions(nil, g.Actions), g.Expires.UTC()
+	if old == nil {
+		return g, nil
+	}
+	if old.Expires.Equal(g.Expires) {
+		g.Actions = MergeActions(old.Actions, g.Actions)
+		return g, nil
+	}
+	if len(SubtractActions(old.Actions, g.Actions)) > 0 {
+		return Grant{}, fmt.Errorf("grant %s on %s: %w: it holds %s %s; to change its end, name every action it holds, or remove it first",
+			g.Subject, g.Repository, ErrConflict, strings.Join(old.Actions, ","), DescribeEnd(old.Expires))
+	}
+	return g, nil
+}
+
+// DescribeEnd says when a grant ends, for messages.
+func DescribeEnd(t time.Time) string {
+	if t.IsZero() {
+		return "with no end"
+	}
+	return "until " + t.UTC().Format(time.RFC3339)
 }
 
 // Ownership records that an account reserved a repository name.
@@ -119,7 +186,9 @@ type GrantFilter struct {
 // Store is implemented by every backend and proven by keystore/storetest.
 type Store interface {
 	// LoadPrincipal loads the key keyID, its account, the account's grants (own and via
-	// groups) and its owned repositories in one operation. It returns ErrNotFound if the key or its account is missing.
+	// groups) that have not expired at the store's clock, and its owned repositories, in one
+	// operation. A cached principal is never served past the end of one of its grants. It
+	// returns ErrNotFound if the key or its account is missing.
 	LoadPrincipal(ctx context.Context, keyID string) (Principal, error)
 
 	CreateAccount(ctx context.Context, a Account) error
@@ -137,11 +206,14 @@ type Store interface {
 	// TouchKeys records last-used times; it is called in batches off the request path.
 	TouchKeys(ctx context.Context, used map[string]time.Time) error
 
-	// PutGrant adds the grant's actions to the row for (subject, repository), creating it.
+	// PutGrant adds the grant's actions to the row for (subject, repository), creating it; see
+	// MergeGrant for the row it stores, and for when it returns ErrConflict.
 	PutGrant(ctx context.Context, g Grant) error
 	// RemoveGrant removes the listed actions from the row, or the whole row when actions is
-	// empty. It returns ErrNotFound when there is no such row.
+	// empty; the row's end stays. It returns ErrNotFound when there is no such row.
 	RemoveGrant(ctx context.Context, subject Subject, repository string, actions []string) error
+	// ListGrants lists rows matching f, expired ones included (with their end), ordered by
+	// subject then repository.
 	ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error)
 
 	// Reserve records ownership of a repository name; ErrExists if it is already owned.

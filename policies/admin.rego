@@ -88,6 +88,16 @@ allow if {
 	input.target.account == input.principal.account
 }
 
+# The owner of a repository may have anyone's request of that one repository explained ("why
+# can't my buyer pull?"). The server then shows, of that account's reservations, only the
+# requested repository.
+allow if {
+	authenticated
+	input.operation == "policy.explain"
+	input.target.repository
+	input.target.owner == input.principal.account
+}
+
 # METADATA
 # title: extension
 # description: |

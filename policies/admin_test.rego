@@ -113,6 +113,13 @@ test_accounts_explain_their_own_decisions if {
 	allowed(restricted(admin_principal), "policy.explain", {"account": "user2"})
 }
 
+test_owners_explain_requests_of_their_repository if {
+	allowed(seller, "policy.explain", {"account": "buyer", "repository": "shop/app", "owner": "seller"})
+	not allowed(seller, "policy.explain", {"account": "buyer", "repository": "other/app", "owner": "someone"})
+	not allowed(seller, "policy.explain", {"account": "buyer", "repository": "unowned"})
+	not allowed(seller, "policy.explain", {"account": "buyer"})
+}
+
 test_admin_roles_come_from_configuration if {
 	operator := principal("op", {"roles": ["operator"]})
 	allowed(operator, "accounts.create", {"account": "x"}) with data.regoauth.config as {"admin_roles": ["operator"]}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"strings"
+	"time"
 
 	"github.com/regoauth/regoauth/keystore"
 )
@@ -31,7 +32,7 @@ func NewInput(service string, client Client, p *keystore.Principal, scopes []Sco
 	in.Owned = nonNil(p.Owned)
 	for _, g := range p.Grants {
 		if Relevant(g.Repository, scopes) {
-			in.Grants = append(in.Grants, Grant{Subject: g.Subject.String(), Repository: g.Repository, Actions: g.Actions})
+			in.Grants = append(in.Grants, Grant{Subject: g.Subject.String(), Repository: g.Repository, Actions: g.Actions, Expires: Instant(g.Expires)})
 		}
 	}
 	return in
@@ -52,6 +53,15 @@ func Relevant(pattern string, scopes []Scope) bool {
 		}
 	}
 	return false
+}
+
+// Instant is how the policy input spells a time: RFC 3339 in UTC to the nanosecond
+// (time.parse_rfc3339_ns reads it), "" for none.
+func Instant(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 func nonNil(s []string) []string {

@@ -32,6 +32,7 @@ var (
 type Store struct {
 	db    *bolt.DB
 	cache *principalCache // nil when off
+	now   func() time.Time
 }
 
 // Options configure a Store.
@@ -41,6 +42,8 @@ type Options struct {
 	// is never staler than the last write: the TTL only bounds memory.
 	CacheTTL  time.Duration
 	CacheSize int
+	// Now is the clock grant ends are compared with (default time.Now).
+	Now func() time.Time
 }
 
 var _ keystore.Store = (*Store)(nil)
@@ -70,7 +73,10 @@ func OpenWith(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialising %s: %w", path, err)
 	}
-	s := &Store{db: db}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Store{db: db, now: opts.Now}
 	if opts.CacheTTL > 0 {
 		s.cache = newPrincipalCache(opts.CacheSize, opts.CacheTTL)
 	}
@@ -136,20 +142,21 @@ func suffixes(b *bolt.Bucket, prefix []byte) []string {
 
 func grantPrefix(s keystore.Subject) []byte { return join(s.String(), "") }
 
-// LoadPrincipal reads key, account and grants in one read transaction.
+// LoadPrincipal reads key, account and live grants in one read transaction.
 func (s *Store) LoadPrincipal(_ context.Context, keyID string) (keystore.Principal, error) {
-	if p, ok := s.cache.get(keyID); ok {
+	now := s.now()
+	if p, ok := s.cache.get(keyID, now); ok {
 		return p, nil
 	}
 	epoch := s.cache.epochNow()
-	p, err := s.loadPrincipal(keyID)
+	p, err := s.loadPrincipal(keyID, now)
 	if err == nil {
 		s.cache.put(keyID, p, epoch)
 	}
 	return p, err
 }
 
-func (s *Store) loadPrincipal(keyID string) (keystore.Principal, error) {
+func (s *Store) loadPrincipal(keyID string, now time.Time) (keystore.Principal, error) {
 	var p keystore.Principal
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -169,7 +176,7 @@ func (s *Store) loadPrincipal(keyID string) (keystore.Principal, error) {
 			if err != nil {
 				return err
 			}
-			p.Grants = append(p.Grants, gs...)
+			p.Grants = append(p.Grants, keystore.LiveGrants(gs, now)...)
 		}
 		p.Owned = suffixes(tx.Bucket(bucketOwnedBy), join(p.Account.Name, ""))
 		return nil
@@ -314,7 +321,7 @@ func (s *Store) TouchKeys(_ context.Context, used map[string]time.Time) error {
 	})
 }
 
-// PutGrant merges the grant's actions into the row for (subject, repository).
+// PutGrant merges the grant into the row for (subject, repository) (keystore.MergeGrant).
 func (s *Store) PutGrant(_ context.Context, g keystore.Grant) error {
 	if err := g.Validate(); err != nil {
 		return err
@@ -323,15 +330,18 @@ func (s *Store) PutGrant(_ context.Context, g keystore.Grant) error {
 		b := tx.Bucket(bucketGrants)
 		key := join(g.Subject.String(), g.Repository)
 		old, err := get[keystore.Grant](b, key, "grant")
+		var row *keystore.Grant
 		switch {
 		case err == nil:
-			g.Actions = keystore.MergeActions(old.Actions, g.Actions)
-		case errors.Is(err, keystore.ErrNotFound):
-			g.Actions = keystore.MergeActions(nil, g.Actions)
-		default:
+			row = &old
+		case !errors.Is(err, keystore.ErrNotFound):
 			return err
 		}
-		return put(b, key, g)
+		merged, err := keystore.MergeGrant(row, g)
+		if err != nil {
+			return err
+		}
+		return put(b, key, merged)
 	})
 }
 

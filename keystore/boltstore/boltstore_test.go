@@ -13,8 +13,8 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) keystore.Store {
-		s, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
+	storetest.Run(t, func(t *testing.T, now func() time.Time) keystore.Store {
+		s, err := boltstore.OpenWith(filepath.Join(t.TempDir(), "store.db"), boltstore.Options{Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -24,8 +24,8 @@ func TestConformance(t *testing.T) {
 
 // TestConformanceCached runs the suite with the principal cache on: every write must empty it.
 func TestConformanceCached(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) keystore.Store {
-		s, err := boltstore.OpenWith(filepath.Join(t.TempDir(), "store.db"), boltstore.Options{CacheTTL: time.Minute})
+	storetest.Run(t, func(t *testing.T, now func() time.Time) keystore.Store {
+		s, err := boltstore.OpenWith(filepath.Join(t.TempDir(), "store.db"), boltstore.Options{CacheTTL: time.Minute, Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}

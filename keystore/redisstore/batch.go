@@ -58,11 +58,8 @@ func (s *Store) WriteBatch(ctx context.Context, recs []keystore.Record) error {
 			if err := g.Validate(); err != nil {
 				return err
 			}
-			args := []any{s.channel, subjectChanged(g.Subject), g.Subject.String(), g.Repository}
-			for _, a := range g.Actions {
-				args = append(args, a)
-			}
-			cmds = append(cmds, pending{putGrant.Eval(ctx, pipe, s.grantKeys(g.Subject, g.Repository), args...), nil, "put grant"})
+			what := map[string]string{"grant": g.Subject.String() + " " + g.Repository}
+			cmds = append(cmds, pending{putGrant.Eval(ctx, pipe, s.grantKeys(g.Subject, g.Repository), s.putGrantArgs(g)...), what, "put grant"})
 		case r.Ownership != nil:
 			o := *r.Ownership
 			if err := keystore.ValidatePattern(o.Repository); err != nil {

@@ -27,7 +27,7 @@ const (
 )
 
 type principalCache struct {
-	lru     *expirable.LRU[string, keystore.Principal]
+	lru     *expirable.LRU[string, cachedPrincipal]
 	now     func() time.Time
 	metrics *metrics
 
@@ -40,8 +40,16 @@ type principalCache struct {
 	lastPong   time.Time
 }
 
+// cachedPrincipal is an entry: a principal is not served once one of its grants has ended, so
+// the cache never outlives a purchase.
+type cachedPrincipal struct {
+	p keystore.Principal
+	// until is the first end of one of p's grants; zero when none ends.
+	until time.Time
+}
+
 func newPrincipalCache(size int, ttl time.Duration, now func() time.Time, m *metrics) *principalCache {
-	return &principalCache{lru: expirable.NewLRU[string, keystore.Principal](size, nil, ttl), now: now, metrics: m}
+	return &principalCache{lru: expirable.NewLRU[string, cachedPrincipal](size, nil, ttl), now: now, metrics: m}
 }
 
 func (c *principalCache) liveLocked() bool {
@@ -55,13 +63,17 @@ func (c *principalCache) get(id string) (keystore.Principal, bool) {
 		c.metrics.cache.WithLabelValues("bypass").Inc()
 		return keystore.Principal{}, false
 	}
-	p, ok := c.lru.Get(id)
+	e, ok := c.lru.Get(id)
+	if ok && !e.until.IsZero() && !c.now().Before(e.until) {
+		c.lru.Remove(id)
+		ok = false
+	}
 	if ok {
 		c.metrics.cache.WithLabelValues("hit").Inc()
 	} else {
 		c.metrics.cache.WithLabelValues("miss").Inc()
 	}
-	return p, ok
+	return e.p, ok
 }
 
 // epochNow is read before a lookup in Redis; a nil cache has none.
@@ -81,7 +93,7 @@ func (c *principalCache) put(id string, p keystore.Principal, epoch uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.epoch == epoch && c.liveLocked() {
-		c.lru.Add(id, p)
+		c.lru.Add(id, cachedPrincipal{p: p, until: keystore.FirstGrantEnd(p.Grants)})
 	}
 }
 
@@ -98,8 +110,8 @@ func (c *principalCache) invalidate(msg string) {
 		return
 	case "a", "g":
 		for _, id := range c.lru.Keys() {
-			p, ok := c.lru.Peek(id)
-			if ok && (kind == "a" && p.Account.Name == name || kind == "g" && slices.Contains(p.Account.Groups, name)) {
+			e, ok := c.lru.Peek(id)
+			if ok && (kind == "a" && e.p.Account.Name == name || kind == "g" && slices.Contains(e.p.Account.Groups, name)) {
 				c.lru.Remove(id)
 			}
 		}

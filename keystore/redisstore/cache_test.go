@@ -85,3 +85,28 @@ func TestCacheInvalidation(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheEntryEndsWithItsFirstGrant: a principal whose grant ends is not served from memory
+// past that end, however long the TTL, so a purchase that ended gives nothing at once.
+func TestCacheEntryEndsWithItsFirstGrant(t *testing.T) {
+	clock := time.Unix(1000, 0)
+	c := newPrincipalCache(10, time.Hour, func() time.Time { return clock }, newMetrics(nil))
+	c.setSubscribed(true)
+	p := principal("buyer")
+	p.Grants = []keystore.Grant{
+		{Repository: "forever", Actions: []string{"pull"}},
+		{Repository: "later", Actions: []string{"pull"}, Expires: clock.Add(time.Hour)},
+		{Repository: "soon", Actions: []string{"pull"}, Expires: clock.Add(time.Minute)},
+	}
+	c.put("k1", p, c.epochNow())
+	clock = clock.Add(time.Minute - time.Nanosecond)
+	c.pong()
+	if _, ok := c.get("k1"); !ok {
+		t.Fatal("not served before its first grant ends")
+	}
+	clock = clock.Add(time.Nanosecond)
+	c.pong()
+	if _, ok := c.get("k1"); ok {
+		t.Fatal("served at the instant one of its grants ends")
+	}
+}

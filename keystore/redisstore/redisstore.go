@@ -35,7 +35,7 @@ type Options struct {
 	Logger    *slog.Logger
 	// Registerer receives the store's metrics (namespace regoauth, subsystem store).
 	Registerer prometheus.Registerer
-	// Now is the clock of the cache's liveness check (default time.Now).
+	// Now is the clock of the cache's liveness check and of grant ends (default time.Now).
 	Now func() time.Time
 }
 
@@ -49,6 +49,7 @@ type Store struct {
 	metrics *metrics
 	health  health
 	cache   *principalCache
+	now     func() time.Time
 
 	stop context.CancelFunc
 	done sync.WaitGroup
@@ -80,6 +81,7 @@ func New(client redis.UniversalClient, mode Mode, prefix string, opts Options) *
 		prefix:  "{" + prefix + "}:",
 		logger:  opts.Logger,
 		metrics: newMetrics(opts.Registerer),
+		now:     opts.Now,
 	}
 	s.channel = s.prefix + "invalidate"
 	s.health.init(s.logger, s.metrics)
@@ -155,7 +157,7 @@ func (s *Store) fail(op string, err error, what map[string]string) error {
 	for _, m := range []struct {
 		prefix   string
 		sentinel error
-	}{{"NOTFOUND ", keystore.ErrNotFound}, {"EXISTS ", keystore.ErrExists}} {
+	}{{"NOTFOUND ", keystore.ErrNotFound}, {"EXISTS ", keystore.ErrExists}, {"CONFLICT ", keystore.ErrConflict}} {
 		if msg := err.Error(); strings.HasPrefix(msg, m.prefix) {
 			s.health.up()
 			kind := strings.TrimPrefix(msg, m.prefix)
@@ -184,8 +186,10 @@ func unavailable(err error) bool {
 		redis.IsAuthError(err) || redis.IsPermissionError(err)
 }
 
-// LoadPrincipal reads the key, its account, their grants and owned repositories in one script.
+// LoadPrincipal reads the key, its account, their grants and owned repositories in one script,
+// and keeps the grants that have not ended.
 func (s *Store) LoadPrincipal(ctx context.Context, keyID string) (keystore.Principal, error) {
+	now := s.now()
 	if s.cache != nil {
 		if p, ok := s.cache.get(keyID); ok {
 			return p, nil
@@ -203,6 +207,7 @@ func (s *Store) LoadPrincipal(ctx context.Context, keyID string) (keystore.Princ
 	s.health.up()
 	p, err := decodePrincipal(keyID, raw)
 	if err == nil {
+		p.Grants = keystore.LiveGrants(p.Grants, now)
 		s.cache.put(keyID, p, epoch)
 	}
 	return p, err
@@ -244,10 +249,36 @@ func fields(v any) map[string]string {
 	return m
 }
 
+// grantValue is a grant row's field value: "pull,push", or "pull,push|END" with END the end in
+// Unix nanoseconds (the scripts compare ends as strings, so one instant has one spelling).
+func grantValue(actions []string, end time.Time) string {
+	v := strings.Join(actions, ",")
+	if !end.IsZero() {
+		v += "|" + grantEnd(end)
+	}
+	return v
+}
+
+func grantEnd(end time.Time) string {
+	if end.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(end.UnixNano(), 10)
+}
+
+func parseGrantValue(sub keystore.Subject, repo, v string) keystore.Grant {
+	actions, end, _ := strings.Cut(v, "|")
+	g := keystore.Grant{Subject: sub, Repository: repo, Actions: strings.Split(actions, ",")}
+	if n, err := strconv.ParseInt(end, 10, 64); err == nil {
+		g.Expires = time.Unix(0, n).UTC()
+	}
+	return g
+}
+
 func decodeGrants(sub keystore.Subject, rows map[string]string) []keystore.Grant {
 	out := make([]keystore.Grant, 0, len(rows))
-	for repo, actions := range rows {
-		out = append(out, keystore.Grant{Subject: sub, Repository: repo, Actions: strings.Split(actions, ",")})
+	for repo, v := range rows {
+		out = append(out, parseGrantValue(sub, repo, v))
 	}
 	slices.SortFunc(out, func(a, b keystore.Grant) int { return strings.Compare(a.Repository, b.Repository) })
 	return out
@@ -509,18 +540,40 @@ func (s *Store) grantKeys(sub keystore.Subject, repo string) []string {
 	return []string{s.grantsKey(sub.String()), s.subjectsKey(), s.grantsOnKey(repo)}
 }
 
-// PutGrant merges the grant's actions into the row for (subject, repository).
+// putGrantArgs are the script arguments of PutGrant.
+func (s *Store) putGrantArgs(g keystore.Grant) []any {
+	args := []any{s.channel, subjectChanged(g.Subject), g.Subject.String(), g.Repository, grantEnd(g.Expires)}
+	for _, a := range g.Actions {
+		args = append(args, a)
+	}
+	return args
+}
+
+// PutGrant merges the grant into the row for (subject, repository), as keystore.MergeGrant
+// does, in one script.
 func (s *Store) PutGrant(ctx context.Context, g keystore.Grant) error {
 	if err := g.Validate(); err != nil {
 		return err
 	}
-	args := []any{s.channel, subjectChanged(g.Subject), g.Subject.String(), g.Repository}
-	for _, a := range g.Actions {
-		args = append(args, a)
-	}
-	err := putGrant.Run(ctx, s.client, s.grantKeys(g.Subject, g.Repository), args...).Err()
+	err := putGrant.Run(ctx, s.client, s.grantKeys(g.Subject, g.Repository), s.putGrantArgs(g)...).Err()
 	s.changed(subjectChanged(g.Subject))
-	return s.fail("put grant", err, nil)
+	if err = s.fail("put grant", err, map[string]string{"grant": g.Subject.String() + " " + g.Repository}); errors.Is(err, keystore.ErrConflict) {
+		return s.explainConflict(ctx, g, err)
+	}
+	return err
+}
+
+// explainConflict reads the row a put conflicted with, so the error says what it holds.
+func (s *Store) explainConflict(ctx context.Context, g keystore.Grant, conflict error) error {
+	v, err := s.client.HGet(ctx, s.grantsKey(g.Subject.String()), g.Repository).Result()
+	if err != nil {
+		return conflict
+	}
+	row := parseGrantValue(g.Subject, g.Repository, v)
+	if _, err := keystore.MergeGrant(&row, g); err != nil {
+		return err
+	}
+	return conflict
 }
 
 // RemoveGrant removes actions from a row, or the row.
