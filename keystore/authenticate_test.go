@@ -8,7 +8,9 @@ import (
 
 type loaderFunc func(ctx context.Context, id string) (Principal, error)
 
-func (f loaderFunc) LoadPrincipal(ctx context.Context, id string) (Principal, error) { return f(ctx, id) }
+func (f loaderFunc) LoadPrincipal(ctx context.Context, id string) (Principal, error) {
+	return f(ctx, id)
+}
 
 // TestAuthenticateDropsEndedGrants: whatever a store returns (a cache, a store whose clock
 // lags), authentication hands on only the grants that have not ended at its own now.

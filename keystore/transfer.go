@@ -145,7 +145,6 @@ func Export(ctx context.Context, s Store, w io.Writer) (Counts, error) {
 	return c, bw.Flush()
 }
 
-
 // importSet is a whole import file, read and checked before anything is written.
 type importSet struct {
 	accounts   []Account

@@ -92,7 +92,7 @@ end
 `
 
 // putGrant: KEYS subject's grants, subjects, repository's subjects; ARGV channel, message,
-// subject, repository, end ('' for none), actions…. A row whose end differs is replaced only
+// subject, repository, end (empty for none), actions…. A row whose end differs is replaced only
 // by a put naming every action it holds (keystore.MergeGrant); otherwise "CONFLICT grant".
 var putGrant = redis.NewScript(grantParts + `
 local set = {}
