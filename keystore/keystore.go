@@ -177,6 +177,18 @@ type Principal struct {
 	Owned   []string
 }
 
+// Session is a signed-in console session. The browser holds a random token; the store keeps
+// only its SHA-256 (the ID), so reading the store opens no session.
+type Session struct {
+	ID string `json:"id"`
+	// KeyID and Account are the API key signed in with; every use of the session checks the
+	// key again, so revoking it or disabling the account ends the session.
+	KeyID   string    `json:"key_id"`
+	Account string    `json:"account"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+}
+
 // GrantFilter selects grants in List. Empty fields match everything.
 type GrantFilter struct {
 	Subject    *Subject
@@ -221,6 +233,15 @@ type Store interface {
 	GetOwnership(ctx context.Context, repository string) (Ownership, error)
 	ListOwnership(ctx context.Context, owner string) ([]Ownership, error)
 	Release(ctx context.Context, repository string) error
+
+	// CreateSession stores a new session; it is gone by itself once it expires.
+	CreateSession(ctx context.Context, s Session) error
+	// GetSession reads a session; ErrNotFound when there is none or it has expired at the
+	// store's clock.
+	GetSession(ctx context.Context, id string) (Session, error)
+	// DeleteSession ends a session at once on every replica; ending one that is gone is not an
+	// error.
+	DeleteSession(ctx context.Context, id string) error
 
 	Close() error
 }

@@ -25,7 +25,8 @@ var (
 	bucketGrants    = []byte("grants")          // subject \x00 repository -> Grant
 	bucketOwners    = []byte("owners")          // repository -> Ownership
 	bucketOwnedBy   = []byte("owned_by")        // owner \x00 repository -> nil
-	allBuckets      = [][]byte{bucketAccounts, bucketKeys, bucketKeysByAcc, bucketGrants, bucketOwners, bucketOwnedBy}
+	bucketSessions  = []byte("sessions")        // id -> Session
+	allBuckets      = [][]byte{bucketAccounts, bucketKeys, bucketKeysByAcc, bucketGrants, bucketOwners, bucketOwnedBy, bucketSessions}
 )
 
 // Store is a keystore.Store in one bbolt file.
@@ -444,4 +445,53 @@ func (s *Store) Release(_ context.Context, repository string) error {
 		}
 		return tx.Bucket(bucketOwnedBy).Delete(join(o.Owner, repository))
 	})
+}
+
+// CreateSession stores a session and drops the ones that have expired, so the bucket holds no
+// more than the sessions alive now.
+func (s *Store) CreateSession(_ context.Context, sess keystore.Session) error {
+	if err := sess.Validate(); err != nil {
+		return err
+	}
+	now := s.now()
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSessions)
+		if b.Get([]byte(sess.ID)) != nil {
+			return fmt.Errorf("session: %w", keystore.ErrExists)
+		}
+		var ended [][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			var old keystore.Session
+			if json.Unmarshal(v, &old) != nil || !now.Before(old.Expires) {
+				ended = append(ended, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range ended {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return put(b, []byte(sess.ID), sess)
+	})
+}
+
+// GetSession reads a session that has not expired.
+func (s *Store) GetSession(_ context.Context, id string) (sess keystore.Session, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		sess, err = get[keystore.Session](tx.Bucket(bucketSessions), []byte(id), "session")
+		return err
+	})
+	if err == nil && !s.now().Before(sess.Expires) {
+		return keystore.Session{}, fmt.Errorf("session: %w", keystore.ErrNotFound)
+	}
+	return sess, err
+}
+
+// DeleteSession removes a session.
+func (s *Store) DeleteSession(_ context.Context, id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSessions).Delete([]byte(id)) })
 }

@@ -698,3 +698,55 @@ func (s *Store) Release(ctx context.Context, repository string) error {
 	s.changed("*")
 	return s.fail("release", err, map[string]string{"repository": repository})
 }
+
+func (s *Store) sessionKey(id string) string { return s.prefix + "s:" + id }
+
+// CreateSession stores a session with Redis' own expiry, so an abandoned one costs nothing
+// once it ends.
+func (s *Store) CreateSession(ctx context.Context, sess keystore.Session) error {
+	if err := sess.Validate(); err != nil {
+		return err
+	}
+	ttl := sess.Expires.Sub(s.now())
+	if ttl <= 0 {
+		return fmt.Errorf("%w: the session has already expired", keystore.ErrInvalid)
+	}
+	rec, err := json.Marshal(sess)
+	if err != nil {
+		return err
+	}
+	ok, err := s.client.SetNX(ctx, s.sessionKey(sess.ID), rec, ttl).Result()
+	if err != nil {
+		return s.fail("create session", err, nil)
+	}
+	if !ok {
+		return fmt.Errorf("session: %w", keystore.ErrExists)
+	}
+	return nil
+}
+
+// GetSession reads a session that has not expired.
+func (s *Store) GetSession(ctx context.Context, id string) (keystore.Session, error) {
+	raw, err := s.client.Get(ctx, s.sessionKey(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		s.health.up()
+		return keystore.Session{}, fmt.Errorf("session: %w", keystore.ErrNotFound)
+	}
+	if err != nil {
+		return keystore.Session{}, s.fail("get session", err, nil)
+	}
+	s.health.up()
+	var sess keystore.Session
+	if err := json.Unmarshal(raw, &sess); err != nil {
+		return keystore.Session{}, fmt.Errorf("decoding session: %w", err)
+	}
+	if !s.now().Before(sess.Expires) {
+		return keystore.Session{}, fmt.Errorf("session: %w", keystore.ErrNotFound)
+	}
+	return sess, nil
+}
+
+// DeleteSession removes a session.
+func (s *Store) DeleteSession(ctx context.Context, id string) error {
+	return s.fail("delete session", s.client.Del(ctx, s.sessionKey(id)).Err(), nil)
+}

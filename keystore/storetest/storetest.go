@@ -71,6 +71,7 @@ func RunWith(t *testing.T, newStore NewStore, opts Options) {
 		{"GrantIndexes", testGrantIndexes},
 		{"LoadPrincipal", testLoadPrincipal},
 		{"GrantEnds", withClock(testGrantEnds)},
+		{"Sessions", withClock(testSessions)},
 	}
 	if opts.Disrupt != nil {
 		tests = append(tests, test{"SurvivesDisruption", func(t *testing.T, s keystore.Store) { testSurvivesDisruption(t, s, opts.Disrupt) }})
