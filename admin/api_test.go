@@ -323,3 +323,38 @@ func (r *recordingAuthorizer) Authorize(_ context.Context, in *policy.AdminInput
 	*r.seen = append(*r.seen, in.Target)
 	return policy.AdminDecision{Allow: true}, nil
 }
+
+// TestPagedListingsAreForAdmins: the paged listings of every grant and every reservation are
+// "grants.list" and "repos.list" without a target, which only admins hold; bad pages are 400s.
+func TestPagedListingsAreForAdmins(t *testing.T) {
+	f := newFixture(t)
+	engine := policy.New(policy.Options{})
+	if err := engine.LoadFS(ctx, policies.FS, "default"); err != nil {
+		t.Fatal(err)
+	}
+	api := admin.New(f.store, engine, admin.Options{})
+	must(f.admin.CreateAccount(ctx, admin.AccountRequest{Name: "user1"}))
+	load := func(account string) *admin.Caller {
+		p, err := keystore.Authenticate(ctx, f.store, account, f.seedKey(account), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &admin.Caller{Principal: p}
+	}
+	user, root := load("user1"), load("admin")
+	var forbidden *admin.Forbidden
+	if _, err := api.PageGrants(ctx, user, keystore.GrantQuery{Limit: 10}); !errors.As(err, &forbidden) {
+		t.Fatalf("a non-admin paged every grant: %v", err)
+	}
+	if _, err := api.PageRepositories(ctx, user, keystore.OwnershipQuery{Limit: 10}); !errors.As(err, &forbidden) {
+		t.Fatalf("a non-admin paged every reservation: %v", err)
+	}
+	if _, err := api.PageGrants(ctx, root, keystore.GrantQuery{Limit: 10}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []keystore.GrantQuery{{Limit: 0}, {Limit: 1001}, {Offset: -1, Limit: 5}} {
+		if _, err := api.PageGrants(ctx, root, q); !errors.Is(err, keystore.ErrInvalid) {
+			t.Fatalf("PageGrants(%+v) = %v, want ErrInvalid", q, err)
+		}
+	}
+}

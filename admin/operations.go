@@ -232,6 +232,21 @@ func (a *API) ListGrants(ctx context.Context, c *Caller, req GrantRequest) ([]ke
 	return a.store.ListGrants(ctx, f)
 }
 
+// PageGrants returns one page of every grant row a query selects; reading grants across
+// subjects and repositories is "grants.list" without a target (admins, by default).
+func (a *API) PageGrants(ctx context.Context, c *Caller, q keystore.GrantQuery) (keystore.GrantPage, error) {
+	if q.Offset < 0 || q.Limit < 1 || q.Limit > 1000 {
+		return keystore.GrantPage{}, fmt.Errorf("%w: a page holds 1 to 1000 rows from offset 0 on", keystore.ErrInvalid)
+	}
+	if err := a.authorize(ctx, c, "grants.list", policy.AdminTarget{}); err != nil {
+		return keystore.GrantPage{}, err
+	}
+	if q.Now.IsZero() {
+		q.Now = a.opts.Now()
+	}
+	return a.store.PageGrants(ctx, q)
+}
+
 // AddGrant adds actions to the row of (subject, repository), with the end req gives (none when
 // it gives none), and returns the row.
 func (a *API) AddGrant(ctx context.Context, c *Caller, req GrantRequest) (keystore.Grant, error) {
@@ -296,6 +311,18 @@ func (a *API) ListRepositories(ctx context.Context, c *Caller, owner string) ([]
 		return nil, err
 	}
 	return a.store.ListOwnership(ctx, owner)
+}
+
+// PageRepositories returns one page of every reservation a query selects; reading everyone's
+// reservations is "repos.list" without a target (admins, by default).
+func (a *API) PageRepositories(ctx context.Context, c *Caller, q keystore.OwnershipQuery) (keystore.OwnershipPage, error) {
+	if q.Offset < 0 || q.Limit < 1 || q.Limit > 1000 {
+		return keystore.OwnershipPage{}, fmt.Errorf("%w: a page holds 1 to 1000 rows from offset 0 on", keystore.ErrInvalid)
+	}
+	if err := a.authorize(ctx, c, "repos.list", policy.AdminTarget{}); err != nil {
+		return keystore.OwnershipPage{}, err
+	}
+	return a.store.PageOwnership(ctx, q)
 }
 
 // ReserveRepository records that req.Owner (the caller when empty) owns a repository name.

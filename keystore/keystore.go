@@ -195,6 +195,66 @@ type GrantFilter struct {
 	Repository string
 }
 
+// GrantQuery selects a page of grant rows for a listing: the rows whose subject ("account:NAME",
+// "group:NAME") and repository contain the given strings (empty: any), and whose end is in the
+// given state, in ListGrants' order; Offset rows are skipped and at most Limit returned.
+type GrantQuery struct {
+	Subject, Repository string
+	Ends                EndState
+	// Now is the instant Ends is judged at.
+	Now           time.Time
+	Offset, Limit int
+}
+
+// EndState selects grant rows by their end.
+type EndState string
+
+const (
+	AnyEnd    EndState = ""
+	EndsLater EndState = "ends"  // an end still to come
+	Ended     EndState = "ended" // an end that has passed
+)
+
+// Matches reports whether g is selected by q's filters.
+func (q GrantQuery) Matches(g Grant) bool {
+	return strings.Contains(g.Subject.String(), q.Subject) && strings.Contains(g.Repository, q.Repository) && q.EndMatches(g)
+}
+
+// EndMatches reports whether g's end is in the state q selects.
+func (q GrantQuery) EndMatches(g Grant) bool {
+	switch q.Ends {
+	case EndsLater:
+		return !g.Expires.IsZero() && !g.Expired(q.Now)
+	case Ended:
+		return g.Expired(q.Now)
+	}
+	return true
+}
+
+// GrantPage is a page of grant rows and how many rows the query matches in all.
+type GrantPage struct {
+	Grants []Grant
+	Total  int
+}
+
+// OwnershipQuery selects a page of reservations for a listing: those whose owner and
+// repository contain the given strings, by repository; Offset skipped, at most Limit returned.
+type OwnershipQuery struct {
+	Owner, Repository string
+	Offset, Limit     int
+}
+
+// Matches reports whether o is selected by q's filters.
+func (q OwnershipQuery) Matches(o Ownership) bool {
+	return strings.Contains(o.Owner, q.Owner) && strings.Contains(o.Repository, q.Repository)
+}
+
+// OwnershipPage is a page of reservations and how many the query matches in all.
+type OwnershipPage struct {
+	Ownerships []Ownership
+	Total      int
+}
+
 // Store is implemented by every backend and proven by keystore/storetest.
 type Store interface {
 	// LoadPrincipal loads the key keyID, its account, the account's grants (own and via
@@ -227,11 +287,17 @@ type Store interface {
 	// ListGrants lists rows matching f, expired ones included (with their end), ordered by
 	// subject then repository.
 	ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error)
+	// PageGrants returns one page of the rows a query selects. It must stay fast on tables of
+	// many thousands of rows: a console page shows one page of them.
+	PageGrants(ctx context.Context, q GrantQuery) (GrantPage, error)
 
 	// Reserve records ownership of a repository name; ErrExists if it is already owned.
 	Reserve(ctx context.Context, o Ownership) error
 	GetOwnership(ctx context.Context, repository string) (Ownership, error)
 	ListOwnership(ctx context.Context, owner string) ([]Ownership, error)
+	// PageOwnership returns one page of the reservations a query selects, as fast on many
+	// thousands of them as PageGrants.
+	PageOwnership(ctx context.Context, q OwnershipQuery) (OwnershipPage, error)
 	Release(ctx context.Context, repository string) error
 
 	// CreateSession stores a new session; it is gone by itself once it expires.

@@ -15,7 +15,7 @@ authenticated if input.principal.anonymous == false
 # anything: otherwise a read-only key could mint an unrestricted one.
 unrestricted_key if not input.principal.key.restrictions
 
-read_only_operations := {"accounts.list", "accounts.get", "keys.list", "grants.list", "repos.list", "policy.explain"}
+read_only_operations := {"accounts.list", "accounts.get", "keys.list", "grants.list", "repos.list", "policy.explain", "status.read"}
 
 # Admins are the roles of data.regoauth.config.admin_roles (default: admin).
 admin if {

@@ -24,6 +24,7 @@ const devIssuer = "regoauth-dev"
 
 func devCommand() *cobra.Command {
 	var dataDir, registryAddr, tokenAddr, logLevel, policyPath string
+	var withConsole bool
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a registry and the token server together, for local use",
@@ -33,7 +34,7 @@ the same folder keeps every account, key, grant and image. The admin account's A
 to DATA/admin.key.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDev(cmd.Context(), cmd.OutOrStdout(), dataDir, registryAddr, tokenAddr, logLevel, policyPath)
+			return runDev(cmd.Context(), cmd.OutOrStdout(), dataDir, registryAddr, tokenAddr, logLevel, policyPath, withConsole)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data", "regoauth-data", "folder for the store, keys and images")
@@ -41,10 +42,11 @@ to DATA/admin.key.`,
 	cmd.Flags().StringVar(&tokenAddr, "token-addr", "localhost:5001", "token server address (the realm is http://ADDR/token)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().StringVar(&policyPath, "policy", "", "a bundle directory or tarball loaded beside the built-in library, reloaded when it changes")
+	cmd.Flags().BoolVar(&withConsole, "console", true, "serve the web console at http://TOKEN-ADDR/console/")
 	return cmd
 }
 
-func runDev(ctx context.Context, out io.Writer, dataDir, registryAddr, tokenAddr, logLevel, policyPath string) error {
+func runDev(ctx context.Context, out io.Writer, dataDir, registryAddr, tokenAddr, logLevel, policyPath string, withConsole bool) error {
 	for flag, addr := range map[string]string{"--registry-addr": registryAddr, "--token-addr": tokenAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return usageError{fmt.Errorf("%s %q: want HOST:PORT, e.g. localhost:5000", flag, addr)}
@@ -75,6 +77,7 @@ func runDev(ctx context.Context, out io.Writer, dataDir, registryAddr, tokenAddr
 	cfg.Store.URL = Secret{Value: "bolt://" + filepath.Join(dir, "store.db")}
 	cfg.RefreshTokens.Secrets = []Secret{{File: refreshSecret}}
 	cfg.Log = Log{Format: "text", Level: logLevel}
+	cfg.Console.Enabled = withConsole
 	if policyPath != "" {
 		if st, err := os.Stat(policyPath); err != nil {
 			return usageError{fmt.Errorf("--policy: %w", err)}
@@ -120,6 +123,9 @@ func runDev(ctx context.Context, out io.Writer, dataDir, registryAddr, tokenAddr
 	s.extra = append(s.extra, regActor)
 
 	printDevHelp(out, dir, registryAddr, tokenAddr, adminKeyPath)
+	if withConsole {
+		fmt.Fprintf(out, "Web console: http://%s%s/ (sign in as admin with the key in %s)\n\n", tokenAddr, cfg.Console.Path, adminKeyPath)
+	}
 	return s.run(ctx)
 }
 

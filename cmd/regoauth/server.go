@@ -20,6 +20,7 @@ import (
 
 	"github.com/regoauth/regoauth/admin"
 	"github.com/regoauth/regoauth/authz"
+	"github.com/regoauth/regoauth/console"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/boltstore"
 	"github.com/regoauth/regoauth/keystore/redisstore"
@@ -242,7 +243,13 @@ func (s *server) handler(withMetrics bool) (http.Handler, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/token", token)
-	mux.Handle(admin.Prefix+"/", admin.New(s.store, s.engine, admin.Options{Explainer: s.engine, Logger: s.logger.With("component", "admin")}))
+	adminAPI := admin.New(s.store, s.engine, admin.Options{Explainer: s.engine, Logger: s.logger.With("component", "admin")})
+	mux.Handle(admin.Prefix+"/", adminAPI)
+	if s.cfg.Console.Enabled {
+		if err := s.mountConsole(mux, adminAPI, proxies); err != nil {
+			return nil, err
+		}
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -259,6 +266,42 @@ func (s *server) handler(withMetrics bool) (http.Handler, error) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
 	})
 	return limitInFlight(mux, s.cfg.Limits.MaxInFlight, s.registry), nil
+}
+
+// mountConsole serves the web console at console.path, its operations those of the admin API.
+func (s *server) mountConsole(mux *http.ServeMux, ops *admin.API, proxies []netip.Prefix) error {
+	cfg := s.cfg.Console
+	registry := cfg.Registry
+	if registry == "" {
+		registry = s.cfg.Services[0]
+	}
+	c, err := console.New(s.store, ops, console.Options{
+		Prefix: cfg.Path, Registry: registry, SessionTTL: time.Duration(cfg.SessionTTL),
+		SecureCookies: cfg.SecureCookies, TrustedProxies: proxies,
+		Health: health{engine: s.engine, store: s.store}, Logger: s.logger.With("component", "console"),
+	})
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	mux.Handle(c.Prefix()+"/", c)
+	mux.Handle(c.Prefix(), http.RedirectHandler(c.Prefix()+"/", http.StatusMovedPermanently))
+	return nil
+}
+
+// health is the status the console's admin page shows: the policy engine's, and whether the
+// store answers (a store without a Ping always does).
+type health struct {
+	engine *policy.Engine
+	store  keystore.Store
+}
+
+func (h health) Status() policy.Status { return h.engine.Status() }
+
+func (h health) Ping(ctx context.Context) error {
+	if p, ok := h.store.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping(ctx)
+	}
+	return nil
 }
 
 func (s *server) metricsHandler() http.Handler {

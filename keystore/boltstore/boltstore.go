@@ -23,10 +23,11 @@ var (
 	bucketKeys      = []byte("keys")            // id -> Key
 	bucketKeysByAcc = []byte("keys_by_account") // account \x00 id -> nil
 	bucketGrants    = []byte("grants")          // subject \x00 repository -> Grant
+	bucketGrantsOn  = []byte("grants_on")       // repository \x00 subject -> nil
 	bucketOwners    = []byte("owners")          // repository -> Ownership
 	bucketOwnedBy   = []byte("owned_by")        // owner \x00 repository -> nil
 	bucketSessions  = []byte("sessions")        // id -> Session
-	allBuckets      = [][]byte{bucketAccounts, bucketKeys, bucketKeysByAcc, bucketGrants, bucketOwners, bucketOwnedBy, bucketSessions}
+	allBuckets      = [][]byte{bucketAccounts, bucketKeys, bucketKeysByAcc, bucketGrants, bucketGrantsOn, bucketOwners, bucketOwnedBy, bucketSessions}
 )
 
 // Store is a keystore.Store in one bbolt file.
@@ -68,7 +69,7 @@ func OpenWith(path string, opts Options) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return indexGrants(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -82,6 +83,22 @@ func OpenWith(path string, opts Options) (*Store, error) {
 		s.cache = newPrincipalCache(opts.CacheSize, opts.CacheTTL)
 	}
 	return s, nil
+}
+
+// indexGrants fills the by-repository index of a file written before it existed. A file that
+// has grants has index entries for all of them, or none at all.
+func indexGrants(tx *bolt.Tx) error {
+	on := tx.Bucket(bucketGrantsOn)
+	if k, _ := on.Cursor().First(); k != nil {
+		return nil
+	}
+	return tx.Bucket(bucketGrants).ForEach(func(k, _ []byte) error {
+		subject, repo, ok := bytes.Cut(k, []byte{0})
+		if !ok {
+			return fmt.Errorf("grant key %q has no separator", k)
+		}
+		return on.Put(join(string(repo), string(subject)), nil)
+	})
 }
 
 // update runs a write transaction, then empties the principal cache: after the commit, so a
@@ -342,6 +359,9 @@ func (s *Store) PutGrant(_ context.Context, g keystore.Grant) error {
 		if err != nil {
 			return err
 		}
+		if err := tx.Bucket(bucketGrantsOn).Put(join(g.Repository, g.Subject.String()), nil); err != nil {
+			return err
+		}
 		return put(b, key, merged)
 	})
 }
@@ -359,20 +379,35 @@ func (s *Store) RemoveGrant(_ context.Context, subject keystore.Subject, reposit
 			g.Actions = keystore.SubtractActions(g.Actions, actions)
 		}
 		if len(actions) == 0 || len(g.Actions) == 0 {
+			if err := tx.Bucket(bucketGrantsOn).Delete(join(repository, subject.String())); err != nil {
+				return err
+			}
 			return b.Delete(key)
 		}
 		return put(b, key, g)
 	})
 }
 
-// ListGrants lists grants matching f, ordered by subject then repository.
+// ListGrants lists grants matching f, ordered by subject then repository. By repository alone
+// it reads only that repository's rows, through the index.
 func (s *Store) ListGrants(_ context.Context, f keystore.GrantFilter) (out []keystore.Grant, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
+		grants := tx.Bucket(bucketGrants)
+		if f.Subject == nil && f.Repository != "" {
+			for _, subject := range suffixes(tx.Bucket(bucketGrantsOn), join(f.Repository, "")) {
+				g, err := get[keystore.Grant](grants, join(subject, f.Repository), "grant")
+				if err != nil {
+					return err
+				}
+				out = append(out, g)
+			}
+			return nil
+		}
 		var prefix []byte
 		if f.Subject != nil {
 			prefix = grantPrefix(*f.Subject)
 		}
-		all, err := scan[keystore.Grant](tx.Bucket(bucketGrants), prefix)
+		all, err := scan[keystore.Grant](grants, prefix)
 		for _, g := range all {
 			if f.Repository == "" || g.Repository == f.Repository {
 				out = append(out, g)
@@ -381,6 +416,46 @@ func (s *Store) ListGrants(_ context.Context, f keystore.GrantFilter) (out []key
 		return err
 	})
 	return out, err
+}
+
+// PageGrants selects rows by their keys (subject and repository), decoding a row only when
+// it is on the page, or when the query asks about ends and the row has one.
+func (s *Store) PageGrants(_ context.Context, q keystore.GrantQuery) (page keystore.GrantPage, err error) {
+	subject, repo := []byte(q.Subject), []byte(q.Repository)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketGrants).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			sub, r, _ := bytes.Cut(k, []byte{0})
+			if !bytes.Contains(sub, subject) || !bytes.Contains(r, repo) {
+				continue
+			}
+			var g *keystore.Grant
+			if q.Ends != keystore.AnyEnd {
+				if !bytes.Contains(v, []byte(`"expires"`)) {
+					continue // no end: neither to come nor passed
+				}
+				g = new(keystore.Grant)
+				if err := json.Unmarshal(v, g); err != nil {
+					return fmt.Errorf("decoding grant: %w", err)
+				}
+				if !q.EndMatches(*g) {
+					continue
+				}
+			}
+			if page.Total >= q.Offset && len(page.Grants) < q.Limit {
+				if g == nil {
+					g = new(keystore.Grant)
+					if err := json.Unmarshal(v, g); err != nil {
+						return fmt.Errorf("decoding grant: %w", err)
+					}
+				}
+				page.Grants = append(page.Grants, *g)
+			}
+			page.Total++
+		}
+		return nil
+	})
+	return page, err
 }
 
 // Reserve records ownership of a repository name.
@@ -430,6 +505,48 @@ func (s *Store) ListOwnership(_ context.Context, owner string) (out []keystore.O
 		return nil
 	})
 	return out, err
+}
+
+// PageOwnership selects reservations by repository (the key) and owner without decoding a
+// record unless the owner filter may match it or it is on the page.
+func (s *Store) PageOwnership(_ context.Context, q keystore.OwnershipQuery) (page keystore.OwnershipPage, err error) {
+	repo, owner := []byte(q.Repository), []byte(q.Owner)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketOwners).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if !bytes.Contains(k, repo) || !bytes.Contains(v, owner) {
+				continue
+			}
+			var o *keystore.Ownership
+			decode := func() error {
+				if o == nil {
+					o = new(keystore.Ownership)
+					if err := json.Unmarshal(v, o); err != nil {
+						return fmt.Errorf("decoding repository %q: %w", k, err)
+					}
+				}
+				return nil
+			}
+			if len(owner) > 0 {
+				// The raw record contained the text; it must be in the owner.
+				if err := decode(); err != nil {
+					return err
+				}
+				if !q.Matches(*o) {
+					continue
+				}
+			}
+			if page.Total >= q.Offset && len(page.Ownerships) < q.Limit {
+				if err := decode(); err != nil {
+					return err
+				}
+				page.Ownerships = append(page.Ownerships, *o)
+			}
+			page.Total++
+		}
+		return nil
+	})
+	return page, err
 }
 
 // Release removes ownership of a repository.

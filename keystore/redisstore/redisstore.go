@@ -618,6 +618,32 @@ func (s *Store) ListGrants(ctx context.Context, f keystore.GrantFilter) ([]keyst
 	return out, err
 }
 
+// PageGrants selects subjects by name before reading any row, then reads the rows of those
+// subjects in pipelined batches; rows are short strings, so filtering them costs little.
+func (s *Store) PageGrants(ctx context.Context, q keystore.GrantQuery) (keystore.GrantPage, error) {
+	subjects, err := s.client.ZRange(ctx, s.subjectsKey(), 0, -1).Result()
+	if err != nil {
+		return keystore.GrantPage{}, s.fail("page grants", err, nil)
+	}
+	subjects = slices.DeleteFunc(subjects, func(sub string) bool { return !strings.Contains(sub, q.Subject) })
+	slices.Sort(subjects)
+	var page keystore.GrantPage
+	err = s.batchHGetAll(ctx, "page grants", subjects, s.grantsKey, func(subject string, rows map[string]string) error {
+		kind, name, _ := strings.Cut(subject, ":")
+		for _, g := range decodeGrants(keystore.Subject{Kind: keystore.SubjectKind(kind), Name: name}, rows) {
+			if !q.Matches(g) {
+				continue
+			}
+			if page.Total >= q.Offset && len(page.Grants) < q.Limit {
+				page.Grants = append(page.Grants, g)
+			}
+			page.Total++
+		}
+		return nil
+	})
+	return page, err
+}
+
 // Reserve records ownership of a repository name.
 func (s *Store) Reserve(ctx context.Context, o keystore.Ownership) error {
 	if err := keystore.ValidatePattern(o.Repository); err != nil {
@@ -689,6 +715,48 @@ func (s *Store) ListOwnership(ctx context.Context, owner string) ([]keystore.Own
 	}
 	s.health.up()
 	return out, nil
+}
+
+// PageOwnership filters repository names before reading any record, then reads the records of
+// the names left in batches.
+func (s *Store) PageOwnership(ctx context.Context, q keystore.OwnershipQuery) (keystore.OwnershipPage, error) {
+	repos, err := s.client.ZRange(ctx, s.reposKey(), 0, -1).Result()
+	if err != nil {
+		return keystore.OwnershipPage{}, s.fail("page ownership", err, nil)
+	}
+	repos = slices.DeleteFunc(repos, func(r string) bool { return !strings.Contains(r, q.Repository) })
+	slices.Sort(repos)
+	var page keystore.OwnershipPage
+	for start := 0; start < len(repos); start += batchSize {
+		chunk := repos[start:min(start+batchSize, len(repos))]
+		keys := make([]string, len(chunk))
+		for i, r := range chunk {
+			keys[i] = s.ownerKey(r)
+		}
+		vals, err := s.client.MGet(ctx, keys...).Result()
+		if err != nil {
+			return keystore.OwnershipPage{}, s.fail("page ownership", err, nil)
+		}
+		for i, v := range vals {
+			raw, ok := v.(string)
+			if !ok {
+				continue
+			}
+			var o keystore.Ownership
+			if err := json.Unmarshal([]byte(raw), &o); err != nil {
+				return keystore.OwnershipPage{}, fmt.Errorf("decoding repository %q: %w", chunk[i], err)
+			}
+			if !q.Matches(o) {
+				continue
+			}
+			if page.Total >= q.Offset && len(page.Ownerships) < q.Limit {
+				page.Ownerships = append(page.Ownerships, o)
+			}
+			page.Total++
+		}
+	}
+	s.health.up()
+	return page, nil
 }
 
 // Release removes ownership of a repository.

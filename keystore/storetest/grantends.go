@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -109,5 +110,118 @@ func testGrantEnds(t *testing.T, s keystore.Store, c *clock) {
 	wantEnd = time.Time{}
 	if got := loaded(); !slices.Equal(got, []string{"forever", "shop/app"}) {
 		t.Fatalf("grants after the end was lifted = %v", got)
+	}
+}
+
+// testPageGrants checks paged listings: filters on subject, repository and end, the order of
+// ListGrants, offsets, limits and totals.
+func testPageGrants(t *testing.T, s keystore.Store, c *clock) {
+	var all []keystore.Grant
+	for i := range 30 {
+		g := keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: fmt.Sprintf("user%02d", i%10)},
+			Repository: fmt.Sprintf("shop/item%02d", i), Actions: []string{"pull"}}
+		switch i % 3 {
+		case 1:
+			g.Expires = now.Add(-time.Hour)
+		case 2:
+			g.Expires = now.Add(time.Hour)
+		}
+		all = append(all, g)
+		must(t, s.PutGrant(ctx, g))
+	}
+	must(t, s.PutGrant(ctx, keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "user01"}, Repository: "team/x", Actions: []string{"push"}}))
+	listed, err := s.ListGrants(ctx, keystore.GrantFilter{})
+	must(t, err)
+	describe := func(gs []keystore.Grant) []string {
+		var out []string
+		for _, g := range gs {
+			out = append(out, g.Subject.String()+" "+g.Repository)
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		name string
+		q    keystore.GrantQuery
+	}{
+		{"everything", keystore.GrantQuery{Limit: 100}},
+		{"first page", keystore.GrantQuery{Limit: 7}},
+		{"middle page", keystore.GrantQuery{Offset: 7, Limit: 7}},
+		{"past the end", keystore.GrantQuery{Offset: 40, Limit: 7}},
+		{"by subject", keystore.GrantQuery{Subject: "user01", Limit: 100}},
+		{"accounts only", keystore.GrantQuery{Subject: "account:", Limit: 100}},
+		{"by repository", keystore.GrantQuery{Repository: "item1", Limit: 100}},
+		{"ends later", keystore.GrantQuery{Ends: keystore.EndsLater, Limit: 100}},
+		{"ended, second page", keystore.GrantQuery{Ends: keystore.Ended, Offset: 3, Limit: 3}},
+		{"both filters and an end", keystore.GrantQuery{Subject: "user02", Repository: "shop/", Ends: keystore.Ended, Limit: 100}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			q := tt.q
+			q.Now = c.Now()
+			page, err := s.PageGrants(ctx, q)
+			must(t, err)
+			var want []keystore.Grant
+			for _, g := range listed {
+				if q.Matches(g) {
+					want = append(want, g)
+				}
+			}
+			total := len(want)
+			want = want[min(q.Offset, len(want)):min(q.Offset+q.Limit, len(want))]
+			if page.Total != total || !slices.Equal(describe(page.Grants), describe(want)) {
+				t.Fatalf("PageGrants = %d %q\nwant %d %q", page.Total, describe(page.Grants), total, describe(want))
+			}
+			for i, g := range page.Grants {
+				if !g.Expires.Equal(want[i].Expires) || !slices.Equal(g.Actions, want[i].Actions) {
+					t.Fatalf("row %d = %+v, want %+v", i, g, want[i])
+				}
+			}
+		})
+	}
+	if len(all) != 30 || len(listed) != 31 {
+		t.Fatalf("listed %d rows", len(listed))
+	}
+}
+
+// testPageOwnership checks paged reservations: filters on owner and repository, the order of
+// ListOwnership, offsets, limits and totals.
+func testPageOwnership(t *testing.T, s keystore.Store) {
+	for i := range 5 {
+		must(t, s.CreateAccount(ctx, acct(fmt.Sprintf("seller%d", i))))
+	}
+	for i := range 23 {
+		must(t, s.Reserve(ctx, keystore.Ownership{Repository: fmt.Sprintf("shop/item%02d", i), Owner: fmt.Sprintf("seller%d", i%5), Created: now}))
+	}
+	listed, err := s.ListOwnership(ctx, "")
+	must(t, err)
+	describe := func(os []keystore.Ownership) []string {
+		var out []string
+		for _, o := range os {
+			out = append(out, o.Owner+" "+o.Repository)
+		}
+		return out
+	}
+	for _, q := range []keystore.OwnershipQuery{
+		{Limit: 100}, {Limit: 5}, {Offset: 20, Limit: 5}, {Offset: 30, Limit: 5},
+		{Owner: "seller3", Limit: 100}, {Repository: "item1", Limit: 3, Offset: 2},
+		{Owner: "seller", Repository: "item2", Limit: 100}, {Owner: "shop", Limit: 100}, // "shop" is in every record, never in an owner
+	} {
+		page, err := s.PageOwnership(ctx, q)
+		must(t, err)
+		var want []keystore.Ownership
+		for _, o := range listed {
+			if q.Matches(o) {
+				want = append(want, o)
+			}
+		}
+		total := len(want)
+		want = want[min(q.Offset, len(want)):min(q.Offset+q.Limit, len(want))]
+		if page.Total != total || !slices.Equal(describe(page.Ownerships), describe(want)) {
+			t.Fatalf("PageOwnership(%+v) = %d %q\nwant %d %q", q, page.Total, describe(page.Ownerships), total, describe(want))
+		}
+		for _, o := range page.Ownerships {
+			if !o.Created.Equal(now) {
+				t.Fatalf("record %+v lost its creation time", o)
+			}
+		}
 	}
 }

@@ -72,6 +72,8 @@ func RunWith(t *testing.T, newStore NewStore, opts Options) {
 		{"LoadPrincipal", testLoadPrincipal},
 		{"GrantEnds", withClock(testGrantEnds)},
 		{"Sessions", withClock(testSessions)},
+		{"PageGrants", withClock(testPageGrants)},
+		{"PageOwnership", testPageOwnership},
 	}
 	if opts.Disrupt != nil {
 		tests = append(tests, test{"SurvivesDisruption", func(t *testing.T, s keystore.Store) { testSurvivesDisruption(t, s, opts.Disrupt) }})
