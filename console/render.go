@@ -10,7 +10,6 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
-	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -69,7 +68,6 @@ func loadPages(prefix string) (*pages, error) {
 		"when":     when,
 		"ends":     ends,
 		"join":     func(s []string) string { return strings.Join(s, ", ") },
-		"q":        url.QueryEscape,
 		"subject":  func(s keystore.Subject) string { return string(s.Kind) + " " + s.Name },
 		"keyState": keyState,
 	}
@@ -164,9 +162,25 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, pag
 	w.Write(buf.Bytes())
 }
 
+// errorTitles head error pages in plain words.
+var errorTitles = map[int]string{
+	http.StatusBadRequest:          "That did not work",
+	http.StatusUnauthorized:        "You are not signed in",
+	http.StatusForbidden:           "Not allowed",
+	http.StatusNotFound:            "Not found",
+	http.StatusConflict:            "That clashes with what exists",
+	http.StatusTooManyRequests:     "Too many attempts",
+	http.StatusServiceUnavailable:  "Unavailable for a moment",
+	http.StatusInternalServerError: "Something went wrong",
+}
+
 // fail shows an error page.
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, status int, msg string) {
-	v := c.newView(r, s, http.StatusText(status))
+	title := errorTitles[status]
+	if title == "" {
+		title = http.StatusText(status)
+	}
+	v := c.newView(r, s, title)
 	v.Error = msg
 	c.render(w, r, status, "error", v)
 }

@@ -91,11 +91,17 @@ type devStack struct {
 // startDev runs `regoauth dev` on free ports with a data folder (a new one when data is "").
 func startDev(t *testing.T, data string) *devStack {
 	t.Helper()
+	return startDevWith(t, data)
+}
+
+// startDevWith is startDev with more arguments for `regoauth dev`.
+func startDevWith(t *testing.T, data string, args ...string) *devStack {
+	t.Helper()
 	if data == "" {
 		data = t.TempDir()
 	}
 	d := &devStack{Registry: freeAddr(t), Token: freeAddr(t), Data: data, stderr: &bytes.Buffer{}, exited: make(chan struct{})}
-	d.cmd = exec.Command(binary, "dev", "--data", data, "--registry-addr", d.Registry, "--token-addr", d.Token)
+	d.cmd = exec.Command(binary, append([]string{"dev", "--data", data, "--registry-addr", d.Registry, "--token-addr", d.Token}, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
