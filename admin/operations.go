@@ -77,6 +77,17 @@ func (a *API) ListAccounts(ctx context.Context, c *Caller) ([]keystore.Account, 
 	return a.store.ListAccounts(ctx)
 }
 
+// PageAccounts returns one page of the accounts a query selects ("accounts.list").
+func (a *API) PageAccounts(ctx context.Context, c *Caller, q keystore.AccountQuery) (keystore.AccountPage, error) {
+	if q.Offset < 0 || q.Limit < 1 || q.Limit > 1000 {
+		return keystore.AccountPage{}, fmt.Errorf("%w: a page holds 1 to 1000 rows from offset 0 on", keystore.ErrInvalid)
+	}
+	if err := a.authorize(ctx, c, "accounts.list", policy.AdminTarget{}); err != nil {
+		return keystore.AccountPage{}, err
+	}
+	return a.store.PageAccounts(ctx, q)
+}
+
 // CreateAccount creates an account.
 func (a *API) CreateAccount(ctx context.Context, c *Caller, req AccountRequest) (keystore.Account, error) {
 	acct := keystore.Account{Name: req.Name, Groups: req.Groups, Roles: req.Roles, Created: a.opts.Now().UTC()}

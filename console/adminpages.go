@@ -14,8 +14,8 @@ import (
 )
 
 // The admin pages list whole tables. Each page is one admin operation (the policy decides who
-// may see it) then filtering and paging in memory: a page of a table of 10,000 rows renders in
-// a few milliseconds (BenchmarkAdminGrantsPage), and only one page of rows is ever rendered.
+// may see it) that asks the store for the one page it shows, filters included, so a table of
+// 10,000 rows costs about what a table of 50 does (BenchmarkPages).
 
 // pageSize is how many rows a listing shows at once.
 const pageSize = 50
@@ -59,8 +59,6 @@ func pageOf(total, page int, r *http.Request, path string) pager {
 	return p
 }
 
-func contains(s, sub string) bool { return sub == "" || strings.Contains(s, sub) }
-
 type accountForm struct {
 	Name, Groups, Roles string
 	Disabled            bool
@@ -79,20 +77,21 @@ func (c *Console) accountsPage(w http.ResponseWriter, r *http.Request, s *sessio
 }
 
 func (c *Console) renderAccounts(w http.ResponseWriter, r *http.Request, s *session, f accountForm, status int, formErr string) {
-	list, err := c.ops.ListAccounts(r.Context(), s.caller)
+	d := accountsData{Filter: strings.TrimSpace(r.URL.Query().Get("q")), Form: f}
+	query := keystore.AccountQuery{Contains: d.Filter, Limit: pageSize}
+	page := requestedPage(r)
+	query.Offset = (page - 1) * pageSize
+	res, err := c.ops.PageAccounts(r.Context(), s.caller, query)
+	if err == nil && len(res.Accounts) == 0 && res.Total > 0 {
+		page = (res.Total + pageSize - 1) / pageSize
+		query.Offset = (page - 1) * pageSize
+		res, err = c.ops.PageAccounts(r.Context(), s.caller, query)
+	}
 	if err != nil {
 		c.failErr(w, r, s, err)
 		return
 	}
-	filter := strings.TrimSpace(r.URL.Query().Get("q"))
-	matched := list[:0:0]
-	for _, a := range list {
-		if contains(a.Name, filter) || contains(strings.Join(a.Groups, " "), filter) || contains(strings.Join(a.Roles, " "), filter) {
-			matched = append(matched, a)
-		}
-	}
-	d := accountsData{Filter: filter, Form: f}
-	d.Accounts, d.Pager = paginate(matched, r, c.path("/admin/accounts"))
+	d.Accounts, d.Pager = res.Accounts, pageOf(res.Total, page, r, c.path("/admin/accounts"))
 	v := c.newView(r, s, "Accounts")
 	v.Nav, v.Error, v.Data = "accounts", formErr, d
 	c.render(w, r, status, "accounts", v)

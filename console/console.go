@@ -52,7 +52,7 @@ type Operations interface {
 	PageRepositories(ctx context.Context, c *admin.Caller, q keystore.OwnershipQuery) (keystore.OwnershipPage, error)
 	ReserveRepository(ctx context.Context, c *admin.Caller, req admin.RepositoryRequest) (keystore.Ownership, error)
 	ReleaseRepository(ctx context.Context, c *admin.Caller, name string) error
-	ListAccounts(ctx context.Context, c *admin.Caller) ([]keystore.Account, error)
+	PageAccounts(ctx context.Context, c *admin.Caller, q keystore.AccountQuery) (keystore.AccountPage, error)
 	CreateAccount(ctx context.Context, c *admin.Caller, req admin.AccountRequest) (keystore.Account, error)
 	GetAccount(ctx context.Context, c *admin.Caller, name string) (keystore.Account, error)
 	UpdateAccount(ctx context.Context, c *admin.Caller, name string, req admin.AccountUpdate) (keystore.Account, error)

@@ -237,6 +237,27 @@ type GrantPage struct {
 	Total  int
 }
 
+// AccountQuery selects a page of accounts for a listing: those whose name, one of whose groups
+// or one of whose roles contains Contains (empty: all), by name; Offset skipped, at most Limit
+// returned.
+type AccountQuery struct {
+	Contains      string
+	Offset, Limit int
+}
+
+// Matches reports whether a is selected by q's filter.
+func (q AccountQuery) Matches(a Account) bool {
+	return strings.Contains(a.Name, q.Contains) ||
+		slices.ContainsFunc(a.Groups, func(g string) bool { return strings.Contains(g, q.Contains) }) ||
+		slices.ContainsFunc(a.Roles, func(r string) bool { return strings.Contains(r, q.Contains) })
+}
+
+// AccountPage is a page of accounts and how many the query matches in all.
+type AccountPage struct {
+	Accounts []Account
+	Total    int
+}
+
 // OwnershipQuery selects a page of reservations for a listing: those whose owner and
 // repository contain the given strings, by repository; Offset skipped, at most Limit returned.
 type OwnershipQuery struct {
@@ -266,6 +287,8 @@ type Store interface {
 	CreateAccount(ctx context.Context, a Account) error
 	GetAccount(ctx context.Context, name string) (Account, error)
 	ListAccounts(ctx context.Context) ([]Account, error)
+	// PageAccounts returns one page of the accounts a query selects, fast on many thousands.
+	PageAccounts(ctx context.Context, q AccountQuery) (AccountPage, error)
 	// UpdateAccount replaces groups, roles and the disabled flag of an existing account.
 	UpdateAccount(ctx context.Context, a Account) error
 

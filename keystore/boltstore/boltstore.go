@@ -234,6 +234,47 @@ func (s *Store) ListAccounts(_ context.Context) (out []keystore.Account, err err
 	return out, err
 }
 
+// PageAccounts decodes an account only when its raw record contains the filter text (then it
+// is checked for real) or when it is on the page.
+func (s *Store) PageAccounts(_ context.Context, q keystore.AccountQuery) (page keystore.AccountPage, err error) {
+	text := []byte(q.Contains)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketAccounts).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if !bytes.Contains(v, text) {
+				continue
+			}
+			var a *keystore.Account
+			decode := func() error {
+				if a == nil {
+					a = new(keystore.Account)
+					if err := json.Unmarshal(v, a); err != nil {
+						return fmt.Errorf("decoding account %q: %w", k, err)
+					}
+				}
+				return nil
+			}
+			if len(text) > 0 {
+				if err := decode(); err != nil {
+					return err
+				}
+				if !q.Matches(*a) {
+					continue
+				}
+			}
+			if page.Total >= q.Offset && len(page.Accounts) < q.Limit {
+				if err := decode(); err != nil {
+					return err
+				}
+				page.Accounts = append(page.Accounts, *a)
+			}
+			page.Total++
+		}
+		return nil
+	})
+	return page, err
+}
+
 // UpdateAccount replaces the mutable fields of an existing account.
 func (s *Store) UpdateAccount(_ context.Context, a keystore.Account) error {
 	if err := a.Validate(); err != nil {

@@ -405,6 +405,43 @@ func (s *Store) ListAccounts(ctx context.Context) ([]keystore.Account, error) {
 	return out, err
 }
 
+// PageAccounts reads only the page's accounts when there is no filter; with one it reads every
+// account's hash in pipelined batches (a filter may match a group or a role).
+func (s *Store) PageAccounts(ctx context.Context, q keystore.AccountQuery) (keystore.AccountPage, error) {
+	names, err := s.client.ZRange(ctx, s.accountsKey(), 0, -1).Result()
+	if err != nil {
+		return keystore.AccountPage{}, s.fail("page accounts", err, nil)
+	}
+	page := keystore.AccountPage{}
+	if q.Contains == "" {
+		page.Total = len(names)
+		names = names[min(q.Offset, len(names)):min(q.Offset+q.Limit, len(names))]
+		q.Offset, q.Limit = 0, len(names)
+	}
+	total := 0
+	err = s.batchHGetAll(ctx, "page accounts", names, s.accountKey, func(name string, f map[string]string) error {
+		a, err := decodeAccount(name, f)
+		if errors.Is(err, keystore.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !q.Matches(a) {
+			return nil
+		}
+		if total >= q.Offset && len(page.Accounts) < q.Limit {
+			page.Accounts = append(page.Accounts, a)
+		}
+		total++
+		return nil
+	})
+	if q.Contains != "" {
+		page.Total = total
+	}
+	return page, err
+}
+
 // batchSize bounds one pipeline of a listing, so a million records never sit in one reply.
 const batchSize = 1000
 

@@ -225,3 +225,51 @@ func testPageOwnership(t *testing.T, s keystore.Store) {
 		}
 	}
 }
+
+// testPageAccounts checks paged accounts: the filter on name, groups and roles, the order of
+// ListAccounts, offsets, limits and totals.
+func testPageAccounts(t *testing.T, s keystore.Store) {
+	for i := range 23 {
+		a := acct(fmt.Sprintf("user%02d", i))
+		if i%4 == 0 {
+			a.Groups = []string{"sellers"}
+		}
+		if i == 7 {
+			a.Roles = []string{"auditor"}
+		}
+		must(t, s.CreateAccount(ctx, a))
+	}
+	listed, err := s.ListAccounts(ctx)
+	must(t, err)
+	names := func(as []keystore.Account) []string {
+		var out []string
+		for _, a := range as {
+			out = append(out, a.Name)
+		}
+		return out
+	}
+	for _, q := range []keystore.AccountQuery{
+		{Limit: 100}, {Limit: 5}, {Offset: 20, Limit: 5}, {Offset: 30, Limit: 5},
+		{Contains: "user1", Limit: 100}, {Contains: "sell", Limit: 3, Offset: 2}, {Contains: "audit", Limit: 10},
+		{Contains: "created", Limit: 10}, // in every record, in no name, group or role
+	} {
+		page, err := s.PageAccounts(ctx, q)
+		must(t, err)
+		var want []keystore.Account
+		for _, a := range listed {
+			if q.Matches(a) {
+				want = append(want, a)
+			}
+		}
+		total := len(want)
+		want = want[min(q.Offset, len(want)):min(q.Offset+q.Limit, len(want))]
+		if page.Total != total || !slices.Equal(names(page.Accounts), names(want)) {
+			t.Fatalf("PageAccounts(%+v) = %d %q\nwant %d %q", q, page.Total, names(page.Accounts), total, names(want))
+		}
+		for i, a := range page.Accounts {
+			if !slices.Equal(a.Groups, want[i].Groups) || !slices.Equal(a.Roles, want[i].Roles) || !a.Created.Equal(now) {
+				t.Fatalf("account %+v, want %+v", a, want[i])
+			}
+		}
+	}
+}

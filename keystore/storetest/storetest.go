@@ -74,6 +74,7 @@ func RunWith(t *testing.T, newStore NewStore, opts Options) {
 		{"Sessions", withClock(testSessions)},
 		{"PageGrants", withClock(testPageGrants)},
 		{"PageOwnership", testPageOwnership},
+		{"PageAccounts", testPageAccounts},
 	}
 	if opts.Disrupt != nil {
 		tests = append(tests, test{"SurvivesDisruption", func(t *testing.T, s keystore.Store) { testSurvivesDisruption(t, s, opts.Disrupt) }})
