@@ -166,6 +166,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	d.cli(t, d.AdminKey, "accounts", "create", "buyer")
 	buyerKey := strings.TrimSpace(d.cli(t, d.AdminKey, "keys", "create", "--account", "buyer", "--name", "buyer laptop"))
 	sellerBootstrap := strings.TrimSpace(d.cli(t, d.AdminKey, "keys", "create", "--account", "seller", "--name", "first key"))
+	if want := "Web console: http://" + d.Token + "/console/"; !strings.Contains(d.stderr.String(), want) {
+		t.Fatalf("regoauth dev does not print %q:\n%s", want, d.stderr)
+	}
 	dir := screenshots(t)
 	t.Logf("screenshots in %s", dir)
 
