@@ -2,8 +2,6 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -11,7 +9,6 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/regoauth/regoauth/keystore"
-	"github.com/regoauth/regoauth/policy"
 )
 
 // The HTTP endpoints decode a request, call the operation of the same name (operations.go) and
@@ -131,50 +128,6 @@ func nonNilSlice[T any](s []T) []T {
 		return []T{}
 	}
 	return s
-}
-
-// errorBody is every admin error response.
-type errorBody struct {
-	Error      string   `json:"error"`
-	Code       string   `json:"code"`
-	Reasons    []string `json:"reasons,omitempty"`
-	DecisionID string   `json:"decision_id,omitempty"`
-}
-
-// writeError is the one place where admin errors become status codes and bodies.
-func writeError(w http.ResponseWriter, err error) {
-	var f *Forbidden
-	body := errorBody{Error: err.Error()}
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, keystore.ErrBadCredentials):
-		status, body.Code, body.Error = http.StatusUnauthorized, "unauthorized", keystore.ErrBadCredentials.Error()
-		w.Header().Set("WWW-Authenticate", `Bearer realm="regoauth admin"`)
-	case errors.As(err, &f):
-		status, body.Code, body.Reasons, body.DecisionID = http.StatusForbidden, "forbidden", f.Reasons, f.DecisionID
-	case errors.Is(err, keystore.ErrInvalid):
-		status, body.Code = http.StatusBadRequest, "invalid"
-	case errors.Is(err, keystore.ErrNotFound):
-		status, body.Code = http.StatusNotFound, "not_found"
-	case errors.Is(err, keystore.ErrExists):
-		status, body.Code = http.StatusConflict, "exists"
-	case errors.Is(err, keystore.ErrConflict):
-		status, body.Code = http.StatusConflict, "conflict"
-	case errors.Is(err, errMethod):
-		status, body.Code = http.StatusMethodNotAllowed, "method_not_allowed"
-	case errors.Is(err, keystore.ErrUnavailable), errors.Is(err, policy.ErrNotReady):
-		status, body.Code, body.Error = http.StatusServiceUnavailable, "unavailable", "temporarily unavailable"
-	default:
-		body.Code, body.Error = "internal", "internal error"
-	}
-	writeJSON(w, status, body)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
 }
 
 // grantEnd reads the end of a grant being added: a lifetime or an instant, not both, and not in

@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/regoauth/regoauth/authz"
+	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 )
@@ -36,13 +36,13 @@ type ExplainRequest struct {
 // a repository for anyone's request of that one repository. The target carries the repository
 // (and its owner) when the request names exactly one.
 func (a *API) Explain(ctx context.Context, c *Caller, req ExplainRequest) (policy.Explanation, error) {
-	if a.opts.Explainer == nil {
+	if a.explainer == nil {
 		return policy.Explanation{}, fmt.Errorf("%w: this server does not explain decisions", keystore.ErrNotFound)
 	}
 	if err := keystore.ValidateName("account", req.Account); err != nil {
 		return policy.Explanation{}, err
 	}
-	scopes, err := authz.ParseScopes(req.Scopes, authz.DefaultMaxScopes, authz.DefaultMaxScopeLength)
+	scopes, err := input.ParseScopes(req.Scopes, input.DefaultMaxScopes, input.DefaultMaxScopeLength)
 	if err != nil {
 		return policy.Explanation{}, fmt.Errorf("%w: %v", keystore.ErrInvalid, err)
 	}
@@ -70,7 +70,7 @@ func (a *API) Explain(ctx context.Context, c *Caller, req ExplainRequest) (polic
 		// owns, not the rest of its reservations.
 		in.Owned = slices.DeleteFunc(in.Owned, func(r string) bool { return !requested(r, scopes) })
 	}
-	x, err := a.opts.Explainer.Explain(ctx, in)
+	x, err := a.explainer.Explain(ctx, in)
 	if err != nil {
 		return policy.Explanation{}, fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
 	}
@@ -141,7 +141,7 @@ func (a *API) explainInput(ctx context.Context, req ExplainRequest, scopes []pol
 	if p.Account.Disabled {
 		return nil, fmt.Errorf("%w: account %s is disabled: its requests are refused before the policy", keystore.ErrInvalid, req.Account)
 	}
-	in := policy.NewInput(req.Service, policy.Client{IP: req.ClientIP}, &p, scopes)
+	in := input.Token(req.Service, policy.Client{IP: req.ClientIP}, &p, scopes)
 	if req.KeyID == "" {
 		in.Principal.Key = nil
 	}

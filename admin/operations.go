@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 )
@@ -42,7 +43,7 @@ func (a *API) authorize(ctx context.Context, c *Caller, operation string, target
 			c.owned = append(c.owned, o.Repository)
 		}
 	}
-	in := &policy.AdminInput{Principal: policy.PrincipalOf(c.Principal), Operation: operation, Target: target, Owned: c.owned}
+	in := &policy.AdminInput{Principal: input.Principal(c.Principal), Operation: operation, Target: target, Owned: c.owned}
 	d, err := a.authz.Authorize(ctx, in)
 	if err != nil {
 		return fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
@@ -273,7 +274,7 @@ func (a *API) AddGrant(ctx context.Context, c *Caller, req GrantRequest) (keysto
 	if err := g.Validate(); err != nil {
 		return keystore.Grant{}, err
 	}
-	target.Expires = policy.Instant(end)
+	target.Expires = input.Instant(end)
 	if err := a.authorize(ctx, c, "grants.add", target); err != nil {
 		return keystore.Grant{}, err
 	}

@@ -73,10 +73,14 @@ func benchConsole(b *testing.B) (http.Handler, map[string]*http.Cookie) {
 		b.Fatal(err)
 	}
 	engine := policy.New(policy.Options{})
-	if err := engine.LoadFS(ctx, policies.FS, "builtin"); err != nil {
+	if err := engine.LoadFS(ctx, policies.FS, policy.BuiltinBundle); err != nil {
 		b.Fatal(err)
 	}
-	c, err := console.New(store, admin.New(store, engine, admin.Options{Explainer: engine}), console.Options{Registry: "registry.test"})
+	ops, err := admin.New(admin.Deps{Store: store, Authorizer: engine, Explainer: engine}, admin.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := console.New(store, ops, console.Options{Registry: "registry.test"})
 	if err != nil {
 		b.Fatal(err)
 	}

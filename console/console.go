@@ -87,8 +87,9 @@ type Options struct {
 	// SecureCookies marks cookies Secure even on a plain connection: for a console behind a
 	// proxy that terminates TLS. Under TLS they always are.
 	SecureCookies bool
-	// TrustedProxies are the peers whose X-Forwarded-For is believed for the client address.
-	TrustedProxies []netip.Prefix
+	// ClientIP is the address a request comes from, trusted proxies considered, as the token
+	// endpoint reads it (default: the peer's address).
+	ClientIP func(r *http.Request) netip.Addr
 	// Limiter counts failed sign-ins (default: none).
 	Limiter Limiter
 	// Health feeds the admin status page (default: the page says it cannot tell).
@@ -128,6 +129,9 @@ func New(store Store, ops Operations, opts Options) (*Console, error) {
 	}
 	if opts.Random == nil {
 		opts.Random = rand.Reader
+	}
+	if opts.ClientIP == nil {
+		opts.ClientIP = peerIP
 	}
 	p, err := loadPages(opts.Prefix)
 	if err != nil {
@@ -213,8 +217,15 @@ func (c *Console) home(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, c.path("/signin"), http.StatusSeeOther)
 }
 
-func (c *Console) clientIP(r *http.Request) netip.Addr {
-	return clientIP(r, c.opts.TrustedProxies)
+func (c *Console) clientIP(r *http.Request) netip.Addr { return c.opts.ClientIP(r) }
+
+// peerIP is the address of the connection's other end.
+func peerIP(r *http.Request) netip.Addr {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.IPv6Unspecified()
+	}
+	return peer.Addr().Unmap()
 }
 
 type noLimit struct{}

@@ -65,10 +65,13 @@ func newFixture(t *testing.T, tls bool) *fixture {
 	t.Cleanup(func() { store.Close() })
 	f.store = store
 	engine := policy.New(policy.Options{})
-	if err := engine.LoadFS(ctx, policies.FS, "builtin"); err != nil {
+	if err := engine.LoadFS(ctx, policies.FS, policy.BuiltinBundle); err != nil {
 		t.Fatal(err)
 	}
-	ops := admin.New(store, engine, admin.Options{Explainer: engine, Now: f.clock.Now})
+	ops, err := admin.New(admin.Deps{Store: store, Authorizer: engine, Explainer: engine}, admin.Options{Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := console.New(store, ops, console.Options{Registry: "registry.test", Now: f.clock.Now, Limiter: f.limiter})
 	if err != nil {
 		t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/regoauth/regoauth/admin"
-	"github.com/regoauth/regoauth/authz"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 )
@@ -43,8 +42,6 @@ const (
 	maxFormBytes = 16 << 10
 	csrfField    = "csrf"
 )
-
-var clientIP = authz.ClientIP
 
 // errNoSession is a request without a valid session.
 var errNoSession = errors.New("not signed in")

@@ -1,6 +1,6 @@
 // Package boltstore is the embedded keystore backend: one bbolt file, for a single node and
 // for `regoauth dev`. Every write is one bbolt transaction, so a crash never leaves half a
-// record behind.
+// record behind. It knows the keystore contract and nothing else of regoauth.
 package boltstore
 
 import (
@@ -33,7 +33,7 @@ var (
 // Store is a keystore.Store in one bbolt file.
 type Store struct {
 	db    *bolt.DB
-	cache *principalCache // nil when off
+	cache *keystore.PrincipalCache // nil when off
 	now   func() time.Time
 }
 
@@ -78,11 +78,8 @@ func OpenWith(path string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Store{db: db, now: opts.Now}
-	if opts.CacheTTL > 0 {
-		s.cache = newPrincipalCache(opts.CacheSize, opts.CacheTTL)
-	}
-	return s, nil
+	cache := keystore.NewPrincipalCache(keystore.CacheOptions{TTL: opts.CacheTTL, Size: opts.CacheSize, Now: opts.Now})
+	return &Store{db: db, cache: cache, now: opts.Now}, nil
 }
 
 // indexGrants fills the by-repository index of a file written before it existed. A file that
@@ -102,11 +99,16 @@ func indexGrants(tx *bolt.Tx) error {
 }
 
 // update runs a write transaction, then empties the principal cache: after the commit, so a
-// lookup that read the old records cannot put them back (see principalCache).
+// lookup that read the old records cannot put them back (see keystore.PrincipalCache).
 func (s *Store) update(fn func(*bolt.Tx) error) error {
 	err := s.db.Update(fn)
-	s.cache.invalidate()
+	s.cache.Purge()
 	return err
+}
+
+// Ping reports whether the file is still open: a bolt store has nothing else to reach.
+func (s *Store) Ping(context.Context) error {
+	return s.db.View(func(*bolt.Tx) error { return nil })
 }
 
 // Close releases the file.
@@ -162,16 +164,7 @@ func grantPrefix(s keystore.Subject) []byte { return join(s.String(), "") }
 
 // LoadPrincipal reads key, account and live grants in one read transaction.
 func (s *Store) LoadPrincipal(_ context.Context, keyID string) (keystore.Principal, error) {
-	now := s.now()
-	if p, ok := s.cache.get(keyID, now); ok {
-		return p, nil
-	}
-	epoch := s.cache.epochNow()
-	p, err := s.loadPrincipal(keyID, now)
-	if err == nil {
-		s.cache.put(keyID, p, epoch)
-	}
-	return p, err
+	return s.cache.Load(keyID, func() (keystore.Principal, error) { return s.loadPrincipal(keyID, s.now()) })
 }
 
 func (s *Store) loadPrincipal(keyID string, now time.Time) (keystore.Principal, error) {
@@ -204,16 +197,15 @@ func (s *Store) loadPrincipal(keyID string, now time.Time) (keystore.Principal, 
 
 // CreateAccount stores a new account.
 func (s *Store) CreateAccount(_ context.Context, a keystore.Account) error {
-	if err := a.Validate(); err != nil {
-		return err
+	return s.write(keystore.Record{Account: &a})
+}
+
+func createAccount(tx *bolt.Tx, a keystore.Account) error {
+	b := tx.Bucket(bucketAccounts)
+	if b.Get([]byte(a.Name)) != nil {
+		return fmt.Errorf("account %q: %w", a.Name, keystore.ErrExists)
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAccounts)
-		if b.Get([]byte(a.Name)) != nil {
-			return fmt.Errorf("account %q: %w", a.Name, keystore.ErrExists)
-		}
-		return put(b, []byte(a.Name), a)
-	})
+	return put(b, []byte(a.Name), a)
 }
 
 // GetAccount reads one account.
@@ -293,22 +285,64 @@ func (s *Store) UpdateAccount(_ context.Context, a keystore.Account) error {
 
 // CreateKey stores a new key for an existing account.
 func (s *Store) CreateKey(_ context.Context, k keystore.Key) error {
-	if err := k.Validate(); err != nil {
+	return s.write(keystore.Record{Key: &k})
+}
+
+func createKey(tx *bolt.Tx, k keystore.Key) error {
+	if tx.Bucket(bucketAccounts).Get([]byte(k.Account)) == nil {
+		return fmt.Errorf("account %q: %w", k.Account, keystore.ErrNotFound)
+	}
+	keys := tx.Bucket(bucketKeys)
+	if keys.Get([]byte(k.ID)) != nil {
+		return fmt.Errorf("key %q: %w", k.ID, keystore.ErrExists)
+	}
+	if err := put(keys, []byte(k.ID), k); err != nil {
 		return err
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketAccounts).Get([]byte(k.Account)) == nil {
-			return fmt.Errorf("account %q: %w", k.Account, keystore.ErrNotFound)
+	return tx.Bucket(bucketKeysByAcc).Put(join(k.Account, k.ID), nil)
+}
+
+// write is a single write: one record, checked, in one transaction.
+func (s *Store) write(r keystore.Record) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error { return writeRecord(tx, r) })
+}
+
+// WriteBatch writes records in one transaction (one fsync for the whole batch), each as its
+// single write would. A refused record writes nothing, since every write checks before it
+// puts; the others are kept.
+func (s *Store) WriteBatch(_ context.Context, recs []keystore.Record) error {
+	if err := keystore.ValidateBatch(recs); err != nil {
+		return err
+	}
+	var first error
+	err := s.update(func(tx *bolt.Tx) error {
+		for _, r := range recs {
+			if err := writeRecord(tx, r); err != nil && first == nil {
+				first = err
+			}
 		}
-		keys := tx.Bucket(bucketKeys)
-		if keys.Get([]byte(k.ID)) != nil {
-			return fmt.Errorf("key %q: %w", k.ID, keystore.ErrExists)
-		}
-		if err := put(keys, []byte(k.ID), k); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketKeysByAcc).Put(join(k.Account, k.ID), nil)
+		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return first
+}
+
+// writeRecord writes the one record r carries, checked by Record.Validate.
+func writeRecord(tx *bolt.Tx, r keystore.Record) error {
+	switch {
+	case r.Account != nil:
+		return createAccount(tx, *r.Account)
+	case r.Key != nil:
+		return createKey(tx, *r.Key)
+	case r.Grant != nil:
+		return putGrant(tx, *r.Grant)
+	}
+	return reserve(tx, *r.Ownership)
 }
 
 // GetKey reads one key, hash included.
@@ -318,6 +352,25 @@ func (s *Store) GetKey(_ context.Context, id string) (k keystore.Key, err error)
 		return err
 	})
 	return k, err
+}
+
+// GetKeys reads keys, hashes included, in one read transaction; missing ids are left out.
+func (s *Store) GetKeys(_ context.Context, ids []string) (out []keystore.Key, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKeys)
+		for _, id := range ids {
+			k, err := get[keystore.Key](b, []byte(id), "key")
+			if errors.Is(err, keystore.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, k)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // ListKeys lists keys without hashes, ordered by id.
@@ -382,29 +435,28 @@ func (s *Store) TouchKeys(_ context.Context, used map[string]time.Time) error {
 
 // PutGrant merges the grant into the row for (subject, repository) (keystore.MergeGrant).
 func (s *Store) PutGrant(_ context.Context, g keystore.Grant) error {
-	if err := g.Validate(); err != nil {
+	return s.write(keystore.Record{Grant: &g})
+}
+
+func putGrant(tx *bolt.Tx, g keystore.Grant) error {
+	b := tx.Bucket(bucketGrants)
+	key := join(g.Subject.String(), g.Repository)
+	old, err := get[keystore.Grant](b, key, "grant")
+	var row *keystore.Grant
+	switch {
+	case err == nil:
+		row = &old
+	case !errors.Is(err, keystore.ErrNotFound):
 		return err
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketGrants)
-		key := join(g.Subject.String(), g.Repository)
-		old, err := get[keystore.Grant](b, key, "grant")
-		var row *keystore.Grant
-		switch {
-		case err == nil:
-			row = &old
-		case !errors.Is(err, keystore.ErrNotFound):
-			return err
-		}
-		merged, err := keystore.MergeGrant(row, g)
-		if err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketGrantsOn).Put(join(g.Repository, g.Subject.String()), nil); err != nil {
-			return err
-		}
-		return put(b, key, merged)
-	})
+	merged, err := keystore.MergeGrant(row, g)
+	if err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketGrantsOn).Put(join(g.Repository, g.Subject.String()), nil); err != nil {
+		return err
+	}
+	return put(b, key, merged)
 }
 
 // RemoveGrant removes actions from a row, or the row.
@@ -501,22 +553,21 @@ func (s *Store) PageGrants(_ context.Context, q keystore.GrantQuery) (page keyst
 
 // Reserve records ownership of a repository name.
 func (s *Store) Reserve(_ context.Context, o keystore.Ownership) error {
-	if err := keystore.ValidatePattern(o.Repository); err != nil {
+	return s.write(keystore.Record{Ownership: &o})
+}
+
+func reserve(tx *bolt.Tx, o keystore.Ownership) error {
+	if tx.Bucket(bucketAccounts).Get([]byte(o.Owner)) == nil {
+		return fmt.Errorf("account %q: %w", o.Owner, keystore.ErrNotFound)
+	}
+	b := tx.Bucket(bucketOwners)
+	if b.Get([]byte(o.Repository)) != nil {
+		return fmt.Errorf("repository %q: %w", o.Repository, keystore.ErrExists)
+	}
+	if err := put(b, []byte(o.Repository), o); err != nil {
 		return err
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketAccounts).Get([]byte(o.Owner)) == nil {
-			return fmt.Errorf("account %q: %w", o.Owner, keystore.ErrNotFound)
-		}
-		b := tx.Bucket(bucketOwners)
-		if b.Get([]byte(o.Repository)) != nil {
-			return fmt.Errorf("repository %q: %w", o.Repository, keystore.ErrExists)
-		}
-		if err := put(b, []byte(o.Repository), o); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketOwnedBy).Put(join(o.Owner, o.Repository), nil)
-	})
+	return tx.Bucket(bucketOwnedBy).Put(join(o.Owner, o.Repository), nil)
 }
 
 // GetOwnership reads who owns a repository.

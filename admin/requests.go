@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -92,7 +91,5 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	return d, nil
 }
-
-var errMethod = errors.New("method not allowed")
 
 func joinReasons(reasons []string) string { return strings.Join(reasons, "; ") }
