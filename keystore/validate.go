@@ -153,6 +153,7 @@ func ValidateBatch(recs []Record) error {
 	}
 	return nil
 }
+
 // ValidSessionID reports whether s has the form of a session id: a hex SHA-256.
 func ValidSessionID(s string) bool {
 	if len(s) != 2*sha256.Size {
