@@ -61,10 +61,17 @@ type Operations interface {
 
 // Limiter holds back sign-in attempts: the brute-force limits of the token endpoint, so that a
 // guess costs the same wherever it is made. Allow is asked before a key is checked; Failed
-// records a wrong one.
+// records a wrong one. Either refuses with an error, which says how long to wait when it has a
+// RetryAfterSeconds method.
 type Limiter interface {
-	Allow(ctx context.Context, account string, addr netip.Addr) (ok bool, retryAfter time.Duration)
-	Failed(ctx context.Context, account string, addr netip.Addr)
+	Allow(ctx context.Context, client netip.Addr, account string) error
+	Failed(ctx context.Context, client netip.Addr, account string) error
+}
+
+// refusal is a Limiter's refusal that says how long to wait.
+type refusal interface {
+	error
+	RetryAfterSeconds() int
 }
 
 // Health is what the admin status page shows: the policy's state and whether the store answers.
@@ -230,5 +237,5 @@ func peerIP(r *http.Request) netip.Addr {
 
 type noLimit struct{}
 
-func (noLimit) Allow(context.Context, string, netip.Addr) (bool, time.Duration) { return true, 0 }
-func (noLimit) Failed(context.Context, string, netip.Addr)                      {}
+func (noLimit) Allow(context.Context, netip.Addr, string) error  { return nil }
+func (noLimit) Failed(context.Context, netip.Addr, string) error { return nil }

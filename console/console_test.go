@@ -216,26 +216,38 @@ type countingLimiter struct {
 	mu      sync.Mutex
 	failed  map[string]int
 	blocked map[string]bool
-	asked   int
+	// budget, when set for an account, is the failure that is refused as one too many.
+	budget map[string]int
+	asked  int
 }
 
-func (l *countingLimiter) Allow(_ context.Context, account string, _ netip.Addr) (bool, time.Duration) {
+// throttled is a refusal that says how long to wait, as the token endpoint's limits give one.
+type throttled struct{ wait time.Duration }
+
+func (e throttled) Error() string          { return "too many failed authentication attempts" }
+func (e throttled) RetryAfterSeconds() int { return int(e.wait / time.Second) }
+
+func (l *countingLimiter) Allow(_ context.Context, _ netip.Addr, account string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.asked++
 	if l.blocked[account] {
-		return false, 90 * time.Second
+		return throttled{90 * time.Second}
 	}
-	return true, 0
+	return nil
 }
 
-func (l *countingLimiter) Failed(_ context.Context, account string, _ netip.Addr) {
+func (l *countingLimiter) Failed(_ context.Context, _ netip.Addr, account string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.failed == nil {
 		l.failed = map[string]int{}
 	}
 	l.failed[account]++
+	if b := l.budget[account]; b > 0 && l.failed[account] >= b {
+		return throttled{30 * time.Second}
+	}
+	return nil
 }
 
 func (l *countingLimiter) block(account string) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -320,10 +321,8 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	addr := c.clientIP(r)
-	if ok, retry := c.opts.Limiter.Allow(ctx, account, addr); !ok {
-		w.Header().Set("Retry-After", fmt.Sprint(max(1, int(retry.Round(time.Second)/time.Second))))
-		v.Error = fmt.Sprintf("Too many failed sign-ins. Try again in %s.", humanDuration(retry))
-		c.renderSignin(w, r, v, f, http.StatusTooManyRequests)
+	if err := c.opts.Limiter.Allow(ctx, addr, account); err != nil {
+		c.limited(w, r, v, f, err)
 		return
 	}
 	now := c.opts.Now()
@@ -332,8 +331,11 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("%w: key %s is limited to networks that %s is not in", keystore.ErrBadCredentials, p.Key.ID, addr)
 	}
 	if errors.Is(err, keystore.ErrBadCredentials) {
-		c.opts.Limiter.Failed(ctx, account, addr)
 		c.opts.Logger.Info("console sign-in refused", "account", account, "client_ip", addr.String(), "reason", err)
+		if err := c.opts.Limiter.Failed(ctx, addr, account); err != nil {
+			c.limited(w, r, v, f, err)
+			return
+		}
 		f.Errors["key"] = "This account name and API key do not match, or the key is revoked, expired or not usable from here."
 		c.renderSignin(w, r, v, f, http.StatusUnauthorized)
 		return
@@ -356,6 +358,20 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 	c.clearCookie(w, r, "regoauth_signin")
 	c.setCookie(w, r, "regoauth_session", base64.RawURLEncoding.EncodeToString(tok), c.opts.SessionTTL)
 	http.Redirect(w, r, c.path("/keys"), http.StatusSeeOther)
+}
+
+// limited answers a sign-in the limiter refused: 429, and when to try again.
+func (c *Console) limited(w http.ResponseWriter, r *http.Request, v *view, f signinForm, err error) {
+	wait := "a while"
+	var rf refusal
+	if errors.As(err, &rf) {
+		secs := max(1, rf.RetryAfterSeconds())
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		wait = humanDuration(time.Duration(secs) * time.Second)
+	}
+	c.opts.Logger.Info("console sign-in limited", "account", f.Account, "reason", err)
+	v.Error = "Too many failed sign-ins. Try again in " + wait + "."
+	c.renderSignin(w, r, v, f, http.StatusTooManyRequests)
 }
 
 // signout deletes the session record, which ends the session wherever its cookie is.

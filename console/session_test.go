@@ -72,6 +72,17 @@ func TestSignInFailures(t *testing.T) {
 			}
 		})
 	}
+	// A failure beyond the account's budget is refused as one too many.
+	f.limiter.mu.Lock()
+	f.limiter.budget = map[string]int{"mallory": 2}
+	f.limiter.mu.Unlock()
+	if p := f.browser().trySignin("mallory", otherSecret(f.keys["mallory"])); p.status != http.StatusUnauthorized {
+		t.Fatalf("first failure: HTTP %d", p.status)
+	}
+	if p := f.browser().trySignin("mallory", otherSecret(f.keys["mallory"])); p.status != http.StatusTooManyRequests || p.header.Get("Retry-After") != "30" {
+		t.Fatalf("failure beyond the budget: HTTP %d, Retry-After %q", p.status, p.header.Get("Retry-After"))
+	}
+
 	f.limiter.block("alice")
 	b := f.browser()
 	p := b.trySignin("alice", f.keys["alice"])
