@@ -489,6 +489,9 @@ func (s *Store) ListGrants(_ context.Context, f keystore.GrantFilter) (out []key
 		if f.Subject == nil && f.Repository != "" {
 			for _, subject := range suffixes(tx.Bucket(bucketGrantsOn), join(f.Repository, "")) {
 				g, err := get[keystore.Grant](grants, join(subject, f.Repository), "grant")
+				if errors.Is(err, keystore.ErrNotFound) {
+					continue // the rows are the truth; an index entry without one names nothing
+				}
 				if err != nil {
 					return err
 				}
