@@ -90,6 +90,12 @@ func grantOf(subject, repo string, actions ...string) keystore.Grant {
 	return keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectKind(kind), Name: name}, Repository: repo, Actions: actions}
 }
 
+// endsIn gives a grant an end d from now.
+func endsIn(g keystore.Grant, d time.Duration) keystore.Grant {
+	g.Expires = time.Now().Add(d).UTC()
+	return g
+}
+
 // startServe writes a configuration with policyYAML as its policy section and runs `regoauth
 // serve`. When waitReady is false it only waits for the listener.
 func startPolicyServe(t *testing.T, dir string, keys, ids map[string]string, policyYAML string, waitReady bool) *serveStack {
@@ -563,7 +569,10 @@ func TestServeDecisionLogsAndExplain(t *testing.T) {
 			{name: "user1", groups: []string{"buyers"}, restrictions: keystore.Restrictions{
 				Actions: []string{"pull"}, Repositories: []string{"shop/*", "tools/*"}, CIDRs: []string{"127.0.0.0/8", "::1/128"}}},
 		},
-		[]keystore.Grant{grantOf("account:user1", "image", "pull"), grantOf("group:buyers", "shop/*", "pull")},
+		// Rows with and without an end reach the policy, as in the example, so the input carries
+		// both shapes.
+		[]keystore.Grant{grantOf("account:user1", "image", "pull"), grantOf("account:user1", "shop/app", "pull"),
+			endsIn(grantOf("group:buyers", "shop/*", "pull"), 24*time.Hour)},
 		map[string]string{"shop/app": "user1"})
 	s := startPolicyServe(t, dir, keys, ids, "opa: {decision_logs: {console: true}, labels: {region: test}}\n", true)
 	client := &http.Client{Timeout: 10 * time.Second}
