@@ -171,6 +171,43 @@ func SelfSignedCertificate(key crypto.Signer, commonName string, notBefore time.
 	return x509.ParseCertificate(der)
 }
 
+// IssueCertificate issues a certificate for pub signed by a certificate authority, valid from
+// notBefore for validity but never beyond the authority's own expiry. Registries that trust the
+// authority (its certificate in their rootcertbundle) accept tokens whose x5c chain holds this
+// certificate, without knowing its key. It is a leaf: it signs tokens, not certificates.
+func IssueCertificate(pub crypto.PublicKey, commonName string, notBefore time.Time, validity time.Duration, ca *x509.Certificate, caKey crypto.Signer) (*x509.Certificate, error) {
+	if !ca.IsCA || ca.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, errors.New("the authority's certificate may not sign certificates (it is not a CA)")
+	}
+	if caPub, ok := ca.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !caPub.Equal(caKey.Public()) {
+		return nil, errors.New("the authority's key does not belong to its certificate")
+	}
+	notAfter := notBefore.Add(validity)
+	if notAfter.After(ca.NotAfter) {
+		notAfter = ca.NotAfter
+	}
+	if !notAfter.After(notBefore) {
+		return nil, fmt.Errorf("the authority's certificate expired at %s", ca.NotAfter.UTC().Format(time.RFC3339))
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: commonName},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, pub, caKey)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
 // ParsePrivateKeyPEM reads a PKCS#8, SEC 1 (EC) or PKCS#1 (RSA) private key.
 func ParsePrivateKeyPEM(data []byte) (crypto.Signer, error) {
 	for {
