@@ -9,6 +9,7 @@ import (
 
 // TestCLIErrors checks that bad input gets one clear line and a non-zero exit, never a stack.
 func TestCLIErrors(t *testing.T) {
+	t.Parallel()
 	d := startDev(t, "")
 	key := d.account(t, "user1")
 	for _, tt := range []struct {
@@ -46,6 +47,7 @@ func TestCLIErrors(t *testing.T) {
 // TestCheckConfig: --check-config loads everything and fails, in one line, when the store does
 // not answer.
 func TestCheckConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	key, cert := filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem")
 	must(t, nil, binary, "signing", "generate", "--key", key, "--cert", cert)
