@@ -128,7 +128,13 @@ func versionsCaption(t *testing.T) string {
 	first := func(out string) string { return strings.TrimSpace(strings.SplitN(strings.TrimSpace(out), "\n", 2)[0]) }
 	oras := first(must(t, nil, tool(t, "oras"), "version"))
 	docker := strings.Fields(must(t, nil, tool(t, "docker"), "version", "--format", "{{.Client.Version}} {{.Server.Version}}"))
+	// helm built by go install reports only major.minor; its build information has the rest.
 	helm, _, _ := strings.Cut(first(must(t, nil, tool(t, "helm"), "version", "--short")), "+")
+	for line := range strings.SplitSeq(run(t, nil, "go", "version", "-m", tool(t, "helm")).out, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "mod" && f[1] == "helm.sh/helm/v3" {
+			helm = f[2]
+		}
+	}
 	return fmt.Sprintf("Run with distribution %s and %s; crane %s, docker %s (engine %s), helm %s, oras %s, regctl %s, skopeo %s.",
 		distributionVersion(t, "v3"), distributionVersion(t, "v2.8"),
 		first(must(t, nil, tool(t, "crane"), "version")), docker[0], docker[1], helm,
