@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -30,6 +31,14 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	// The tests spend most of their time waiting for processes: four at a time keep two cores
+	// busy (-parallel on the command line still decides).
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		flag.Set("test.parallel", "4")
+	}
 	dir, err := os.MkdirTemp("", "regoauth-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
