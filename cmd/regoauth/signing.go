@@ -11,6 +11,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/spf13/cobra"
 
+	"github.com/regoauth/regoauth/internal/secretfile"
+	"github.com/regoauth/regoauth/server"
 	"github.com/regoauth/regoauth/tokens"
 )
 
@@ -58,9 +60,6 @@ accept them without knowing the key, so a key can be replaced without touching t
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(keyOut, keyPEM, 0o600); err != nil {
-				return err
-			}
 			var chain []*x509.Certificate
 			if certOut != "" {
 				notBefore, validity := time.Now().Add(-time.Hour), time.Duration(days)*24*time.Hour
@@ -77,7 +76,13 @@ accept them without knowing the key, so a key can be replaced without touching t
 				if ca != nil {
 					chain = append(chain, ca.Chain...)
 				}
-				if err := os.WriteFile(certOut, tokens.EncodeCertificatesPEM(chain...), 0o644); err != nil {
+			}
+			// Created, never replaced: the checks above only make the message clearer.
+			if err := secretfile.Create(keyOut, keyPEM, 0o600); err != nil {
+				return err
+			}
+			if certOut != "" {
+				if err := secretfile.Create(certOut, tokens.EncodeCertificatesPEM(chain...), 0o644); err != nil {
 					return err
 				}
 			}
@@ -99,13 +104,13 @@ accept them without knowing the key, so a key can be replaced without touching t
 	}
 	generate.Flags().StringVar(&alg, "alg", "ES256", "ES256, ES384 or RS256")
 	generate.Flags().StringVar(&keyOut, "key", "", "where to write the private key (PEM, mode 0600)")
-	generate.Flags().StringVar(&certOut, "cert", "", "where to write a self-signed certificate (PEM)")
+	generate.Flags().StringVar(&certOut, "cert", "", "where to write the certificate (PEM): self-signed, or issued by --ca-key")
 	generate.Flags().StringVar(&cn, "cn", "regoauth", "the certificate's common name")
 	generate.Flags().IntVar(&days, "days", 825, "certificate validity in days")
 	generate.Flags().StringVar(&caKeyPath, "ca-key", "", "the private key of a certificate authority that issues the certificate")
 	generate.Flags().StringVar(&caCertPath, "ca-cert", "", "that authority's certificate (PEM; with its own chain, if any)")
 
-	var configPath string
+	var config configFlag
 	jwks := &cobra.Command{
 		Use:   "jwks --config FILE",
 		Short: "Print the JWKS of the configured keys, for a registry's auth.token.jwks file",
@@ -115,18 +120,11 @@ A registry that trusts only a JWKS (no rootcertbundle) needs tokens without x5c:
 no signing.cert_file for it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if configPath == "" {
-				return usageError{errors.New("--config is required")}
-			}
-			cfg, err := LoadConfig(configPath)
+			cfg, err := config.load()
 			if err != nil {
 				return err
 			}
-			key, err := tokens.LoadKeyFiles(cfg.Signing.KeyFile, cfg.Signing.CertFile, tokens.KIDMode(cfg.Signing.KID))
-			if err != nil {
-				return err
-			}
-			raw, err := publishedKeys(key, cfg.Signing)
+			raw, err := server.JWKS(cfg.Signing)
 			if err != nil {
 				return err
 			}
@@ -134,7 +132,7 @@ no signing.cert_file for it.`,
 			return nil
 		},
 	}
-	jwks.Flags().StringVar(&configPath, "config", "", "the server's configuration file")
+	config.register(jwks)
 	cmd.AddCommand(generate, jwks)
 	return cmd
 }
