@@ -151,12 +151,7 @@ func GenerateKey(alg jose.SignatureAlgorithm, random io.Reader) (crypto.Signer, 
 // SelfSignedCertificate issues a certificate for key, signed by itself, valid from notBefore
 // for validity. Registries use it as their rootcertbundle.
 func SelfSignedCertificate(key crypto.Signer, commonName string, notBefore time.Time, validity time.Duration) (*x509.Certificate, error) {
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, err
-	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: commonName},
 		NotBefore:             notBefore,
 		NotAfter:              notBefore.Add(validity),
@@ -164,11 +159,7 @@ func SelfSignedCertificate(key crypto.Signer, commonName string, notBefore time.
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, err
-	}
-	return x509.ParseCertificate(der)
+	return createCertificate(tmpl, tmpl, key.Public(), key)
 }
 
 // IssueCertificate issues a certificate for pub signed by a certificate authority, valid from
@@ -189,19 +180,24 @@ func IssueCertificate(pub crypto.PublicKey, commonName string, notBefore time.Ti
 	if !notAfter.After(notBefore) {
 		return nil, fmt.Errorf("the authority's certificate expired at %s", ca.NotAfter.UTC().Format(time.RFC3339))
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, err
-	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: commonName},
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, pub, caKey)
+	return createCertificate(tmpl, ca, pub, caKey)
+}
+
+// createCertificate signs tmpl, given a random serial number, with parent's key.
+func createCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, parentKey crypto.Signer) (*x509.Certificate, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	tmpl.SerialNumber = serial
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
 	if err != nil {
 		return nil, err
 	}
