@@ -18,6 +18,8 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/regoauth/regoauth/keystore"
 )
 
 // chromium returns the path of a headless-capable Chromium, skipping or failing like tool.
@@ -160,14 +162,14 @@ func (p *person) cookies() []*http.Cookie {
 // saves a screenshot.
 func TestConsoleInABrowser(t *testing.T) {
 	browserPath := chromium(t)
-	craneBin := tool(t, "crane")
-	d := startDevWith(t, "", "--policy", bundleWithoutTests(t, "../bundles/marketplace"))
+	tool(t, "crane")
+	d := startDev(t, "", "--policy", bundleWithoutTests(t, "../bundles/marketplace"))
 	d.cli(t, d.AdminKey, "accounts", "create", "seller", "--group", "sellers")
 	d.cli(t, d.AdminKey, "accounts", "create", "buyer")
 	buyerKey := strings.TrimSpace(d.cli(t, d.AdminKey, "keys", "create", "--account", "buyer", "--name", "buyer laptop"))
 	sellerBootstrap := strings.TrimSpace(d.cli(t, d.AdminKey, "keys", "create", "--account", "seller", "--name", "first key"))
-	if want := "Web console: http://" + d.Token + "/console/"; !strings.Contains(d.stderr.String(), want) {
-		t.Fatalf("regoauth dev does not print %q:\n%s", want, d.stderr)
+	if want := "Web console: http://" + d.Addr + "/console/"; !strings.Contains(d.logs(), want) {
+		t.Fatalf("regoauth dev does not print %q:\n%s", want, d.logs())
 	}
 	dir := screenshots(t)
 	t.Logf("screenshots in %s", dir)
@@ -188,11 +190,24 @@ func TestConsoleInABrowser(t *testing.T) {
 		if err := chromedp.Do(ctx); err != nil {
 			t.Fatalf("opening a browser context for %s: %v", name, err)
 		}
-		return &person{t: t, name: name, ctx: ctx, base: "http://" + d.Token + "/console", dir: dir}
+		return &person{t: t, name: name, ctx: ctx, base: "http://" + d.Addr + "/console", dir: dir}
 	}
 	seller, buyer := newPerson("seller"), newPerson("buyer")
-	c := crane{bin: craneBin, layer: layerTar(t, "console")}
-	listing := d.Registry + "/shop/app"
+	const listing = "shop/app"
+	// push and pull as a person does with crane, logged in with key in a home of its own.
+	push := func(user, key string) result {
+		s := newSession(t, "crane", d, d.Registry, user, key)
+		s.login()
+		return s.steps.push(s, listing)
+	}
+	pull := func(user, key string) result {
+		s := newSession(t, "crane", d, d.Registry, user, key)
+		if r := s.steps.login(s, key); r.code != 0 {
+			return r
+		}
+		r, _ := s.steps.pull(s, listing)
+		return r
+	}
 
 	// The seller signs in and makes a key.
 	seller.open("/signin")
@@ -210,7 +225,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	if !strings.HasPrefix(sellerKey, "rak_") {
 		t.Fatalf("the new key reads %q", sellerKey)
 	}
-	seller.wantText("new key", "shown only this once", "docker login "+d.Registry+" --username seller --password-stdin")
+	seller.wantText("new key", "shown only this once", "docker login "+d.Registry.Addr+" --username seller --password-stdin")
 	seller.shot("02-key-created")
 	seller.open("/keys")
 	seller.shot("03-keys")
@@ -220,7 +235,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	seller.do("fill the reservation", chromedp.SendKeys(chromedp.CSS("#repository"), "shop/app"))
 	seller.submit("reserve", `form[action$="/repos/reserve"] button`)
 	seller.wantText("reserved", "The repository is reserved for you")
-	if r := c.push(t, listing, "seller", sellerKey); r.code != 0 {
+	if r := push("seller", sellerKey); r.code != 0 {
 		t.Fatalf("pushing with the key made in the console:\n%s", r.out)
 	}
 	until := time.Now().UTC().Add(30 * 24 * time.Hour).Truncate(time.Minute)
@@ -239,11 +254,11 @@ func TestConsoleInABrowser(t *testing.T) {
 	buyer.open("/access")
 	buyer.wantText("shared with the buyer", "shop/app", "pull", "until "+until.Format("2006-01-02 15:04 UTC"))
 	buyer.shot("06-buyer-shared")
-	if r := c.pull(t, listing, "buyer", buyerKey); r.code != 0 {
+	if r := pull("buyer", buyerKey); r.code != 0 {
 		t.Fatalf("the buyer could not pull after the sale:\n%s", r.out)
 	}
-	// Other content: pushing what is already there writes nothing, so proves nothing.
-	if r := (crane{bin: craneBin, layer: layerTar(t, "the buyer's")}).push(t, listing, "buyer", buyerKey); r.code == 0 {
+	// A session pushes content of its own (pushing what is already there would write nothing).
+	if r := push("buyer", buyerKey); r.code == 0 {
 		t.Fatalf("the buyer pushed to the seller's listing:\n%s", r.out)
 	}
 
@@ -257,7 +272,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	seller.shot("08-confirm-revoke")
 	seller.submit("confirm", ".confirm button")
 	seller.wantText("revoked", "The access is revoked")
-	if r := c.pull(t, listing, "buyer", buyerKey); r.code == 0 {
+	if r := pull("buyer", buyerKey); r.code == 0 {
 		t.Fatal("the buyer pulled after the seller revoked the sale")
 	}
 
@@ -269,11 +284,11 @@ func TestConsoleInABrowser(t *testing.T) {
 	)
 	seller.submit("sell until a moment", `form[action$="/repo/sell"] button`)
 	seller.wantText("sold until a moment", "Pull access is granted")
-	if r := c.pull(t, listing, "buyer", buyerKey); r.code != 0 {
+	if r := pull("buyer", buyerKey); r.code != 0 {
 		t.Fatalf("the buyer could not pull before the sale ended:\n%s", r.out)
 	}
 	time.Sleep(time.Until(end))
-	if r := c.pull(t, listing, "buyer", buyerKey); r.code == 0 {
+	if r := pull("buyer", buyerKey); r.code == 0 {
 		t.Fatal("the buyer pulled after the sale ended")
 	}
 	seller.open("/repo?name=shop/app")
@@ -394,4 +409,13 @@ func cdpGetCookies(ctx context.Context, t *chromedp.Target, u string) ([]*networ
 		return nil, errors.New("the browser holds no console cookie")
 	}
 	return res.Cookies, nil
+}
+
+// keyID is the public id inside an API key.
+func keyID(key string) string {
+	id, ok := keystore.ParseAPIKey(key)
+	if !ok {
+		panic("not an API key: " + key)
+	}
+	return id
 }

@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/regoauth/regoauth/tokens"
 )
 
 // TestGrantEnds: a grant added with --expires gives its actions until then and nothing from
@@ -21,18 +19,17 @@ func TestGrantEnds(t *testing.T) {
 	if !strings.Contains(out, "ENDS") || !strings.Contains(out, time.Now().UTC().Format("2006-01-02T")) {
 		t.Fatalf("grants list does not show the end:\n%s", out)
 	}
-	want := []tokens.Access{{Type: "repository", Name: "shop/app", Actions: []string{"pull"}}}
 	// Asked repeatedly, so that both caches hold the principal and the decision.
 	for range 3 {
-		if got := d.tokenAccess(t, "buyer", buyer, "repository:shop/app:pull"); !reflect.DeepEqual(got, want) {
-			t.Fatalf("before the end: %+v", got)
+		if got := d.actions(t, "buyer", buyer, "repository:shop/app:pull"); !slices.Equal(got, []string{"pull"}) {
+			t.Fatalf("before the end: %v", got)
 		}
 	}
 	// The server set the end before the command returned, so it has passed once start+3s has:
 	// the very next request gets nothing, whatever either cache holds.
 	time.Sleep(time.Until(start.Add(3 * time.Second)))
-	if got := d.tokenAccess(t, "buyer", buyer, "repository:shop/app:pull"); len(got) != 0 && len(got[0].Actions) != 0 {
-		t.Fatalf("after the end the grant still gives %+v", got)
+	if got := d.actions(t, "buyer", buyer, "repository:shop/app:pull"); len(got) != 0 {
+		t.Fatalf("after the end the grant still gives %v", got)
 	}
 
 	d.cli(t, d.AdminKey, "grants", "add", "--account", "buyer", "--repo", "shop/tool", "--actions", "pull", "--until", "2099-03-01")
