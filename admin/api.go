@@ -20,7 +20,6 @@ import (
 
 	"github.com/gorilla/mux"
 
-	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 )
@@ -39,6 +38,7 @@ type Store interface {
 	CreateAccount(ctx context.Context, a keystore.Account) error
 	GetAccount(ctx context.Context, name string) (keystore.Account, error)
 	ListAccounts(ctx context.Context) ([]keystore.Account, error)
+	PageAccounts(ctx context.Context, q keystore.AccountQuery) (keystore.AccountPage, error)
 	UpdateAccount(ctx context.Context, a keystore.Account) error
 
 	CreateKey(ctx context.Context, k keystore.Key) error
@@ -49,10 +49,12 @@ type Store interface {
 	PutGrant(ctx context.Context, g keystore.Grant) error
 	RemoveGrant(ctx context.Context, subject keystore.Subject, repository string, actions []string) error
 	ListGrants(ctx context.Context, f keystore.GrantFilter) ([]keystore.Grant, error)
+	PageGrants(ctx context.Context, q keystore.GrantQuery) (keystore.GrantPage, error)
 
 	Reserve(ctx context.Context, o keystore.Ownership) error
 	GetOwnership(ctx context.Context, repository string) (keystore.Ownership, error)
 	ListOwnership(ctx context.Context, owner string) ([]keystore.Ownership, error)
+	PageOwnership(ctx context.Context, q keystore.OwnershipQuery) (keystore.OwnershipPage, error)
 	Release(ctx context.Context, repository string) error
 }
 
@@ -80,12 +82,12 @@ type Deps struct {
 
 // Options configure the API.
 type Options struct {
-	// ClientAddr is the client's address (default: the peer's), e.g. the token endpoint's,
-	// which believes X-Forwarded-For from trusted proxies.
-	ClientAddr func(*http.Request) netip.Addr
-	Logger     *slog.Logger
-	Now        func() time.Time
-	Random     io.Reader
+	// ClientIP is the address a request comes from (default: the peer), trusted proxies
+	// considered as the token endpoint does; the admin policy and the failure budgets see it.
+	ClientIP func(*http.Request) netip.Addr
+	Logger   *slog.Logger
+	Now      func() time.Time
+	Random   io.Reader
 }
 
 // API serves the admin endpoints.
@@ -112,8 +114,8 @@ func New(deps Deps, opts Options) (*API, error) {
 	if opts.Random == nil {
 		opts.Random = rand.Reader
 	}
-	if opts.ClientAddr == nil {
-		opts.ClientAddr = peerAddr
+	if opts.ClientIP == nil {
+		opts.ClientIP = peerAddr
 	}
 	a := &API{store: deps.Store, authz: deps.Authorizer, explainer: deps.Explainer, throttle: deps.Throttle, opts: opts, router: mux.NewRouter()}
 	// Full paths on one router rather than a PathPrefix subrouter: mux 1.8.1 answers a wrong
@@ -146,9 +148,8 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.Serve
 
 // call is one authenticated admin request.
 type call struct {
-	r         *http.Request
-	principal keystore.Principal
-	owned     []string
+	r      *http.Request
+	caller *Caller
 }
 
 type handlerFunc func(ctx context.Context, c *call) (status int, body any, err error)
@@ -164,7 +165,7 @@ func (a *API) handle(fn handlerFunc) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
-		c := &call{r: r, principal: p}
+		c := &call{r: r, caller: &Caller{Principal: p, ClientIP: a.opts.ClientIP(r).String()}}
 		status, body, err := fn(ctx, c)
 		if err != nil {
 			a.opts.Logger.Info("admin request failed", "path", r.URL.Path, "method", r.Method, "account", p.Account.Name, "key_id", p.Key.ID, "error", err)
@@ -190,7 +191,7 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (keystore.Princ
 	} else {
 		return keystore.Principal{}, fmt.Errorf("%w: an API key is required (Authorization: Bearer KEY)", keystore.ErrBadCredentials)
 	}
-	client := a.opts.ClientAddr(r)
+	client := a.opts.ClientIP(r)
 	if a.throttle != nil {
 		if err := a.throttle.Allow(ctx, client, user); err != nil {
 			return keystore.Principal{}, err
@@ -218,29 +219,6 @@ func peerAddr(r *http.Request) netip.Addr {
 		return netip.IPv6Unspecified()
 	}
 	return ap.Addr().Unmap()
-}
-
-// authorize asks the policy whether the caller may perform operation on target.
-func (a *API) authorize(ctx context.Context, c *call, operation string, target policy.AdminTarget) error {
-	if c.owned == nil {
-		owned, err := a.store.ListOwnership(ctx, c.principal.Account.Name)
-		if err != nil {
-			return err
-		}
-		c.owned = make([]string, 0, len(owned))
-		for _, o := range owned {
-			c.owned = append(c.owned, o.Repository)
-		}
-	}
-	in := &policy.AdminInput{Principal: input.Principal(c.principal), Operation: operation, Target: target, Owned: c.owned}
-	d, err := a.authz.Authorize(ctx, in)
-	if err != nil {
-		return fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
-	}
-	if !d.Allow {
-		return &forbidden{operation: operation, reasons: d.Reasons, decisionID: d.ID}
-	}
-	return nil
 }
 
 // decode reads a strict JSON body into v.

@@ -33,7 +33,7 @@ func TestAdminBruteForceIsThrottled(t *testing.T) {
 	}
 	limits := throttle.Limits{Address: throttle.Limit{Burst: 4, Every: time.Minute}, AccountAddress: throttle.Limit{Burst: 2, Every: time.Minute}}
 	guard := throttle.NewGuard(throttle.NewMemory(100, limits.Refill(), nil), limits, nil, nil)
-	api, err := admin.New(admin.Deps{Store: store, Authorizer: engine, Throttle: guard}, admin.Options{ClientAddr: func(r *http.Request) netip.Addr {
+	api, err := admin.New(admin.Deps{Store: store, Authorizer: engine, Throttle: guard}, admin.Options{ClientIP: func(r *http.Request) netip.Addr {
 		return netip.MustParseAddr(r.Header.Get("Test-Client"))
 	}})
 	if err != nil {

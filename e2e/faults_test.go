@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -57,26 +55,21 @@ func (o *outcomes) add(status int, err error) {
 // then the listener closes and new connections are refused, the request in flight gets its
 // token, no client sees an error other than a refused connection, and the process exits 0.
 func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
-	keyFile, certFile := signingFiles(t)
-	storeURL := "bolt://" + filepath.Join(t.TempDir(), "store.db")
-	s := configured(t, storeURL, keyFile, certFile, "shutdown: {drain_delay: 1500ms, timeout: 20s}")
-	adminKey := s.bootstrap(t, storeURL)
-	s.start(t, storeURL)
-	s.cli(t, adminKey, "accounts", "create", "user1")
-	key := strings.TrimSpace(s.cli(t, adminKey, "keys", "create", "--account", "user1"))
-	s.cli(t, adminKey, "grants", "add", "--account", "user1", "--repo", "image", "--actions", "pull")
+	s := startServer(t, serveConfig{extra: "shutdown: {drain_delay: 1500ms, timeout: 20s}"})
+	key := s.account(t, "user1")
+	s.admin(t, "grants", "add", "--account", "user1", "--repo", "image", "--actions", "pull")
 
 	res := &outcomes{status: map[int]int{}}
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	q := url.Values{"service": {redisService}, "scope": {"repository:image:pull"}}.Encode()
+	q := url.Values{"service": {serveService}, "scope": {"repository:image:pull"}}.Encode()
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
-				req, _ := http.NewRequest("GET", "http://"+s.Token+"/token?"+q, nil)
+				req, _ := http.NewRequest("GET", s.realm()+"?"+q, nil)
 				req.SetBasicAuth("user1", key)
 				resp, err := client.Do(req)
 				if err == nil {
@@ -95,7 +88,7 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	body, bodyWriter := io.Pipe()
 	slow := make(chan answerOrErr, 1)
 	go func() {
-		req, _ := http.NewRequest("POST", "http://"+s.Token+"/token", body)
+		req, _ := http.NewRequest("POST", s.realm(), body)
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 		if err != nil {
@@ -106,7 +99,7 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 		raw, _ := io.ReadAll(resp.Body)
 		slow <- answerOrErr{status: resp.StatusCode, raw: string(raw)}
 	}()
-	form := url.Values{"grant_type": {"password"}, "username": {"user1"}, "password": {key}, "service": {redisService}, "scope": {"repository:image:pull"}}.Encode()
+	form := url.Values{"grant_type": {"password"}, "username": {"user1"}, "password": {key}, "service": {serveService}, "scope": {"repository:image:pull"}}.Encode()
 	bodyWriter.Write([]byte(form[:10]))
 
 	time.Sleep(time.Second)
@@ -118,14 +111,17 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	if err := s.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	within(t, time.Second, "/readyz answering 503 after SIGTERM", func() bool { return s.readyzStatus() == http.StatusServiceUnavailable })
+	eventually(t, time.Second, "/readyz answering 503 after SIGTERM", func() bool {
+		code, _ := s.readyz()
+		return code == http.StatusServiceUnavailable
+	})
 	issuedAtNotReady := res.count(http.StatusOK)
 	time.Sleep(500 * time.Millisecond)
 	if res.count(http.StatusOK) <= issuedAtNotReady {
 		t.Fatal("no token was issued while /readyz said not ready, during the drain delay")
 	}
-	within(t, 5*time.Second, "new connections refused", func() bool {
-		_, err := http.Get("http://" + s.Token + "/healthz")
+	eventually(t, 5*time.Second, "new connections refused", func() bool {
+		_, err := http.Get("http://" + s.Addr + "/healthz")
 		return errors.Is(err, syscall.ECONNREFUSED)
 	})
 	if d := time.Since(sent); d < 1400*time.Millisecond {
@@ -193,15 +189,6 @@ func (o *outcomes) snapshot() string {
 	return fmt.Sprintf("answers %v, refused %d, failed %d", o.status, o.refused, len(o.failures))
 }
 
-func (s *redisServe) readyzStatus() int {
-	resp, err := http.Get("http://" + s.Token + "/readyz")
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 // timed is one answer and when it came.
 type timed struct {
 	at     time.Time
@@ -219,24 +206,23 @@ type timed struct {
 func TestRedisKilledUnderLoad(t *testing.T) {
 	srv := redistest.Start(t)
 	storeURL := srv.URL() + "?prefix=killed"
-	seed := seedFile(t)
-	must(t, []string{"REGOAUTH_STORE_URL=" + storeURL}, binary, "import", seed.path)
-	keyFile, certFile := signingFiles(t)
+	seed := seedRecords(t)
+	importRecords(t, storeURL, seed.records...)
 	// Failures while the records are gone must not spend the budgets the restored key needs.
-	s := configured(t, storeURL, keyFile, certFile, "limits: {auth_failures: {enabled: false}}").start(t, storeURL)
+	s := startServer(t, serveConfig{storeURL: storeURL, cache: redisCache, extra: "limits: {auth_failures: {enabled: false}}", noAdmin: true})
 
 	var mu sync.Mutex
 	var seen []timed
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	client := &http.Client{Timeout: 10 * time.Second}
-	q := url.Values{"service": {redisService}, "scope": {"repository:image:pull"}}.Encode()
+	q := url.Values{"service": {serveService}, "scope": {"repository:image:pull"}}.Encode()
 	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
-				req, _ := http.NewRequest("GET", "http://"+s.Token+"/token?"+q, nil)
+				req, _ := http.NewRequest("GET", s.realm()+"?"+q, nil)
 				req.SetBasicAuth("user1", seed.key)
 				resp, err := client.Do(req)
 				status := 0
@@ -273,12 +259,12 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 	startEmptyRedis(t, srv.Port())
 	time.Sleep(3 * time.Second)
 	restored := time.Now()
-	must(t, []string{"REGOAUTH_STORE_URL=" + storeURL}, binary, "import", seed.path)
-	recovered := within(t, 5*time.Second, "tokens after the records were restored", func() bool {
-		return s.token(t, "user1", seed.key, "repository:image:pull").status == http.StatusOK
+	importRecords(t, storeURL, seed.records...)
+	recovered := eventually(t, 5*time.Second, "tokens after the records were restored", func() bool {
+		return s.token(tokenRequest{user: "user1", key: seed.key, scopes: []string{"repository:image:pull"}}).status == http.StatusOK
 	})
 	recoveredAt := time.Now()
-	if got := access(t, s.token(t, "user1", seed.key, "repository:image:pull"), certFile, "image"); len(got) != 1 || got[0] != "pull" {
+	if got := s.actions(t, "user1", seed.key, "repository:image:pull"); len(got) != 1 || got[0] != "pull" {
 		t.Fatalf("after recovery the token grants %v", got)
 	}
 	time.Sleep(500 * time.Millisecond)
@@ -334,40 +320,30 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 		before, lastCached, down, emptyAnswers, recovered.Round(time.Millisecond), after)
 }
 
-// seed is a store's records as an import file: an admin, user1 with a known key and pull on
-// image.
+// seed is a store's records: user1 with a known key and pull on image.
 type seed struct {
-	path, key string
+	records []keystore.Record
+	key     string
 }
 
-func seedFile(t *testing.T) seed {
+func seedRecords(t *testing.T) seed {
 	t.Helper()
 	plain, id, hash, err := keystore.NewAPIKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC().Truncate(time.Second)
-	var in bytes.Buffer
-	enc := json.NewEncoder(&in)
-	for _, r := range []keystore.Record{
-		{Header: &keystore.ExportHeader{Format: keystore.ExportFormat, Version: keystore.ExportVersion}},
+	return seed{key: plain, records: []keystore.Record{
 		{Account: &keystore.Account{Name: "user1", Created: now}},
 		{Key: &keystore.Key{ID: id, Account: "user1", Name: "ci", Hash: hash, Created: now}},
 		{Grant: &keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "user1"}, Repository: "image", Actions: []string{"pull"}}},
-	} {
-		enc.Encode(r)
-	}
-	path := filepath.Join(t.TempDir(), "seed.jsonl")
-	if err := os.WriteFile(path, in.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return seed{path: path, key: plain}
+	}}
 }
 
 // startEmptyRedis starts a redis-server with no data on port, as after losing the disk.
 func startEmptyRedis(t *testing.T, port int) *process {
 	t.Helper()
-	p := startProcess(t, "redis-server (empty)", redistest.Program(t, "redis-server"),
+	p := startProcess(t, "redis-server (empty)", nil, redistest.Program(t, "redis-server"),
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", t.TempDir(), "--save", "", "--appendonly", "no",
 		"--protected-mode", "no", "--logfile", "")
 	p.waitFor(t, "Redis answering", func() bool {
@@ -461,7 +437,7 @@ func (d *loopDisk) failReadOnly() {
 	if err := os.WriteFile(d.triggerPath, []byte("regoauth e2e: simulated disk error"), 0o200); err != nil {
 		d.t.Fatalf("triggering a file system error: %v", err)
 	}
-	within(d.t, 5*time.Second, "the file system turning read-only", func() bool {
+	eventually(d.t, 5*time.Second, "the file system turning read-only", func() bool {
 		return strings.Contains(must(d.t, nil, "findmnt", "-n", "-o", "OPTIONS", d.dir), "ro")
 	})
 }
@@ -473,15 +449,15 @@ func (d *loopDisk) failReadOnly() {
 // mounted again, and a new server finds exactly the records whose writes succeeded.
 func TestBoltDiskFullThenReadOnly(t *testing.T) {
 	disk := newLoopDisk(t, 16<<20)
-	keyFile, certFile := signingFiles(t)
-	storeURL := "bolt://" + filepath.Join(disk.dir, "store.db")
-	s := configured(t, storeURL, keyFile, certFile, "")
-	adminKey := s.bootstrap(t, storeURL)
-	s.start(t, storeURL)
-	s.cli(t, adminKey, "accounts", "create", "user1")
-	key := strings.TrimSpace(s.cli(t, adminKey, "keys", "create", "--account", "user1"))
-	s.cli(t, adminKey, "grants", "add", "--account", "user1", "--repo", "image", "--actions", "pull")
-	adm, err := admin.NewClient("http://"+s.Token, adminKey, nil)
+	signing := t.TempDir() // the signing files live off the disk under test
+	generateSigningKey(t, signing, "", false)
+	keyFile, certFile := filepath.Join(signing, "signing-key.pem"), filepath.Join(signing, "signing-cert.pem")
+	config := serveConfig{dir: disk.dir, keyFile: keyFile, certFile: certFile}
+	s := startServer(t, config)
+	adminKey := s.AdminKey
+	key := s.account(t, "user1")
+	s.admin(t, "grants", "add", "--account", "user1", "--repo", "image", "--actions", "pull")
+	adm, err := admin.NewClient("http://"+s.Addr, adminKey, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,12 +465,12 @@ func TestBoltDiskFullThenReadOnly(t *testing.T) {
 	tokensWork := func(when string) {
 		t.Helper()
 		for range 5 {
-			if got := access(t, s.token(t, "user1", key, "repository:image:pull"), certFile, "image"); len(got) != 1 || got[0] != "pull" {
+			if got := s.actions(t, "user1", key, "repository:image:pull"); len(got) != 1 || got[0] != "pull" {
 				t.Fatalf("%s: the token grants %v", when, got)
 			}
 		}
-		if !ready(s.Token) {
-			t.Fatalf("%s: /readyz is not ready", when)
+		if code, body := s.readyz(); code != http.StatusOK {
+			t.Fatalf("%s: /readyz %d %v", when, code, body)
 		}
 	}
 	written := []string{"image"}
@@ -557,11 +533,12 @@ func TestBoltDiskFullThenReadOnly(t *testing.T) {
 		t.Fatalf("e2fsck: exit %d\n%s", res.code, res.out)
 	}
 	disk.mount()
-	s2 := configured(t, storeURL, keyFile, certFile, "").start(t, storeURL)
-	if got := access(t, s2.token(t, "user1", key, "repository:image:pull"), certFile, "image"); len(got) != 1 {
+	config.noAdmin = true
+	s2 := startServer(t, config)
+	if got := s2.actions(t, "user1", key, "repository:image:pull"); len(got) != 1 {
 		t.Fatalf("after remounting, the token grants %v", got)
 	}
-	adm2, _ := admin.NewClient("http://"+s2.Token, adminKey, nil)
+	adm2, _ := admin.NewClient("http://"+s2.Addr, adminKey, nil)
 	grants, err := adm2.ListGrants(ctx, admin.GrantRequest{Account: "user1"})
 	if err != nil {
 		t.Fatal(err)

@@ -31,15 +31,19 @@ type CacheOptions struct {
 	// Observe, when set, is told the outcome of every lookup: "hit", "negative_hit" (a key id
 	// known not to exist), "miss" or "bypass".
 	Observe func(outcome string)
+	// Now is the clock grant ends are compared with (default time.Now).
+	Now func() time.Time
 }
 
-// PrincipalCache keeps the principals a backend loaded, for the backends that cache. Every
-// change bumps an epoch: Load reads the epoch before it asks the backend and keeps the result
-// only if the epoch is still the same afterwards, so a principal read before a write and
-// returned after it is never cached. A nil *PrincipalCache is a cache that is off.
+// PrincipalCache keeps the principals a backend loaded, for the backends that cache, and the
+// key ids it did not have. Every change bumps an epoch: Load reads the epoch before it asks the
+// backend and keeps the result only if the epoch is still the same afterwards, so a principal
+// (or an absence) read before a write and returned after it is never cached. An entry is not
+// served once one of its grants has ended, so the cache never outlives a purchase. A nil
+// *PrincipalCache is a cache that is off.
 type PrincipalCache struct {
-	lru     *expirable.LRU[string, Principal] // nil when TTL is 0
-	missing *expirable.LRU[string, struct{}]  // nil when NegativeTTL is 0
+	lru     *expirable.LRU[string, cachedPrincipal] // nil when TTL is 0
+	missing *expirable.LRU[string, struct{}]        // nil when NegativeTTL is 0
 	opts    CacheOptions
 
 	mu    sync.Mutex
@@ -55,9 +59,12 @@ func NewPrincipalCache(opts CacheOptions) *PrincipalCache {
 	if opts.Size <= 0 {
 		opts.Size = DefaultCacheSize
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	c := &PrincipalCache{opts: opts}
 	if opts.TTL > 0 {
-		c.lru = expirable.NewLRU[string, Principal](opts.Size, nil, opts.TTL)
+		c.lru = expirable.NewLRU[string, cachedPrincipal](opts.Size, nil, opts.TTL)
 	}
 	if opts.NegativeTTL > 0 {
 		c.missing = expirable.NewLRU[string, struct{}](opts.Size, nil, opts.NegativeTTL)
@@ -65,8 +72,14 @@ func NewPrincipalCache(opts CacheOptions) *PrincipalCache {
 	return c
 }
 
+type cachedPrincipal struct {
+	p Principal
+	// until is the first end of one of p's grants; zero when none ends.
+	until time.Time
+}
+
 // Load returns the cached principal of keyID, or calls load and caches what it returns. A
-// load that fails with ErrNotFound is remembered too, when negative entries are kept.
+// load that fails with ErrNotFound is remembered too, when unknown ids are kept.
 func (c *PrincipalCache) Load(keyID string, load func() (Principal, error)) (Principal, error) {
 	if c == nil {
 		return load()
@@ -95,7 +108,7 @@ func (c *PrincipalCache) Load(keyID string, load func() (Principal, error)) (Pri
 	}
 	switch {
 	case err == nil && c.lru != nil:
-		c.lru.Add(keyID, p)
+		c.lru.Add(keyID, cachedPrincipal{p: p, until: FirstGrantEnd(p.Grants)})
 	case err != nil && c.missing != nil:
 		c.missing.Add(keyID, struct{}{})
 	}
@@ -107,8 +120,13 @@ func (c *PrincipalCache) lookupLocked(keyID string) (Principal, string) {
 		return Principal{}, "bypass"
 	}
 	if c.lru != nil {
-		if p, ok := c.lru.Get(keyID); ok {
-			return p, "hit"
+		e, ok := c.lru.Get(keyID)
+		if ok && !e.until.IsZero() && !c.opts.Now().Before(e.until) {
+			c.lru.Remove(keyID)
+			ok = false
+		}
+		if ok {
+			return e.p, "hit"
 		}
 	}
 	if c.missing != nil && c.missing.Contains(keyID) {
@@ -146,13 +164,13 @@ func (c *PrincipalCache) EvictGroup(name string) {
 	c.evict(func(p Principal) bool { return slices.Contains(p.Account.Groups, name) })
 }
 
-// Purge empties the cache.
+// Purge empties the cache, unknown ids included.
 func (c *PrincipalCache) Purge() {
 	c.evict(nil)
 }
 
-// evict drops the entries match selects, or all of them when match is nil, and bumps the epoch
-// whatever it dropped: a lookup in flight may have read what changed.
+// evict drops the entries match selects, or all of them (unknown ids included) when match is
+// nil, and bumps the epoch whatever it dropped: a lookup in flight may have read what changed.
 func (c *PrincipalCache) evict(match func(p Principal) bool) {
 	if c == nil {
 		return
@@ -173,7 +191,7 @@ func (c *PrincipalCache) evict(match func(p Principal) bool) {
 		return
 	}
 	for _, id := range c.lru.Keys() {
-		if p, ok := c.lru.Peek(id); ok && match(p) {
+		if e, ok := c.lru.Peek(id); ok && match(e.p) {
 			c.lru.Remove(id)
 		}
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"time"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/regoauth/regoauth/admin"
 	"github.com/regoauth/regoauth/authz"
+	"github.com/regoauth/regoauth/console"
+	"github.com/regoauth/regoauth/policy"
 )
 
 // Handler is every route of the main listener, behind the in-flight limit: /token, the admin
@@ -38,14 +41,20 @@ func (s *Server) Handler() (http.Handler, error) {
 	if s.guard != nil { // a nil *Guard in the interface would not read as "none"
 		adminDeps.Throttle = s.guard
 	}
-	// The admin API counts failures against the client address the token endpoint sees.
-	adminAPI, err := admin.New(adminDeps, admin.Options{ClientAddr: token.ClientAddr, Logger: s.logger.With("component", "admin")})
+	// The admin API sees the client address the token endpoint sees, trusted proxies considered.
+	clientIP := func(r *http.Request) netip.Addr { return authz.ClientIP(r, proxies) }
+	adminAPI, err := admin.New(adminDeps, admin.Options{ClientIP: clientIP, Logger: s.logger.With("component", "admin")})
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/token", token)
 	mux.Handle(admin.Prefix+"/", adminAPI)
+	if s.cfg.Console.Enabled {
+		if err := s.mountConsole(mux, adminAPI, proxies); err != nil {
+			return nil, err
+		}
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -63,6 +72,39 @@ func (s *Server) Handler() (http.Handler, error) {
 	})
 	return limitInFlight(mux, s.cfg.Limits.MaxInFlight, s.registry), nil
 }
+
+// mountConsole serves the web console at console.path, its operations those of the admin API.
+func (s *Server) mountConsole(mux *http.ServeMux, ops *admin.API, proxies []netip.Prefix) error {
+	cfg := s.cfg.Console
+	registry := cfg.Registry
+	if registry == "" {
+		registry = s.cfg.Services[0]
+	}
+	opts := console.Options{
+		Prefix: cfg.Path, Registry: registry, SessionTTL: time.Duration(cfg.SessionTTL),
+		SecureCookies: cfg.SecureCookies,
+		ClientIP:      func(r *http.Request) netip.Addr { return authz.ClientIP(r, proxies) },
+		Health:        consoleHealth{s}, Logger: s.logger.With("component", "console"),
+	}
+	if s.guard != nil { // sign-ins spend the budgets of the token endpoint and the admin API
+		opts.Limiter = s.guard
+	}
+	c, err := console.New(s.store, ops, opts)
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	mux.Handle(c.Prefix()+"/", c)
+	mux.Handle(c.Prefix(), http.RedirectHandler(c.Prefix()+"/", http.StatusMovedPermanently))
+	return nil
+}
+
+// consoleHealth is what the console's status page shows: the policy engine's status, and
+// whether the store answers.
+type consoleHealth struct{ s *Server }
+
+func (h consoleHealth) Status() policy.Status { return h.s.engine.Status() }
+
+func (h consoleHealth) Ping(ctx context.Context) error { return h.s.store.Ping(ctx) }
 
 func (s *Server) metricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})
