@@ -124,3 +124,25 @@ test_extensions_may_allow_operations if {
 	allowed(seller, "repos.reserve", {"account": "seller", "repository": "shop/new"}) with data.regoauth.extensions as {"shop": {"admin_allow": true}}
 	not allowed(seller, "repos.reserve", {"account": "seller", "repository": "shop/new"}) with data.regoauth.extensions as {"shop": {"admin_allow": false}}
 }
+
+# A reservation is one literal name: an owner record that reads as a pattern (written by an
+# earlier version) makes its "owner" the seller of nothing.
+test_owner_rights_stop_at_the_literal_name if {
+	count([[operation, name] |
+		some name in ["shop/*", "shop/**", "shop/prem*", "*", "Shop/app", "shop//app"]
+		some [operation, target] in [
+			["grants.add", {"account": "buyer", "repository": name, "actions": ["pull"], "owner": "seller"}],
+			["grants.remove", {"account": "buyer", "repository": name, "actions": ["pull"], "owner": "seller"}],
+			["grants.list", {"repository": name, "owner": "seller"}],
+		]
+		allowed(seller, operation, target)
+	]) == 0
+}
+
+test_nobody_reserves_a_pattern if {
+	count([name |
+		some name in ["team/*", "team/**", "team/x*", "Team/x", "team//x"]
+		allowed(admin_principal, "repos.reserve", {"account": "seller", "repository": name})
+	]) == 0
+	allowed(admin_principal, "repos.reserve", {"account": "seller", "repository": "team/x"})
+}

@@ -292,3 +292,10 @@ test_extension_denies_with_reason if {
 test_unknown_scope_types_get_nothing if {
 	access(user("admin", {"roles": ["admin"]}), [], [{"type": "plugin", "name": "x", "actions": ["pull"]}]) == {"plugin:x": []}
 }
+
+# An owned name that reads as a pattern (a record from an earlier version) is ownership of
+# nothing: the owner rule compares literal names only.
+test_owned_patterns_own_nothing if {
+	d := decide(user("user1", {}), [], ["shop/*", "shop/**", "shop/prem*"], [repo("shop/premium", ["pull", "push"]), repo("shop/*", ["pull"])])
+	{e.name: e.actions | some e in d.access} == {"shop/premium": [], "shop/*": []}
+}

@@ -72,6 +72,11 @@ cases := [
 		"access": {"repository:previews/app": ["pull"], "repository:shop/app": []},
 	},
 	{
+		"name": "a stored pattern reservation is no listing",
+		"input": token_input(seller, [], ["shop/*"], [repo("shop/premium", ["pull", "push"]), repo("previews/premium", ["push"])]),
+		"access": {"repository:shop/premium": [], "repository:previews/premium": []},
+	},
+	{
 		"name": "names outside the shop follow the library",
 		"input": token_input(buyer, [pull_grant("bob", "tools/cli")], [], [repo("tools/cli", ["pull", "push"])]),
 		"access": {"repository:tools/cli": ["pull"]},
@@ -135,6 +140,31 @@ admin_cases := [
 	{
 		"name": "checkout sells to accounts, not groups",
 		"input": admin_input(checkout, "grants.add", {"group": "buyers", "repository": "shop/app", "actions": ["pull"], "owner": "sam"}, []),
+		"allow": false,
+	},
+	{
+		"name": "a pattern is no listing",
+		"input": admin_input(seller, "repos.reserve", {"account": "sam", "repository": "shop/*"}, []),
+		"allow": false,
+	},
+	{
+		"name": "a name with a glob is no listing",
+		"input": admin_input(seller, "repos.reserve", {"account": "sam", "repository": "shop/prem*"}, []),
+		"allow": false,
+	},
+	{
+		"name": "the owner of a stored pattern sells nothing",
+		"input": admin_input(seller, "grants.add", {"account": "bob", "repository": "shop/*", "actions": ["pull"], "owner": "sam"}, ["shop/*"]),
+		"allow": false,
+	},
+	{
+		"name": "checkout sells no pattern",
+		"input": admin_input(checkout, "grants.add", {"account": "bob", "repository": "shop/*", "actions": ["pull"], "owner": "sam"}, []),
+		"allow": false,
+	},
+	{
+		"name": "the owner of a stored pattern releases nothing through the shop",
+		"input": admin_input(seller, "repos.release", {"repository": "shop/**", "owner": "sam"}, ["shop/**"]),
 		"allow": false,
 	},
 	{

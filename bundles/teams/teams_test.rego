@@ -106,6 +106,11 @@ admin_cases := [
 		"allow": true,
 	},
 	{
+		"name": "owners reserve no pattern",
+		"input": admin_input(principal("alice", [], []), "repos.reserve", {"account": "bob", "repository": "acme/*"}),
+		"allow": false,
+	},
+	{
 		"name": "team members do not manage grants",
 		"input": admin_input(principal("bob", [], []), "grants.add", {"account": "bob", "repository": "acme/api", "actions": ["push"]}),
 		"allow": false,

@@ -50,6 +50,8 @@ func RunWith(t *testing.T, newStore func(t *testing.T) keystore.Store, opts Opti
 	tests = append(tests, []test{
 		{"ChangesVisibleAtOnce", testChangesVisibleAtOnce},
 		{"Ownership", testOwnership},
+		{"ReservationIsLiteral", testReservationIsLiteral},
+		{"ReleaseTakesGrants", testReleaseTakesGrants},
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"Validation", testValidation},
 	}...)

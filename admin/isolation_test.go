@@ -1,0 +1,157 @@
+package admin_test
+
+import (
+	"net/http"
+	"slices"
+	"testing"
+
+	"github.com/regoauth/regoauth/admin"
+	"github.com/regoauth/regoauth/keystore"
+)
+
+// Each test here is an account with a legitimate key trying to reach what it must not, through
+// the admin API and GET /token, on bolt and on Redis.
+
+// A reservation is one literal repository name: a pattern reserved as a listing would make its
+// "owner" the seller of every name it matches.
+func TestReservationIsOneLiteralName(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{Bundle: "marketplace"})
+		sam := s.client(s.account("sam", "sellers"))
+		bobKey := s.account("bob", "buyers")
+		eveKey := s.account("eve", "sellers")
+		eve := s.client(eveKey)
+		if _, err := eve.ReserveRepository(t.Context(), admin.RepositoryRequest{Repository: "shop/premium"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"shop/*", "shop/**", "shop/prem*", "shop/premium*", "*/premium", "Shop/premium", "shop/Premium", "shop//premium", "shop/premium/"} {
+			_, err := sam.ReserveRepository(t.Context(), admin.RepositoryRequest{Repository: name})
+			if status(err) != http.StatusBadRequest {
+				t.Errorf("seller reserving %q: %v, want HTTP 400", name, err)
+			}
+			// Whatever the answer, the seller must not sell what the name matches.
+			_, err = sam.AddGrant(t.Context(), admin.GrantRequest{Account: "bob", Repository: name, Actions: []string{"pull"}})
+			if status(err) < 400 {
+				t.Errorf("seller granted pull on %q", name)
+			}
+		}
+		if s.pulls("bob", bobKey, "shop/premium") {
+			t.Fatal("a buyer of another seller pulls eve's listing")
+		}
+		// Without a bundle's rules, an admin's reservation of a pattern would do the same.
+		for _, name := range []string{"team/*", "team/**", "team/x*"} {
+			_, err := s.admin.ReserveRepository(t.Context(), admin.RepositoryRequest{Repository: name, Owner: "sam"})
+			if status(err) != http.StatusBadRequest {
+				t.Errorf("admin reserving %q: %v, want HTTP 400", name, err)
+			}
+		}
+		if list, err := s.admin.ListRepositories(t.Context(), ""); err != nil || len(list) != 1 {
+			t.Fatalf("reservations = %+v, %v; want eve's only", list, err)
+		}
+	})
+}
+
+// A pattern-like reservation written by an earlier version is still listed (so an admin can see
+// and release it), but no rule reads it as ownership.
+func TestPatternReservationInTheStoreIsIgnored(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{Bundle: "marketplace"})
+		samKey := s.account("sam", "sellers")
+		sam := s.client(samKey)
+		bobKey := s.account("bob", "buyers")
+		eve := s.client(s.account("eve", "sellers"))
+		if _, err := eve.ReserveRepository(t.Context(), admin.RepositoryRequest{Repository: "shop/premium"}); err != nil {
+			t.Fatal(err)
+		}
+		s.rawOwnership("shop/*", "sam")
+
+		for _, who := range []string{"bob", "sam"} {
+			_, err := sam.AddGrant(t.Context(), admin.GrantRequest{Account: who, Repository: "shop/*", Actions: []string{"pull"}})
+			if status(err) != http.StatusForbidden {
+				t.Errorf("owner of a stored pattern granting %s pull on it: %v, want HTTP 403", who, err)
+			}
+		}
+		if s.pulls("bob", bobKey, "shop/premium") || s.pulls("sam", samKey, "shop/premium") {
+			t.Fatal("a stored pattern reservation reaches eve's listing")
+		}
+		if got := s.access("sam", samKey, "repository:previews/premium:push"); len(got["previews/premium"]) != 0 {
+			t.Fatalf("a stored pattern reservation publishes eve's preview: %v", got)
+		}
+		list, err := s.admin.ListRepositories(t.Context(), "sam")
+		if err != nil || len(list) != 1 || list[0].Repository != "shop/*" {
+			t.Fatalf("sam's reservations = %+v, %v", list, err)
+		}
+		if err := s.admin.ReleaseRepository(t.Context(), "shop/*"); err != nil {
+			t.Fatalf("releasing the stored pattern: %v", err)
+		}
+	})
+}
+
+// Releasing a name takes every right on that exact name with it, so the next owner of the name
+// does not inherit the previous owner's buyers.
+func TestReleaseTakesTheGrantsOnTheName(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{Bundle: "marketplace"})
+		samKey := s.account("sam", "sellers")
+		sam := s.client(samKey)
+		bobKey := s.account("bob", "buyers")
+		staffKey := s.account("stella", "staff")
+		eveKey := s.account("eve", "sellers")
+		eve := s.client(eveKey)
+		ctx := t.Context()
+
+		if _, err := sam.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/app"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range []struct {
+			c   *admin.Client
+			req admin.GrantRequest
+		}{
+			{sam, admin.GrantRequest{Account: "bob", Repository: "shop/app", Actions: []string{"pull"}}},
+			{sam, admin.GrantRequest{Account: "sam", Repository: "shop/app", Actions: []string{"pull"}}},
+			{s.admin, admin.GrantRequest{Group: "buyers", Repository: "shop/app", Actions: []string{"pull"}}},
+			{s.admin, admin.GrantRequest{Group: "staff", Repository: "shop/*", Actions: []string{"pull"}}},
+			{s.admin, admin.GrantRequest{Account: "bob", Repository: "shop/app2", Actions: []string{"pull"}}},
+		} {
+			if _, err := g.c.AddGrant(ctx, g.req); err != nil {
+				t.Fatalf("grant %+v: %v", g.req, err)
+			}
+		}
+		if !s.pulls("bob", bobKey, "shop/app") {
+			t.Fatal("the buyer does not pull before the release")
+		}
+		if err := sam.ReleaseRepository(ctx, "shop/app"); err != nil {
+			t.Fatal(err)
+		}
+		left, err := s.admin.ListGrants(ctx, admin.GrantRequest{Repository: "shop/app"})
+		if err != nil || len(left) != 0 {
+			t.Fatalf("grants on shop/app after its release = %+v, %v", left, err)
+		}
+		for _, other := range []string{"shop/*", "shop/app2"} {
+			if kept, err := s.admin.ListGrants(ctx, admin.GrantRequest{Repository: other}); err != nil || len(kept) != 1 {
+				t.Fatalf("grants on %s after releasing shop/app = %+v, %v; want it kept", other, kept, err)
+			}
+		}
+
+		if _, err := eve.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/app"}); err != nil {
+			t.Fatal(err)
+		}
+		for user, key := range map[string]string{"bob": bobKey, "sam": samKey} {
+			if s.pulls(user, key, "shop/app") {
+				t.Errorf("%s still pulls shop/app after sam released it and eve reserved it", user)
+			}
+		}
+		if !s.pulls("stella", staffKey, "shop/app") || !s.pulls("eve", eveKey, "shop/app") {
+			t.Fatal("the pattern grant or the new owner lost pull")
+		}
+	})
+}
+
+func actionsOf(grants []keystore.Grant, subject string) []string {
+	for _, g := range grants {
+		if g.Subject.String() == subject {
+			return slices.Clone(g.Actions)
+		}
+	}
+	return nil
+}
