@@ -147,10 +147,11 @@ func (a *API) authorize(ctx context.Context, c *call, operation string, target p
 		if err != nil {
 			return err
 		}
-		c.owned = make([]string, 0, len(owned))
+		names := make([]string, 0, len(owned))
 		for _, o := range owned {
-			c.owned = append(c.owned, o.Repository)
+			names = append(names, o.Repository)
 		}
+		c.owned = keystore.LiteralRepositories(names)
 	}
 	in := &policy.AdminInput{Principal: policy.PrincipalOf(c.principal), Operation: operation, Target: target, Owned: c.owned}
 	d, err := a.authz.Authorize(ctx, in)

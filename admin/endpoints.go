@@ -147,9 +147,11 @@ func (a *API) revokeKey(ctx context.Context, c *call) (int, any, error) {
 	return http.StatusOK, k.Redacted(), nil
 }
 
-// ownerOf returns the account that owns repository, or "" when nobody does.
+// ownerOf returns the account that owns repository, or "" when nobody does. Only a literal
+// repository name has an owner: a grant pattern is never looked up as a reservation, so no
+// record that reads as a pattern (an earlier version stored them) makes anyone its owner.
 func (a *API) ownerOf(ctx context.Context, repository string) (string, error) {
-	if repository == "" {
+	if keystore.ValidateRepository(repository) != nil {
 		return "", nil
 	}
 	o, err := a.store.GetOwnership(ctx, repository)
@@ -267,13 +269,13 @@ func (a *API) reserveRepo(ctx context.Context, c *call) (int, any, error) {
 	if req.Owner == "" {
 		req.Owner = c.principal.Account.Name
 	}
-	if err := errors.Join(keystore.ValidatePattern(req.Repository), keystore.ValidateName("account", req.Owner)); err != nil {
+	o := keystore.Ownership{Repository: req.Repository, Owner: req.Owner, Created: a.opts.Now().UTC().Truncate(1e9)}
+	if err := o.Validate(); err != nil {
 		return 0, nil, err
 	}
 	if err := a.authorize(ctx, c, "repos.reserve", policy.AdminTarget{Account: req.Owner, Repository: req.Repository}); err != nil {
 		return 0, nil, err
 	}
-	o := keystore.Ownership{Repository: req.Repository, Owner: req.Owner, Created: a.opts.Now().UTC().Truncate(1e9)}
 	if err := a.store.Reserve(ctx, o); err != nil {
 		return 0, nil, err
 	}
@@ -282,14 +284,21 @@ func (a *API) reserveRepo(ctx context.Context, c *call) (int, any, error) {
 
 func (a *API) releaseRepo(ctx context.Context, c *call) (int, any, error) {
 	name := mux.Vars(c.r)["name"]
-	owner, err := a.ownerOf(ctx, name)
-	if err != nil {
+	// The record itself, not ownerOf: a reservation an earlier version stored as a pattern can
+	// still be released, by whoever may release a name nobody owns (admins).
+	o, err := a.store.GetOwnership(ctx, name)
+	if err != nil && !errors.Is(err, keystore.ErrNotFound) {
 		return 0, nil, err
+	}
+	found := err == nil
+	owner := o.Owner
+	if keystore.ValidateRepository(name) != nil {
+		owner = ""
 	}
 	if err := a.authorize(ctx, c, "repos.release", policy.AdminTarget{Repository: name, Owner: owner}); err != nil {
 		return 0, nil, err
 	}
-	if owner == "" {
+	if !found {
 		return 0, nil, fmt.Errorf("repository %q: %w", name, keystore.ErrNotFound)
 	}
 	if err := a.store.Release(ctx, name); err != nil {

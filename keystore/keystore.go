@@ -144,7 +144,8 @@ type Store interface {
 	RemoveGrant(ctx context.Context, subject Subject, repository string, actions []string) error
 	ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error)
 
-	// Reserve records ownership of a repository name; ErrExists if it is already owned.
+	// Reserve records ownership of one literal repository name (see ValidateRepository; a
+	// pattern is ErrInvalid); ErrExists if it is already owned.
 	Reserve(ctx context.Context, o Ownership) error
 	GetOwnership(ctx context.Context, repository string) (Ownership, error)
 	ListOwnership(ctx context.Context, owner string) ([]Ownership, error)

@@ -248,7 +248,7 @@ func readImport(r io.Reader) (*importSet, error) {
 			set.grants = append(set.grants, g)
 		case rec.Ownership != nil:
 			o := *rec.Ownership
-			if err = errors.Join(ValidatePattern(o.Repository), ValidateName("owner", o.Owner)); err == nil {
+			if err = o.Validate(); err == nil {
 				err = dup(line, "repository", o.Repository)
 			}
 			set.ownerships = append(set.ownerships, o)

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+
+	"github.com/distribution/reference"
 )
 
 // Actions a grant may carry on a repository.
@@ -21,6 +23,33 @@ var (
 
 // MaxPatternLength bounds a repository pattern; registries cap names at 255 bytes.
 const MaxPatternLength = 255
+
+// repositoryName is distribution's grammar for a repository name, anchored.
+var repositoryName = regexp.MustCompile(`^` + reference.NameRegexp.String() + `$`)
+
+// ValidateRepository checks one literal repository name, as a reservation holds and a token
+// scope names: distribution's grammar (path components of a-z 0-9 joined by '.', '_', '__' or
+// '-' runs, separated by '/', optionally after a host that may hold dots and a :port), at most
+// 255 characters, and lower case throughout. A name that passes holds no glob syntax, so a rule
+// that compares it with a requested name never matches more than that one repository.
+func ValidateRepository(name string) error {
+	if len(name) > MaxPatternLength || !repositoryName.MatchString(name) || strings.ToLower(name) != name {
+		return fmt.Errorf("%w: repository name %q: one literal lower-case repository name is required (no '*', at most %d characters)", ErrInvalid, name, MaxPatternLength)
+	}
+	return nil
+}
+
+// LiteralRepositories returns the names of names that are literal repository names, dropping
+// the others: records an earlier version let through are never read as ownership.
+func LiteralRepositories(names []string) []string {
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if ValidateRepository(n) == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
 
 // ValidateName checks an account, group or role name: 1–64 lowercase letters, digits, '.', '_'
 // or '-', starting and ending with a letter or digit, so that it is also a valid repository path
@@ -72,6 +101,11 @@ func ValidateSubject(s Subject) error {
 // Validate checks every field of a grant.
 func (g Grant) Validate() error {
 	return errors.Join(ValidateSubject(g.Subject), ValidatePattern(g.Repository), ValidateActions(g.Actions))
+}
+
+// Validate checks an ownership record: one literal repository name and an account name.
+func (o Ownership) Validate() error {
+	return errors.Join(ValidateRepository(o.Repository), ValidateName("owner", o.Owner))
 }
 
 // Validate checks every field of an account.

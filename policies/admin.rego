@@ -5,11 +5,40 @@
 #   but {"allow": true} is a refusal.
 package regoauth.admin
 
+import data.regoauth.authz
+
 default decision := {"allow": false, "reasons": ["not permitted by the admin policy"]}
 
 decision := {"allow": true, "reasons": []} if allow
 
+decision := {"allow": false, "reasons": sort(refusals)} if count(refusals) > 0
+
+# An operation is allowed when some rule permits it (a rule below, or an extension's
+# admin_allow) and no refusal applies. Refusals are the floor no rule can go below, whoever
+# wrote it.
+allow if {
+	count(refusals) == 0
+	permitted
+}
+
 authenticated if input.principal.anonymous == false
+
+# METADATA
+# title: a reservation is one name
+# description: |
+#   A reservation is one literal repository name (lower case, no glob): the owner of a pattern
+#   would sell every name it matches.
+refusals contains "a reservation is one literal repository name (lower case, no '*')" if {
+	input.operation == "repos.reserve"
+	not authz.repository_name(input.target.repository)
+}
+
+# owner_target holds when the target is one literal repository the principal owns: an owner's
+# rights never reach past the name it reserved.
+owner_target if {
+	authz.repository_name(input.target.repository)
+	input.target.owner == input.principal.account
+}
 
 # A restricted key (read-only, limited repositories or networks) may read but never change
 # anything: otherwise a read-only key could mint an unrestricted one.
@@ -24,32 +53,32 @@ admin if {
 	role in input.principal.roles
 }
 
-allow if {
+permitted if {
 	admin
 	unrestricted_key
 }
 
-allow if {
+permitted if {
 	admin
 	input.operation in read_only_operations
 }
 
 # Every account manages its own keys.
-allow if {
+permitted if {
 	authenticated
 	input.operation in {"keys.create", "keys.revoke"}
 	input.target.account == input.principal.account
 	unrestricted_key
 }
 
-allow if {
+permitted if {
 	authenticated
 	input.operation in {"keys.list", "accounts.get"}
 	input.target.account == input.principal.account
 }
 
 # Every account reads its own grants and reservations.
-allow if {
+permitted if {
 	authenticated
 	input.operation in {"grants.list", "repos.list"}
 	input.target.account == input.principal.account
@@ -57,22 +86,21 @@ allow if {
 }
 
 # The owner of a repository sees who holds grants on it.
-allow if {
+permitted if {
 	authenticated
 	input.operation == "grants.list"
-	input.target.repository
-	input.target.owner == input.principal.account
+	owner_target
 	not input.target.account
 	not input.target.group
 }
 
 # The owner of a repository sells it: it grants and revokes pull on it to other accounts. More
 # than pull (push, delete), or grants to groups, stay with admins.
-allow if {
+permitted if {
 	authenticated
 	unrestricted_key
 	input.operation in {"grants.add", "grants.remove"}
-	input.target.owner == input.principal.account
+	owner_target
 	input.target.account
 	not input.target.group
 	every action in object.get(input.target, "actions", ["pull"]) {
@@ -82,7 +110,7 @@ allow if {
 
 # Every account may have its own token decisions explained (regoauth policy explain): it shows
 # the grants and reservations the account can already list, and why a request was refused.
-allow if {
+permitted if {
 	authenticated
 	input.operation == "policy.explain"
 	input.target.account == input.principal.account
@@ -93,7 +121,7 @@ allow if {
 # description: |
 #   A package under data.regoauth.extensions allows the operation with a rule admin_allow, e.g. a
 #   marketplace letting sellers reserve names. Extensions widen, never narrow, the rules above.
-allow if {
+permitted if {
 	some name
 	data.regoauth.extensions[name].admin_allow == true
 }

@@ -121,14 +121,35 @@ permit[i] contains action if {
 	some action in grant.actions
 }
 
+# repository_name(name) holds for one literal repository name: distribution's grammar in lower
+# case (path components of a-z 0-9 joined by ".", "_", "__" or "-" runs, separated by "/",
+# optionally after a host with dots and a :port), at most 255 characters. No glob syntax passes,
+# so a rule comparing such a name with a requested one never reaches another repository. The
+# server validates reservations and scopes with the same grammar.
+repository_name(name) if {
+	is_string(name)
+	count(name) <= 255
+	regex.match(repository_name_pattern, name)
+}
+
+repository_name_pattern := `^(?:(?:(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9])(?:\.(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9]))*|\[(?:[a-f0-9:]+)\])(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*$`
+
+# owned are the repositories the principal reserved: literal names only. A reservation is one
+# name; a record that reads as a pattern (an earlier version stored them) is ownership of
+# nothing. Every rule that asks "does the principal own this?" reads this set, not input.owned.
+owned contains name if {
+	authenticated
+	some name in input.owned
+	repository_name(name)
+}
+
 # METADATA
 # title: owner
 # description: The owner of a reserved repository may pull, push and delete it.
 permit[i] contains action if {
-	authenticated
 	some i, scope in input.scopes
 	scope.type == "repository"
-	scope.name in input.owned
+	owned[scope.name]
 	some action in repository_actions
 }
 

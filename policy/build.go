@@ -28,7 +28,7 @@ func NewInput(service string, client Client, p *keystore.Principal, scopes []Sco
 		return in
 	}
 	in.Principal = PrincipalOf(*p)
-	in.Owned = nonNil(p.Owned)
+	in.Owned = keystore.LiteralRepositories(p.Owned)
 	for _, g := range p.Grants {
 		if Relevant(g.Repository, scopes) {
 			in.Grants = append(in.Grants, Grant{Subject: g.Subject.String(), Repository: g.Repository, Actions: g.Actions})

@@ -7,10 +7,14 @@
 #   data.regoauth.extensions; settings are in data.marketplace.
 package regoauth.extensions.marketplace
 
+import data.regoauth.authz
+
 settings := data.marketplace
 
-# A listing is one name directly under the listing namespace: shop/NAME.
+# A listing is one literal repository name directly under the listing namespace: shop/NAME, never
+# a pattern such as shop/* (whose seller would sell every listing).
 listing(name) if {
+	repository_name(name)
 	parts := split(name, "/")
 	count(parts) == 2
 	parts[0] == settings.listing_namespace
@@ -22,6 +26,13 @@ listing_of_preview(name) := concat("/", [settings.listing_namespace, parts[1]]) 
 	parts := split(name, "/")
 	count(parts) == 2
 	parts[0] == settings.preview_namespace
+}
+
+# One literal repository name, in the library's grammar (read as data: a bundle is built on its
+# own, so it cannot call the library's functions).
+repository_name(name) if {
+	count(name) <= 255
+	regex.match(authz.repository_name_pattern, name)
 }
 
 authenticated if input.principal.anonymous == false
@@ -40,7 +51,7 @@ permit contains ["repository", scope.name, action] if {
 	authenticated
 	some scope in input.scopes
 	scope.type == "repository"
-	listing_of_preview(scope.name) in input.owned
+	authz.owned[listing_of_preview(scope.name)]
 	some action in scope.actions
 	action in {"pull", "push", "delete"}
 }
@@ -54,7 +65,7 @@ deny contains {"type": "repository", "name": scope.name, "action": action, "reas
 	some scope in input.scopes
 	scope.type == "repository"
 	listing(scope.name)
-	not scope.name in input.owned
+	not authz.owned[scope.name]
 	some action in scope.actions
 	action == "push"
 }
@@ -63,9 +74,9 @@ deny contains {"type": "repository", "name": scope.name, "action": "delete", "re
 	some scope in input.scopes
 	scope.type == "repository"
 	listing(scope.name)
-	not scope.name in input.owned
+	not authz.owned[scope.name]
 	"delete" in scope.actions
-	not data.regoauth.authz.is_admin
+	not authz.is_admin
 }
 
 # METADATA

@@ -364,7 +364,7 @@ func reposCommand(f *clientFlags) *cobra.Command {
 	f.register(cmd)
 	var owner, listOwner string
 	reserve := &cobra.Command{
-		Use: "reserve NAME [--owner ACCOUNT]", Short: "Reserve a repository name; its owner may push, pull, delete and sell pull on it", Args: cobra.ExactArgs(1),
+		Use: "reserve NAME [--owner ACCOUNT]", Short: "Reserve one repository name (no pattern); its owner may push, pull, delete and sell pull on it", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
 			if err != nil {

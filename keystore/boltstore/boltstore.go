@@ -374,7 +374,7 @@ func (s *Store) ListGrants(_ context.Context, f keystore.GrantFilter) (out []key
 
 // Reserve records ownership of a repository name.
 func (s *Store) Reserve(_ context.Context, o keystore.Ownership) error {
-	if err := keystore.ValidatePattern(o.Repository); err != nil {
+	if err := o.Validate(); err != nil {
 		return err
 	}
 	return s.update(func(tx *bolt.Tx) error {

@@ -65,7 +65,7 @@ func (s *Store) WriteBatch(ctx context.Context, recs []keystore.Record) error {
 			cmds = append(cmds, pending{putGrant.Eval(ctx, pipe, s.grantKeys(g.Subject, g.Repository), args...), nil, "put grant"})
 		case r.Ownership != nil:
 			o := *r.Ownership
-			if err := keystore.ValidatePattern(o.Repository); err != nil {
+			if err := o.Validate(); err != nil {
 				return err
 			}
 			rec, err := jsonString(o)

@@ -567,7 +567,7 @@ func (s *Store) ListGrants(ctx context.Context, f keystore.GrantFilter) ([]keyst
 
 // Reserve records ownership of a repository name.
 func (s *Store) Reserve(ctx context.Context, o keystore.Ownership) error {
-	if err := keystore.ValidatePattern(o.Repository); err != nil {
+	if err := o.Validate(); err != nil {
 		return err
 	}
 	rec, err := json.Marshal(o)
