@@ -149,6 +149,10 @@ type Store interface {
 	Reserve(ctx context.Context, o Ownership) error
 	GetOwnership(ctx context.Context, repository string) (Ownership, error)
 	ListOwnership(ctx context.Context, owner string) ([]Ownership, error)
+	// Release removes the reservation of repository and, in the same atomic write, every grant
+	// whose repository is exactly that name, to accounts and to groups: rights tied to the name
+	// belonged to its listing, and must not pass to the next owner. Grants on patterns that
+	// match the name stay. ErrNotFound if the name is not reserved.
 	Release(ctx context.Context, repository string) error
 
 	Close() error

@@ -394,7 +394,7 @@ func reposCommand(f *clientFlags) *cobra.Command {
 	}
 	list.Flags().StringVar(&listOwner, "owner", "", "only this account's repositories")
 	release := &cobra.Command{
-		Use: "release NAME", Short: "Release a reserved repository name", Args: cobra.ExactArgs(1),
+		Use: "release NAME", Short: "Release a reserved repository name, and every grant on exactly that name", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
 			if err != nil {

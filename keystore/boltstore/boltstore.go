@@ -421,7 +421,8 @@ func (s *Store) ListOwnership(_ context.Context, owner string) (out []keystore.O
 	return out, err
 }
 
-// Release removes ownership of a repository.
+// Release removes ownership of a repository and, in the same transaction, every grant on
+// exactly that name. Grants are keyed by subject, so this reads every row: releases are rare.
 func (s *Store) Release(_ context.Context, repository string) error {
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketOwners)
@@ -432,6 +433,24 @@ func (s *Store) Release(_ context.Context, repository string) error {
 		if err := b.Delete([]byte(repository)); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketOwnedBy).Delete(join(o.Owner, repository))
+		if err := tx.Bucket(bucketOwnedBy).Delete(join(o.Owner, repository)); err != nil {
+			return err
+		}
+		grants := tx.Bucket(bucketGrants)
+		suffix := join("", repository)
+		var rows [][]byte
+		c := grants.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			// A subject never holds \x00, so the row's repository is everything after the first.
+			if i := bytes.IndexByte(k, 0); i >= 0 && bytes.Equal(k[i:], suffix) {
+				rows = append(rows, bytes.Clone(k))
+			}
+		}
+		for _, k := range rows {
+			if err := grants.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }

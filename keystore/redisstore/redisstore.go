@@ -638,9 +638,11 @@ func (s *Store) ListOwnership(ctx context.Context, owner string) ([]keystore.Own
 	return out, nil
 }
 
-// Release removes ownership of a repository.
+// Release removes ownership of a repository and every grant on exactly that name, in one
+// script.
 func (s *Store) Release(ctx context.Context, repository string) error {
-	err := release.Run(ctx, s.client, []string{s.ownerKey(repository), s.reposKey()}, s.channel, s.prefix, repository).Err()
+	keys := []string{s.ownerKey(repository), s.reposKey(), s.grantsOnKey(repository), s.subjectsKey()}
+	err := release.Run(ctx, s.client, keys, s.channel, s.prefix, repository).Err()
 	// The owner is known only to the script; empty this replica's cache rather than guess.
 	s.changed("*")
 	return s.fail("release", err, map[string]string{"repository": repository})
