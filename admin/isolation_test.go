@@ -155,3 +155,57 @@ func actionsOf(grants []keystore.Grant, subject string) []string {
 	}
 	return nil
 }
+
+// A key's restrictions hold on every admin endpoint, reads included: a key limited to a network
+// gets nothing from outside it, a key limited to repositories nothing beyond them.
+func TestKeyRestrictionsHoldOnTheAdminAPI(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{})
+		ctx := t.Context()
+		s.account("user1")
+		must(s.admin.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/app", Owner: "user1"}))
+		must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: "user1", Repository: "shop/app", Actions: []string{"pull"}}))
+
+		// The test's requests come from 127.0.0.1.
+		elsewhere := s.client(s.newKey("root", admin.KeyRequest{Restrictions: keystore.Restrictions{CIDRs: []string{"10.0.0.0/8"}}}))
+		userElsewhere := s.client(s.newKey("user1", admin.KeyRequest{Restrictions: keystore.Restrictions{CIDRs: []string{"10.0.0.0/8", "192.168.0.0/16"}}}))
+		for name, err := range map[string]error{
+			"whoami":              second(elsewhere.Whoami(ctx)),
+			"list accounts":       second(elsewhere.ListAccounts(ctx)),
+			"get an account":      second(elsewhere.GetAccount(ctx, "user1")),
+			"list keys":           second(elsewhere.ListKeys(ctx, "")),
+			"list grants":         second(elsewhere.ListGrants(ctx, admin.GrantRequest{})),
+			"list repositories":   second(elsewhere.ListRepositories(ctx, "")),
+			"explain":             second(elsewhere.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:shop/app:pull"}})),
+			"own keys":            second(userElsewhere.ListKeys(ctx, "user1")),
+			"own account":         second(userElsewhere.GetAccount(ctx, "user1")),
+			"own grants":          second(userElsewhere.ListGrants(ctx, admin.GrantRequest{Account: "user1"})),
+			"own repositories":    second(userElsewhere.ListRepositories(ctx, "user1")),
+			"owned name's grants": second(userElsewhere.ListGrants(ctx, admin.GrantRequest{Repository: "shop/app"})),
+			"whoami of the user":  second(userElsewhere.Whoami(ctx)),
+		} {
+			if status(err) != http.StatusForbidden {
+				t.Errorf("a key limited to other networks: %s: %v, want HTTP 403", name, err)
+			}
+		}
+
+		// A key limited to repositories reads only what concerns them.
+		limited := s.client(s.newKey("root", admin.KeyRequest{Restrictions: keystore.Restrictions{Repositories: []string{"shop/app"}}}))
+		if _, err := limited.ListGrants(ctx, admin.GrantRequest{Repository: "shop/app"}); err != nil {
+			t.Errorf("a key limited to shop/app listing its grants: %v", err)
+		}
+		for name, err := range map[string]error{
+			"list accounts":          second(limited.ListAccounts(ctx)),
+			"list keys":              second(limited.ListKeys(ctx, "")),
+			"list every grant":       second(limited.ListGrants(ctx, admin.GrantRequest{})),
+			"grants of another name": second(limited.ListGrants(ctx, admin.GrantRequest{Repository: "other"})),
+			"an account's grants":    second(limited.ListGrants(ctx, admin.GrantRequest{Account: "user1"})),
+			"list repositories":      second(limited.ListRepositories(ctx, "")),
+			"explain":                second(limited.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:shop/app:pull"}})),
+		} {
+			if status(err) != http.StatusForbidden {
+				t.Errorf("a key limited to shop/app: %s: %v, want HTTP 403", name, err)
+			}
+		}
+	})
+}

@@ -146,3 +146,74 @@ test_nobody_reserves_a_pattern if {
 	]) == 0
 	allowed(admin_principal, "repos.reserve", {"account": "seller", "repository": "team/x"})
 }
+
+with_restrictions(p, r) := object.union(p, {"key": {"id": "k3", "restrictions": r}})
+
+allowed_from(p, ip, operation, target) if {
+	d := admin.decision with input as {"principal": p, "client": {"ip": ip}, "operation": operation, "target": target, "owned": []}
+	d.allow == true
+}
+
+# Every operation of the admin API, with a target it could have.
+every_operation := [
+	["whoami", {}],
+	["accounts.list", {}],
+	["accounts.get", {"account": "admin"}],
+	["accounts.create", {"account": "x"}],
+	["accounts.update", {"account": "x"}],
+	["keys.list", {"account": "admin"}],
+	["keys.create", {"account": "admin"}],
+	["keys.revoke", {"account": "admin", "key_id": "k1"}],
+	["grants.list", {}],
+	["grants.list", {"repository": "shop/app"}],
+	["grants.add", {"account": "x", "repository": "shop/app", "actions": ["pull"]}],
+	["grants.remove", {"account": "x", "repository": "shop/app", "actions": ["pull"]}],
+	["repos.list", {"account": "admin", "owner": "admin"}],
+	["repos.reserve", {"account": "x", "repository": "shop/app"}],
+	["repos.release", {"repository": "shop/app", "owner": "x"}],
+	["policy.explain", {"account": "admin"}],
+]
+
+test_every_operation_is_allowed_to_an_admin_in_its_network if {
+	p := with_restrictions(admin_principal, {"cidrs": ["10.0.0.0/8"]})
+	count([op | some [op, target] in every_operation; not allowed_from(admin_principal, "127.0.0.1", op, target)]) == 0
+	count([op |
+		some [op, target] in every_operation
+		op in admin.read_only_operations
+		not allowed_from(p, "10.1.2.3", op, target)
+	]) == 0
+}
+
+test_network_limited_keys_get_nothing_from_elsewhere if {
+	p := with_restrictions(admin_principal, {"cidrs": ["10.0.0.0/8", "2001:db8::/32"]})
+	count([op | some [op, target] in every_operation; allowed_from(p, "127.0.0.1", op, target)]) == 0
+	count([op | some [op, target] in every_operation; allowed_from(p, "2001:db9::1", op, target)]) == 0
+	allowed_from(p, "2001:db8::1", "accounts.list", {})
+
+	# Without a client address, a network-limited key gets nothing either.
+	count([op | some [op, target] in every_operation; allowed(p, op, target)]) == 0
+	user := with_restrictions(principal("admin", {}), {"cidrs": ["10.0.0.0/8"]})
+	count([op | some [op, target] in every_operation; allowed_from(user, "127.0.0.1", op, target)]) == 0
+}
+
+test_repository_limited_keys_reach_only_their_repositories if {
+	p := with_restrictions(admin_principal, {"repositories": ["shop/app", "team/*"]})
+	allowed(p, "grants.list", {"repository": "shop/app"})
+	allowed(p, "grants.list", {"repository": "team/x"})
+	allowed(p, "grants.list", {"repository": "team/*"})
+	allowed(p, "whoami", {})
+	not allowed(p, "grants.list", {"repository": "team/**"})
+	not allowed(p, "grants.list", {"repository": "other"})
+	not allowed(p, "grants.list", {})
+	not allowed(p, "grants.list", {"account": "user1"})
+	not allowed(p, "accounts.list", {})
+	not allowed(p, "keys.list", {"account": "admin"})
+	not allowed(p, "repos.list", {"account": "admin", "owner": "admin"})
+	not allowed(p, "policy.explain", {"account": "admin"})
+}
+
+test_refusals_say_why if {
+	p := with_restrictions(admin_principal, {"cidrs": ["10.0.0.0/8"]})
+	d := admin.decision with input as {"principal": p, "client": {"ip": "127.0.0.1"}, "operation": "accounts.list", "target": {}, "owned": []}
+	d == {"allow": false, "reasons": ["the API key may not be used from 127.0.0.1"]}
+}
