@@ -13,11 +13,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
 
+	"github.com/regoauth/regoauth/authz"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 )
@@ -37,9 +39,12 @@ type Authorizer interface {
 type Options struct {
 	// Explainer answers POST /policy/explain; without one the endpoint is not found.
 	Explainer Explainer
-	Logger    *slog.Logger
-	Now       func() time.Time
-	Random    io.Reader
+	// TrustedProxies are the peers whose X-Forwarded-For is believed for the client address, as
+	// on the token endpoint: the admin policy checks a key's networks against that address.
+	TrustedProxies []netip.Prefix
+	Logger         *slog.Logger
+	Now            func() time.Time
+	Random         io.Reader
 }
 
 // API serves the admin endpoints.
@@ -93,6 +98,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.Serve
 // call is one authenticated admin request.
 type call struct {
 	r         *http.Request
+	client    policy.Client
 	principal keystore.Principal
 	owned     []string
 }
@@ -110,7 +116,7 @@ func (a *API) handle(fn handlerFunc) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
-		c := &call{r: r, principal: p}
+		c := &call{r: r, principal: p, client: policy.Client{IP: authz.ClientAddress(r, a.opts.TrustedProxies).String()}}
 		status, body, err := fn(ctx, c)
 		if err != nil {
 			a.opts.Logger.Info("admin request failed", "path", r.URL.Path, "method", r.Method, "account", p.Account.Name, "key_id", p.Key.ID, "error", err)
@@ -153,7 +159,7 @@ func (a *API) authorize(ctx context.Context, c *call, operation string, target p
 		}
 		c.owned = keystore.LiteralRepositories(names)
 	}
-	in := &policy.AdminInput{Principal: policy.PrincipalOf(c.principal), Operation: operation, Target: target, Owned: c.owned}
+	in := &policy.AdminInput{Principal: policy.PrincipalOf(c.principal), Client: c.client, Operation: operation, Target: target, Owned: c.owned}
 	d, err := a.authz.Authorize(ctx, in)
 	if err != nil {
 		return fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)

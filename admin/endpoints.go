@@ -13,7 +13,12 @@ import (
 	"github.com/regoauth/regoauth/policy"
 )
 
-func (a *API) whoami(_ context.Context, c *call) (int, any, error) {
+// whoami is decided like every other call: a key used from outside its networks learns nothing,
+// not even which account it belongs to.
+func (a *API) whoami(ctx context.Context, c *call) (int, any, error) {
+	if err := a.authorize(ctx, c, "whoami", policy.AdminTarget{Account: c.principal.Account.Name}); err != nil {
+		return 0, nil, err
+	}
 	return http.StatusOK, Whoami{Account: c.principal.Account, Key: c.principal.Key.Redacted()}, nil
 }
 

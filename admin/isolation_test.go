@@ -1,8 +1,13 @@
 package admin_test
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/regoauth/regoauth/admin"
@@ -208,4 +213,70 @@ func TestKeyRestrictionsHoldOnTheAdminAPI(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The admin API reads the client address as GET /token does: X-Forwarded-For counts only from
+// a trusted proxy.
+func TestAdminAPIReadsTheClientAddressLikeTheTokenEndpoint(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		proxies []netip.Prefix
+		via     string
+		inside  bool
+	}{
+		{"direct, outside", nil, "", false},
+		{"a forged header from an untrusted peer", nil, "10.1.2.3", false},
+		{"through a trusted proxy, inside", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "10.1.2.3", true},
+		{"through a trusted proxy, outside", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "192.0.2.1", false},
+		{"a trusted proxy without the header", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStack(t, "bolt", stackOptions{TrustedProxies: tt.proxies})
+			s.account("user1")
+			must(s.admin.AddGrant(t.Context(), admin.GrantRequest{Account: "user1", Repository: "app", Actions: []string{"pull"}}))
+			key := s.newKey("user1", admin.KeyRequest{Restrictions: keystore.Restrictions{CIDRs: []string{"10.0.0.0/8"}}})
+			_, err := s.clientVia(key, tt.via).ListKeys(t.Context(), "user1")
+			if got := err == nil; got != tt.inside {
+				t.Fatalf("admin API answers: %v, want inside=%v", err, tt.inside)
+			}
+			// GET /token, through the same path, agrees.
+			q := url.Values{"service": {service}, "scope": {"repository:app:pull"}}
+			req, _ := http.NewRequestWithContext(t.Context(), "GET", s.server.URL+"/token?"+q.Encode(), nil)
+			req.SetBasicAuth("user1", key)
+			if tt.via != "" {
+				req.Header.Set("X-Forwarded-For", tt.via)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body tokenBody
+			json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if pulls := strings.Contains(accessClaim(t, body.Token), `"pull"`); pulls != tt.inside {
+				t.Fatalf("token endpoint grants pull: %v, want %v", pulls, tt.inside)
+			}
+		})
+	}
+}
+
+// accessClaim is the raw access claim of a token (the stack's access verifies; here only the
+// comparison with the admin API matters).
+func accessClaim(t *testing.T, token string) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %q", token)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims struct {
+		Access json.RawMessage `json:"access"`
+	}
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		t.Fatal(err)
+	}
+	return string(claims.Access)
 }

@@ -168,7 +168,7 @@ func newStack(t *testing.T, backend string, o stackOptions) *stack {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/token", token)
-	mux.Handle(admin.Prefix+"/", admin.New(s.store, engine, admin.Options{Explainer: engine, Now: now}))
+	mux.Handle(admin.Prefix+"/", admin.New(s.store, engine, admin.Options{Explainer: engine, Now: now, TrustedProxies: o.TrustedProxies}))
 	s.server = httptest.NewServer(mux)
 	t.Cleanup(s.server.Close)
 
@@ -212,13 +212,28 @@ func bundleWithoutTests(t *testing.T, name string) string {
 
 func (s *stack) advance(d time.Duration) { s.clock.Add(int64(d)) }
 
-func (s *stack) client(key string) *admin.Client {
+func (s *stack) client(key string) *admin.Client { return s.clientVia(key, "") }
+
+// clientVia is a client whose requests carry X-Forwarded-For: forwardedFor (none when empty).
+func (s *stack) clientVia(key, forwardedFor string) *admin.Client {
 	s.t.Helper()
-	c, err := admin.NewClient(s.server.URL, key, nil)
+	var hc *http.Client
+	if forwardedFor != "" {
+		hc = &http.Client{Transport: forwarding{forwardedFor}}
+	}
+	c, err := admin.NewClient(s.server.URL, key, hc)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	return c
+}
+
+type forwarding struct{ addr string }
+
+func (f forwarding) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Forwarded-For", f.addr)
+	return http.DefaultTransport.RoundTrip(r)
 }
 
 // account creates an account through the admin API and returns a new key of it.

@@ -380,15 +380,20 @@ func scopeString(scopes []policy.Scope) string {
 	return strings.Join(parts, " ")
 }
 
-// clientIP is the peer address, or the nearest untrusted hop of X-Forwarded-For when the peer
-// is a trusted proxy.
 func (h *Handler) clientIP(r *http.Request) netip.Addr {
+	return ClientAddress(r, h.opts.TrustedProxies)
+}
+
+// ClientAddress is the address a request comes from: the peer, or the nearest untrusted hop of
+// X-Forwarded-For when the peer is one of the trusted proxies. Every endpoint that checks a key's
+// networks reads the address through it, so the same request has the same address everywhere.
+func ClientAddress(r *http.Request, trustedProxies []netip.Prefix) netip.Addr {
 	peer, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return netip.IPv6Unspecified()
 	}
 	addr := peer.Addr().Unmap()
-	if !h.trusted(addr) {
+	if !trusted(trustedProxies, addr) {
 		return addr
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
@@ -398,15 +403,15 @@ func (h *Handler) clientIP(r *http.Request) netip.Addr {
 			break
 		}
 		addr = hop.Unmap()
-		if !h.trusted(addr) {
+		if !trusted(trustedProxies, addr) {
 			break
 		}
 	}
 	return addr
 }
 
-func (h *Handler) trusted(a netip.Addr) bool {
-	for _, p := range h.opts.TrustedProxies {
+func trusted(proxies []netip.Prefix, a netip.Addr) bool {
+	for _, p := range proxies {
 		if p.Contains(a) {
 			return true
 		}

@@ -33,6 +33,60 @@ refusals contains "a reservation is one literal repository name (lower case, no 
 	not authz.repository_name(input.target.repository)
 }
 
+# The API key's restrictions, each present only when it restricts. They hold on every
+# operation, reads included, whatever rule permits it: a key is never worth more on the admin
+# API than on the token endpoint.
+restrictions := object.get(input.principal, ["key", "restrictions"], {})
+
+# METADATA
+# title: key networks
+# description: |
+#   A key limited to networks gets nothing from any other address (input.client.ip, read with
+#   the same trusted proxies as the token endpoint), nor when the address is unknown.
+refusals contains sprintf("the API key may not be used from %s", [object.get(input, ["client", "ip"], "an unknown address")]) if {
+	restrictions.cidrs
+	not address_allowed
+}
+
+address_allowed if {
+	is_string(input.client.ip)
+	input.client.ip != ""
+	some cidr in restrictions.cidrs
+	net.cidr_contains(cidr, input.client.ip)
+}
+
+# METADATA
+# title: key repositories
+# description: |
+#   A key limited to repositories reaches only operations on a repository its patterns cover
+#   (a literal name one of them matches, or a pattern equal to one of them): not accounts, keys,
+#   listings of everything, or explanations. It may still ask who it is.
+refusals contains "the API key is limited to repositories, and this operation is not on one of them" if {
+	restrictions.repositories
+	input.operation != "whoami"
+	not key_covers_target
+}
+
+key_covers_target if {
+	some pattern in restrictions.repositories
+	covers(pattern, input.target.repository)
+}
+
+covers(pattern, name) if pattern == name
+
+covers(pattern, name) if {
+	authz.repository_name(name)
+	glob.match(pattern, ["/"], name)
+}
+
+# METADATA
+# title: key action ceiling
+# description: A key with an action ceiling (e.g. read-only) only reads.
+refusals contains "a key with an action ceiling (read-only) changes nothing" if {
+	restrictions.actions
+	not input.operation in read_only_operations
+}
+
 # owner_target holds when the target is one literal repository the principal owns: an owner's
 # rights never reach past the name it reserved.
 owner_target if {
@@ -44,7 +98,7 @@ owner_target if {
 # anything: otherwise a read-only key could mint an unrestricted one.
 unrestricted_key if not input.principal.key.restrictions
 
-read_only_operations := {"accounts.list", "accounts.get", "keys.list", "grants.list", "repos.list", "policy.explain"}
+read_only_operations := {"whoami", "accounts.list", "accounts.get", "keys.list", "grants.list", "repos.list", "policy.explain"}
 
 # Admins are the roles of data.regoauth.config.admin_roles (default: admin).
 admin if {
@@ -61,6 +115,13 @@ permitted if {
 permitted if {
 	admin
 	input.operation in read_only_operations
+}
+
+# Every account asks who it is (whoami).
+permitted if {
+	authenticated
+	input.operation == "whoami"
+	input.target.account == input.principal.account
 }
 
 # Every account manages its own keys.

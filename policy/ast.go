@@ -116,10 +116,9 @@ func (in *Input) value() ast.Value {
 	for i, s := range in.Scopes {
 		scopes[i] = s.term()
 	}
-	client := object{}.addString(keyIP, in.Client.IP).addOptional(keyID, in.Client.ID).addOptional(keyUserAgent, in.Client.UserAgent)
 	return object{}.
 		addString(keyService, in.Service).
-		add(keyClient, client.term()).
+		add(keyClient, in.Client.term()).
 		add(keyPrincipal, in.Principal.term()).
 		add(keyGrants, ast.ArrayTerm(grants...)).
 		add(keyOwned, stringTerms(in.Owned)).
@@ -151,6 +150,10 @@ func actionsKey(actions []string) (uint64, bool) {
 		key = key<<3 | code
 	}
 	return key, true
+}
+
+func (c Client) term() *ast.Term {
+	return object{}.addString(keyIP, c.IP).addOptional(keyID, c.ID).addOptional(keyUserAgent, c.UserAgent).term()
 }
 
 func (s Scope) term() *ast.Term {
@@ -190,6 +193,7 @@ func (in *AdminInput) value() ast.Value {
 	}
 	return object{}.
 		add(keyPrincipal, in.Principal.term()).
+		add(keyClient, in.Client.term()).
 		addString(keyOperation, in.Operation).
 		add(keyTarget, target.term()).
 		add(keyOwned, stringTerms(in.Owned)).

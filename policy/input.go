@@ -85,6 +85,8 @@ func (d Decision) Allowed(typ, name string) []string {
 // AdminInput is the document an admin API call is authorized on.
 type AdminInput struct {
 	Principal Principal `json:"principal"`
+	// Client is where the call comes from (the address as the token endpoint reads it).
+	Client Client `json:"client"`
 	// Operation names the call, e.g. "grants.add" or "keys.create".
 	Operation string `json:"operation"`
 	// Target is what the call acts on; only the fields the operation has are set.

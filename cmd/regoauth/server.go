@@ -242,7 +242,7 @@ func (s *server) handler(withMetrics bool) (http.Handler, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/token", token)
-	mux.Handle(admin.Prefix+"/", admin.New(s.store, s.engine, admin.Options{Explainer: s.engine, Logger: s.logger.With("component", "admin")}))
+	mux.Handle(admin.Prefix+"/", admin.New(s.store, s.engine, admin.Options{Explainer: s.engine, TrustedProxies: proxies, Logger: s.logger.With("component", "admin")}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
