@@ -280,3 +280,53 @@ func accessClaim(t *testing.T, token string) string {
 	}
 	return string(claims.Access)
 }
+
+// A removal without actions removes the whole row, so the policy must judge the row's actions:
+// an owner, or the checkout role, may remove pull, never the push an admin granted.
+func TestRemovalIsJudgedOnWhatItRemoves(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{Bundle: "marketplace"})
+		ctx := t.Context()
+		sam := s.client(s.account("sam", "sellers"))
+		s.account("bob", "buyers")
+		s.account("carol", "buyers")
+		checkout := s.client(s.role("shopfront", "checkout"))
+		must(sam.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/app"}))
+		must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: "bob", Repository: "shop/app", Actions: []string{"pull", "push"}}))
+		must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: "carol", Repository: "shop/app", Actions: []string{"delete", "pull"}}))
+		rows := func() []keystore.Grant {
+			t.Helper()
+			return must(s.admin.ListGrants(ctx, admin.GrantRequest{Repository: "shop/app"}))
+		}
+
+		for who, c := range map[string]*admin.Client{"the owner": sam, "checkout": checkout} {
+			for _, account := range []string{"bob", "carol"} {
+				err := c.RemoveGrant(ctx, admin.GrantRequest{Account: account, Repository: "shop/app"})
+				if status(err) != http.StatusForbidden {
+					t.Errorf("%s removing %s's whole row: %v, want HTTP 403", who, account, err)
+				}
+			}
+		}
+		if got := rows(); !slices.Equal(actionsOf(got, "account:bob"), []string{"pull", "push"}) || !slices.Equal(actionsOf(got, "account:carol"), []string{"delete", "pull"}) {
+			t.Fatalf("rows after refused removals = %+v", got)
+		}
+		// Pull alone is theirs to take back.
+		if err := sam.RemoveGrant(ctx, admin.GrantRequest{Account: "bob", Repository: "shop/app", Actions: []string{"pull"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := checkout.RemoveGrant(ctx, admin.GrantRequest{Account: "carol", Repository: "shop/app", Actions: []string{"pull"}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := rows(); !slices.Equal(actionsOf(got, "account:bob"), []string{"push"}) || !slices.Equal(actionsOf(got, "account:carol"), []string{"delete"}) {
+			t.Fatalf("rows after removing pull = %+v", got)
+		}
+		// A row holding only pull goes whole; a row that is not there is not found.
+		must(sam.AddGrant(ctx, admin.GrantRequest{Account: "sam", Repository: "shop/app", Actions: []string{"pull"}}))
+		if err := sam.RemoveGrant(ctx, admin.GrantRequest{Account: "sam", Repository: "shop/app"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := sam.RemoveGrant(ctx, admin.GrantRequest{Account: "sam", Repository: "shop/app"}); status(err) != http.StatusNotFound {
+			t.Fatalf("removing a row that is gone: %v, want HTTP 404", err)
+		}
+	})
+}

@@ -67,7 +67,16 @@ seller := principal("seller", {})
 test_owner_grants_and_revokes_pull_on_owned_repository if {
 	allowed(seller, "grants.add", {"account": "buyer", "repository": "shop/app", "actions": ["pull"], "owner": "seller"})
 	allowed(seller, "grants.remove", {"account": "buyer", "repository": "shop/app", "actions": ["pull"], "owner": "seller"})
-	allowed(seller, "grants.remove", {"account": "buyer", "repository": "shop/app", "owner": "seller"})
+}
+
+# The admin API sends the actions a removal actually removes (the row's, when the caller names
+# none): a target without actions is a removal of unknown extent, and is refused.
+test_owner_removes_only_what_it_may_grant if {
+	allowed(seller, "grants.remove", {"account": "buyer", "repository": "shop/app", "actions": [], "owner": "seller"})
+	not allowed(seller, "grants.remove", {"account": "buyer", "repository": "shop/app", "owner": "seller"})
+	not allowed(seller, "grants.remove", {"account": "buyer", "repository": "shop/app", "actions": ["pull", "push"], "owner": "seller"})
+	not allowed(seller, "grants.remove", {"account": "buyer", "repository": "shop/app", "actions": ["delete"], "owner": "seller"})
+	not allowed(seller, "grants.add", {"account": "buyer", "repository": "shop/app", "owner": "seller"})
 }
 
 test_owner_cannot_grant_more_than_pull if {

@@ -124,8 +124,18 @@ admin_cases := [
 	},
 	{
 		"name": "checkout refunds a purchase",
-		"input": admin_input(checkout, "grants.remove", {"account": "bob", "repository": "shop/app", "owner": "sam"}, []),
+		"input": admin_input(checkout, "grants.remove", {"account": "bob", "repository": "shop/app", "actions": ["pull"], "owner": "sam"}, []),
 		"allow": true,
+	},
+	{
+		"name": "checkout removes no push an admin granted",
+		"input": admin_input(checkout, "grants.remove", {"account": "bob", "repository": "shop/app", "actions": ["pull", "push"], "owner": "sam"}, []),
+		"allow": false,
+	},
+	{
+		"name": "checkout removes nothing of unknown extent",
+		"input": admin_input(checkout, "grants.remove", {"account": "bob", "repository": "shop/app", "owner": "sam"}, []),
+		"allow": false,
 	},
 	{
 		"name": "checkout sells nothing but pull",
