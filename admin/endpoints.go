@@ -248,13 +248,30 @@ func (a *API) removeGrant(ctx context.Context, c *call) (int, any, error) {
 			return 0, nil, err
 		}
 	}
+	// The policy judges what the call removes: the named actions, or, without any, the whole
+	// row as it is now. The store is then told exactly those actions, so an action added to the
+	// row meanwhile is not removed unjudged.
+	rows, err := a.store.ListGrants(ctx, keystore.GrantFilter{Subject: &subject, Repository: req.Repository})
+	if err != nil {
+		return 0, nil, err
+	}
+	target.Actions = req.Actions
+	if len(target.Actions) == 0 {
+		target.Actions = []string{}
+		if len(rows) == 1 {
+			target.Actions = rows[0].Actions
+		}
+	}
 	if err := a.authorize(ctx, c, "grants.remove", target); err != nil {
 		return 0, nil, err
 	}
-	if err := a.store.RemoveGrant(ctx, subject, req.Repository, req.Actions); err != nil {
+	if len(rows) == 0 {
+		return 0, nil, fmt.Errorf("grant %q: %w", subject.String()+" "+req.Repository, keystore.ErrNotFound)
+	}
+	if err := a.store.RemoveGrant(ctx, subject, req.Repository, target.Actions); err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, map[string]string{"removed": subject.String() + " " + req.Repository}, nil
+	return http.StatusOK, map[string]any{"removed": subject.String() + " " + req.Repository, "actions": target.Actions}, nil
 }
 
 func (a *API) listRepos(ctx context.Context, c *call) (int, any, error) {

@@ -156,7 +156,9 @@ permitted if {
 }
 
 # The owner of a repository sells it: it grants and revokes pull on it to other accounts. More
-# than pull (push, delete), or grants to groups, stay with admins.
+# than pull (push, delete), or grants to groups, stay with admins. A removal is judged on the
+# actions it removes (target.actions: the row's when the caller names none), so an owner never
+# takes back the push an admin granted.
 permitted if {
 	authenticated
 	unrestricted_key
@@ -164,7 +166,8 @@ permitted if {
 	owner_target
 	input.target.account
 	not input.target.group
-	every action in object.get(input.target, "actions", ["pull"]) {
+	actions := input.target.actions
+	every action in actions {
 		action == "pull"
 	}
 }

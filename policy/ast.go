@@ -188,7 +188,7 @@ func (in *AdminInput) value() ast.Value {
 	t := in.Target
 	target := object{}.addOptional(keyAccount, t.Account).addOptional(keyGroup, t.Group).
 		addOptional(keyRepository, t.Repository).addOptional(keyKeyID, t.KeyID).addOptional(keyOwner, t.Owner)
-	if len(t.Actions) > 0 {
+	if t.Actions != nil {
 		target = target.add(keyActions, stringTerms(t.Actions))
 	}
 	return object{}.

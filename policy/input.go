@@ -96,11 +96,14 @@ type AdminInput struct {
 
 // AdminTarget is the object of an admin operation.
 type AdminTarget struct {
-	Account    string   `json:"account,omitempty"`
-	Group      string   `json:"group,omitempty"`
-	Repository string   `json:"repository,omitempty"`
-	Actions    []string `json:"actions,omitempty"`
-	KeyID      string   `json:"key_id,omitempty"`
+	Account    string `json:"account,omitempty"`
+	Group      string `json:"group,omitempty"`
+	Repository string `json:"repository,omitempty"`
+	// Actions are the actions a grant operation adds or removes: for a removal, the actions it
+	// actually removes (the row's, when the caller names none; empty when there is no row).
+	// Absent for other operations.
+	Actions []string `json:"actions,omitzero"`
+	KeyID   string   `json:"key_id,omitempty"`
 	// Owner is the account that owns Repository, when it is owned.
 	Owner string `json:"owner,omitempty"`
 }

@@ -114,5 +114,8 @@ admin_allow if {
 	input.target.owner != ""
 	input.target.account != ""
 	not input.target.group
-	object.get(input.target, "actions", ["pull"]) == ["pull"]
+	actions := input.target.actions
+	every action in actions {
+		action == "pull"
+	}
 }
