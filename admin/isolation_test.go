@@ -3,6 +3,7 @@ package admin_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -327,6 +328,37 @@ func TestRemovalIsJudgedOnWhatItRemoves(t *testing.T) {
 		}
 		if err := sam.RemoveGrant(ctx, admin.GrantRequest{Account: "sam", Repository: "shop/app"}); status(err) != http.StatusNotFound {
 			t.Fatalf("removing a row that is gone: %v, want HTTP 404", err)
+		}
+	})
+}
+
+// With personal namespaces on, an account named like an organisation would get push in the
+// organisation's namespace. teams ships personal namespaces on, organisations acme and globex.
+func TestPersonalNamespacesDoNotAliasOrganisations(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{Bundle: "teams"})
+		ctx := t.Context()
+		for _, name := range []string{"acme", "globex"} {
+			if _, err := s.admin.CreateAccount(ctx, admin.AccountRequest{Name: name}); status(err) != http.StatusForbidden {
+				t.Errorf("creating an account named like organisation %s: %v, want HTTP 403", name, err)
+			}
+		}
+		// An account that existed before the organisation did gets nothing in its namespace.
+		if err := s.store.CreateAccount(ctx, keystore.Account{Name: "acme"}); err != nil && !errors.Is(err, keystore.ErrExists) {
+			t.Fatal(err)
+		}
+		acme := s.newKey("acme", admin.KeyRequest{})
+		got := s.access("acme", acme, "repository:acme/api:push,pull", "repository:acme/scratch:push")
+		if len(got["acme/api"]) != 0 || len(got["acme/scratch"]) != 0 {
+			t.Fatalf("account acme in organisation acme's namespace: %v", got)
+		}
+		bob := s.account("bob")
+		if got := s.access("bob", bob, "repository:bob/scratch:push"); !slices.Equal(got["bob/scratch"], []string{"push"}) {
+			t.Fatalf("bob's personal namespace: %v", got)
+		}
+		s.account("alice")
+		if _, err := s.admin.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "bob/app", Owner: "alice"}); status(err) != http.StatusForbidden {
+			t.Fatalf("reserving bob/app for alice: %v, want HTTP 403", err)
 		}
 	})
 }

@@ -226,3 +226,23 @@ test_refusals_say_why if {
 	d := admin.decision with input as {"principal": p, "client": {"ip": "127.0.0.1"}, "operation": "accounts.list", "target": {}, "owned": []}
 	d == {"allow": false, "reasons": ["the API key may not be used from 127.0.0.1"]}
 }
+
+# Account names and shared namespaces never alias: no account is named like a namespace the
+# configuration reserves or an extension claims.
+test_no_account_is_named_like_a_shared_namespace if {
+	not allowed(admin_principal, "accounts.create", {"account": "team"}) with data.regoauth.config as {"reserved_namespaces": ["team"]}
+	not allowed(admin_principal, "accounts.create", {"account": "acme"}) with data.regoauth.extensions as {"orgs": {"namespaces": {"acme"}}}
+	allowed(admin_principal, "accounts.create", {"account": "bob"}) with data.regoauth.config as {"reserved_namespaces": ["team"]}
+}
+
+# With personal namespaces on, NAME/x belongs to the account NAME: reserving it for another
+# account would give both rights on it (and NAME may not exist yet).
+test_no_reservation_in_another_accounts_personal_namespace if {
+	cfg := {"personal_namespaces": true, "reserved_namespaces": ["team"]}
+	not allowed(admin_principal, "repos.reserve", {"account": "alice", "repository": "bob/app"}) with data.regoauth.config as cfg
+	allowed(admin_principal, "repos.reserve", {"account": "bob", "repository": "bob/app"}) with data.regoauth.config as cfg
+	allowed(admin_principal, "repos.reserve", {"account": "alice", "repository": "team/app"}) with data.regoauth.config as cfg
+	allowed(admin_principal, "repos.reserve", {"account": "alice", "repository": "bob/app/deeper"}) with data.regoauth.config as cfg
+	allowed(admin_principal, "repos.reserve", {"account": "alice", "repository": "app"}) with data.regoauth.config as cfg
+	allowed(admin_principal, "repos.reserve", {"account": "alice", "repository": "bob/app"})
+}

@@ -81,6 +81,11 @@ cases := [
 		"access": {"repository:bob/scratch": ["pull", "push"]},
 	},
 	{
+		"name": "an account named like an organisation has no personal namespace there",
+		"input": token_input(principal("acme", [], []), [repo("acme/api", all), repo("acme/scratch", ["pull", "push"])]),
+		"access": {"repository:acme/api": [], "repository:acme/scratch": []},
+	},
+	{
 		"name": "no team, no access",
 		"input": token_input(principal("mallory", ["acme.nonexistent"], []), [repo("acme/api", ["pull"])]),
 		"access": {"repository:acme/api": []},
@@ -108,6 +113,16 @@ admin_cases := [
 	{
 		"name": "owners reserve no pattern",
 		"input": admin_input(principal("alice", [], []), "repos.reserve", {"account": "bob", "repository": "acme/*"}),
+		"allow": false,
+	},
+	{
+		"name": "no account is named like an organisation",
+		"input": admin_input(principal("root", [], ["admin"]), "accounts.create", {"account": "globex"}),
+		"allow": false,
+	},
+	{
+		"name": "no reservation in another account's personal namespace",
+		"input": admin_input(principal("root", [], ["admin"]), "repos.reserve", {"account": "alice", "repository": "bob/app"}),
 		"allow": false,
 	},
 	{
@@ -147,4 +162,12 @@ test_cases if count(failing) == 0
 test_frozen_reason if {
 	d := authz.decision with input as token_input(principal("gina", [], []), [repo("globex/app", ["push"])])
 	d.reasons == ["repository:globex/app push: organisation globex is frozen"]
+}
+
+# A team named "owners" would alias the group ORG.owners, which makes organisation owners: the
+# group means ownership only, never membership of such a team.
+test_a_team_named_owners_is_not_ownership if {
+	orgs := {"acme": {"owners": [], "teams": {"owners": {"members": [], "repositories": {"acme/docs": "read"}}}}}
+	a := access(token_input(principal("olga", ["acme.owners"], []), [repo("acme/docs", ["pull"]), repo("acme/x", ["push"])])) with data.teams.organisations as orgs
+	a == {"repository:acme/docs": [], "repository:acme/x": ["push"]}
 }
