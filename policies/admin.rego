@@ -87,6 +87,31 @@ refusals contains "a key with an action ceiling (read-only) changes nothing" if 
 	not input.operation in read_only_operations
 }
 
+# METADATA
+# title: shared namespaces
+# description: |
+#   No account is named like a shared namespace (config.reserved_namespaces, or one an extension
+#   claims such as an organisation): with personal namespaces on, that account would hold
+#   actions in the namespace.
+refusals contains sprintf("%s is a shared namespace: no account may be named so", [input.target.account]) if {
+	input.operation == "accounts.create"
+	authz.shared_namespaces[input.target.account]
+}
+
+# METADATA
+# title: personal namespaces
+# description: |
+#   With personal namespaces on, NAME/x is in the personal namespace of the account NAME: it is
+#   reserved for NAME or nobody, or both accounts would hold rights on it (NAME may not even
+#   exist yet). Shared namespaces are nobody's.
+refusals contains sprintf("%s is in the personal namespace of account %s", [input.target.repository, namespace]) if {
+	input.operation == "repos.reserve"
+	authz.config.personal_namespaces == true
+	[namespace, _] := split(input.target.repository, "/")
+	not authz.shared_namespaces[namespace]
+	namespace != input.target.account
+}
+
 # owner_target holds when the target is one literal repository the principal owns: an owner's
 # rights never reach past the name it reserved.
 owner_target if {

@@ -38,6 +38,8 @@ requested[i] := {action | some action in scope.actions} if {
 #   data.regoauth.config, over these defaults:
 #   public_repositories: patterns anyone, anonymous included, may pull;
 #   personal_namespaces: whether every account has personal_namespace_actions on "<account>/*";
+#   reserved_namespaces: first path segments that are no account's personal namespace (shared
+#   namespaces; extensions claim theirs with a set "namespaces");
 #   deny: rules that override every permission, each {"repositories": [patterns],
 #   "actions": [actions, all when absent], "subjects": ["account:A", "group:G", "role:R",
 #   "anonymous", "*"; everyone when absent], "except": [subjects], "reason": "..."};
@@ -47,6 +49,7 @@ default_config := {
 	"public_repositories": [],
 	"personal_namespaces": false,
 	"personal_namespace_actions": ["delete", "pull", "push"],
+	"reserved_namespaces": [],
 	"deny": [],
 	"admin_roles": ["admin"],
 	"catalog_roles": ["admin"],
@@ -153,12 +156,23 @@ permit[i] contains action if {
 	some action in repository_actions
 }
 
+# shared_namespaces are first path segments that belong to no account: those the configuration
+# reserves and those extensions claim (a set "namespaces" in their package, e.g. organisations).
+# Account names and namespaces must not alias: the personal namespace rule never reaches into
+# one, and the admin policy refuses an account named like one.
+shared_namespaces contains ns if some ns in config.reserved_namespaces
+
+shared_namespaces contains ns if some ns in data.regoauth.extensions[_].namespaces
+
 # METADATA
 # title: personal namespace
-# description: With personal_namespaces on, every account has its namespace "<account>/*".
+# description: |
+#   With personal_namespaces on, every account has its namespace "<account>/*", unless its name
+#   is a shared namespace (reserved_namespaces, or claimed by an extension).
 permit[i] contains action if {
 	config.personal_namespaces == true
 	authenticated
+	not shared_namespaces[input.principal.account]
 	some i, scope in input.scopes
 	scope.type == "repository"
 	in_personal_namespace(scope.name)

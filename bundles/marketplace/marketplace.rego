@@ -37,6 +37,10 @@ repository_name(name) if {
 
 authenticated if input.principal.anonymous == false
 
+# The listing and preview namespaces are shared (see the library's shared_namespaces): with
+# personal namespaces on, no account named "shop" holds every listing.
+namespaces := {settings.listing_namespace, settings.preview_namespace}
+
 seller if {
 	authenticated
 	settings.seller_group in input.principal.groups

@@ -10,6 +10,10 @@ package regoauth.extensions.teams
 
 orgs := data.teams.organisations
 
+# Every organisation's name is a shared namespace (see the library's shared_namespaces): no
+# account's personal namespace, and no account may be named so.
+namespaces contains org if some org, _ in orgs
+
 authenticated if input.principal.anonymous == false
 
 # [org, team] for every team the principal belongs to.

@@ -164,10 +164,16 @@ test_frozen_reason if {
 	d.reasons == ["repository:globex/app push: organisation globex is frozen"]
 }
 
-# A team named "owners" would alias the group ORG.owners, which makes organisation owners: the
-# group means ownership only, never membership of such a team.
+# The group ORG.owners is organisation ownership; a team that happens to be named "owners" is
+# only a team: its members are not the organisation's owners.
 test_a_team_named_owners_is_not_ownership if {
-	orgs := {"acme": {"owners": [], "teams": {"owners": {"members": [], "repositories": {"acme/docs": "read"}}}}}
-	a := access(token_input(principal("olga", ["acme.owners"], []), [repo("acme/docs", ["pull"]), repo("acme/x", ["push"])])) with data.teams.organisations as orgs
-	a == {"repository:acme/docs": [], "repository:acme/x": ["push"]}
+	orgs := {"acme": {"owners": [], "teams": {"owners": {"members": ["tina"], "repositories": {"acme/docs": "read"}}}}}
+	tina := principal("tina", [], [])
+	a := access(token_input(tina, [repo("acme/docs", ["pull"]), repo("acme/x", ["push"])])) with data.teams.organisations as orgs
+	a == {"repository:acme/docs": ["pull"], "repository:acme/x": []}
+	not admin.decision.allow with input as admin_input(tina, "grants.add", {"account": "x", "repository": "acme/x", "actions": ["pull"]})
+		with data.teams.organisations as orgs
+	olga := principal("olga", ["acme.owners"], [])
+	b := access(token_input(olga, [repo("acme/x", ["push"])])) with data.teams.organisations as orgs
+	b == {"repository:acme/x": ["push"]}
 }
