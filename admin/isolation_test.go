@@ -4,11 +4,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/regoauth/regoauth/admin"
@@ -361,4 +365,53 @@ func TestPersonalNamespacesDoNotAliasOrganisations(t *testing.T) {
 			t.Fatalf("reserving bob/app for alice: %v, want HTTP 403", err)
 		}
 	})
+}
+
+// The marketplace's max_listings_per_seller (20) holds however many reservations a seller sends
+// at once: the count and the write are one step.
+func TestListingLimitHoldsUnderConcurrency(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{Bundle: "marketplace"})
+		sam := s.client(s.account("sam", "sellers"))
+		var wg sync.WaitGroup
+		var ok, refused atomic.Int64
+		for i := range 40 {
+			wg.Go(func() {
+				_, err := sam.ReserveRepository(t.Context(), admin.RepositoryRequest{Repository: fmt.Sprintf("shop/l%d", i)})
+				switch status(err) {
+				case http.StatusCreated, http.StatusOK:
+					ok.Add(1)
+				case http.StatusForbidden:
+					refused.Add(1)
+				default:
+					t.Errorf("reservation %d: %v", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		list := must(s.admin.ListRepositories(t.Context(), "sam"))
+		if len(list) != 20 || ok.Load() != 20 || refused.Load() != 20 {
+			t.Fatalf("%d reservations held (%d accepted, %d refused), want exactly 20", len(list), ok.Load(), refused.Load())
+		}
+	})
+}
+
+// A registry may send names whose first segment reads as a host: lower case with dots or a
+// :port they are ordinary names, matched like any other segment; upper case is no repository
+// anything can name, and gets nothing, even for an admin.
+func TestFirstSegmentNames(t *testing.T) {
+	s := newStack(t, "bolt", stackOptions{})
+	ctx := t.Context()
+	key := s.account("user1")
+	must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: "user1", Repository: "*/app", Actions: []string{"pull"}}))
+	must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: "user1", Repository: "**", Actions: []string{"push"}}))
+	got := s.access("user1", key, "repository:example.com/app:pull,push", "repository:host:5000/app:pull", "repository:Acme/app:pull,push", "repository:Example.com/app:pull")
+	want := map[string][]string{"example.com/app": {"pull", "push"}, "host:5000/app": {"pull"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("access = %v, want %v", got, want)
+	}
+	rootKey := s.newKey("root", admin.KeyRequest{})
+	if got := s.access("root", rootKey, "repository:Acme/app:pull,push,delete"); len(got) != 0 {
+		t.Fatalf("an admin's token for an upper-case name: %v", got)
+	}
 }

@@ -225,3 +225,11 @@ test_denial_reasons if {
 		"repository:shop/app push: only the listing's seller publishes to it",
 	]
 }
+
+# The limit travels with the decision, so the server checks it in the same write as the
+# reservation: concurrent reservations cannot all pass a count taken before any of them.
+test_reservation_limit_is_in_the_decision if {
+	d := admin.decision with input as admin_input(seller, "repos.reserve", {"account": "sam", "repository": "shop/new"}, [])
+	d.allow == true
+	d.max_owned == 20
+}
