@@ -52,6 +52,10 @@ type RefreshTokens interface {
 // MaxFormBytes bounds a POST body; real token requests are a few hundred bytes.
 const MaxFormBytes = 16 << 10
 
+// maxClientField bounds what a client names itself (client_id, User-Agent) wherever it is kept:
+// the audit log, the policy input, and so the decision cache's key.
+const maxClientField = 256
+
 // Options configure a Handler.
 type Options struct {
 	// Services are the registry service names tokens may be issued for (each is the audience of
@@ -180,7 +184,7 @@ func (h *Handler) parse(w http.ResponseWriter, r *http.Request) (request, error)
 
 func (h *Handler) parseGET(r *http.Request) (request, error) {
 	q := r.URL.Query()
-	req := request{method: "GET", clientID: q.Get("client_id"), offline: q.Get("offline_token") == "true"}
+	req := request{method: "GET", clientID: truncate(q.Get("client_id"), maxClientField), offline: q.Get("offline_token") == "true"}
 	var err error
 	if req.service, err = h.service(q.Get("service")); err != nil {
 		return req, err
@@ -216,7 +220,7 @@ func (h *Handler) parsePOST(w http.ResponseWriter, r *http.Request) (request, er
 		return req, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	f := r.PostForm
-	req.clientID = f.Get("client_id")
+	req.clientID = truncate(f.Get("client_id"), maxClientField)
 	req.offline = f.Get("access_type") == "offline"
 	var err error
 	if req.service, err = h.service(f.Get("service")); err != nil {
@@ -285,7 +289,7 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 		}
 	}
 
-	client := policy.Client{IP: ev.clientIP, ID: req.clientID, UserAgent: truncate(r.UserAgent(), 256)}
+	client := policy.Client{IP: ev.clientIP, ID: req.clientID, UserAgent: truncate(r.UserAgent(), maxClientField)}
 	in := policy.NewInput(req.service, client, principal, req.scopes)
 	t := time.Now()
 	d, err := h.decider.Decide(ctx, in)
