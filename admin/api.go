@@ -101,6 +101,8 @@ type call struct {
 	client    policy.Client
 	principal keystore.Principal
 	owned     []string
+	// decision is the policy's last allow for this call: it may carry limits the write must keep.
+	decision policy.AdminDecision
 }
 
 type handlerFunc func(ctx context.Context, c *call) (status int, body any, err error)
@@ -167,6 +169,7 @@ func (a *API) authorize(ctx context.Context, c *call, operation string, target p
 	if !d.Allow {
 		return &forbidden{operation: operation, reasons: d.Reasons, decisionID: d.ID}
 	}
+	c.decision = d
 	return nil
 }
 

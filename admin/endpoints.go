@@ -298,7 +298,8 @@ func (a *API) reserveRepo(ctx context.Context, c *call) (int, any, error) {
 	if err := a.authorize(ctx, c, "repos.reserve", policy.AdminTarget{Account: req.Owner, Repository: req.Repository}); err != nil {
 		return 0, nil, err
 	}
-	if err := a.store.Reserve(ctx, o); err != nil {
+	// The policy's limit on reservations is checked by the store in the same write.
+	if err := a.store.Reserve(ctx, o, c.decision.MaxOwned); err != nil {
 		return 0, nil, err
 	}
 	return http.StatusCreated, o, nil
@@ -355,6 +356,8 @@ func writeError(w http.ResponseWriter, err error) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="regoauth admin"`)
 	case errors.As(err, &f):
 		status, body.Code, body.Reasons, body.DecisionID = http.StatusForbidden, "forbidden", f.reasons, f.decisionID
+	case errors.Is(err, keystore.ErrLimit):
+		status, body.Code = http.StatusForbidden, "limit"
 	case errors.Is(err, keystore.ErrInvalid):
 		status, body.Code = http.StatusBadRequest, "invalid"
 	case errors.Is(err, keystore.ErrNotFound):

@@ -43,7 +43,7 @@ func explainFixture(t *testing.T) (*fixture, string) {
 			t.Fatal(err)
 		}
 	}
-	if err := store.Reserve(ctx, keystore.Ownership{Repository: "mine", Owner: "user1"}); err != nil {
+	if err := store.Reserve(ctx, keystore.Ownership{Repository: "mine", Owner: "user1"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	f.admin = f.client(f.seedKey("admin"))

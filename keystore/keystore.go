@@ -16,6 +16,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
 	ErrInvalid  = errors.New("invalid")
+	// ErrLimit means a write would exceed a limit the caller set (e.g. reservations per owner).
+	ErrLimit = errors.New("limit reached")
 	// ErrUnavailable means the backend could not be reached; callers fail closed.
 	ErrUnavailable = errors.New("store unavailable")
 )
@@ -145,8 +147,10 @@ type Store interface {
 	ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error)
 
 	// Reserve records ownership of one literal repository name (see ValidateRepository; a
-	// pattern is ErrInvalid); ErrExists if it is already owned.
-	Reserve(ctx context.Context, o Ownership) error
+	// pattern is ErrInvalid); ErrExists if it is already owned. When maxOwned > 0 it is also
+	// ErrLimit if the owner already holds maxOwned reservations: the count and the write are one
+	// atomic step, so concurrent reservations never exceed the limit.
+	Reserve(ctx context.Context, o Ownership, maxOwned int) error
 	GetOwnership(ctx context.Context, repository string) (Ownership, error)
 	ListOwnership(ctx context.Context, owner string) ([]Ownership, error)
 	// Release removes the reservation of repository and, in the same atomic write, every grant

@@ -422,7 +422,7 @@ func (set *importSet) write(ctx context.Context, s Store, skip map[string]bool, 
 		c.Grants = len(set.grants)
 		err = phase(len(set.ownerships), func(i int) string { return "repository " + set.ownerships[i].Repository },
 			func(i int) Record { return Record{Ownership: &set.ownerships[i]} },
-			func(ctx context.Context, i int) error { return s.Reserve(ctx, set.ownerships[i]) })
+			func(ctx context.Context, i int) error { return s.Reserve(ctx, set.ownerships[i], 0) })
 	}
 	if err != nil {
 		return c, fmt.Errorf("stopped after %d of %d records (run the same import again to finish it; records already imported are skipped): %w", done.Load(), total, err)

@@ -9,7 +9,7 @@ import data.regoauth.authz
 
 default decision := {"allow": false, "reasons": ["not permitted by the admin policy"]}
 
-decision := {"allow": true, "reasons": []} if allow
+decision := object.union({"allow": true, "reasons": []}, limits) if allow
 
 decision := {"allow": false, "reasons": sort(refusals)} if count(refusals) > 0
 
@@ -22,6 +22,18 @@ allow if {
 }
 
 authenticated if input.principal.anonymous == false
+
+# METADATA
+# title: limits
+# description: |
+#   Limits an allowed write must keep, which the server checks in the write itself: a count the
+#   policy takes before the write would let concurrent calls all pass. An extension sets one
+#   with admin_max_owned (the most reservations the target account may then hold); the lowest
+#   applies.
+limits["max_owned"] := min(caps) if {
+	caps := {n | n := data.regoauth.extensions[_].admin_max_owned}
+	count(caps) > 0
+}
 
 # METADATA
 # title: a reservation is one name

@@ -113,4 +113,7 @@ type AdminDecision struct {
 	ID      string
 	Allow   bool
 	Reasons []string
+	// MaxOwned, when > 0, is the most reservations the target account may hold once a
+	// repos.reserve is done ("max_owned" in the decision); the store checks it in the write.
+	MaxOwned int
 }

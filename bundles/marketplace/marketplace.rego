@@ -96,6 +96,17 @@ admin_allow if {
 }
 
 # METADATA
+# title: the listing limit
+# description: |
+#   The limit goes into the decision (max_owned), and the server checks it in the same write as
+#   the reservation, so concurrent reservations never exceed it.
+admin_max_owned := settings.max_listings_per_seller if {
+	input.operation == "repos.reserve"
+	seller
+	input.target.account == input.principal.account
+}
+
+# METADATA
 # title: sellers release their listings
 admin_allow if {
 	input.operation == "repos.release"

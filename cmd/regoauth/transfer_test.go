@@ -74,7 +74,7 @@ func seed(t *testing.T, s keystore.Store) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: created}); err != nil {
+	if err := s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: created}, 0); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -372,8 +372,8 @@ func (s *Store) ListGrants(_ context.Context, f keystore.GrantFilter) (out []key
 	return out, err
 }
 
-// Reserve records ownership of a repository name.
-func (s *Store) Reserve(_ context.Context, o keystore.Ownership) error {
+// Reserve records ownership of a repository name, within maxOwned per owner when it is > 0.
+func (s *Store) Reserve(_ context.Context, o keystore.Ownership, maxOwned int) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
@@ -384,6 +384,9 @@ func (s *Store) Reserve(_ context.Context, o keystore.Ownership) error {
 		b := tx.Bucket(bucketOwners)
 		if b.Get([]byte(o.Repository)) != nil {
 			return fmt.Errorf("repository %q: %w", o.Repository, keystore.ErrExists)
+		}
+		if maxOwned > 0 && len(suffixes(tx.Bucket(bucketOwnedBy), join(o.Owner, ""))) >= maxOwned {
+			return fmt.Errorf("account %q holds %d reservations: %w", o.Owner, maxOwned, keystore.ErrLimit)
 		}
 		if err := put(b, []byte(o.Repository), o); err != nil {
 			return err

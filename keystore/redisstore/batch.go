@@ -73,7 +73,7 @@ func (s *Store) WriteBatch(ctx context.Context, recs []keystore.Record) error {
 				return err
 			}
 			keys := []string{s.ownerKey(o.Repository), s.ownedByKey(o.Owner), s.reposKey(), s.accountKey(o.Owner)}
-			cmd := reserve.Eval(ctx, pipe, keys, s.channel, accountChanged(o.Owner), o.Repository, rec)
+			cmd := reserve.Eval(ctx, pipe, keys, s.channel, accountChanged(o.Owner), o.Repository, rec, 0)
 			cmds = append(cmds, pending{cmd, map[string]string{"account": o.Owner, "repository": o.Repository}, "reserve"})
 		default:
 			return fmt.Errorf("%w: a batch record must be an account, key, grant or ownership", keystore.ErrInvalid)

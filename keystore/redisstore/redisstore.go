@@ -565,8 +565,8 @@ func (s *Store) ListGrants(ctx context.Context, f keystore.GrantFilter) ([]keyst
 	return out, err
 }
 
-// Reserve records ownership of a repository name.
-func (s *Store) Reserve(ctx context.Context, o keystore.Ownership) error {
+// Reserve records ownership of a repository name, within maxOwned per owner when it is > 0.
+func (s *Store) Reserve(ctx context.Context, o keystore.Ownership, maxOwned int) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
@@ -575,8 +575,12 @@ func (s *Store) Reserve(ctx context.Context, o keystore.Ownership) error {
 		return err
 	}
 	keys := []string{s.ownerKey(o.Repository), s.ownedByKey(o.Owner), s.reposKey(), s.accountKey(o.Owner)}
-	err = reserve.Run(ctx, s.client, keys, s.channel, accountChanged(o.Owner), o.Repository, rec).Err()
+	err = reserve.Run(ctx, s.client, keys, s.channel, accountChanged(o.Owner), o.Repository, rec, maxOwned).Err()
 	s.changed(accountChanged(o.Owner))
+	if err != nil && strings.HasPrefix(err.Error(), "LIMIT") {
+		s.health.up()
+		return fmt.Errorf("account %q holds %d reservations: %w", o.Owner, maxOwned, keystore.ErrLimit)
+	}
 	return s.fail("reserve", err, map[string]string{"account": o.Owner, "repository": o.Repository})
 }
 

@@ -138,7 +138,7 @@ func TestInvalidationReachesOtherReplicas(t *testing.T) {
 		{"release a name granted to the account",
 			func(t *testing.T, k keystore.Key) {
 				// Owned by another account: only the message about the grantee can tell b.
-				must(t, a.Reserve(ctx, keystore.Ownership{Repository: k.Account + "/own", Owner: "seller"}))
+				must(t, a.Reserve(ctx, keystore.Ownership{Repository: k.Account + "/own", Owner: "seller"}, 0))
 				must(t, a.Release(ctx, k.Account+"/own"))
 			},
 			func(k keystore.Key, plain string) bool {
@@ -147,7 +147,7 @@ func TestInvalidationReachesOtherReplicas(t *testing.T) {
 			}},
 		{"release a name granted to a group",
 			func(t *testing.T, k keystore.Key) {
-				must(t, a.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller"}))
+				must(t, a.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller"}, 0))
 				must(t, a.Release(ctx, "shop/app"))
 			},
 			func(k keystore.Key, plain string) bool {
@@ -350,7 +350,7 @@ func TestLoadPrincipalIsOneRoundTrip(t *testing.T) {
 	} {
 		must(t, s.PutGrant(ctx, g))
 	}
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "alice/app", Owner: "alice"}))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "alice/app", Owner: "alice"}, 0))
 	if _, err := s.LoadPrincipal(ctx, k.ID); err != nil { // loads the script into Redis' cache
 		t.Fatal(err)
 	}

@@ -120,10 +120,12 @@ return 1
 `)
 
 // reserve: KEYS ownership, owner's repositories, repositories, owner account; ARGV channel,
-// message, repository, json.
+// message, repository, json, the most reservations the owner may hold (0: no limit).
 var reserve = redis.NewScript(`
 if redis.call('EXISTS', KEYS[4]) == 0 then return redis.error_reply('NOTFOUND account') end
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('EXISTS repository') end
+local max = tonumber(ARGV[5])
+if max > 0 and redis.call('SCARD', KEYS[2]) >= max then return redis.error_reply('LIMIT reservations') end
 redis.call('SET', KEYS[1], ARGV[4])
 redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[3], 0, ARGV[3])

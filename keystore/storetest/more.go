@@ -132,7 +132,7 @@ func testChangesVisibleAtOnce(t *testing.T, s keystore.Store) {
 	if got := grants(); !slices.Equal(got, []string{"own"}) {
 		t.Fatalf("after removing the group's grant: %v", got)
 	}
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "alice/app", Owner: "alice", Created: now}))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "alice/app", Owner: "alice", Created: now}, 0))
 	if p, err := s.LoadPrincipal(ctx, k.ID); err != nil || !slices.Equal(p.Owned, []string{"alice/app"}) {
 		t.Fatalf("after reserving: owned %v, %v", p.Owned, err)
 	}
@@ -206,7 +206,7 @@ func testSurvivesDisruption(t *testing.T, s keystore.Store, disrupt func(t *test
 	k, plain := NewKey(t, "alice")
 	must(t, s.CreateKey(ctx, k))
 	must(t, s.PutGrant(ctx, keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "sellers"}, Repository: "shop/*", Actions: []string{"push"}}))
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "alice", Created: now}))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "alice", Created: now}, 0))
 	if _, err := s.LoadPrincipal(ctx, k.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -243,10 +243,10 @@ func testSurvivesDisruption(t *testing.T, s keystore.Store, disrupt func(t *test
 func testReservationIsLiteral(t *testing.T, s keystore.Store) {
 	must(t, s.CreateAccount(ctx, acct("seller")))
 	for _, name := range []string{"shop/*", "shop/**", "shop/prem*", "*", "**/x", "Shop/app", "shop/App", "shop//app", "shop/app/", "/shop", "shop/-app", ""} {
-		wantErr(t, s.Reserve(ctx, keystore.Ownership{Repository: name, Owner: "seller", Created: now}), keystore.ErrInvalid)
+		wantErr(t, s.Reserve(ctx, keystore.Ownership{Repository: name, Owner: "seller", Created: now}, 0), keystore.ErrInvalid)
 	}
 	for _, name := range []string{"shop/app", "a/b/c", "example.com/app", "host:5000/app", "my-app_1.x"} {
-		must(t, s.Reserve(ctx, keystore.Ownership{Repository: name, Owner: "seller", Created: now}))
+		must(t, s.Reserve(ctx, keystore.Ownership{Repository: name, Owner: "seller", Created: now}, 0))
 	}
 	list, err := s.ListOwnership(ctx, "")
 	must(t, err)
@@ -275,7 +275,7 @@ func testReleaseTakesGrants(t *testing.T, s keystore.Store) {
 	buyer := keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"}
 	seller := keystore.Subject{Kind: keystore.SubjectAccount, Name: "seller"}
 	buyers := keystore.Subject{Kind: keystore.SubjectGroup, Name: "buyers"}
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: now}))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: now}, 0))
 	for _, g := range []keystore.Grant{
 		{Subject: buyer, Repository: "shop/app", Actions: []string{"pull"}},
 		{Subject: seller, Repository: "shop/app", Actions: []string{"pull", "push"}},
@@ -325,6 +325,41 @@ func testReleaseTakesGrants(t *testing.T, s keystore.Store) {
 	}
 	// The name is free, and a new owner starts without anyone's grants on it.
 	must(t, s.CreateAccount(ctx, acct("other")))
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "other", Created: now}))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "other", Created: now}, 0))
 	wantErr(t, s.Release(ctx, "shop/nothing"), keystore.ErrNotFound)
+}
+
+// testReserveLimit checks that a reservation limit is kept in the write: of many concurrent
+// reservations for one owner, exactly the limit succeed, the others fail with ErrLimit.
+func testReserveLimit(t *testing.T, s keystore.Store) {
+	must(t, s.CreateAccount(ctx, acct("seller")))
+	must(t, s.CreateAccount(ctx, acct("other")))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "other/a", Owner: "other", Created: now}, 0))
+	var wg sync.WaitGroup
+	errs := make(chan error, 30)
+	for i := range 30 {
+		wg.Go(func() {
+			errs <- s.Reserve(ctx, keystore.Ownership{Repository: fmt.Sprintf("shop/l%d", i), Owner: "seller", Created: now}, 8)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	var limited int
+	for err := range errs {
+		switch {
+		case errors.Is(err, keystore.ErrLimit):
+			limited++
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+	list, err := s.ListOwnership(ctx, "seller")
+	must(t, err)
+	if len(list) != 8 || limited != 22 {
+		t.Fatalf("%d reservations held, %d refused with ErrLimit; want 8 and 22", len(list), limited)
+	}
+	// The limit counts the owner's reservations only, and 0 is no limit.
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "other/b", Owner: "other", Created: now}, 2))
+	wantErr(t, s.Reserve(ctx, keystore.Ownership{Repository: "other/c", Owner: "other", Created: now}, 2), keystore.ErrLimit)
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "other/c", Owner: "other", Created: now}, 0))
 }

@@ -52,6 +52,7 @@ func RunWith(t *testing.T, newStore func(t *testing.T) keystore.Store, opts Opti
 		{"Ownership", testOwnership},
 		{"ReservationIsLiteral", testReservationIsLiteral},
 		{"ReleaseTakesGrants", testReleaseTakesGrants},
+		{"ReserveLimit", testReserveLimit},
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"Validation", testValidation},
 	}...)
@@ -249,8 +250,8 @@ func testLoadPrincipal(t *testing.T, s keystore.Store) {
 	for _, g := range grants {
 		must(t, s.PutGrant(ctx, g))
 	}
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "alice/app", Owner: "alice", Created: now}))
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "bob/app", Owner: "bob", Created: now}))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "alice/app", Owner: "alice", Created: now}, 0))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "bob/app", Owner: "bob", Created: now}, 0))
 
 	p, err := s.LoadPrincipal(ctx, k.ID)
 	must(t, err)
@@ -276,10 +277,10 @@ func testLoadPrincipal(t *testing.T, s keystore.Store) {
 
 func testOwnership(t *testing.T, s keystore.Store) {
 	must(t, s.CreateAccount(ctx, acct("seller")))
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: now}))
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/tool", Owner: "seller", Created: now}))
-	wantErr(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: now}), keystore.ErrExists)
-	wantErr(t, s.Reserve(ctx, keystore.Ownership{Repository: "other", Owner: "nobody", Created: now}), keystore.ErrNotFound)
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: now}, 0))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/tool", Owner: "seller", Created: now}, 0))
+	wantErr(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: now}, 0), keystore.ErrExists)
+	wantErr(t, s.Reserve(ctx, keystore.Ownership{Repository: "other", Owner: "nobody", Created: now}, 0), keystore.ErrNotFound)
 
 	o, err := s.GetOwnership(ctx, "shop/app")
 	must(t, err)
