@@ -415,3 +415,36 @@ func TestFirstSegmentNames(t *testing.T) {
 		t.Fatalf("an admin's token for an upper-case name: %v", got)
 	}
 }
+
+// An account gives its own key restrictions; their number is bounded, so that no key makes
+// every decision about it expensive.
+func TestKeyRestrictionsAreBounded(t *testing.T) {
+	s := newStack(t, "bolt", stackOptions{})
+	self := s.client(s.account("user1"))
+	many := func(n int, format string) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf(format, i)
+		}
+		return out
+	}
+	for name, r := range map[string]keystore.Restrictions{
+		"patterns": {Repositories: many(17, "user1/a%d*")},
+		"networks": {CIDRs: many(17, "10.0.%d.0/24")},
+		"actions":  {Actions: []string{"pull", "pull", "pull"}},
+	} {
+		if _, err := self.CreateKey(t.Context(), admin.KeyRequest{Restrictions: r}); status(err) != http.StatusBadRequest {
+			t.Errorf("a key with too many %s: %v, want HTTP 400", name, err)
+		}
+	}
+	if _, err := self.CreateKey(t.Context(), admin.KeyRequest{Restrictions: keystore.Restrictions{Repositories: many(16, "user1/a%d*"), CIDRs: many(16, "10.0.%d.0/24")}}); err != nil {
+		t.Fatalf("a key at the limits: %v", err)
+	}
+	pulls := make([]string, 1000)
+	for i := range pulls {
+		pulls[i] = "pull"
+	}
+	if _, err := s.admin.AddGrant(t.Context(), admin.GrantRequest{Account: "user1", Repository: "x", Actions: pulls}); status(err) != http.StatusBadRequest {
+		t.Fatalf("a grant of pull a thousand times: %v, want HTTP 400", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"testing"
@@ -314,12 +315,42 @@ func testValidation(t *testing.T, s keystore.Store) {
 	bad.Hash = []byte("short")
 	wantErr(t, s.CreateKey(ctx, bad), keystore.ErrInvalid)
 
+	// What an account may ask for itself is bounded: 16 repository patterns and 16 networks
+	// per key, each action once, 32 groups and 16 roles per account.
+	many := func(n int, format string) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf(format, i)
+		}
+		return out
+	}
+	for name, r := range map[string]keystore.Restrictions{
+		"17 patterns":      {Repositories: many(17, "a%d/*")},
+		"17 networks":      {CIDRs: many(17, "10.0.%d.0/24")},
+		"repeated actions": {Actions: []string{"pull", "pull"}},
+		"too many actions": {Actions: []string{"pull", "push", "delete", "pull"}},
+	} {
+		k, _ := NewKey(t, "alice")
+		k.Restrictions = r
+		if err := s.CreateKey(ctx, k); !errors.Is(err, keystore.ErrInvalid) {
+			t.Errorf("a key with %s: %v, want ErrInvalid", name, err)
+		}
+	}
+	atLimit, _ := NewKey(t, "alice")
+	atLimit.Restrictions = keystore.Restrictions{Repositories: many(16, "a%d/*"), CIDRs: many(16, "10.0.%d.0/24"), Actions: []string{"delete", "pull", "push"}}
+	must(t, s.CreateKey(ctx, atLimit))
+	wantErr(t, s.CreateAccount(ctx, keystore.Account{Name: "groupie", Groups: many(33, "g%d"), Created: now}), keystore.ErrInvalid)
+	wantErr(t, s.CreateAccount(ctx, keystore.Account{Name: "roller", Roles: many(17, "r%d"), Created: now}), keystore.ErrInvalid)
+	must(t, s.CreateAccount(ctx, keystore.Account{Name: "member", Groups: many(32, "g%d"), Roles: many(16, "r%d"), Created: now}))
+	wantErr(t, s.UpdateAccount(ctx, keystore.Account{Name: "member", Groups: many(33, "g%d")}), keystore.ErrInvalid)
+
 	alice := keystore.Subject{Kind: keystore.SubjectAccount, Name: "alice"}
 	for _, g := range []keystore.Grant{
 		{Subject: alice, Repository: "image", Actions: []string{"fly"}},
 		{Subject: alice, Repository: "image", Actions: nil},
 		{Subject: alice, Repository: "Image", Actions: []string{"pull"}},
 		{Subject: alice, Repository: "a//b", Actions: []string{"pull"}},
+		{Subject: alice, Repository: "image", Actions: []string{"pull", "pull"}},
 		{Subject: keystore.Subject{Kind: "team", Name: "x"}, Repository: "image", Actions: []string{"pull"}},
 	} {
 		wantErr(t, s.PutGrant(ctx, g), keystore.ErrInvalid)
