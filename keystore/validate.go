@@ -39,12 +39,15 @@ func ValidateRepository(name string) error {
 	return nil
 }
 
-// LiteralRepositories returns the names of names that are literal repository names, dropping
-// the others: records an earlier version let through are never read as ownership.
+// LiteralRepositories returns names without those that hold a '*'. Stores validate every name
+// they are given with ValidateRepository, so only a record an earlier version wrote can fail it;
+// those versions validated names as patterns (segments of a-z 0-9 . _ : - and '*'), so '*' is
+// the only glob syntax such a record can hold, and the only way it could be read as more than
+// one repository. Dropping them is all it takes, and costs nothing on the token path.
 func LiteralRepositories(names []string) []string {
 	out := make([]string, 0, len(names))
 	for _, n := range names {
-		if ValidateRepository(n) == nil {
+		if !strings.Contains(n, "*") {
 			out = append(out, n)
 		}
 	}

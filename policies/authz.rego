@@ -138,12 +138,14 @@ repository_name(name) if {
 repository_name_pattern := `^(?:(?:(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9])(?:\.(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9]))*|\[(?:[a-f0-9:]+)\])(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*$`
 
 # owned are the repositories the principal reserved: literal names only. A reservation is one
-# name; a record that reads as a pattern (an earlier version stored them) is ownership of
-# nothing. Every rule that asks "does the principal own this?" reads this set, not input.owned.
+# name; a record that reads as a pattern (an earlier version stored them; '*' is the only glob
+# syntax one can hold) is ownership of nothing. Every rule that asks "does the principal own
+# this?" reads this set, not input.owned. (A string test, not repository_name: this set is
+# computed for every token decision.)
 owned contains name if {
 	authenticated
 	some name in input.owned
-	repository_name(name)
+	not contains(name, "*")
 }
 
 # METADATA
