@@ -53,6 +53,9 @@ type API struct {
 	authz  Authorizer
 	opts   Options
 	router *mux.Router
+	// explaining holds a slot while an explanation is computed: one traced evaluation costs
+	// tens of times a decision, so they run one at a time and a second is refused at once.
+	explaining chan struct{}
 }
 
 // New returns the admin API handler, to be mounted at Prefix.
@@ -66,7 +69,7 @@ func New(store keystore.Store, authz Authorizer, opts Options) *API {
 	if opts.Random == nil {
 		opts.Random = rand.Reader
 	}
-	a := &API{store: store, authz: authz, opts: opts, router: mux.NewRouter()}
+	a := &API{store: store, authz: authz, opts: opts, router: mux.NewRouter(), explaining: make(chan struct{}, 1)}
 	// Full paths on one router rather than a PathPrefix subrouter: mux 1.8.1 answers a wrong
 	// method inside a subrouter with 404 instead of 405 (gorilla/mux#739).
 	r := a.router

@@ -366,6 +366,9 @@ func writeError(w http.ResponseWriter, err error) {
 		status, body.Code = http.StatusConflict, "exists"
 	case errors.Is(err, errMethod):
 		status, body.Code = http.StatusMethodNotAllowed, "method_not_allowed"
+	case errors.Is(err, errBusy):
+		status, body.Code = http.StatusServiceUnavailable, "busy"
+		w.Header().Set("Retry-After", "1")
 	case errors.Is(err, keystore.ErrUnavailable), errors.Is(err, policy.ErrNotReady):
 		status, body.Code, body.Error = http.StatusServiceUnavailable, "unavailable", "temporarily unavailable"
 	default:

@@ -60,6 +60,12 @@ func (a *API) explainDecision(ctx context.Context, c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	select {
+	case a.explaining <- struct{}{}:
+		defer func() { <-a.explaining }()
+	default:
+		return 0, nil, errBusy
+	}
 	x, err := a.opts.Explainer.Explain(ctx, in)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)

@@ -1,6 +1,7 @@
 package admin_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -122,4 +123,52 @@ func TestExplainNeedsAnExplainer(t *testing.T) {
 	f := newFixture(t)
 	_, err := f.admin.Explain(ctx, admin.ExplainRequest{Account: "admin"})
 	wantStatus(t, err, http.StatusNotFound)
+}
+
+// blockingExplainer holds every explanation until released.
+type blockingExplainer struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (b blockingExplainer) Explain(context.Context, *policy.Input) (policy.Explanation, error) {
+	b.started <- struct{}{}
+	<-b.release
+	return policy.Explanation{}, nil
+}
+
+// Explanations run one at a time: a traced evaluation costs tens of decisions, so a second
+// caller is refused at once (503, Retry-After) rather than queued behind the first.
+func TestExplanationsRunOneAtATime(t *testing.T) {
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	engine := policy.New(policy.Options{})
+	if err := engine.LoadFS(ctx, policies.FS, "builtin"); err != nil {
+		t.Fatal(err)
+	}
+	x := blockingExplainer{started: make(chan struct{}), release: make(chan struct{})}
+	srv := httptest.NewServer(admin.New(store, engine, admin.Options{Explainer: x}))
+	t.Cleanup(srv.Close)
+	f := &fixture{t: t, store: store, server: srv}
+	if err := store.CreateAccount(ctx, keystore.Account{Name: "admin", Roles: []string{"admin"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.admin = f.client(f.seedKey("admin"))
+	req := admin.ExplainRequest{Account: "admin", Scopes: []string{"repository:a:pull"}}
+	first := make(chan error, 1)
+	go func() { _, err := f.admin.Explain(ctx, req); first <- err }()
+	<-x.started
+	_, err = f.admin.Explain(ctx, req)
+	wantStatus(t, err, http.StatusServiceUnavailable)
+	close(x.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	go func() { <-x.started }()
+	if _, err := f.admin.Explain(ctx, req); err != nil {
+		t.Fatalf("after the first finished: %v", err)
+	}
 }

@@ -91,6 +91,9 @@ func ParseDuration(s string) (time.Duration, error) {
 
 var errMethod = errors.New("method not allowed")
 
+// errBusy refuses work the server does one at a time while another is running.
+var errBusy = errors.New("another explanation is being computed; retry in a moment")
+
 // forbidden is a refusal by the admin policy.
 type forbidden struct {
 	operation  string

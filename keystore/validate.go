@@ -24,6 +24,17 @@ var (
 // MaxPatternLength bounds a repository pattern; registries cap names at 255 bytes.
 const MaxPatternLength = 255
 
+// Limits on the lists a record holds. Every token decision about an account reads its key's
+// restrictions and its groups and roles, and an account writes its own keys' restrictions: so
+// each list is bounded, and no account can make the decisions about it cost more than a small
+// multiple of an ordinary one (16 patterns x 32 scopes is 512 matches of 16 distinct globs).
+const (
+	MaxKeyRepositories = 16
+	MaxKeyCIDRs        = 16
+	MaxGroups          = 32
+	MaxRoles           = 16
+)
+
 // repositoryName is distribution's grammar for a repository name, anchored.
 var repositoryName = regexp.MustCompile(`^` + reference.NameRegexp.String() + `$`)
 
@@ -78,14 +89,21 @@ func ValidatePattern(p string) error {
 	return nil
 }
 
-// ValidateActions checks that actions is a non-empty list of grantable actions.
+// ValidateActions checks that actions is a non-empty list of grantable actions, each once.
 func ValidateActions(actions []string) error {
 	if len(actions) == 0 {
 		return fmt.Errorf("%w: at least one action is required (%s)", ErrInvalid, strings.Join(GrantActions, ", "))
 	}
-	for _, a := range actions {
+	return validateActionList("action", actions)
+}
+
+func validateActionList(what string, actions []string) error {
+	for i, a := range actions {
 		if !slices.Contains(GrantActions, a) {
-			return fmt.Errorf("%w: action %q: must be one of %s", ErrInvalid, a, strings.Join(GrantActions, ", "))
+			return fmt.Errorf("%w: %s %q: must be one of %s", ErrInvalid, what, a, strings.Join(GrantActions, ", "))
+		}
+		if slices.Contains(actions[:i], a) {
+			return fmt.Errorf("%w: %s %q is listed twice", ErrInvalid, what, a)
 		}
 	}
 	return nil
@@ -114,6 +132,9 @@ func (o Ownership) Validate() error {
 // Validate checks every field of an account.
 func (a Account) Validate() error {
 	errs := []error{ValidateName("account", a.Name)}
+	if len(a.Groups) > MaxGroups || len(a.Roles) > MaxRoles {
+		errs = append(errs, fmt.Errorf("%w: an account has at most %d groups and %d roles", ErrInvalid, MaxGroups, MaxRoles))
+	}
 	for _, g := range a.Groups {
 		errs = append(errs, ValidateName("group", g))
 	}
@@ -125,12 +146,10 @@ func (a Account) Validate() error {
 
 // Validate checks a key's restrictions.
 func (r Restrictions) Validate() error {
-	var errs []error
-	for _, a := range r.Actions {
-		if !slices.Contains(GrantActions, a) {
-			errs = append(errs, fmt.Errorf("%w: restricted action %q: must be one of %s", ErrInvalid, a, strings.Join(GrantActions, ", ")))
-		}
+	if err := r.withinLimits(); err != nil {
+		return err // before looking at each of thousands
 	}
+	errs := []error{validateActionList("restricted action", r.Actions)}
 	for _, p := range r.Repositories {
 		errs = append(errs, ValidatePattern(p))
 	}
@@ -140,6 +159,14 @@ func (r Restrictions) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// withinLimits checks only the sizes of the lists: cheap enough for every authentication.
+func (r Restrictions) withinLimits() error {
+	if len(r.Repositories) > MaxKeyRepositories || len(r.CIDRs) > MaxKeyCIDRs || len(r.Actions) > len(GrantActions) {
+		return fmt.Errorf("%w: a key is limited to at most %d repository patterns and %d networks", ErrInvalid, MaxKeyRepositories, MaxKeyCIDRs)
+	}
+	return nil
 }
 
 // ValidateKeyName checks a key's human label: up to 64 printable characters.

@@ -56,8 +56,9 @@ type Options struct {
 	ID         string
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
-	// DecisionCache is how many recent decisions of a deterministic policy are kept (0: none).
-	DecisionCache int
+	// DecisionCacheBytes bounds, in bytes, the recent decisions of a deterministic policy that
+	// are kept (0: none). See decisionCache for what an entry is counted as.
+	DecisionCacheBytes int64
 }
 
 // query indexes the prepared decision queries of a revision.
@@ -142,7 +143,7 @@ func New(opts Options) *Engine {
 		metrics: newMetrics(opts.Registerer),
 		status:  newBundleStatus(),
 		done:    make(chan struct{}),
-		cache:   newDecisionCache(opts.DecisionCache),
+		cache:   newDecisionCache(opts.DecisionCacheBytes),
 	}
 	e.initErr = e.init()
 	return e

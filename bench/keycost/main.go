@@ -1,17 +1,20 @@
 // Command keycost measures what the most expensive API key an account can give itself costs
 // everybody else. It starts `regoauth serve` (bolt store, built-in policy) on a loopback port,
-// creates a victim account (an ordinary key, three grants) and an attacker account whose own
-// key carries as many repository patterns as the server accepts (it asks for -patterns and
-// halves the number until the server takes it), then measures over loopback:
+// creates a victim account (an ordinary key, three grants) and an attacker account with two
+// keys of its own: an unrestricted one, and one with as many repository patterns as the server
+// accepts (it asks for -patterns, halves until the server takes it, then searches up to the
+// limit). Then it measures over loopback, every request a decision the cache cannot serve:
 //
-//   - the victim's token request alone (three scopes, each a decision the cache cannot serve);
-//   - the attacker's token request with -scopes scopes that match none of its patterns;
-//   - the victim's token request while -workers attackers send such requests without pause;
-//   - one `policy explain` of the attacker's request: time and the server's RSS before and after;
-//   - the server's heap and RSS after the flood (the decision cache full of attacker inputs).
+//   - the victim's token request alone (three scopes): the baseline;
+//   - -scopes-scope requests (matching nothing) with the unrestricted key and with the
+//     worst-case key, alternately: what the restrictions add to one request;
+//   - the victim's request while -workers senders flood with each key: what a flood of
+//     worst-case requests costs others compared with a flood of ordinary ones;
+//   - one `policy explain` of the worst-case request: its time, and the server's heap and RSS;
+//   - heap and RSS after the floods (the decision cache full of the attacker's decisions).
 //
-// Latencies are reported as ratios to the victim's alone, measured in the same run. Everything
-// it starts, it stops.
+// Each figure is a ratio to a baseline measured in the same run. Everything it starts, it
+// stops.
 //
 //	go run ./bench/keycost -regoauth ./regoauth [-patterns 5000] [-scopes 32] [-flood 10s]
 package main
@@ -143,22 +146,38 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	var attacker admin.KeyCreated
-	patterns := cfg.Patterns
-	for {
-		req := admin.KeyRequest{Account: "attacker", Restrictions: keystore.Restrictions{Repositories: make([]string, patterns)}}
-		for i := range patterns {
+	create := func(n int) (admin.KeyCreated, error) {
+		req := admin.KeyRequest{Account: "attacker", Restrictions: keystore.Restrictions{Repositories: make([]string, n)}}
+		for i := range n {
 			req.Restrictions.Repositories[i] = fmt.Sprintf("a%05d/*x", i)
 		}
-		attacker, err = self.CreateKey(ctx, req)
+		return self.CreateKey(ctx, req)
+	}
+	// The most patterns the server accepts: halve until one is taken, then search up to the
+	// first refused.
+	patterns, refused := cfg.Patterns, 0
+	for {
+		k, err := create(patterns)
 		var apiErr *admin.APIError
 		if err == nil {
+			attacker = k
 			break
 		}
 		if !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadRequest || patterns == 1 {
 			return fmt.Errorf("creating the attacker's key: %w", err)
 		}
-		fmt.Fprintf(cfg.Out, "the server refuses a key with %d patterns: %s\n", patterns, apiErr.Message)
-		patterns /= 2
+		if refused == 0 {
+			fmt.Fprintf(cfg.Out, "the server refuses a key with %d patterns: %s\n", patterns, apiErr.Message)
+		}
+		refused, patterns = patterns, patterns/2
+	}
+	for lo, hi := patterns, refused; refused > 0 && hi-lo > 1; {
+		mid := (lo + hi) / 2
+		if k, err := create(mid); err == nil {
+			attacker, patterns, lo = k, mid, mid
+		} else {
+			hi = mid
+		}
 	}
 	fmt.Fprintf(cfg.Out, "attacker key: %d repository patterns\n", patterns)
 
@@ -169,15 +188,20 @@ func Run(ctx context.Context, cfg Config) error {
 		scopes := []string{fmt.Sprintf("repository:victim/r%d:pull,push", n), "repository:team/app:pull", fmt.Sprintf("repository:base/x/r%d:pull", n)}
 		return tokenRequest(ctx, client, base, "victim", victim.Secret, scopes)
 	}
-	attackerRequest := func() (time.Duration, error) {
-		n := seq.Add(1)
-		scopes := make([]string, cfg.Scopes)
-		for i := range scopes {
-			scopes[i] = fmt.Sprintf("repository:z%d/s%d:pull,push", n, i)
+	// request32 asks for 32 (cfg.Scopes) scopes no grant matches, with key of account.
+	request32 := func(account, key string) func() (time.Duration, error) {
+		return func() (time.Duration, error) {
+			n := seq.Add(1)
+			scopes := make([]string, cfg.Scopes)
+			for i := range scopes {
+				scopes[i] = fmt.Sprintf("repository:z%d/s%d:pull,push", n, i)
+			}
+			return tokenRequest(ctx, client, base, account, key, scopes)
 		}
-		return tokenRequest(ctx, client, base, "attacker", attacker.Secret, scopes)
 	}
-	for range 50 { // warm up
+	attackerRequest := request32("attacker", attacker.Secret)
+	ordinaryRequest := request32("attacker", first.Secret) // the same account, its unrestricted key
+	for range 50 {                                         // warm up
 		if _, err := victimRequest(); err != nil {
 			return err
 		}
@@ -186,36 +210,59 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	att, err := repeat(max(cfg.Requests/20, 5), attackerRequest)
+	var ord, att []time.Duration
+	for range max(cfg.Requests/10, 5) { // alternately, so that both see the same machine
+		for _, x := range []struct {
+			fn  func() (time.Duration, error)
+			out *[]time.Duration
+		}{{ordinaryRequest, &ord}, {attackerRequest, &att}} {
+			d, err := x.fn()
+			if err != nil {
+				return err
+			}
+			*x.out = append(*x.out, d)
+		}
+	}
+
+	// flood runs cfg.Workers senders of fn for cfg.Flood and measures the victim meanwhile.
+	flood := func(fn func() (time.Duration, error)) (during []time.Duration, served int64, err error) {
+		floodCtx, stop := context.WithTimeout(ctx, cfg.Flood)
+		defer stop()
+		var n atomic.Int64
+		var wg sync.WaitGroup
+		for range cfg.Workers {
+			wg.Go(func() {
+				for floodCtx.Err() == nil {
+					if _, err := fn(); err == nil {
+						n.Add(1)
+					}
+				}
+			})
+		}
+		for floodCtx.Err() == nil {
+			d, err := victimRequest()
+			if err != nil {
+				break
+			}
+			during = append(during, d)
+		}
+		wg.Wait()
+		if len(during) == 0 {
+			return nil, 0, errors.New("no victim request completed during the flood")
+		}
+		return during, n.Load(), nil
+	}
+	beforeFlood, err := memory(ctx, client, base, server.Process.Pid)
 	if err != nil {
 		return err
 	}
-
-	// The flood: attackers without pause, the victim measured meanwhile.
-	floodCtx, stop := context.WithTimeout(ctx, cfg.Flood)
-	var attacks atomic.Int64
-	var wg sync.WaitGroup
-	for range cfg.Workers {
-		wg.Go(func() {
-			for floodCtx.Err() == nil {
-				if _, err := attackerRequest(); err == nil {
-					attacks.Add(1)
-				}
-			}
-		})
+	duringOrdinary, ordinaryServed, err := flood(ordinaryRequest)
+	if err != nil {
+		return err
 	}
-	var during []time.Duration
-	for floodCtx.Err() == nil {
-		d, err := victimRequest()
-		if err != nil {
-			break
-		}
-		during = append(during, d)
-	}
-	stop()
-	wg.Wait()
-	if len(during) == 0 {
-		return errors.New("no victim request completed during the flood")
+	during, attacks, err := flood(attackerRequest)
+	if err != nil {
+		return err
 	}
 	afterFlood, err := memory(ctx, client, base, server.Process.Pid)
 	if err != nil {
@@ -246,12 +293,19 @@ func Run(ctx context.Context, cfg Config) error {
 	p90 := func(d []time.Duration) time.Duration { slices.Sort(d); return d[len(d)*9/10] }
 	a := p50(alone)
 	w := cfg.Out
-	fmt.Fprintf(w, "\n%-46s %12s %12s %8s\n", "over loopback, "+strconv.Itoa(cfg.Workers)+" attackers in the flood", "p50", "p90", "p50/base")
-	fmt.Fprintf(w, "%-46s %12s %12s %8.2f\n", "victim token request, alone (baseline)", a.Round(time.Microsecond), p90(alone).Round(time.Microsecond), 1.0)
-	fmt.Fprintf(w, "%-46s %12s %12s %8.2f\n", fmt.Sprintf("attacker token request, %d scopes", cfg.Scopes), p50(att).Round(time.Microsecond), p90(att).Round(time.Microsecond), float64(p50(att))/float64(a))
-	fmt.Fprintf(w, "%-46s %12s %12s %8.2f\n", "victim token request during the flood", p50(during).Round(time.Microsecond), p90(during).Round(time.Microsecond), float64(p50(during))/float64(a))
-	fmt.Fprintf(w, "attacker requests served during the %s flood: %d (%.1f/s)\n", cfg.Flood, attacks.Load(), float64(attacks.Load())/cfg.Flood.Seconds())
-	fmt.Fprintf(w, "after the flood: heap in use %d MiB, RSS %d MiB\n", afterFlood.heap>>20, afterFlood.rss>>20)
+	row := func(label string, d []time.Duration, base time.Duration) {
+		fmt.Fprintf(w, "%-58s %10s %10s %8.2f\n", label, p50(d).Round(time.Microsecond), p90(d).Round(time.Microsecond), float64(p50(d))/float64(base))
+	}
+	fmt.Fprintf(w, "\n%-58s %10s %10s %8s\n", "over loopback", "p50", "p90", "ratio")
+	row("victim token request, alone (baseline)", alone, a)
+	row(fmt.Sprintf("%d-scope request, unrestricted key (vs victim alone)", cfg.Scopes), ord, a)
+	row(fmt.Sprintf("%d-scope request, worst-case key (vs unrestricted)", cfg.Scopes), att, p50(ord))
+	row(fmt.Sprintf("victim during %d unrestricted-key senders (vs alone)", cfg.Workers), duringOrdinary, a)
+	row(fmt.Sprintf("victim during %d worst-case-key senders (vs unrestricted)", cfg.Workers), during, p50(duringOrdinary))
+	fmt.Fprintf(w, "requests served in %s floods: unrestricted key %d (%.1f/s), worst-case key %d (%.1f/s)\n", cfg.Flood,
+		ordinaryServed, float64(ordinaryServed)/cfg.Flood.Seconds(), attacks, float64(attacks)/cfg.Flood.Seconds())
+	fmt.Fprintf(w, "heap in use %d MiB before the floods, %d MiB after; RSS %d MiB before, %d MiB after\n",
+		beforeFlood.heap>>20, afterFlood.heap>>20, beforeFlood.rss>>20, afterFlood.rss>>20)
 	fmt.Fprintf(w, "explain of the attacker's request: %s; RSS %d MiB before, %d MiB after (heap %d -> %d MiB)\n",
 		explainTime.Round(time.Millisecond), before.rss>>20, peak.rss>>20, before.heap>>20, peak.heap>>20)
 	return nil
