@@ -4,13 +4,11 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 
 	"github.com/regoauth/regoauth/admin"
+	"github.com/regoauth/regoauth/internal/testenv"
 	"github.com/regoauth/regoauth/keystore"
-	"github.com/regoauth/regoauth/keystore/boltstore"
-	"github.com/regoauth/regoauth/policies"
 	"github.com/regoauth/regoauth/policy"
 )
 
@@ -18,37 +16,14 @@ import (
 // holds pull on image, the buyers hold pull on shop/*, and user1 owns mine.
 func explainFixture(t *testing.T) (*fixture, string) {
 	t.Helper()
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	engine := policy.New(policy.Options{})
-	if err := engine.LoadFS(ctx, policies.FS, "builtin"); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(admin.New(store, engine, admin.Options{Explainer: engine}))
-	t.Cleanup(srv.Close)
-	f := &fixture{t: t, store: store, server: srv}
-	for _, a := range []keystore.Account{{Name: "admin", Roles: []string{"admin"}}, {Name: "user1", Groups: []string{"buyers"}}, {Name: "user2"}} {
-		if err := store.CreateAccount(ctx, a); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, g := range []keystore.Grant{
-		{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "user1"}, Repository: "image", Actions: []string{"pull"}},
-		{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "buyers"}, Repository: "shop/*", Actions: []string{"pull"}},
-		{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "user2"}, Repository: "image", Actions: []string{"push"}},
-	} {
-		if err := store.PutGrant(ctx, g); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := store.Reserve(ctx, keystore.Ownership{Repository: "mine", Owner: "user1"}, 0); err != nil {
-		t.Fatal(err)
-	}
-	f.admin = f.client(f.seedKey("admin"))
-	return f, f.seedKey("user1")
+	f := newFixture(t, true)
+	f.Account("user1", "buyers")
+	f.Account("user2")
+	f.Grant("user1", "image", "pull")
+	f.GrantTo(keystore.Subject{Kind: keystore.SubjectGroup, Name: "buyers"}, "shop/*", "pull")
+	f.Grant("user2", "image", "push")
+	f.Reserve("mine", "user1")
+	return f, f.Key("user1", nil)
 }
 
 func verdicts(x policy.Explanation) map[string]bool {
@@ -140,23 +115,17 @@ func (b blockingExplainer) Explain(context.Context, *policy.Input) (policy.Expla
 // Explanations run one at a time: a traced evaluation costs tens of decisions, so a second
 // caller is refused at once (503, Retry-After) rather than queued behind the first.
 func TestExplanationsRunOneAtATime(t *testing.T) {
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
+	env := testenv.New(t)
+	x := blockingExplainer{started: make(chan struct{}), release: make(chan struct{})}
+	api, err := admin.New(admin.Deps{Store: env.Store, Authorizer: env.Engine, Explainer: x}, admin.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
-	engine := policy.New(policy.Options{})
-	if err := engine.LoadFS(ctx, policies.FS, "builtin"); err != nil {
-		t.Fatal(err)
-	}
-	x := blockingExplainer{started: make(chan struct{}), release: make(chan struct{})}
-	srv := httptest.NewServer(admin.New(store, engine, admin.Options{Explainer: x}))
+	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	f := &fixture{t: t, store: store, server: srv}
-	if err := store.CreateAccount(ctx, keystore.Account{Name: "admin", Roles: []string{"admin"}}); err != nil {
-		t.Fatal(err)
-	}
-	f.admin = f.client(f.seedKey("admin"))
+	f := &fixture{Env: env, t: t, server: srv}
+	f.Admin("admin")
+	f.admin = f.client(f.Key("admin", nil))
 	req := admin.ExplainRequest{Account: "admin", Scopes: []string{"repository:a:pull"}}
 	first := make(chan error, 1)
 	go func() { _, err := f.admin.Explain(ctx, req); first <- err }()

@@ -159,16 +159,20 @@ func newStack(t *testing.T, backend string, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	now := func() time.Time { return time.Unix(0, s.clock.Load()).UTC() }
-	token, err := authz.New(s.store, engine, signer, nil, authz.Options{
+	token, err := authz.New(authz.Deps{Directory: s.store, Decider: engine, Issuer: signer}, authz.Options{
 		Services: []string{service}, TrustedProxies: o.TrustedProxies,
 		Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(), Now: now,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	api, err := admin.New(admin.Deps{Store: s.store, Authorizer: engine, Explainer: engine}, admin.Options{Now: now, TrustedProxies: o.TrustedProxies})
+	if err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/token", token)
-	mux.Handle(admin.Prefix+"/", admin.New(s.store, engine, admin.Options{Explainer: engine, Now: now, TrustedProxies: o.TrustedProxies}))
+	mux.Handle(admin.Prefix+"/", api)
 	s.server = httptest.NewServer(mux)
 	t.Cleanup(s.server.Close)
 

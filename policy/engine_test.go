@@ -211,7 +211,7 @@ func TestAdminLimitsAreReadOrRefused(t *testing.T) {
 			if err := e.LoadFS(ctx, fstest.MapFS{"a.rego": {Data: []byte(src)}}, "a"); err != nil {
 				t.Fatal(err)
 			}
-			d, err := e.Authorize(ctx, &AdminInput{Principal: Anonymous(), Operation: "repos.reserve"})
+			d, err := e.Authorize(ctx, &AdminInput{Principal: Principal{Anonymous: true, Groups: []string{}, Roles: []string{}}, Operation: "repos.reserve"})
 			if err != nil || d.Allow != tt.allow || d.MaxOwned != tt.max {
 				t.Fatalf("decision = %+v, %v; want allow %v, max_owned %d", d, err, tt.allow, tt.max)
 			}
@@ -259,11 +259,6 @@ func TestInputExample(t *testing.T) {
 		t.Fatalf("the example does not survive the Go types:\n%s\n%s", raw, back)
 	}
 	assertSameValue(t, &in, in.value())
-	for _, g := range in.Grants {
-		if !Relevant(g.Repository, in.Scopes) {
-			t.Fatalf("the example's grant %q could not reach the policy: it matches no requested repository", g.Repository)
-		}
-	}
 	d, err := loaded(t).Decide(ctx, &in)
 	if err != nil || !d.Defined {
 		t.Fatalf("the library does not decide the example: %+v %v", d, err)

@@ -42,8 +42,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/regoauth/regoauth/admin"
+	"github.com/regoauth/regoauth/internal/secretfile"
 	"github.com/regoauth/regoauth/keystore"
-	"github.com/regoauth/regoauth/tokens"
 )
 
 // Config is one run.
@@ -83,7 +83,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer os.RemoveAll(dir)
 	keyFile, certFile := filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem")
-	if _, err := tokens.EnsureKeyFiles(keyFile, certFile, jose.ES256, "regoauth", time.Now()); err != nil {
+	if _, err := secretfile.EnsureSigningKey(keyFile, certFile, jose.ES256, "regoauth", time.Now()); err != nil {
 		return err
 	}
 	port, err := freePort()

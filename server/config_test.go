@@ -1,0 +1,205 @@
+package server
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "regoauth.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfig(t *testing.T) {
+	t.Setenv("TEST_STORE_URL", "bolt:///tmp/x.db")
+	cfg, err := LoadConfig(writeConfig(t, `
+issuer: regoauth
+services: [registry.example.com, other.example.com]
+token_ttl: 90s
+listen: {addr: "127.0.0.1:5001"}
+signing: {key_file: key.pem, cert_file: cert.pem, kid: libtrust}
+store: {url: {env: TEST_STORE_URL}}
+trusted_proxies: [10.0.0.0/8]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(cfg.TokenTTL) != 90*time.Second || cfg.Signing.KID != "libtrust" || len(cfg.Services) != 2 {
+		t.Fatalf("config = %+v", cfg)
+	}
+	if cfg.Limits.MaxScopes != 32 || cfg.Log.Format != "json" {
+		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+	if u, err := cfg.Store.URL.Resolve(); err != nil || u != "bolt:///tmp/x.db" {
+		t.Fatalf("store url = %q, %v", u, err)
+	}
+}
+
+func TestConfigErrorsAreStrictAndComplete(t *testing.T) {
+	_, err := LoadConfig(writeConfig(t, "issuer: x\nservicez: [a]\n"))
+	if err == nil || !strings.Contains(err.Error(), "servicez") {
+		t.Fatalf("unknown key: %v", err)
+	}
+	_, err = LoadConfig(writeConfig(t, `
+issuer: ""
+token_ttl: 30s
+signing: {kid: sha1}
+store: {url: "mysql://x"}
+log: {format: xml}
+trusted_proxies: [nonsense]
+listen: {addr: ":1", tls: {cert_file: a}}
+`))
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, want := range []string{"issuer", "services", "token_ttl", "signing.key_file", "signing.kid", "store.url", "log.format", "trusted_proxies[0]", "listen.tls"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s:\n%v", want, err)
+		}
+	}
+	_, err = LoadConfig(writeConfig(t, "token_ttl: soon\n"))
+	if err == nil || !strings.Contains(err.Error(), "not a duration") {
+		t.Fatalf("bad duration: %v", err)
+	}
+	_, err = LoadConfig(writeConfig(t, "store: {url: {env: A, file: B}}\n"))
+	if err == nil || !strings.Contains(err.Error(), "exactly one") {
+		t.Fatalf("ambiguous secret: %v", err)
+	}
+}
+
+func TestSecretSources(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "s")
+	os.WriteFile(f, []byte("from-file\n"), 0o600)
+	for s, want := range map[Secret]string{{Value: "v"}: "v", {File: f}: "from-file"} {
+		if got, err := s.Resolve(); err != nil || got != want {
+			t.Errorf("%+v: %q, %v", s, got, err)
+		}
+	}
+	if _, err := (Secret{Env: "REGOAUTH_TEST_UNSET"}).Resolve(); err == nil {
+		t.Error("unset variable resolved")
+	}
+}
+
+func TestRedactHidesPasswords(t *testing.T) {
+	if got := Redact("redis://user:hunter2@host:6379/0"); strings.Contains(got, "hunter2") {
+		t.Fatalf("redact = %q", got)
+	}
+}
+
+func TestPolicyConfig(t *testing.T) {
+	dir := t.TempDir()
+	bundleFile := filepath.Join(dir, "policy.tar.gz")
+	keyFile := filepath.Join(dir, "pub.pem")
+	opaFile := filepath.Join(dir, "opa.yaml")
+	for _, f := range []string{bundleFile, keyFile} {
+		os.WriteFile(f, []byte("x"), 0o600)
+	}
+	os.WriteFile(opaFile, []byte("decision_logs: {console: true}\n"), 0o600)
+	base := "issuer: x\nservices: [r]\nsigning: {key_file: k.pem}\nstore: {url: bolt:///tmp/x.db}\n"
+	for _, tt := range []struct {
+		name, policy string
+		errs         []string // empty: valid
+		check        func(t *testing.T, p PolicyConfig)
+	}{
+		{name: "default is the built-in library", policy: "", check: func(t *testing.T, p PolicyConfig) {
+			src, err := p.source()
+			if err != nil || src.Builtin == nil || src.Dir != "" || src.OPAConfig != nil {
+				t.Fatalf("source = %+v, %v", src, err)
+			}
+		}},
+		{name: "signed local bundle", policy: "{bundle: " + bundleFile + ", signing: {key_file: " + keyFile + ", algorithm: ES256}}", check: func(t *testing.T, p PolicyConfig) {
+			src, err := p.source()
+			if err != nil || src.Bundle != bundleFile || src.Signing == nil || src.Signing.Key != "x" || src.Signing.Algorithm != "ES256" {
+				t.Fatalf("source = %+v, %v", src, err)
+			}
+		}},
+		{name: "inline OPA configuration", policy: "{builtin: false, opa: {services: {s: {url: 'https://b.example.com'}}, bundles: {authz: {service: s}}}}", check: func(t *testing.T, p PolicyConfig) {
+			src, err := p.source()
+			if err != nil || src.Builtin != nil || !strings.Contains(string(src.OPAConfig), `"url":"https://b.example.com"`) {
+				t.Fatalf("source = %+v (%s), %v", src, src.OPAConfig, err)
+			}
+		}},
+		{name: "OPA configuration file", policy: "{opa: " + opaFile + "}", check: func(t *testing.T, p PolicyConfig) {
+			src, err := p.source()
+			if err != nil || !strings.Contains(string(src.OPAConfig), "console: true") {
+				t.Fatalf("source = %+v, %v", src, err)
+			}
+		}},
+		{name: "dry run", policy: "{dry_run: {dir: " + dir + "}}", check: func(t *testing.T, p PolicyConfig) {
+			if p.DryRun == nil || p.DryRun.Dir != dir {
+				t.Fatalf("dry_run = %+v", p.DryRun)
+			}
+		}},
+		{name: "nothing at all", policy: "{builtin: false}", errs: []string{"policy: no policy"}},
+		{name: "dir and bundle", policy: "{dir: " + dir + ", bundle: " + bundleFile + "}", errs: []string{"dir or bundle, not both"}},
+		{name: "missing files", policy: "{dir: /nonexistent, signing: {key_file: /nonexistent.pem}, opa: /nonexistent.yaml}",
+			errs: []string{"policy.dir", "policy.signing.key_file", "policy.opa"}},
+		{name: "signing without a local bundle", policy: "{signing: {key_file: " + keyFile + "}}", errs: []string{"policy.signing: there is no dir or bundle"}},
+		{name: "bad dry run", policy: "{dry_run: {builtin: false}}", errs: []string{"policy.dry_run: no policy"}},
+		{name: "opa is neither", policy: "{opa: [a]}", errs: []string{"file name or a mapping"}},
+		{name: "unknown key", policy: "{directory: /x}", errs: []string{"directory"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := LoadConfig(writeConfig(t, base+"policy: "+tt.policy+"\n"))
+			if len(tt.errs) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				tt.check(t, cfg.Policy)
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, want := range tt.errs {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not mention %q:\n%v", want, err)
+				}
+			}
+		})
+	}
+}
+
+// policy.decision_cache is a size in memory: a bare number is refused rather than read as bytes
+// (it once counted entries, and 10000 must not quietly become 10 KB).
+func TestDecisionCacheSize(t *testing.T) {
+	base := "issuer: regoauth\nservices: [r]\nlisten: {addr: \"127.0.0.1:5001\"}\nsigning: {key_file: k, cert_file: c}\nstore: {url: \"bolt:///tmp/x.db\"}\n"
+	for _, tt := range []struct {
+		value string
+		want  int64
+		err   string
+	}{
+		{"", defaultDecisionCache, ""},
+		{"64MiB", 64 << 20, ""},
+		{"1GiB", 1 << 30, ""},
+		{"0", 0, ""},
+		{"10000", 0, "not a size"},
+		{"64MB", 0, "not a size"},
+		{"-1MiB", 0, "not a size"},
+		{"512KiB", 0, "too small"},
+	} {
+		t.Run(tt.value, func(t *testing.T) {
+			body := base
+			if tt.value != "" {
+				body += "policy: {decision_cache: " + tt.value + "}\n"
+			}
+			cfg, err := LoadConfig(writeConfig(t, body))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error = %v, want one saying %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || cfg.Policy.decisionCache() != tt.want {
+				t.Fatalf("decision cache = %d, %v; want %d", cfg.Policy.decisionCache(), err, tt.want)
+			}
+		})
+	}
+}
