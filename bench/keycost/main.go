@@ -141,7 +141,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	self, err := admin.NewClient(base, first.Secret, nil)
+	self, err := admin.NewClient(base, first.Secret, &http.Client{Timeout: 5 * time.Minute}) // an explain can take long
 	if err != nil {
 		return err
 	}
