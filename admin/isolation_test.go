@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/regoauth/regoauth/admin"
 	"github.com/regoauth/regoauth/keystore"
@@ -447,4 +448,46 @@ func TestKeyRestrictionsAreBounded(t *testing.T) {
 	if _, err := s.admin.AddGrant(t.Context(), admin.GrantRequest{Account: "user1", Repository: "x", Actions: pulls}); status(err) != http.StatusBadRequest {
 		t.Fatalf("a grant of pull a thousand times: %v, want HTTP 400", err)
 	}
+}
+
+// A key never creates a key that outlives it: a key made to expire in two minutes must not
+// leave behind one that works forever.
+func TestAKeyNeverOutlivesTheKeyThatMadeIt(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{})
+		ctx := t.Context()
+		s.account("user1")
+		s.account("user2")
+		must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: "user1", Repository: "app", Actions: []string{"pull"}}))
+		must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: "user2", Repository: "app", Actions: []string{"pull"}}))
+		short := s.client(s.newKey("user1", admin.KeyRequest{ExpiresIn: "2m"}))
+		parent := must(short.Whoami(ctx)).Key
+
+		child, err := short.CreateKey(ctx, admin.KeyRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if child.Expires.IsZero() || child.Expires.After(parent.Expires) {
+			t.Fatalf("a key expiring at %v created one expiring at %v", parent.Expires, child.Expires)
+		}
+		if _, err := short.CreateKey(ctx, admin.KeyRequest{ExpiresIn: "30d"}); status(err) != http.StatusBadRequest {
+			t.Fatalf("asking for a longer life: %v, want HTTP 400", err)
+		}
+		// An admin's temporary key is bound the same way, for keys of other accounts too.
+		tempAdmin := s.client(s.newKey("root", admin.KeyRequest{ExpiresIn: "2m"}))
+		other, err := tempAdmin.CreateKey(ctx, admin.KeyRequest{Account: "user2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		if !s.pulls("user1", child.Secret, "app") || !s.pulls("user2", other.Secret, "app") {
+			t.Fatal("the new keys do not work before the expiry")
+		}
+		s.advance(3 * time.Minute)
+		for user, key := range map[string]string{"user1": child.Secret, "user2": other.Secret} {
+			if status, _ := s.token(user, key, "repository:app:pull"); status != http.StatusUnauthorized {
+				t.Errorf("%s's key made by an expired key: HTTP %d, want 401", user, status)
+			}
+		}
+	})
 }

@@ -246,3 +246,19 @@ test_no_reservation_in_another_accounts_personal_namespace if {
 	allowed(admin_principal, "repos.reserve", {"account": "alice", "repository": "app"}) with data.regoauth.config as cfg
 	allowed(admin_principal, "repos.reserve", {"account": "alice", "repository": "bob/app"})
 }
+
+expiring(p, at) := object.union(p, {"key": {"id": "k4", "expires": at}})
+
+# The admin policy sees the caller key's expiry (principal.key.expires) and the new key's
+# (target.expires): a key never creates a key that outlives it, whatever rule permits it.
+test_a_key_never_creates_a_key_that_outlives_it if {
+	user := expiring(principal("user1", {}), "2026-03-01T12:02:00Z")
+	allowed(user, "keys.create", {"account": "user1", "expires": "2026-03-01T12:01:00Z"})
+	allowed(user, "keys.create", {"account": "user1", "expires": "2026-03-01T12:02:00Z"})
+	not allowed(user, "keys.create", {"account": "user1", "expires": "2026-03-01T12:02:01Z"})
+	not allowed(user, "keys.create", {"account": "user1"})
+	temp_admin := expiring(admin_principal, "2026-03-01T12:02:00Z")
+	not allowed(temp_admin, "keys.create", {"account": "user2"})
+	not allowed(temp_admin, "keys.create", {"account": "user2", "expires": "2027-01-01T00:00:00Z"})
+	allowed(principal("user1", {}), "keys.create", {"account": "user1"})
+}
