@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/gorilla/mux"
 
+	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 )
@@ -109,7 +111,24 @@ func (a *API) createKey(ctx context.Context, c *call) (int, any, error) {
 	if err := errors.Join(keystore.ValidateName("account", k.Account), keystore.ValidateKeyName(k.Name), k.Restrictions.Validate()); err != nil {
 		return 0, nil, err
 	}
-	if err := a.authorize(ctx, c, "keys.create", policy.AdminTarget{Account: req.Account}); err != nil {
+	// A key never creates a key that outlives it or can do more than itself, whoever it
+	// creates the key for and whatever the policy allows: the caller's expiry and restrictions
+	// are ceilings, inherited when the request leaves them out.
+	parent := c.principal.Key
+	if !parent.Expires.IsZero() {
+		switch {
+		case k.Expires.IsZero():
+			k.Expires = parent.Expires
+		case k.Expires.After(parent.Expires):
+			return 0, nil, fmt.Errorf("%w: the API key creating this one expires at %s; a key it creates cannot expire later", keystore.ErrInvalid, parent.Expires.UTC().Format(time.RFC3339))
+		}
+	}
+	var err error
+	if k.Restrictions, err = k.Restrictions.Within(parent.Restrictions); err != nil {
+		return 0, nil, err
+	}
+	target := policy.AdminTarget{Account: req.Account, Expires: input.Time(k.Expires), Restrictions: input.Restrictions(k.Restrictions)}
+	if err := a.authorize(ctx, c, "keys.create", target); err != nil {
 		return 0, nil, err
 	}
 	plain, id, hash, err := keystore.NewAPIKey(a.opts.Random)

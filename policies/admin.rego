@@ -124,6 +124,20 @@ refusals contains sprintf("%s is in the personal namespace of account %s", [inpu
 	namespace != input.target.account
 }
 
+# METADATA
+# title: keys outlive nothing
+# description: |
+#   A key never creates a key that outlives it: with an expiring key (principal.key.expires),
+#   the new key must expire (target.expires) no later. The server also inherits the caller's
+#   expiry and restrictions into every key it creates; this holds whatever rule permits it.
+refusals contains sprintf("a key never creates a key that outlives it: the API key expires at %s", [input.principal.key.expires]) if {
+	input.operation == "keys.create"
+	input.principal.key.expires
+	not expires_by(input.target, input.principal.key.expires)
+}
+
+expires_by(target, limit) if time.parse_rfc3339_ns(target.expires) <= time.parse_rfc3339_ns(limit)
+
 # owner_target holds when the target is one literal repository the principal owns: an owner's
 # rights never reach past the name it reserved.
 owner_target if {

@@ -40,6 +40,7 @@ var (
 	keyGroup        = ast.StringTerm("group")
 	keyKeyID        = ast.StringTerm("key_id")
 	keyOwner        = ast.StringTerm("owner")
+	keyExpires      = ast.StringTerm("expires")
 
 	// commonValues are values most requests repeat: actions and scope types.
 	commonValues = func() map[string]*ast.Term {
@@ -166,30 +167,38 @@ func (p Principal) term() *ast.Term {
 		add(keyGroups, stringTerms(p.Groups)).
 		add(keyRoles, stringTerms(p.Roles))
 	if p.Key != nil {
-		key := object{}.addString(keyID, p.Key.ID).addOptional(keyName, p.Key.Name)
+		key := object{}.addString(keyID, p.Key.ID).addOptional(keyName, p.Key.Name).addOptional(keyExpires, p.Key.Expires)
 		if r := p.Key.Restrictions; r != nil {
-			ro := object{}
-			for _, f := range []struct {
-				name *ast.Term
-				v    []string
-			}{{keyActions, r.Actions}, {keyRepositories, r.Repositories}, {keyCIDRs, r.CIDRs}} {
-				if len(f.v) > 0 {
-					ro = ro.add(f.name, stringTerms(f.v))
-				}
-			}
-			key = key.add(keyRestrictions, ro.term())
+			key = key.add(keyRestrictions, r.term())
 		}
 		o = o.add(keyKey, key.term())
 	}
 	return o.term()
 }
 
+func (r *Restrictions) term() *ast.Term {
+	ro := object{}
+	for _, f := range []struct {
+		name *ast.Term
+		v    []string
+	}{{keyActions, r.Actions}, {keyRepositories, r.Repositories}, {keyCIDRs, r.CIDRs}} {
+		if len(f.v) > 0 {
+			ro = ro.add(f.name, stringTerms(f.v))
+		}
+	}
+	return ro.term()
+}
+
 func (in *AdminInput) value() ast.Value {
 	t := in.Target
 	target := object{}.addOptional(keyAccount, t.Account).addOptional(keyGroup, t.Group).
-		addOptional(keyRepository, t.Repository).addOptional(keyKeyID, t.KeyID).addOptional(keyOwner, t.Owner)
+		addOptional(keyRepository, t.Repository).addOptional(keyKeyID, t.KeyID).addOptional(keyOwner, t.Owner).
+		addOptional(keyExpires, t.Expires)
 	if t.Actions != nil {
 		target = target.add(keyActions, stringTerms(t.Actions))
+	}
+	if t.Restrictions != nil {
+		target = target.add(keyRestrictions, t.Restrictions.term())
 	}
 	return object{}.
 		add(keyPrincipal, in.Principal.term()).

@@ -183,6 +183,11 @@ func TestASTMatchesJSON(t *testing.T) {
 	admin := &AdminInput{Principal: in.Principal, Client: Client{IP: "10.1.2.3"}, Operation: "grants.add", Owned: []string{"x"},
 		Target: AdminTarget{Account: "a", Repository: "r", Actions: []string{"pull"}, Owner: "o"}}
 	assertSameValue(t, admin, admin.value())
+	in.Principal.Key.Expires = "2026-03-01T12:02:00Z"
+	assertSameValue(t, in, in.value())
+	keys := &AdminInput{Principal: in.Principal, Client: Client{IP: "10.1.2.3"}, Operation: "keys.create", Owned: []string{},
+		Target: AdminTarget{Account: "a", Expires: "2026-03-01T12:01:00Z", Restrictions: &Restrictions{Repositories: []string{"a/*"}}}}
+	assertSameValue(t, keys, keys.value())
 	// A removal of nothing still says so: an empty list, not an absent one.
 	admin.Target.Actions = []string{}
 	assertSameValue(t, admin, admin.value())

@@ -32,8 +32,10 @@ type Principal struct {
 
 // Key is the API key (or the key behind a refresh token) the principal authenticated with.
 type Key struct {
-	ID           string        `json:"id"`
-	Name         string        `json:"name,omitempty"`
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+	// Expires is when the key stops working (RFC 3339, UTC), absent when it does not expire.
+	Expires      string        `json:"expires,omitempty"`
 	Restrictions *Restrictions `json:"restrictions,omitempty"`
 }
 
@@ -106,6 +108,10 @@ type AdminTarget struct {
 	KeyID   string   `json:"key_id,omitempty"`
 	// Owner is the account that owns Repository, when it is owned.
 	Owner string `json:"owner,omitempty"`
+	// Expires and Restrictions are those of the key keys.create would create, after the
+	// caller's key's ceilings are applied (RFC 3339; absent when it would not expire).
+	Expires      string        `json:"expires,omitempty"`
+	Restrictions *Restrictions `json:"restrictions,omitempty"`
 }
 
 // AdminDecision is whether an admin operation may proceed.

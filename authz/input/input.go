@@ -8,6 +8,7 @@ package input
 
 import (
 	"strings"
+	"time"
 
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
@@ -16,11 +17,24 @@ import (
 // Principal is what the policy reads about an authenticated principal.
 func Principal(p keystore.Principal) policy.Principal {
 	out := policy.Principal{Account: p.Account.Name, Groups: nonNil(p.Account.Groups), Roles: nonNil(p.Account.Roles),
-		Key: &policy.Key{ID: p.Key.ID, Name: p.Key.Name}}
-	if r := p.Key.Restrictions; !r.IsZero() {
-		out.Key.Restrictions = &policy.Restrictions{Actions: r.Actions, Repositories: r.Repositories, CIDRs: r.CIDRs}
-	}
+		Key: &policy.Key{ID: p.Key.ID, Name: p.Key.Name, Expires: Time(p.Key.Expires), Restrictions: Restrictions(p.Key.Restrictions)}}
 	return out
+}
+
+// Restrictions is a key's restrictions as the policy reads them: nil when there are none.
+func Restrictions(r keystore.Restrictions) *policy.Restrictions {
+	if r.IsZero() {
+		return nil
+	}
+	return &policy.Restrictions{Actions: r.Actions, Repositories: r.Repositories, CIDRs: r.CIDRs}
+}
+
+// Time is t as the policy reads times: RFC 3339 in UTC, "" for the zero time (never).
+func Time(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 // Anonymous is the principal of a request without credentials.
