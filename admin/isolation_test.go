@@ -491,3 +491,43 @@ func TestAKeyNeverOutlivesTheKeyThatMadeIt(t *testing.T) {
 		}
 	})
 }
+
+// The marketplace's checkout role records purchases only with a key whose restrictions cover
+// the write: a read-only checkout key, or one limited to another listing or to other networks,
+// sells nothing.
+func TestCheckoutKeysKeepTheirRestrictions(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{Bundle: "marketplace"})
+		ctx := t.Context()
+		sam := s.client(s.account("sam", "sellers"))
+		bobKey := s.account("bob", "buyers")
+		must(sam.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/app"}))
+		must(sam.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/only-this"}))
+		s.role("shopfront", "checkout")
+		purchase := admin.GrantRequest{Account: "bob", Repository: "shop/app", Actions: []string{"pull"}}
+		for name, r := range map[string]keystore.Restrictions{
+			"read-only":              {Actions: []string{"pull"}},
+			"limited to one listing": {Repositories: []string{"shop/only-this"}},
+			"limited to networks":    {CIDRs: []string{"10.0.0.0/8"}},
+		} {
+			checkout := s.client(s.newKey("shopfront", admin.KeyRequest{Restrictions: r}))
+			if _, err := checkout.AddGrant(ctx, purchase); status(err) != http.StatusForbidden {
+				t.Errorf("a %s checkout key records a purchase: %v, want HTTP 403", name, err)
+			}
+		}
+		if s.pulls("bob", bobKey, "shop/app") {
+			t.Fatal("the buyer pulls after purchases by restricted checkout keys")
+		}
+		// A key limited to the listings it sells (here every listing) still records them.
+		shop := s.client(s.newKey("shopfront", admin.KeyRequest{Restrictions: keystore.Restrictions{Repositories: []string{"shop/*"}}}))
+		must(shop.AddGrant(ctx, purchase))
+		must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: "bob", Repository: "shop/only-this", Actions: []string{"pull"}}))
+		ro := s.client(s.newKey("shopfront", admin.KeyRequest{Restrictions: keystore.Restrictions{Actions: []string{"pull"}}}))
+		if err := ro.RemoveGrant(ctx, admin.GrantRequest{Account: "bob", Repository: "shop/only-this", Actions: []string{"pull"}}); status(err) != http.StatusForbidden {
+			t.Fatalf("a read-only checkout key refunds: %v, want HTTP 403", err)
+		}
+		if !s.pulls("bob", bobKey, "shop/app") || !s.pulls("bob", bobKey, "shop/only-this") {
+			t.Fatal("a purchase by a checkout key limited to the shop was lost")
+		}
+	})
+}

@@ -262,3 +262,45 @@ test_a_key_never_creates_a_key_that_outlives_it if {
 	not allowed(temp_admin, "keys.create", {"account": "user2", "expires": "2027-01-01T00:00:00Z"})
 	allowed(principal("user1", {}), "keys.create", {"account": "user1"})
 }
+
+restricted_keys := {
+	"read-only": {"actions": ["pull"]},
+	"limited to another repository": {"repositories": ["elsewhere"]},
+	"limited to other networks": {"cidrs": ["10.0.0.0/8"]},
+}
+
+# Every rule of the library that allows a write, with a write it allows: with a restricted key,
+# none is allowed — the rule itself requires an unrestricted key, and the floor holds the key's
+# restrictions whatever rule (or extension) permits.
+test_every_write_rule_holds_key_restrictions if {
+	writes := [
+		["admin writes", admin_principal, "accounts.create", {"account": "x"}],
+		["admin grants", admin_principal, "grants.add", {"account": "x", "repository": "shop/app", "actions": ["push"]}],
+		["own key", principal("user1", {}), "keys.create", {"account": "user1"}],
+		["own key revoked", principal("user1", {}), "keys.revoke", {"account": "user1", "key_id": "k9"}],
+		["owner sells", seller, "grants.add", {"account": "buyer", "repository": "shop/app", "actions": ["pull"], "owner": "seller"}],
+		["owner refunds", seller, "grants.remove", {"account": "buyer", "repository": "shop/app", "actions": ["pull"], "owner": "seller"}],
+	]
+	every w in writes {
+		allowed_from(w[1], "127.0.0.1", w[2], w[3])
+	}
+	leaks := [[name, kind] |
+		some [name, p, operation, target] in writes
+		some kind, r in restricted_keys
+		allowed_from(with_restrictions(p, r), "127.0.0.1", operation, target)
+	]
+	leaks == []
+}
+
+# An extension's rule that allows a write to any key is still held to the key's restrictions,
+# except where they cover the write: the floor.
+test_the_floor_holds_extension_rules_to_key_restrictions if {
+	ext := {"careless": {"admin_allow": true}}
+	target := {"account": "x", "repository": "shop/app", "actions": ["pull"]}
+	not allowed_from(with_restrictions(seller, {"actions": ["pull"]}), "127.0.0.1", "grants.add", target) with data.regoauth.extensions as ext
+	not allowed_from(with_restrictions(seller, {"repositories": ["elsewhere"]}), "127.0.0.1", "grants.add", target) with data.regoauth.extensions as ext
+	not allowed_from(with_restrictions(seller, {"cidrs": ["10.0.0.0/8"]}), "127.0.0.1", "grants.add", target) with data.regoauth.extensions as ext
+	allowed_from(with_restrictions(seller, {"repositories": ["shop/*"], "cidrs": ["127.0.0.0/8"]}), "127.0.0.1", "grants.add", target) with data.regoauth.extensions as ext
+	admin.key_permits_write with input as {"principal": with_restrictions(seller, {"repositories": ["shop/*"]}), "client": {"ip": "127.0.0.1"}, "operation": "grants.add", "target": target, "owned": []}
+	not admin.key_permits_write with input as {"principal": with_restrictions(seller, {"actions": ["pull"]}), "client": {"ip": "127.0.0.1"}, "operation": "grants.add", "target": target, "owned": []}
+}

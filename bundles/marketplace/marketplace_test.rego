@@ -233,3 +233,46 @@ test_reservation_limit_is_in_the_decision if {
 	d.allow == true
 	d.max_owned == 20
 }
+
+restricted_keys := {
+	"read-only": {"actions": ["pull"]},
+	"limited to another listing": {"repositories": ["shop/only-this"]},
+	"limited to other networks": {"cidrs": ["10.0.0.0/8"]},
+}
+
+with_key(p, r) := object.union(p, {"key": {"id": "restricted", "restrictions": r}})
+
+# Every admin_allow rule of the bundle, with a write it allows: each holds a key's restrictions
+# itself (the library's floor holds them too), so the rule alone allows none of these writes.
+allowed_writes := [
+	["seller reserves", seller, "repos.reserve", {"account": "sam", "repository": "shop/app"}, []],
+	["seller releases", seller, "repos.release", {"repository": "shop/app", "owner": "sam"}, ["shop/app"]],
+	["checkout records a purchase", checkout, "grants.add", {"account": "bob", "repository": "shop/app", "actions": ["pull"], "owner": "sam"}, []],
+	["checkout refunds", checkout, "grants.remove", {"account": "bob", "repository": "shop/app", "actions": ["pull"], "owner": "sam"}, []],
+]
+
+test_every_admin_allow_rule_holds_key_restrictions if {
+	# With an unrestricted key, each rule allows its write...
+	every w in allowed_writes {
+		data.regoauth.extensions.marketplace.admin_allow with input as object.union(admin_input(w[1], w[2], w[3], w[4]), {"client": {"ip": "127.0.0.1"}})
+	}
+
+	# ...and with a restricted key, none does, rule by rule and as a decision.
+	leaks := [[name, kind] |
+		some [name, p, operation, target, owned] in allowed_writes
+		some kind, r in restricted_keys
+		call := object.union(admin_input(with_key(p, r), operation, target, owned), {"client": {"ip": "127.0.0.1"}})
+		rule_or_decision_allows(call)
+	]
+	leaks == []
+}
+
+rule_or_decision_allows(call) if data.regoauth.extensions.marketplace.admin_allow with input as call
+
+rule_or_decision_allows(call) if admin.decision.allow with input as call
+
+test_checkout_with_a_key_for_the_shop_records_purchases if {
+	call := admin_input(with_key(checkout, {"repositories": ["shop/*"]}), "grants.add", {"account": "bob", "repository": "shop/app", "actions": ["pull"], "owner": "sam"}, [])
+	admin.decision.allow with input as call
+	not admin.decision.allow with input as object.union(call, {"target": {"repository": "tools/x"}})
+}

@@ -177,3 +177,37 @@ test_a_team_named_owners_is_not_ownership if {
 	b := access(token_input(olga, [repo("acme/x", ["push"])])) with data.teams.organisations as orgs
 	b == {"repository:acme/x": ["push"]}
 }
+
+restricted_keys := {
+	"read-only": {"actions": ["pull"]},
+	"limited to another repository": {"repositories": ["acme/only-this"]},
+	"limited to other networks": {"cidrs": ["10.0.0.0/8"]},
+}
+
+# The bundle's admin_allow rule, for each operation it allows an owner: with a restricted key
+# neither the rule nor the decision allows it.
+test_admin_allow_holds_key_restrictions if {
+	alice := principal("alice", [], [])
+	writes := [
+		["grants.add", {"account": "bob", "repository": "acme/api", "actions": ["push"]}],
+		["grants.remove", {"account": "bob", "repository": "acme/api", "actions": ["push"]}],
+		["repos.reserve", {"account": "bob", "repository": "acme/new"}],
+		["repos.release", {"repository": "acme/new", "owner": "bob"}],
+		["grants.list", {"repository": "acme/api"}],
+	]
+	every w in writes {
+		data.regoauth.extensions.teams.admin_allow with input as admin_input(alice, w[0], w[1])
+	}
+	leaks := [[operation, kind] |
+		some [operation, target] in writes
+		some kind, r in restricted_keys
+		p := object.union(alice, {"key": {"id": "restricted", "restrictions": r}})
+		call := object.union(admin_input(p, operation, target), {"client": {"ip": "127.0.0.1"}})
+		allowed_by_rule_or_decision(call)
+	]
+	leaks == []
+}
+
+allowed_by_rule_or_decision(call) if data.regoauth.extensions.teams.admin_allow with input as call
+
+allowed_by_rule_or_decision(call) if admin.decision.allow with input as call
