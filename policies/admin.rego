@@ -91,6 +91,25 @@ covers(pattern, name) if {
 	glob.match(pattern, ["/"], name)
 }
 
+# key_permits_write holds when the API key's restrictions let it make this write: it has no
+# action ceiling (a read-only key writes nothing), the client is in its networks, and its
+# repository patterns cover the target. An unrestricted key always does. A rule that allows
+# a write to a restricted key requires it; the floor (refusals) holds the same whatever rule
+# permits.
+key_permits_write if {
+	not restrictions.actions
+	key_networks_hold
+	key_repositories_hold
+}
+
+key_networks_hold if not restrictions.cidrs
+
+key_networks_hold if address_allowed
+
+key_repositories_hold if not restrictions.repositories
+
+key_repositories_hold if key_covers_target
+
 # METADATA
 # title: key action ceiling
 # description: A key with an action ceiling (e.g. read-only) only reads.

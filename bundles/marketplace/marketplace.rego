@@ -115,11 +115,14 @@ admin_allow if {
 # title: checkout records purchases
 # description: |
 #   The checkout service (role checkout) grants and revokes pull on a reserved listing for one
-#   buyer account: the purchase, and its refund.
+#   buyer account: the purchase, and its refund. Its key must permit the write: unrestricted, or
+#   limited only to networks the call comes from and to repositories covering the listing (e.g.
+#   shop/*); a read-only key records nothing.
 admin_allow if {
 	input.operation in {"grants.add", "grants.remove"}
 	authenticated
 	settings.checkout_role in input.principal.roles
+	data.regoauth.admin.key_permits_write
 	listing(input.target.repository)
 	input.target.owner != ""
 	input.target.account != ""

@@ -128,6 +128,26 @@ admin_cases := [
 		"allow": true,
 	},
 	{
+		"name": "a read-only checkout key records nothing",
+		"input": admin_input(with_key(checkout, {"actions": ["pull"]}), "grants.add", {"account": "bob", "repository": "shop/app", "actions": ["pull"], "owner": "sam"}, []),
+		"allow": false,
+	},
+	{
+		"name": "a checkout key for one listing records nothing on another",
+		"input": admin_input(with_key(checkout, {"repositories": ["shop/only-this"]}), "grants.add", {"account": "bob", "repository": "shop/app", "actions": ["pull"], "owner": "sam"}, []),
+		"allow": false,
+	},
+	{
+		"name": "a checkout key limited to other networks records nothing",
+		"input": object.union(admin_input(with_key(checkout, {"cidrs": ["10.0.0.0/8"]}), "grants.add", {"account": "bob", "repository": "shop/app", "actions": ["pull"], "owner": "sam"}, []), {"client": {"ip": "192.0.2.1"}}),
+		"allow": false,
+	},
+	{
+		"name": "a checkout key limited to the shop and its network records purchases",
+		"input": object.union(admin_input(with_key(checkout, {"repositories": ["shop/*"], "cidrs": ["192.0.2.0/24"]}), "grants.add", {"account": "bob", "repository": "shop/app", "actions": ["pull"], "owner": "sam"}, []), {"client": {"ip": "192.0.2.1"}}),
+		"allow": true,
+	},
+	{
 		"name": "checkout removes no push an admin granted",
 		"input": admin_input(checkout, "grants.remove", {"account": "bob", "repository": "shop/app", "actions": ["pull", "push"], "owner": "sam"}, []),
 		"allow": false,
