@@ -52,6 +52,8 @@ type Store struct {
 	// live is the state of the invalidation channel; the cache serves only while it is alive.
 	live  *liveness
 	cache *keystore.PrincipalCache // nil when off
+	// reloadTopology asks a Cluster client to read the slot map again (nil otherwise).
+	reloadTopology func()
 
 	stop context.CancelFunc
 	done sync.WaitGroup
@@ -86,6 +88,12 @@ func New(client redis.UniversalClient, mode Mode, prefix string, opts Options) *
 	}
 	s.channel = s.prefix + "invalidate"
 	s.health.init(s.logger, s.metrics)
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		// go-redis reads a Cluster's slot map again on a MOVED reply and once a minute, not
+		// when a primary stops answering: without this, a failover the cluster completes in
+		// seconds would fail every request for up to a minute.
+		s.reloadTopology = func() { cc.ReloadState(context.Background()) }
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	if opts.CacheTTL > 0 {
@@ -175,6 +183,9 @@ func (s *Store) fail(op string, err error, what map[string]string) error {
 		}
 	}
 	if unavailable(err) {
+		if s.reloadTopology != nil {
+			s.reloadTopology() // one at a time, however many requests fail
+		}
 		s.health.down(op, err)
 		return fmt.Errorf("redis %s: %w: %v", op, keystore.ErrUnavailable, err)
 	}
