@@ -304,3 +304,24 @@ test_the_floor_holds_extension_rules_to_key_restrictions if {
 	admin.key_permits_write with input as {"principal": with_restrictions(seller, {"repositories": ["shop/*"]}), "client": {"ip": "127.0.0.1"}, "operation": "grants.add", "target": target, "owned": []}
 	not admin.key_permits_write with input as {"principal": with_restrictions(seller, {"actions": ["pull"]}), "client": {"ip": "127.0.0.1"}, "operation": "grants.add", "target": target, "owned": []}
 }
+
+test_every_account_asks_who_it_is if {
+	allowed(principal("user1", {}), "whoami", {"account": "user1"})
+	not allowed(principal("user1", {}), "whoami", {"account": "user2"})
+}
+
+# Extensions' limits travel with the decision; the lowest applies.
+test_limits_are_in_the_decision if {
+	ext := {"a": {"admin_allow": true, "admin_max_owned": 20}, "b": {"admin_max_owned": 5}}
+	d := admin.decision with input as {"principal": seller, "operation": "repos.reserve", "target": {"account": "seller", "repository": "shop/x"}, "owned": []}
+		with data.regoauth.extensions as ext
+	d == {"allow": true, "reasons": [], "max_owned": 5}
+	plain := admin.decision with input as {"principal": admin_principal, "operation": "accounts.list", "target": {}, "owned": []}
+	plain == {"allow": true, "reasons": []}
+}
+
+test_a_key_limited_to_networks_writes_from_inside_them if {
+	call := {"principal": with_restrictions(seller, {"cidrs": ["10.0.0.0/8"]}), "operation": "grants.add", "target": {"account": "x", "repository": "shop/app", "actions": ["pull"]}, "owned": []}
+	admin.key_permits_write with input as object.union(call, {"client": {"ip": "10.1.2.3"}})
+	not admin.key_permits_write with input as object.union(call, {"client": {"ip": "192.0.2.1"}})
+}
