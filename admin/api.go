@@ -39,6 +39,7 @@ type Store interface {
 	CreateAccount(ctx context.Context, a keystore.Account) error
 	GetAccount(ctx context.Context, name string) (keystore.Account, error)
 	ListAccounts(ctx context.Context) ([]keystore.Account, error)
+	PageAccounts(ctx context.Context, q keystore.AccountQuery) (keystore.AccountPage, error)
 	UpdateAccount(ctx context.Context, a keystore.Account) error
 
 	CreateKey(ctx context.Context, k keystore.Key) error
@@ -49,10 +50,12 @@ type Store interface {
 	PutGrant(ctx context.Context, g keystore.Grant) error
 	RemoveGrant(ctx context.Context, subject keystore.Subject, repository string, actions []string) error
 	ListGrants(ctx context.Context, f keystore.GrantFilter) ([]keystore.Grant, error)
+	PageGrants(ctx context.Context, q keystore.GrantQuery) (keystore.GrantPage, error)
 
 	Reserve(ctx context.Context, o keystore.Ownership, maxOwned int) error
 	GetOwnership(ctx context.Context, repository string) (keystore.Ownership, error)
 	ListOwnership(ctx context.Context, owner string) ([]keystore.Ownership, error)
+	PageOwnership(ctx context.Context, q keystore.OwnershipQuery) (keystore.OwnershipPage, error)
 	Release(ctx context.Context, repository string) error
 }
 
@@ -137,12 +140,8 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.Serve
 
 // call is one authenticated admin request.
 type call struct {
-	r         *http.Request
-	client    policy.Client
-	principal keystore.Principal
-	owned     []string
-	// decision is the policy's last allow for this call: it may carry limits the write must keep.
-	decision policy.AdminDecision
+	r      *http.Request
+	caller *Caller
 }
 
 type handlerFunc func(ctx context.Context, c *call) (status int, body any, err error)
@@ -159,7 +158,7 @@ func (a *API) handle(fn handlerFunc) http.HandlerFunc {
 			return
 		}
 		addr := input.ClientAddress(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), a.opts.TrustedProxies)
-		c := &call{r: r, principal: p, client: policy.Client{IP: addr.String()}}
+		c := &call{r: r, caller: &Caller{Principal: p, ClientIP: addr.String()}}
 		status, body, err := fn(ctx, c)
 		if err != nil {
 			a.opts.Logger.Info("admin request failed", "path", r.URL.Path, "method", r.Method, "account", p.Account.Name, "key_id", p.Key.ID, "error", err)
@@ -187,31 +186,6 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (keystore.Princ
 		return keystore.Principal{}, fmt.Errorf("%w: an API key is required (Authorization: Bearer KEY)", keystore.ErrBadCredentials)
 	}
 	return keystore.Authenticate(ctx, a.store, user, key, a.opts.Now())
-}
-
-// authorize asks the policy whether the caller may perform operation on target.
-func (a *API) authorize(ctx context.Context, c *call, operation string, target policy.AdminTarget) error {
-	if c.owned == nil {
-		owned, err := a.store.ListOwnership(ctx, c.principal.Account.Name)
-		if err != nil {
-			return err
-		}
-		names := make([]string, 0, len(owned))
-		for _, o := range owned {
-			names = append(names, o.Repository)
-		}
-		c.owned = keystore.LiteralRepositories(names)
-	}
-	in := &policy.AdminInput{Principal: input.Principal(c.principal), Client: c.client, Operation: operation, Target: target, Owned: c.owned}
-	d, err := a.authz.Authorize(ctx, in)
-	if err != nil {
-		return fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
-	}
-	if !d.Allow {
-		return &forbidden{operation: operation, reasons: d.Reasons, decisionID: d.ID}
-	}
-	c.decision = d
-	return nil
 }
 
 // decode reads a strict JSON body into v.

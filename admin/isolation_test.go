@@ -205,14 +205,27 @@ func TestKeyRestrictionsHoldOnTheAdminAPI(t *testing.T) {
 		if _, err := limited.ListGrants(ctx, admin.GrantRequest{Repository: "shop/app"}); err != nil {
 			t.Errorf("a key limited to shop/app listing its grants: %v", err)
 		}
+		// It may have a request of shop/app explained, and sees no reservation but shop/app,
+		// even of its own account.
+		must(s.admin.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "hidden/thing", Owner: "user1"}))
+		own := s.client(s.newKey("user1", admin.KeyRequest{Restrictions: keystore.Restrictions{Repositories: []string{"shop/app"}}}))
+		for who, c := range map[string]*admin.Client{"an admin's key": limited, "user1's own key": own} {
+			x, err := c.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:shop/app:pull"}})
+			if err != nil {
+				t.Errorf("%s limited to shop/app explaining a request of it: %v", who, err)
+			} else if !slices.Equal(x.Input.Owned, []string{"shop/app"}) {
+				t.Errorf("%s limited to shop/app is shown the reservations %v", who, x.Input.Owned)
+			}
+		}
 		for name, err := range map[string]error{
-			"list accounts":          second(limited.ListAccounts(ctx)),
-			"list keys":              second(limited.ListKeys(ctx, "")),
-			"list every grant":       second(limited.ListGrants(ctx, admin.GrantRequest{})),
-			"grants of another name": second(limited.ListGrants(ctx, admin.GrantRequest{Repository: "other"})),
-			"an account's grants":    second(limited.ListGrants(ctx, admin.GrantRequest{Account: "user1"})),
-			"list repositories":      second(limited.ListRepositories(ctx, "")),
-			"explain":                second(limited.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:shop/app:pull"}})),
+			"list accounts":           second(limited.ListAccounts(ctx)),
+			"list keys":               second(limited.ListKeys(ctx, "")),
+			"list every grant":        second(limited.ListGrants(ctx, admin.GrantRequest{})),
+			"grants of another name":  second(limited.ListGrants(ctx, admin.GrantRequest{Repository: "other"})),
+			"an account's grants":     second(limited.ListGrants(ctx, admin.GrantRequest{Account: "user1"})),
+			"list repositories":       second(limited.ListRepositories(ctx, "")),
+			"explain of another name": second(limited.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:other:pull"}})),
+			"explain of two names":    second(limited.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:shop/app:pull", "repository:other:pull"}})),
 		} {
 			if status(err) != http.StatusForbidden {
 				t.Errorf("a key limited to shop/app: %s: %v, want HTTP 403", name, err)

@@ -419,9 +419,14 @@ func scopeString(scopes []policy.Scope) string {
 	return strings.Join(parts, " ")
 }
 
-// clientIP is the address the request comes from, as input.ClientAddress reads it.
-func (h *Handler) clientIP(r *http.Request) netip.Addr {
-	return input.ClientAddress(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), h.opts.TrustedProxies)
+// clientIP is the address the request comes from.
+func (h *Handler) clientIP(r *http.Request) netip.Addr { return ClientIP(r, h.opts.TrustedProxies) }
+
+// ClientIP is the address a request came from: the peer, or, when the peer is a trusted proxy,
+// the last address of X-Forwarded-For that is not one (input.ClientAddress, which the admin
+// API reads too).
+func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	return input.ClientAddress(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
 }
 
 func truncate(s string, n int) string {

@@ -2,27 +2,64 @@ package keystore
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 )
 
-type oneKey struct{ p Principal }
+type loaderFunc func(ctx context.Context, id string) (Principal, error)
 
-func (o oneKey) LoadPrincipal(_ context.Context, id string) (Principal, error) {
-	if id != o.p.Key.ID {
-		return Principal{}, ErrNotFound
+func (f loaderFunc) LoadPrincipal(ctx context.Context, id string) (Principal, error) {
+	return f(ctx, id)
+}
+
+// TestAuthenticateDropsEndedGrants: whatever a store returns (a cache, a store whose clock
+// lags), authentication hands on only the grants that have not ended at its own now.
+func TestAuthenticateDropsEndedGrants(t *testing.T) {
+	plain, id, hash, err := NewAPIKey(zeroReader{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return o.p, nil
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	p := Principal{
+		Key:     Key{ID: id, Account: "buyer", Hash: hash},
+		Account: Account{Name: "buyer"},
+		Grants: []Grant{
+			{Repository: "ended", Actions: []string{"pull"}, Expires: now},
+			{Repository: "live", Actions: []string{"pull"}, Expires: now.Add(time.Nanosecond)},
+			{Repository: "forever", Actions: []string{"pull"}},
+		},
+	}
+	s := loaderFunc(func(context.Context, string) (Principal, error) { return p, nil })
+	for name, auth := range map[string]func() (Principal, error){
+		"api key": func() (Principal, error) { return Authenticate(context.Background(), s, "buyer", plain, now) },
+		"key id":  func() (Principal, error) { return AuthenticateKey(context.Background(), s, id, "buyer", now) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := auth()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Grants) != 2 || got.Grants[0].Repository != "live" || got.Grants[1].Repository != "forever" {
+				t.Fatalf("grants = %+v, want live and forever", got.Grants)
+			}
+		})
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 // A key stored before the limits on restrictions existed (an import of an old export, an old
 // Redis) does not authenticate: every decision about it would cost what the limits prevent.
 func TestAuthenticateRefusesKeysOverTheLimits(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	plain, id, hash, err := NewAPIKey(rand.Reader)
+	plain, id, hash, err := NewAPIKey(zeroReader{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +79,8 @@ func TestAuthenticateRefusesKeysOverTheLimits(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			p := base
 			p.Key.Restrictions = r
-			_, err := Authenticate(context.Background(), oneKey{p}, "a", plain, now)
+			s := loaderFunc(func(context.Context, string) (Principal, error) { return p, nil })
+			_, err := Authenticate(context.Background(), s, "a", plain, now)
 			if want := name != "at the limits"; errors.Is(err, ErrBadCredentials) != want {
 				t.Fatalf("Authenticate = %v, refused want %v", err, want)
 			}

@@ -107,11 +107,8 @@ func (in *Input) value() ast.Value {
 				actions[key] = acts
 			}
 		}
-		grants = append(grants, ast.ObjectTerm(
-			[2]*ast.Term{keySubject, subject},
-			[2]*ast.Term{keyRepository, ast.StringTerm(g.Repository)},
-			[2]*ast.Term{keyActions, acts},
-		))
+		row := object{{keySubject, subject}, {keyRepository, ast.StringTerm(g.Repository)}, {keyActions, acts}}
+		grants = append(grants, row.addOptional(keyExpires, g.Expires).term())
 	}
 	scopes := make([]*ast.Term, len(in.Scopes))
 	for i, s := range in.Scopes {

@@ -52,6 +52,11 @@ type Grant struct {
 	Subject    string   `json:"subject"`
 	Repository string   `json:"repository"`
 	Actions    []string `json:"actions"`
+	// Expires is when the row stops applying (RFC 3339, UTC), absent when it does not end. The
+	// server never passes a row that has ended; a policy may still reason about the end (for
+	// example, refuse push through a row that ends), and the end is part of what a cached
+	// decision is keyed on.
+	Expires string `json:"expires,omitempty"`
 }
 
 // Scope is one requested resource and the actions asked for on it.
@@ -108,9 +113,12 @@ type AdminTarget struct {
 	KeyID   string   `json:"key_id,omitempty"`
 	// Owner is the account that owns Repository, when it is owned.
 	Owner string `json:"owner,omitempty"`
-	// Expires and Restrictions are those of the key keys.create would create, after the
-	// caller's key's ceilings are applied (RFC 3339; absent when it would not expire).
-	Expires      string        `json:"expires,omitempty"`
+	// Expires is, for grants.add, the end of the grant being added, and for keys.create the
+	// expiry of the key being created, after the caller key's ceilings are applied (RFC 3339,
+	// UTC); absent when it does not end.
+	Expires string `json:"expires,omitempty"`
+	// Restrictions are, for keys.create, those of the key being created, after the caller key's
+	// ceilings are applied.
 	Restrictions *Restrictions `json:"restrictions,omitempty"`
 }
 

@@ -17,7 +17,7 @@ import (
 // Principal is what the policy reads about an authenticated principal.
 func Principal(p keystore.Principal) policy.Principal {
 	out := policy.Principal{Account: p.Account.Name, Groups: nonNil(p.Account.Groups), Roles: nonNil(p.Account.Roles),
-		Key: &policy.Key{ID: p.Key.ID, Name: p.Key.Name, Expires: Time(p.Key.Expires), Restrictions: Restrictions(p.Key.Restrictions)}}
+		Key: &policy.Key{ID: p.Key.ID, Name: p.Key.Name, Expires: Instant(p.Key.Expires), Restrictions: Restrictions(p.Key.Restrictions)}}
 	return out
 }
 
@@ -27,14 +27,6 @@ func Restrictions(r keystore.Restrictions) *policy.Restrictions {
 		return nil
 	}
 	return &policy.Restrictions{Actions: r.Actions, Repositories: r.Repositories, CIDRs: r.CIDRs}
-}
-
-// Time is t as the policy reads times: RFC 3339 in UTC, "" for the zero time (never).
-func Time(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339)
 }
 
 // Anonymous is the principal of a request without credentials.
@@ -54,7 +46,7 @@ func Token(service string, client policy.Client, p *keystore.Principal, scopes [
 	in.Owned = keystore.LiteralRepositories(p.Owned)
 	for _, g := range p.Grants {
 		if Relevant(g.Repository, scopes) {
-			in.Grants = append(in.Grants, policy.Grant{Subject: g.Subject.String(), Repository: g.Repository, Actions: g.Actions})
+			in.Grants = append(in.Grants, policy.Grant{Subject: g.Subject.String(), Repository: g.Repository, Actions: g.Actions, Expires: Instant(g.Expires)})
 		}
 	}
 	return in
@@ -75,6 +67,15 @@ func Relevant(pattern string, scopes []policy.Scope) bool {
 		}
 	}
 	return false
+}
+
+// Instant is how the policy input spells a time: RFC 3339 in UTC to the nanosecond
+// (time.parse_rfc3339_ns reads it), "" for none.
+func Instant(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 func nonNil(s []string) []string {
