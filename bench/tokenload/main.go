@@ -50,6 +50,8 @@ type Config struct {
 	PerNamespace         int
 	// Peer is another token server measured with the same wrk settings.
 	Peer Peer
+	// ServerEnv is added to the environment of the regoauth processes (e.g. GOGC=400).
+	ServerEnv []string
 	// Work is where files and logs go (a new temporary directory when empty); it is removed
 	// at the end unless Keep.
 	Work string
@@ -103,6 +105,7 @@ func main() {
 	flag.StringVar(&cfg.Peer.URL, "peer-url", os.Getenv("PEER_URL"), "another token server's URL with the query of a token request (default $PEER_URL)")
 	flag.StringVar(&cfg.Peer.Name, "peer-name", envOr("PEER_NAME", "peer"), "the peer's name in the report (default $PEER_NAME)")
 	peerPID := flag.String("peer-pid", os.Getenv("PEER_PID"), "the peer's process id, for its CPU time and memory (default $PEER_PID)")
+	env := flag.String("server-env", "", "comma-separated NAME=VALUE added to the environment of regoauth serve, e.g. GOGC=400,GOMEMLIMIT=200MiB")
 	flag.StringVar(&cfg.Work, "work", "", "directory for files and logs (default: a new temporary one)")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the work directory (logs, data, configuration)")
 	flag.BoolVar(&isSmoke, "smoke", false, "a run of a few seconds that checks the harness, not the speed")
@@ -111,6 +114,14 @@ func main() {
 	var err error
 	if cfg.Stores, err = list(stores, func(s string) (string, error) { return s, nil }); err == nil {
 		cfg.Connections, err = list(conns, strconv.Atoi)
+	}
+	if err == nil && *env != "" {
+		cfg.ServerEnv, err = list(*env, func(s string) (string, error) {
+			if !strings.Contains(s, "=") {
+				return "", errors.New("not NAME=VALUE")
+			}
+			return s, nil
+		})
 	}
 	if err == nil && *peerPID != "" {
 		cfg.Peer.PID, err = strconv.Atoi(*peerPID)
@@ -126,6 +137,7 @@ func main() {
 	defer cancel()
 	ctx, cancelTimeout := context.WithTimeout(ctx, *timeout)
 	defer cancelTimeout()
+	fmt.Fprintf(cfg.Out, "$ %s\n", shellJoin(os.Args))
 	rep, err := Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tokenload:", err)

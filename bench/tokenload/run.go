@@ -171,6 +171,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	fmt.Fprintf(out, "tokenload: %d accounts (one key, %d–%d grants each), stores %s, %d and wrk -t%d -c%s, %s per run, %d round(s)\n",
 		cfg.Accounts, cfg.MinGrants, cfg.MaxGrants, strings.Join(cfg.Stores, ", "), len(cfg.Connections), cfg.Threads,
 		joinInts(cfg.Connections), cfg.Duration, cfg.Rounds)
+	if len(cfg.ServerEnv) > 0 {
+		fmt.Fprintf(out, "regoauth serve runs with %s\n", strings.Join(cfg.ServerEnv, " "))
+	}
 	fmt.Fprintf(out, "expected duration: about %s of measurement after the stores are loaded (work directory %s)\n",
 		expected(cfg, targetsPerBlock).Round(time.Second), work)
 

@@ -24,13 +24,16 @@ type process struct {
 	log  *os.File
 }
 
-func start(ctx context.Context, name, logPath string, argv ...string) (*process, error) {
+func start(ctx context.Context, name, logPath string, env []string, argv ...string) (*process, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {
@@ -73,7 +76,7 @@ func startRedis(ctx context.Context, cfg Config, dir string) (*process, string, 
 	if err != nil {
 		return nil, "", err
 	}
-	p, err := start(ctx, "redis-server", filepath.Join(dir, "redis.log"), cfg.RedisServer,
+	p, err := start(ctx, "redis-server", filepath.Join(dir, "redis.log"), nil, cfg.RedisServer,
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 		"--save", "", "--appendonly", "no", "--protected-mode", "no")
 	if err != nil {
@@ -143,7 +146,7 @@ func startServer(ctx context.Context, cfg Config, dir, name, storeURL, keyFile, 
 	if err := os.WriteFile(cfgPath, []byte(serverConfig(addr, storeURL, keyFile, certFile, policyDir)), 0o600); err != nil {
 		return nil, "", err
 	}
-	p, err := start(ctx, "regoauth ("+name+")", filepath.Join(dir, name+".log"), cfg.Regoauth, "serve", "--config", cfgPath)
+	p, err := start(ctx, "regoauth ("+name+")", filepath.Join(dir, name+".log"), cfg.ServerEnv, cfg.Regoauth, "serve", "--config", cfgPath)
 	if err != nil {
 		return nil, "", err
 	}
