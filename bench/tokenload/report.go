@@ -164,8 +164,8 @@ func (rep *Report) print(w io.Writer) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "(tokens/s ÷ceiling: ÷ the raw ES256 rate of these cores; CPU/token: the server process's user+system time per token, ×ES256 in raw signatures;")
+	fmt.Fprintln(w, " allocs/token: go_memstats_mallocs_total of the server per token; non-2xx: responses with status ≥ 400; errors: socket errors and timeouts;")
 	fmt.Fprintln(w, " on a machine shared with other work the CPU ratios below are the steadier measure of the rate ratios' targets)")
-	fmt.Fprintln(w, " allocs/token: go_memstats_mallocs_total of the server per token; non-2xx: responses with status ≥ 400; errors: socket errors and timeouts)")
 
 	for _, conns := range cfg.Connections {
 		fmt.Fprintf(w, "\nratios at %d connections (median over rounds of runs in the same block)\n", conns)
