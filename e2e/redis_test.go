@@ -18,6 +18,7 @@ import (
 	disttoken "github.com/distribution/distribution/v3/registry/auth/token"
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/regoauth/regoauth/internal/secretfile"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/redisstore/redistest"
 	"github.com/regoauth/regoauth/tokens"
@@ -40,7 +41,7 @@ func signingFiles(t *testing.T) (key, cert string) {
 	t.Helper()
 	dir := t.TempDir()
 	key, cert = filepath.Join(dir, "signing-key.pem"), filepath.Join(dir, "signing-cert.pem")
-	if _, err := tokens.EnsureKeyFiles(key, cert, jose.ES256, "regoauth", time.Now()); err != nil {
+	if _, err := secretfile.EnsureSigningKey(key, cert, jose.ES256, "regoauth", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	// Replicas given the same signing files share the refresh token secret beside them.

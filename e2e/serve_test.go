@@ -22,6 +22,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/regoauth/regoauth/internal/secretfile"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/boltstore"
 	"github.com/regoauth/regoauth/tokens"
@@ -94,7 +95,7 @@ func grantOf(subject, repo string, actions ...string) keystore.Grant {
 func startPolicyServe(t *testing.T, dir string, keys, ids map[string]string, policyYAML string, waitReady bool) *serveStack {
 	t.Helper()
 	keyPath, certPath := filepath.Join(dir, "signing-key.pem"), filepath.Join(dir, "signing-cert.pem")
-	if _, err := tokens.EnsureKeyFiles(keyPath, certPath, jose.ES256, "regoauth-e2e", time.Now()); err != nil {
+	if _, err := secretfile.EnsureSigningKey(keyPath, certPath, jose.ES256, "regoauth-e2e", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	s := &serveStack{Addr: freeAddr(t), Dir: dir, Keys: keys, KeyIDs: ids}

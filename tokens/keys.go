@@ -272,39 +272,3 @@ func LoadKeyFiles(keyPath, certPath string, mode KIDMode) (*Key, error) {
 	}
 	return k, nil
 }
-
-// EnsureKeyFiles creates a key of alg and a self-signed certificate at the given paths unless
-// the key file exists already, then loads them. It is how `regoauth dev` keeps one signing key
-// across restarts.
-func EnsureKeyFiles(keyPath, certPath string, alg jose.SignatureAlgorithm, commonName string, now time.Time) (*Key, error) {
-	if _, err := os.Stat(keyPath); errors.Is(err, os.ErrNotExist) {
-		priv, err := GenerateKey(alg, rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		cert, err := SelfSignedCertificate(priv, commonName, now.Add(-time.Hour), 10*365*24*time.Hour)
-		if err != nil {
-			return nil, err
-		}
-		keyPEM, err := EncodePrivateKeyPEM(priv)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(certPath, EncodeCertificatesPEM(cert), 0o644); err != nil {
-			return nil, err
-		}
-		if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
-			return nil, err
-		}
-	}
-	return LoadKeyFiles(keyPath, certPath, KIDThumbprint)
-}
-
-// writeFileAtomic writes through a temporary file so a crash never leaves half a key.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}

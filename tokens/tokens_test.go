@@ -285,22 +285,6 @@ func TestPEMForms(t *testing.T) {
 	}
 }
 
-func TestEnsureKeyFilesKeepsKey(t *testing.T) {
-	dir := t.TempDir()
-	keyPath, certPath := filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem")
-	first, err := tokens.EnsureKeyFiles(keyPath, certPath, jose.ES256, "regoauth", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	second, err := tokens.EnsureKeyFiles(keyPath, certPath, jose.ES256, "regoauth", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if first.KID != second.KID || !first.Chain[0].Equal(second.Chain[0]) {
-		t.Fatal("a second start generated a new key")
-	}
-}
-
 // TestJWKSIsAcceptedByDistribution round-trips the set the way a v3 registry's jwks option
 // does: parse it with go-jose, trust each key under its kid, verify a kid-only token.
 func TestJWKSIsAcceptedByDistribution(t *testing.T) {

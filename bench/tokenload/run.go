@@ -15,7 +15,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/regoauth/regoauth/tokens"
+	"github.com/regoauth/regoauth/internal/secretfile"
 )
 
 // Kinds of runs.
@@ -178,7 +178,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		expected(cfg, targetsPerBlock).Round(time.Second), work)
 
 	keyFile, certFile := filepath.Join(work, "signing.pem"), filepath.Join(work, "signing.crt")
-	key, err := tokens.EnsureKeyFiles(keyFile, certFile, jose.ES256, "regoauth", time.Now())
+	key, err := secretfile.EnsureSigningKey(keyFile, certFile, jose.ES256, "regoauth", time.Now())
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/spf13/cobra"
 
+	"github.com/regoauth/regoauth/internal/secretfile"
+	"github.com/regoauth/regoauth/server"
 	"github.com/regoauth/regoauth/tokens"
 )
 
@@ -43,19 +45,22 @@ func signingCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(keyOut, keyPEM, 0o600); err != nil {
-				return err
-			}
 			var chain []*x509.Certificate
 			if certOut != "" {
 				cert, err := tokens.SelfSignedCertificate(priv, cn, time.Now().Add(-time.Hour), time.Duration(days)*24*time.Hour)
 				if err != nil {
 					return err
 				}
-				if err := os.WriteFile(certOut, tokens.EncodeCertificatesPEM(cert), 0o644); err != nil {
+				chain = append(chain, cert)
+			}
+			// Created, never replaced: the checks above only make the message clearer.
+			if err := secretfile.Create(keyOut, keyPEM, 0o600); err != nil {
+				return err
+			}
+			if certOut != "" {
+				if err := secretfile.Create(certOut, tokens.EncodeCertificatesPEM(chain...), 0o644); err != nil {
 					return err
 				}
-				chain = append(chain, cert)
 			}
 			k, err := tokens.NewKey(priv, chain, tokens.KIDThumbprint)
 			if err != nil {
@@ -75,7 +80,7 @@ func signingCommand() *cobra.Command {
 	generate.Flags().StringVar(&cn, "cn", "regoauth", "the certificate's common name")
 	generate.Flags().IntVar(&days, "days", 825, "certificate validity in days")
 
-	var configPath string
+	var config configFlag
 	jwks := &cobra.Command{
 		Use:   "jwks --config FILE",
 		Short: "Print the JWKS of the configured keys, for a registry's auth.token.jwks file",
@@ -85,18 +90,11 @@ A registry that trusts only a JWKS (no rootcertbundle) needs tokens without x5c:
 no signing.cert_file for it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if configPath == "" {
-				return usageError{errors.New("--config is required")}
-			}
-			cfg, err := LoadConfig(configPath)
+			cfg, err := config.load()
 			if err != nil {
 				return err
 			}
-			key, err := tokens.LoadKeyFiles(cfg.Signing.KeyFile, cfg.Signing.CertFile, tokens.KIDMode(cfg.Signing.KID))
-			if err != nil {
-				return err
-			}
-			raw, err := publishedKeys(key, cfg.Signing)
+			raw, err := server.JWKS(cfg.Signing)
 			if err != nil {
 				return err
 			}
@@ -104,7 +102,7 @@ no signing.cert_file for it.`,
 			return nil
 		},
 	}
-	jwks.Flags().StringVar(&configPath, "config", "", "the server's configuration file")
+	config.register(jwks)
 	cmd.AddCommand(generate, jwks)
 	return cmd
 }
