@@ -36,8 +36,10 @@ type Config struct {
 	Connections []int
 	// Threads is wrk's thread count.
 	Threads int
-	// Duration is one wrk run; Warmup is the unrecorded run each server gets first.
+	// Duration is one wrk run; Warmup is one unrecorded run of the cold mix. Each server gets
+	// warm-up runs until it has made WarmDecisions decisions (its decision cache is full).
 	Duration, Warmup time.Duration
+	WarmDecisions    int
 	// Ceiling is how long each signing reference runs.
 	Ceiling time.Duration
 	// Rounds repeats the whole sequence; figures are medians over rounds.
@@ -71,7 +73,7 @@ func defaults() Config {
 	return Config{
 		Regoauth: "./regoauth", RedisServer: "redis-server", Wrk: "wrk",
 		Stores: []string{"bolt", "redis"}, Connections: []int{8, 64}, Threads: 2,
-		Duration: 15 * time.Second, Warmup: 5 * time.Second, Ceiling: 3 * time.Second, Rounds: 1,
+		Duration: 15 * time.Second, Warmup: 5 * time.Second, WarmDecisions: 10000, Ceiling: 3 * time.Second, Rounds: 1,
 		Accounts: 1000, MinGrants: 10, MaxGrants: 100, Namespaces: 1000, PerNamespace: 100,
 		Out: os.Stdout,
 	}
@@ -80,6 +82,7 @@ func defaults() Config {
 // smoke is a run short enough for CI: it proves the harness works, not how fast anything is.
 func smoke(cfg Config) Config {
 	cfg.Duration, cfg.Warmup, cfg.Ceiling, cfg.Rounds = 2*time.Second, time.Second, 500*time.Millisecond, 1
+	cfg.WarmDecisions = 0
 	cfg.Connections = []int{8}
 	cfg.Accounts = 50
 	return cfg
@@ -96,7 +99,8 @@ func main() {
 	flag.StringVar(&conns, "connections", "8,64", "wrk connection counts")
 	flag.IntVar(&cfg.Threads, "threads", cfg.Threads, "wrk threads")
 	flag.DurationVar(&cfg.Duration, "duration", cfg.Duration, "one wrk run")
-	flag.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unrecorded run of each server before the first round")
+	flag.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "one unrecorded run of the cold mix before the first round")
+	flag.IntVar(&cfg.WarmDecisions, "warm-decisions", cfg.WarmDecisions, "warm each server up until it has made this many decisions (the server's decision cache size fills it)")
 	flag.DurationVar(&cfg.Ceiling, "ceiling", cfg.Ceiling, "each signing reference")
 	flag.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "times the whole sequence is measured (medians are reported)")
 	flag.IntVar(&cfg.Accounts, "accounts", cfg.Accounts, "accounts, each with one API key")

@@ -59,16 +59,18 @@ type sample struct {
 
 // server is a regoauth process of the run, with its memory over the run.
 type server struct {
-	store     string
-	proc      *process
-	base      string
-	helper    *process
-	idle      int64 // RSS after start, before any request
-	warm      int64 // after the warm-up
-	warmAt    time.Time
-	marks     []rssMark // after each block of runs; the last is the end
-	peak      atomic.Int64
-	importDur time.Duration
+	store  string
+	proc   *process
+	base   string
+	helper *process
+	idle   int64 // RSS after start, before any request
+	warm   int64 // after the warm-up
+	warmAt time.Time
+	// warmDecisions is how many decisions the warm-up evaluated (and cached).
+	warmDecisions float64
+	marks         []rssMark // after each block of runs; the last is the end
+	peak          atomic.Int64
+	importDur     time.Duration
 }
 
 type rssMark struct {
@@ -131,7 +133,7 @@ func (r *Report) Failures() []string {
 // expected is how long the measurement takes, setup aside.
 func expected(cfg Config, targets int) time.Duration {
 	perBlock := 2*cfg.Ceiling + time.Duration(targets)*(cfg.Duration+time.Second)
-	return time.Duration(cfg.Rounds*len(cfg.Connections))*perBlock + time.Duration(len(cfg.Stores))*(cfg.Warmup+time.Second)
+	return time.Duration(cfg.Rounds*len(cfg.Connections))*perBlock + time.Duration(len(cfg.Stores))*(3*cfg.Warmup+time.Second)
 }
 
 // Run performs the benchmark and prints the report to cfg.Out.
@@ -269,15 +271,28 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	sequence := order(cfg.Stores, byStore, peer)
 
-	// Warm-up: every server serves the cold mix once, unrecorded; then its memory is the
-	// start of the "flat over the run" figure.
+	// Warm-up: every server serves the cold mix, unrecorded, until its decision cache has
+	// seen WarmDecisions cold decisions (it is full then) or for a minute at most; its memory
+	// then is the start of the "flat over the run" figure.
 	for _, s := range rep.Servers {
-		argv := wrkArgs(cfg, script, maxInt(cfg.Connections), cfg.Warmup, s.base+"/token", nil, luaData)
-		if _, outText, err := runWrk(ctx, argv); err != nil {
-			return nil, fmt.Errorf("warm-up of %s: %w\n%s", s.store, err, outText)
+		deadline := time.Now().Add(time.Minute)
+		for {
+			argv := wrkArgs(cfg, script, maxInt(cfg.Connections), cfg.Warmup, s.base+"/token", nil, luaData)
+			if _, outText, err := runWrk(ctx, argv); err != nil {
+				return nil, fmt.Errorf("warm-up of %s: %w\n%s", s.store, err, outText)
+			}
+			c, err := scrape(s.base)
+			if err != nil {
+				return nil, err
+			}
+			s.warmDecisions = c.cacheMisses
+			if c.cacheMisses >= float64(cfg.WarmDecisions) || time.Now().After(deadline) {
+				break
+			}
 		}
 		s.warm, _ = rss(s.proc.pid())
 		s.warmAt = time.Now()
+		fmt.Fprintf(out, "%s: warmed up with %.0f cold decisions; %s resident\n", s.store, s.warmDecisions, mib(s.warm))
 	}
 	sampling, stopSampling := context.WithCancel(ctx)
 	defer stopSampling()
