@@ -20,6 +20,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 )
@@ -51,7 +52,7 @@ type Store interface {
 	ListGrants(ctx context.Context, f keystore.GrantFilter) ([]keystore.Grant, error)
 	PageGrants(ctx context.Context, q keystore.GrantQuery) (keystore.GrantPage, error)
 
-	Reserve(ctx context.Context, o keystore.Ownership) error
+	Reserve(ctx context.Context, o keystore.Ownership, maxOwned int) error
 	GetOwnership(ctx context.Context, repository string) (keystore.Ownership, error)
 	ListOwnership(ctx context.Context, owner string) ([]keystore.Ownership, error)
 	PageOwnership(ctx context.Context, q keystore.OwnershipQuery) (keystore.OwnershipPage, error)
@@ -82,12 +83,12 @@ type Deps struct {
 
 // Options configure the API.
 type Options struct {
-	// ClientIP is the address a request comes from (default: the peer), trusted proxies
-	// considered as the token endpoint does; the admin policy and the failure budgets see it.
-	ClientIP func(*http.Request) netip.Addr
-	Logger   *slog.Logger
-	Now      func() time.Time
-	Random   io.Reader
+	// TrustedProxies are the peers whose X-Forwarded-For is believed for the client address, as
+	// on the token endpoint: the admin policy checks a key's networks against that address.
+	TrustedProxies []netip.Prefix
+	Logger         *slog.Logger
+	Now            func() time.Time
+	Random         io.Reader
 }
 
 // API serves the admin endpoints.
@@ -98,6 +99,9 @@ type API struct {
 	throttle  Throttle  // nil when failures are not limited
 	opts      Options
 	router    *mux.Router
+	// explaining holds a slot while an explanation is computed: one traced evaluation costs
+	// tens of times a decision, so they run one at a time and a second is refused at once.
+	explaining chan struct{}
 }
 
 // New returns the admin API handler, to be mounted at Prefix.
@@ -114,10 +118,8 @@ func New(deps Deps, opts Options) (*API, error) {
 	if opts.Random == nil {
 		opts.Random = rand.Reader
 	}
-	if opts.ClientIP == nil {
-		opts.ClientIP = peerAddr
-	}
-	a := &API{store: deps.Store, authz: deps.Authorizer, explainer: deps.Explainer, throttle: deps.Throttle, opts: opts, router: mux.NewRouter()}
+	a := &API{store: deps.Store, authz: deps.Authorizer, explainer: deps.Explainer, throttle: deps.Throttle, opts: opts, router: mux.NewRouter(),
+		explaining: make(chan struct{}, 1)}
 	// Full paths on one router rather than a PathPrefix subrouter: mux 1.8.1 answers a wrong
 	// method inside a subrouter with 404 instead of 405 (gorilla/mux#739).
 	r := a.router
@@ -165,7 +167,7 @@ func (a *API) handle(fn handlerFunc) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
-		c := &call{r: r, caller: &Caller{Principal: p, ClientIP: a.opts.ClientIP(r).String()}}
+		c := &call{r: r, caller: &Caller{Principal: p, ClientIP: a.clientAddress(r).String()}}
 		status, body, err := fn(ctx, c)
 		if err != nil {
 			a.opts.Logger.Info("admin request failed", "path", r.URL.Path, "method", r.Method, "account", p.Account.Name, "key_id", p.Key.ID, "error", err)
@@ -191,7 +193,7 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (keystore.Princ
 	} else {
 		return keystore.Principal{}, fmt.Errorf("%w: an API key is required (Authorization: Bearer KEY)", keystore.ErrBadCredentials)
 	}
-	client := a.opts.ClientIP(r)
+	client := a.clientAddress(r)
 	if a.throttle != nil {
 		if err := a.throttle.Allow(ctx, client, user); err != nil {
 			return keystore.Principal{}, err
@@ -212,13 +214,10 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (keystore.Princ
 	return p, err
 }
 
-// peerAddr is the address of the connection's peer.
-func peerAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.IPv6Unspecified()
-	}
-	return ap.Addr().Unmap()
+// clientAddress is where a request comes from, trusted proxies considered as on the token
+// endpoint: the admin policy and the failure budgets see the same address.
+func (a *API) clientAddress(r *http.Request) netip.Addr {
+	return input.ClientAddress(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), a.opts.TrustedProxies)
 }
 
 // decode reads a strict JSON body into v.

@@ -33,9 +33,10 @@ func TestAdminBruteForceIsThrottled(t *testing.T) {
 	}
 	limits := throttle.Limits{Address: throttle.Limit{Burst: 4, Every: time.Minute}, AccountAddress: throttle.Limit{Burst: 2, Every: time.Minute}}
 	guard := throttle.NewGuard(throttle.NewMemory(100, limits.Refill(), nil), limits, nil, nil)
-	api, err := admin.New(admin.Deps{Store: store, Authorizer: engine, Throttle: guard}, admin.Options{ClientIP: func(r *http.Request) netip.Addr {
-		return netip.MustParseAddr(r.Header.Get("Test-Client"))
-	}})
+	// The requests come through a trusted proxy (httptest's peer, 192.0.2.1), which names the
+	// client in X-Forwarded-For: the budgets are the client's, as on the token endpoint.
+	api, err := admin.New(admin.Deps{Store: store, Authorizer: engine, Throttle: guard},
+		admin.Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +49,7 @@ func TestAdminBruteForceIsThrottled(t *testing.T) {
 	}
 	call := func(client, user, key string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest("GET", admin.Prefix+"/whoami", nil)
-		r.Header.Set("Test-Client", client)
+		r.Header.Set("X-Forwarded-For", client)
 		if user != "" {
 			r.SetBasicAuth(user, key)
 		} else {

@@ -85,7 +85,7 @@ func newFuzzWorld(f *testing.F) *fuzzWorld {
 	e := newEnv(f)
 	w := &fuzzWorld{e: e, secrets: map[string]string{}}
 	e.Grant("user1", "lib/*", "pull")
-	if err := e.Store.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "user2"}); err != nil {
+	if err := e.Store.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "user2"}, 0); err != nil {
 		f.Fatal(err)
 	}
 	e.account("user3", "devs")

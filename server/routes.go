@@ -41,9 +41,7 @@ func (s *Server) Handler() (http.Handler, error) {
 	if s.guard != nil { // a nil *Guard in the interface would not read as "none"
 		adminDeps.Throttle = s.guard
 	}
-	// The admin API sees the client address the token endpoint sees, trusted proxies considered.
-	clientIP := func(r *http.Request) netip.Addr { return authz.ClientIP(r, proxies) }
-	adminAPI, err := admin.New(adminDeps, admin.Options{ClientIP: clientIP, Logger: s.logger.With("component", "admin")})
+	adminAPI, err := admin.New(adminDeps, admin.Options{TrustedProxies: proxies, Logger: s.logger.With("component", "admin")})
 	if err != nil {
 		return nil, err
 	}
