@@ -22,6 +22,7 @@ import (
 	"github.com/regoauth/regoauth/keystore/boltstore"
 	"github.com/regoauth/regoauth/policies"
 	"github.com/regoauth/regoauth/policy"
+	"github.com/regoauth/regoauth/throttle"
 	"github.com/regoauth/regoauth/tokens"
 )
 
@@ -63,6 +64,8 @@ func BenchmarkTokenRequest(b *testing.B) {
 //   - cold-store: the same with the principal cache off, so every request also decodes the
 //     key, the account and the grants from the store.
 //   - cached: one request repeated; both caches answer.
+//   - cached-budgets: the same with the failure budgets of `regoauth serve`'s default (in
+//     process): what checking them costs a valid request.
 //   - anonymous: 3 scopes of public repositories without credentials: the handler's wall
 //     (parse, policy, sign, respond) without authentication.
 //
@@ -74,14 +77,16 @@ func BenchmarkHandler(b *testing.B) {
 		storeCache time.Duration
 		distinct   bool
 		anonymous  bool
+		budgets    bool
 	}{
-		{"cold", time.Minute, true, false},
-		{"cold-store", 0, true, false},
-		{"cached", time.Minute, false, false},
-		{"anonymous", time.Minute, false, true},
+		{"cold", time.Minute, true, false, false},
+		{"cold-store", 0, true, false, false},
+		{"cached", time.Minute, false, false, false},
+		{"cached-budgets", time.Minute, false, false, true},
+		{"anonymous", time.Minute, false, true, false},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			h, auth := newBenchHandler(b, tc.storeCache)
+			h, auth := newBenchHandler(b, tc.storeCache, tc.budgets)
 			// More distinct requests than the decision cache holds, taken in turn: a
 			// least-recently-used cache never answers, as with random repositories.
 			n := 1
@@ -129,7 +134,7 @@ const (
 	benchDecisionCacheBytes = 2 << 20
 )
 
-func newBenchHandler(b *testing.B, storeCache time.Duration) (http.Handler, string) {
+func newBenchHandler(b *testing.B, storeCache time.Duration, budgets bool) (http.Handler, string) {
 	b.Helper()
 	store, err := boltstore.OpenWith(filepath.Join(b.TempDir(), "store.db"), boltstore.Options{CacheTTL: storeCache, CacheSize: 10000})
 	if err != nil {
@@ -171,7 +176,16 @@ func newBenchHandler(b *testing.B, storeCache time.Duration) (http.Handler, stri
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := authz.New(authz.Deps{Directory: store, Decider: engine, Issuer: signer}, authz.Options{
+	deps := authz.Deps{Directory: store, Decider: engine, Issuer: signer}
+	if budgets {
+		limits := throttle.Limits{
+			Address:        throttle.Limit{Burst: 200, Every: 500 * time.Millisecond},
+			AccountAddress: throttle.Limit{Burst: 30, Every: 10 * time.Second},
+			Account:        throttle.Limit{Burst: 600, Every: time.Second},
+		}
+		deps.Throttle = throttle.NewGuard(throttle.NewMemory(100_000, limits.Refill(), nil), limits, prometheus.NewRegistry(), nil)
+	}
+	h, err := authz.New(deps, authz.Options{
 		Services:   []string{service},
 		Logger:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		Registerer: prometheus.NewRegistry(),

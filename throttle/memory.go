@@ -3,6 +3,7 @@ package throttle
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -16,6 +17,9 @@ type Memory struct {
 	mu   sync.Mutex
 	keys *expirable.LRU[string, *rate.Limiter]
 	now  func() time.Time
+	// spentUntil is when the last budget a failure left spent is whole again (Unix ns): before
+	// then a check looks its keys up, after it none needs to (Idle).
+	spentUntil atomic.Int64
 }
 
 var _ Backend = (*Memory)(nil)
@@ -55,7 +59,22 @@ func (m *Memory) Spend(_ context.Context, key string, l Limit) (bool, time.Durat
 	m.keys.Add(key, lim)
 	m.mu.Unlock()
 	allowed := lim.AllowN(now, 1)
-	return allowed, waitFor(lim, l, now), nil
+	wait := waitFor(lim, l, now)
+	if wait > 0 {
+		raiseTo(&m.spentUntil, now.Add(wait))
+	}
+	return allowed, wait, nil
+}
+
+// Idle reports that no budget a failure left spent can still be: Wait would answer 0 for
+// every key.
+func (m *Memory) Idle() bool { return m.now().UnixNano() >= m.spentUntil.Load() }
+
+// raiseTo moves v to t unless it is already later.
+func raiseTo(v *atomic.Int64, t time.Time) {
+	n := t.UnixNano()
+	for old := v.Load(); old < n && !v.CompareAndSwap(old, n); old = v.Load() {
+	}
 }
 
 // waitFor is how long until lim holds one whole failure again.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -30,6 +31,9 @@ type Redis struct {
 	now     func() time.Time
 
 	blocked *expirable.LRU[string, time.Time]
+	// blockedUntil is the latest end of a block this replica knows (Unix ns), so that Idle
+	// needs no look at the keys.
+	blockedUntil atomic.Int64
 
 	mu         sync.Mutex
 	subscribed bool
@@ -135,8 +139,15 @@ func (r *Redis) Spend(ctx context.Context, key string, l Limit) (bool, time.Dura
 	return res.Allowed > 0, wait, nil
 }
 
+// Idle reports that this replica knows of no spent budget and would not ask Redis: Wait would
+// answer 0 for every key.
+func (r *Redis) Idle() bool {
+	return r.now().UnixNano() >= r.blockedUntil.Load() && r.live()
+}
+
 func (r *Redis) block(key string, wait time.Duration) {
 	until := r.now().Add(wait)
+	raiseTo(&r.blockedUntil, until)
 	if old, ok := r.blocked.Peek(key); ok && old.After(until) {
 		return
 	}

@@ -93,6 +93,12 @@ type Backend interface {
 	Spend(ctx context.Context, key string, l Limit) (allowed bool, wait time.Duration, err error)
 }
 
+// idler is a Backend that can tell that no key is blocked at all, so that a check needs no key:
+// the common case of a valid request while nobody is being refused costs next to nothing.
+type idler interface {
+	Idle() bool
+}
+
 // Guard applies Limits to authentication attempts.
 type Guard struct {
 	backend Backend
@@ -171,6 +177,9 @@ func digest(s string) string {
 // cannot answer allows the attempt: throttling protects authentication, it must not become an
 // outage of its own.
 func (g *Guard) Allow(ctx context.Context, client netip.Addr, account string) error {
+	if i, ok := g.backend.(idler); ok && i.Idle() {
+		return nil
+	}
 	for _, b := range g.budgets(client, account) {
 		if b.by == ByAccount {
 			continue

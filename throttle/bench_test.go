@@ -1,0 +1,67 @@
+package throttle_test
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/regoauth/regoauth/keystore/redisstore/redistest"
+	"github.com/regoauth/regoauth/throttle"
+)
+
+var benchLimits = throttle.Limits{
+	Address:        throttle.Limit{Burst: 200, Every: 500 * time.Millisecond},
+	AccountAddress: throttle.Limit{Burst: 30, Every: 10 * time.Second},
+	Account:        throttle.Limit{Burst: 600, Every: time.Second},
+}
+
+// BenchmarkAllow is what the failure budgets cost a valid request: the check before the
+// credentials, for a client with no failures, in process (bolt) and with Redis (answered from
+// this replica's memory while its subscription is alive). Compare it with
+// authz.BenchmarkHandler/cached, the cheapest whole token request.
+func BenchmarkAllow(b *testing.B) {
+	client := netip.MustParseAddr("203.0.113.7")
+	b.Run("memory", func(b *testing.B) {
+		g := throttle.NewGuard(throttle.NewMemory(100_000, benchLimits.Refill(), nil), benchLimits, nil, nil)
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := g.Allow(ctx, client, "user1"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("redis", func(b *testing.B) {
+		srv := redistest.Start(b)
+		client2 := srv.Client()
+		r := throttle.NewRedis(client2, throttle.RedisOptions{Prefix: "{bench}:", Forget: benchLimits.Refill()})
+		b.Cleanup(func() { r.Close() })
+		deadline := time.Now().Add(5 * time.Second)
+		for !r.Live() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		g := throttle.NewGuard(r, benchLimits, nil, nil)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			if err := g.Allow(ctx, client, "user1"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkAllowWhileRefusing is the check of a valid request while some other client's budget
+// is spent: every budget of the request is looked up.
+func BenchmarkAllowWhileRefusing(b *testing.B) {
+	g := throttle.NewGuard(throttle.NewMemory(100_000, benchLimits.Refill(), nil), benchLimits, nil, nil)
+	attacker, client := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("203.0.113.7")
+	for range 300 {
+		g.Failed(ctx, attacker, "victim")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := g.Allow(ctx, client, "user1"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
