@@ -55,6 +55,7 @@ func rootCommand() *cobra.Command {
 		Version:       version,
 	}
 	root.AddCommand(serveCommand(), devCommand(), bootstrapCommand(), signingCommand(), exportCommand(), importCommand())
+	root.AddCommand(initCommand(), healthcheckCommand())
 	client := &clientFlags{}
 	root.AddCommand(accountsCommand(client), keysCommand(client), grantsCommand(client), reposCommand(client), whoamiCommand(client))
 	root.AddCommand(policyCommand(client))
