@@ -10,14 +10,15 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 IMAGE ?= regoauth:latest
 
-.PHONY: test lint rego-test go-test build bundles image
+.PHONY: test lint rego-test go-test helm-test build bundles image
 
-test: lint rego-test go-test
+test: lint rego-test go-test helm-test
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	go vet ./...
+	cd deploy/helm/test && go vet ./...
 	$(OPA) fmt --list --fail policies bundles
 	$(OPA) check --strict policies bundles
 
@@ -41,6 +42,12 @@ bundles:
 
 go-test:
 	go test $(GO_TEST_FLAGS) ./...
+
+# The Helm chart: helm lint and helm template with each values file of deploy/helm/regoauth/ci,
+# every manifest decoded strictly into the Kubernetes API types, and each rendered configuration
+# loaded by regoauth. A module of its own, so the main module never depends on the API types.
+helm-test:
+	cd deploy/helm/test && go test $(GO_TEST_FLAGS) ./...
 
 build:
 	go build -ldflags "-X main.version=$(VERSION)" -o regoauth ./cmd/regoauth
