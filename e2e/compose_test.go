@@ -185,6 +185,11 @@ func TestCompose(t *testing.T) {
 	if u := strings.TrimSpace(run(t, nil, docker, "inspect", "-f", "{{.Config.User}}", regoauth).out); u != "65532:65532" {
 		t.Errorf("regoauth runs as %q, want 65532:65532", u)
 	}
+	// It runs as the Helm chart's pods do: read-only root, no capabilities, no escalation.
+	hc := strings.TrimSpace(run(t, nil, docker, "inspect", "-f", "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}}", regoauth).out)
+	if hc != "true [ALL] [no-new-privileges:true]" {
+		t.Errorf("regoauth's container settings: %s", hc)
+	}
 	if out := c.must("exec", "-T", "regoauth", "regoauth", "healthcheck"); strings.TrimSpace(out) != "ok" {
 		t.Errorf("the image's default health check: %q", out)
 	}
