@@ -640,3 +640,69 @@ func layOut(t *testing.T, bin string, r *rendered, root string) {
 		}
 	}
 }
+
+// TestChartValuesDocumented holds the values table of docs/deploy.md to values.yaml: every
+// value the chart reads is in the table (itself or a map holding it), and every value in the
+// table exists.
+func TestChartValuesDocumented(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(chart, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(raw, &values); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../../../docs/deploy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(doc), "<!-- values:start -->")
+	table, _, ok2 := strings.Cut(table, "<!-- values:end -->")
+	if !ok || !ok2 {
+		t.Fatal("docs/deploy.md has no values table markers")
+	}
+	documented := map[string]bool{}
+	for _, line := range strings.Split(table, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 3 || !strings.Contains(cells[1], "`") {
+			continue
+		}
+		for _, k := range strings.Split(cells[1], ",") {
+			k = strings.Trim(strings.TrimSpace(k), "`")
+			documented[k] = true
+			if _, ok := lookupValue(values, k); !ok {
+				t.Errorf("docs/deploy.md documents %s, which values.yaml does not have", k)
+			}
+		}
+	}
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			path := prefix + k
+			if documented[path] {
+				continue
+			}
+			if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
+				walk(path+".", sub)
+				continue
+			}
+			t.Errorf("values.yaml has %s, which docs/deploy.md does not document", path)
+		}
+	}
+	walk("", values)
+}
+
+func lookupValue(values map[string]any, path string) (any, bool) {
+	var cur any = values
+	for _, part := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[part]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
