@@ -19,25 +19,27 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	go vet ./...
 	cd deploy/helm/test && go vet ./...
+	go test -count=1 ./internal/layout
 	$(OPA) fmt --list --fail policies bundles
 	$(OPA) check --strict policies bundles
 
 # The library's tests alone, then each bundle's tests beside the library (a bundle's tests live
-# in package regoauth.extensions.NAME_test), then every bundle must build.
+# in package regoauth.extensions.NAME_test, under its manifest roots), then every bundle must
+# build.
 rego-test:
 	$(OPA) test --verbose=false policies
 	@set -e; for b in $(BUNDLES); do \
-		echo "$(OPA) test policies $$b"; \
+		echo "$(OPA) test policies $$b --run data.regoauth.extensions.$$(basename $$b)_test"; \
 		$(OPA) test --verbose=false --run "data.regoauth.extensions.$$(basename $$b)_test" policies $$b; \
 	done
 	@$(MAKE) --no-print-directory bundles
 
-# Bundles as operators ship them: bin/bundles/NAME.tar.gz, tests left out.
+# Bundles as operators ship them, built by plain opa build: bin/bundles/NAME.tar.gz.
 bundles:
 	@mkdir -p bin/bundles
 	@set -e; for b in $(BUNDLES); do \
 		echo "$(OPA) build -b $$b -o bin/bundles/$$(basename $$b).tar.gz"; \
-		$(OPA) build -b $$b --ignore '*_test.rego' -o bin/bundles/$$(basename $$b).tar.gz; \
+		$(OPA) build -b $$b -o bin/bundles/$$(basename $$b).tar.gz; \
 	done
 
 go-test:

@@ -1,7 +1,8 @@
 // Package admin is the HTTP admin API for accounts, API keys, grants and repository ownership,
 // and the client the CLI uses to call it. Every call authenticates with an API key and is
 // authorized by the policy engine (data.regoauth.admin.decision), so who may manage what is
-// policy, not code.
+// policy, not code. It works on the store and the engine through its own interfaces (Store,
+// Authorizer, Explainer): it knows no store backend, and nothing of the token endpoint.
 package admin
 
 import (
@@ -18,6 +19,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 )
@@ -28,30 +30,65 @@ const Prefix = "/admin/v1"
 // maxBody bounds a request body; admin requests are small JSON documents.
 const maxBody = 64 << 10
 
+// Store is what the admin API needs of a key store: every record, read and written one at a
+// time.
+type Store interface {
+	LoadPrincipal(ctx context.Context, keyID string) (keystore.Principal, error)
+
+	CreateAccount(ctx context.Context, a keystore.Account) error
+	GetAccount(ctx context.Context, name string) (keystore.Account, error)
+	ListAccounts(ctx context.Context) ([]keystore.Account, error)
+	UpdateAccount(ctx context.Context, a keystore.Account) error
+
+	CreateKey(ctx context.Context, k keystore.Key) error
+	GetKey(ctx context.Context, id string) (keystore.Key, error)
+	ListKeys(ctx context.Context, account string) ([]keystore.Key, error)
+	RevokeKey(ctx context.Context, id string) error
+
+	PutGrant(ctx context.Context, g keystore.Grant) error
+	RemoveGrant(ctx context.Context, subject keystore.Subject, repository string, actions []string) error
+	ListGrants(ctx context.Context, f keystore.GrantFilter) ([]keystore.Grant, error)
+
+	Reserve(ctx context.Context, o keystore.Ownership) error
+	GetOwnership(ctx context.Context, repository string) (keystore.Ownership, error)
+	ListOwnership(ctx context.Context, owner string) ([]keystore.Ownership, error)
+	Release(ctx context.Context, repository string) error
+}
+
 // Authorizer decides admin operations.
 type Authorizer interface {
 	Authorize(ctx context.Context, in *policy.AdminInput) (policy.AdminDecision, error)
 }
 
+// Deps are the collaborators of the API, all passed the same way. Store and Authorizer are
+// required. Explainer is optional: without it POST /policy/explain is not found.
+type Deps struct {
+	Store      Store
+	Authorizer Authorizer
+	Explainer  Explainer
+}
+
 // Options configure the API.
 type Options struct {
-	// Explainer answers POST /policy/explain; without one the endpoint is not found.
-	Explainer Explainer
-	Logger    *slog.Logger
-	Now       func() time.Time
-	Random    io.Reader
+	Logger *slog.Logger
+	Now    func() time.Time
+	Random io.Reader
 }
 
 // API serves the admin endpoints.
 type API struct {
-	store  keystore.Store
-	authz  Authorizer
-	opts   Options
-	router *mux.Router
+	store     Store
+	authz     Authorizer
+	explainer Explainer // nil when explaining is off
+	opts      Options
+	router    *mux.Router
 }
 
 // New returns the admin API handler, to be mounted at Prefix.
-func New(store keystore.Store, authz Authorizer, opts Options) *API {
+func New(deps Deps, opts Options) (*API, error) {
+	if deps.Store == nil || deps.Authorizer == nil {
+		return nil, errors.New("the admin API needs a store and an authorizer")
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -61,7 +98,7 @@ func New(store keystore.Store, authz Authorizer, opts Options) *API {
 	if opts.Random == nil {
 		opts.Random = rand.Reader
 	}
-	a := &API{store: store, authz: authz, opts: opts, router: mux.NewRouter()}
+	a := &API{store: deps.Store, authz: deps.Authorizer, explainer: deps.Explainer, opts: opts, router: mux.NewRouter()}
 	// Full paths on one router rather than a PathPrefix subrouter: mux 1.8.1 answers a wrong
 	// method inside a subrouter with 404 instead of 405 (gorilla/mux#739).
 	r := a.router
@@ -85,7 +122,7 @@ func New(store keystore.Store, authz Authorizer, opts Options) *API {
 	})
 	notAllowed := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { writeError(w, errMethod) })
 	r.NotFoundHandler, r.MethodNotAllowedHandler = notFound, notAllowed
-	return a
+	return a, nil
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
@@ -152,7 +189,7 @@ func (a *API) authorize(ctx context.Context, c *call, operation string, target p
 			c.owned = append(c.owned, o.Repository)
 		}
 	}
-	in := &policy.AdminInput{Principal: policy.PrincipalOf(c.principal), Operation: operation, Target: target, Owned: c.owned}
+	in := &policy.AdminInput{Principal: input.Principal(c.principal), Operation: operation, Target: target, Owned: c.owned}
 	d, err := a.authz.Authorize(ctx, in)
 	if err != nil {
 		return fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)

@@ -6,55 +6,45 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/regoauth/regoauth/admin"
+	"github.com/regoauth/regoauth/internal/testenv"
 	"github.com/regoauth/regoauth/keystore"
-	"github.com/regoauth/regoauth/keystore/boltstore"
-	"github.com/regoauth/regoauth/policies"
-	"github.com/regoauth/regoauth/policy"
 )
 
 var ctx = context.Background()
 
+// fixture is the admin API over the package-test fixture (an in-memory store and the built-in
+// policy), with an admin account and a client holding its key.
 type fixture struct {
+	*testenv.Env
 	t      *testing.T
-	store  *boltstore.Store
 	server *httptest.Server
 	admin  *admin.Client
 }
 
-func newFixture(t *testing.T) *fixture {
+// newFixture serves the admin API; withExplainer adds the engine as its explainer.
+func newFixture(t *testing.T, withExplainer ...bool) *fixture {
 	t.Helper()
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
+	env := testenv.New(t)
+	deps := admin.Deps{Store: env.Store, Authorizer: env.Engine}
+	if len(withExplainer) > 0 && withExplainer[0] {
+		deps.Explainer = env.Engine
+	}
+	api, err := admin.New(deps, admin.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
-	engine := policy.New(policy.Options{})
-	if err := engine.LoadFS(ctx, policies.FS, "default"); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(admin.New(store, engine, admin.Options{}))
+	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	f := &fixture{t: t, store: store, server: srv}
-	if err := store.CreateAccount(ctx, keystore.Account{Name: "admin", Roles: []string{"admin"}}); err != nil {
-		t.Fatal(err)
-	}
-	f.admin = f.client(f.seedKey("admin"))
+	f := &fixture{Env: env, t: t, server: srv}
+	f.Admin("admin")
+	f.admin = f.client(f.Key("admin", nil))
 	return f
-}
-
-func (f *fixture) seedKey(account string) string {
-	plain, id, hash, _ := keystore.NewAPIKey(rand.Reader)
-	if err := f.store.CreateKey(ctx, keystore.Key{ID: id, Account: account, Hash: hash}); err != nil {
-		f.t.Fatal(err)
-	}
-	return plain
 }
 
 func (f *fixture) client(key string) *admin.Client {
@@ -149,7 +139,7 @@ func TestAccountsManageOnlyTheirOwnKeys(t *testing.T) {
 	f := newFixture(t)
 	must(f.admin.CreateAccount(ctx, admin.AccountRequest{Name: "user1"}))
 	must(f.admin.CreateAccount(ctx, admin.AccountRequest{Name: "user2"}))
-	user1 := f.client(f.seedKey("user1"))
+	user1 := f.client(f.Key("user1", nil))
 
 	mine := must(user1.CreateKey(ctx, admin.KeyRequest{Name: "laptop"}))
 	if mine.Account != "user1" {
@@ -194,7 +184,7 @@ func TestOwnerSellsPull(t *testing.T) {
 	must(f.admin.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/app", Owner: "seller"}))
 	_, err := f.admin.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/app", Owner: "buyer"})
 	wantStatus(t, err, http.StatusConflict)
-	seller := f.client(f.seedKey("seller"))
+	seller := f.client(f.Key("seller", nil))
 
 	must(seller.AddGrant(ctx, admin.GrantRequest{Account: "buyer", Repository: "shop/app", Actions: []string{"pull"}}))
 	_, err = seller.AddGrant(ctx, admin.GrantRequest{Account: "buyer", Repository: "shop/app", Actions: []string{"push"}})
@@ -244,7 +234,7 @@ func TestAuthentication(t *testing.T) {
 
 func TestBadRequestsAreJSON4xx(t *testing.T) {
 	f := newFixture(t)
-	key := f.seedKey("admin")
+	key := f.Key("admin", nil)
 	for _, tt := range []struct {
 		method, path, body string
 		status             int

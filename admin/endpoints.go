@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -18,11 +17,9 @@ func (a *API) whoami(_ context.Context, c *call) (int, any, error) {
 }
 
 func (a *API) listAccounts(ctx context.Context, c *call) (int, any, error) {
-	if err := a.authorize(ctx, c, "accounts.list", policy.AdminTarget{}); err != nil {
-		return 0, nil, err
-	}
-	list, err := a.store.ListAccounts(ctx)
-	return http.StatusOK, nonNilSlice(list), err
+	return listing(ctx, a, c, "accounts.list", policy.AdminTarget{}, func() ([]keystore.Account, error) {
+		return a.store.ListAccounts(ctx)
+	})
 }
 
 func (a *API) createAccount(ctx context.Context, c *call) (int, any, error) {
@@ -82,11 +79,9 @@ func (a *API) updateAccount(ctx context.Context, c *call) (int, any, error) {
 
 func (a *API) listKeys(ctx context.Context, c *call) (int, any, error) {
 	account := c.r.URL.Query().Get("account")
-	if err := a.authorize(ctx, c, "keys.list", policy.AdminTarget{Account: account}); err != nil {
-		return 0, nil, err
-	}
-	list, err := a.store.ListKeys(ctx, account)
-	return http.StatusOK, nonNilSlice(list), err
+	return listing(ctx, a, c, "keys.list", policy.AdminTarget{Account: account}, func() ([]keystore.Key, error) {
+		return a.store.ListKeys(ctx, account)
+	})
 }
 
 func (a *API) createKey(ctx context.Context, c *call) (int, any, error) {
@@ -185,11 +180,9 @@ func (a *API) listGrants(ctx context.Context, c *call) (int, any, error) {
 	if target.Owner, err = a.ownerOf(ctx, req.Repository); err != nil {
 		return 0, nil, err
 	}
-	if err := a.authorize(ctx, c, "grants.list", target); err != nil {
-		return 0, nil, err
-	}
-	list, err := a.store.ListGrants(ctx, f)
-	return http.StatusOK, nonNilSlice(list), err
+	return listing(ctx, a, c, "grants.list", target, func() ([]keystore.Grant, error) {
+		return a.store.ListGrants(ctx, f)
+	})
 }
 
 func (a *API) addGrant(ctx context.Context, c *call) (int, any, error) {
@@ -252,11 +245,9 @@ func (a *API) removeGrant(ctx context.Context, c *call) (int, any, error) {
 
 func (a *API) listRepos(ctx context.Context, c *call) (int, any, error) {
 	owner := c.r.URL.Query().Get("owner")
-	if err := a.authorize(ctx, c, "repos.list", policy.AdminTarget{Account: owner, Owner: owner}); err != nil {
-		return 0, nil, err
-	}
-	list, err := a.store.ListOwnership(ctx, owner)
-	return http.StatusOK, nonNilSlice(list), err
+	return listing(ctx, a, c, "repos.list", policy.AdminTarget{Account: owner, Owner: owner}, func() ([]keystore.Ownership, error) {
+		return a.store.ListOwnership(ctx, owner)
+	})
 }
 
 func (a *API) reserveRepo(ctx context.Context, c *call) (int, any, error) {
@@ -298,51 +289,15 @@ func (a *API) releaseRepo(ctx context.Context, c *call) (int, any, error) {
 	return http.StatusOK, map[string]string{"released": name}, nil
 }
 
-func nonNilSlice[T any](s []T) []T {
-	if s == nil {
-		return []T{}
+// listing is every list endpoint once its target is known: authorize the operation on the
+// target, then list; an empty list is [] in JSON, never null.
+func listing[T any](ctx context.Context, a *API, c *call, operation string, target policy.AdminTarget, list func() ([]T, error)) (int, any, error) {
+	if err := a.authorize(ctx, c, operation, target); err != nil {
+		return 0, nil, err
 	}
-	return s
-}
-
-// errorBody is every admin error response.
-type errorBody struct {
-	Error      string   `json:"error"`
-	Code       string   `json:"code"`
-	Reasons    []string `json:"reasons,omitempty"`
-	DecisionID string   `json:"decision_id,omitempty"`
-}
-
-// writeError is the one place where admin errors become status codes and bodies.
-func writeError(w http.ResponseWriter, err error) {
-	var f *forbidden
-	body := errorBody{Error: err.Error()}
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, keystore.ErrBadCredentials):
-		status, body.Code, body.Error = http.StatusUnauthorized, "unauthorized", keystore.ErrBadCredentials.Error()
-		w.Header().Set("WWW-Authenticate", `Bearer realm="regoauth admin"`)
-	case errors.As(err, &f):
-		status, body.Code, body.Reasons, body.DecisionID = http.StatusForbidden, "forbidden", f.reasons, f.decisionID
-	case errors.Is(err, keystore.ErrInvalid):
-		status, body.Code = http.StatusBadRequest, "invalid"
-	case errors.Is(err, keystore.ErrNotFound):
-		status, body.Code = http.StatusNotFound, "not_found"
-	case errors.Is(err, keystore.ErrExists):
-		status, body.Code = http.StatusConflict, "exists"
-	case errors.Is(err, errMethod):
-		status, body.Code = http.StatusMethodNotAllowed, "method_not_allowed"
-	case errors.Is(err, keystore.ErrUnavailable), errors.Is(err, policy.ErrNotReady):
-		status, body.Code, body.Error = http.StatusServiceUnavailable, "unavailable", "temporarily unavailable"
-	default:
-		body.Code, body.Error = "internal", "internal error"
+	out, err := list()
+	if out == nil {
+		out = []T{}
 	}
-	writeJSON(w, status, body)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	return http.StatusOK, out, err
 }

@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 
-	"github.com/regoauth/regoauth/authz"
+	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 )
@@ -34,7 +34,7 @@ type ExplainRequest struct {
 // the store as the token path does, and returns the policy's explanation. Who may ask is
 // policy ("policy.explain"): admins for anyone, every account for itself.
 func (a *API) explainDecision(ctx context.Context, c *call) (int, any, error) {
-	if a.opts.Explainer == nil {
+	if a.explainer == nil {
 		return 0, nil, fmt.Errorf("%w: this server does not explain decisions", keystore.ErrNotFound)
 	}
 	var req ExplainRequest
@@ -44,7 +44,7 @@ func (a *API) explainDecision(ctx context.Context, c *call) (int, any, error) {
 	if err := keystore.ValidateName("account", req.Account); err != nil {
 		return 0, nil, err
 	}
-	scopes, err := authz.ParseScopes(req.Scopes, authz.DefaultMaxScopes, authz.DefaultMaxScopeLength)
+	scopes, err := input.ParseScopes(req.Scopes, input.DefaultMaxScopes, input.DefaultMaxScopeLength)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: %v", keystore.ErrInvalid, err)
 	}
@@ -60,7 +60,7 @@ func (a *API) explainDecision(ctx context.Context, c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	x, err := a.opts.Explainer.Explain(ctx, in)
+	x, err := a.explainer.Explain(ctx, in)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
 	}
@@ -113,7 +113,7 @@ func (a *API) explainInput(ctx context.Context, req ExplainRequest, scopes []pol
 	if p.Account.Disabled {
 		return nil, fmt.Errorf("%w: account %s is disabled: its requests are refused before the policy", keystore.ErrInvalid, req.Account)
 	}
-	in := policy.NewInput(req.Service, policy.Client{IP: req.ClientIP}, &p, scopes)
+	in := input.Token(req.Service, policy.Client{IP: req.ClientIP}, &p, scopes)
 	if req.KeyID == "" {
 		in.Principal.Key = nil
 	}

@@ -2,14 +2,10 @@ package admin_test
 
 import (
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"testing"
 
 	"github.com/regoauth/regoauth/admin"
 	"github.com/regoauth/regoauth/keystore"
-	"github.com/regoauth/regoauth/keystore/boltstore"
-	"github.com/regoauth/regoauth/policies"
 	"github.com/regoauth/regoauth/policy"
 )
 
@@ -17,37 +13,14 @@ import (
 // holds pull on image, the buyers hold pull on shop/*, and user1 owns mine.
 func explainFixture(t *testing.T) (*fixture, string) {
 	t.Helper()
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	engine := policy.New(policy.Options{})
-	if err := engine.LoadFS(ctx, policies.FS, "builtin"); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(admin.New(store, engine, admin.Options{Explainer: engine}))
-	t.Cleanup(srv.Close)
-	f := &fixture{t: t, store: store, server: srv}
-	for _, a := range []keystore.Account{{Name: "admin", Roles: []string{"admin"}}, {Name: "user1", Groups: []string{"buyers"}}, {Name: "user2"}} {
-		if err := store.CreateAccount(ctx, a); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, g := range []keystore.Grant{
-		{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "user1"}, Repository: "image", Actions: []string{"pull"}},
-		{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "buyers"}, Repository: "shop/*", Actions: []string{"pull"}},
-		{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "user2"}, Repository: "image", Actions: []string{"push"}},
-	} {
-		if err := store.PutGrant(ctx, g); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := store.Reserve(ctx, keystore.Ownership{Repository: "mine", Owner: "user1"}); err != nil {
-		t.Fatal(err)
-	}
-	f.admin = f.client(f.seedKey("admin"))
-	return f, f.seedKey("user1")
+	f := newFixture(t, true)
+	f.Account("user1", "buyers")
+	f.Account("user2")
+	f.Grant("user1", "image", "pull")
+	f.GrantTo(keystore.Subject{Kind: keystore.SubjectGroup, Name: "buyers"}, "shop/*", "pull")
+	f.Grant("user2", "image", "push")
+	f.Reserve("mine", "user1")
+	return f, f.Key("user1", nil)
 }
 
 func verdicts(x policy.Explanation) map[string]bool {

@@ -13,7 +13,7 @@ import (
 func BenchmarkTokenRequest(b *testing.B) {
 	e := newEnv(b)
 	for i := range 100 {
-		e.grant("user1", fmt.Sprintf("team%d/*", i), "pull")
+		e.Grant("user1", fmt.Sprintf("team%d/*", i), "pull")
 	}
 	query := q("repository:image2:push,pull", "repository:team7/app:pull", "repository:other:pull")
 	key := e.keys["user1"]

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 )
@@ -30,7 +31,7 @@ type problem struct {
 
 // classify is the one place where internal errors become HTTP status codes and bodies.
 func classify(err error) problem {
-	var scopeErr *ScopeError
+	var scopeErr *input.ScopeError
 	switch {
 	case errors.Is(err, ErrBadCredentials):
 		return problem{http.StatusUnauthorized, "UNAUTHORIZED", "invalid_grant", ErrBadCredentials.Error()}

@@ -12,12 +12,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 	"github.com/regoauth/regoauth/tokens"
@@ -61,12 +63,22 @@ type Options struct {
 	MaxScopeLength int
 	// TrustedProxies are the peers whose X-Forwarded-For is believed for the client address.
 	TrustedProxies []netip.Prefix
-	// Refresh issues refresh tokens (offline_token=true, access_type=offline) and accepts
-	// grant_type=refresh_token. Without it neither is offered.
-	Refresh    RefreshTokens
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
-	Now        func() time.Time
+	Logger         *slog.Logger
+	Registerer     prometheus.Registerer
+	Now            func() time.Time
+}
+
+// Deps are the collaborators of a Handler, all passed the same way. Directory, Decider and
+// Issuer are required. Usage and Refresh are optional: without Usage key use is not recorded;
+// without Refresh no refresh token is issued (offline_token=true, access_type=offline) and
+// grant_type=refresh_token is refused. A nil pointer in any of them counts as absent, so a
+// caller holding a nil *tokens.RefreshCodec turns refresh tokens off, as it means to.
+type Deps struct {
+	Directory Directory
+	Decider   Decider
+	Issuer    Issuer
+	Usage     UsageRecorder
+	Refresh   RefreshTokens
 }
 
 // Handler serves GET and POST /token.
@@ -75,20 +87,30 @@ type Handler struct {
 	decider Decider
 	issuer  Issuer
 	usage   UsageRecorder
+	refresh RefreshTokens
 	opts    Options
 	metrics *metrics
 }
 
 // New returns a token endpoint handler.
-func New(dir Directory, decider Decider, issuer Issuer, usage UsageRecorder, opts Options) (*Handler, error) {
+func New(deps Deps, opts Options) (*Handler, error) {
+	if absent(deps.Directory) || absent(deps.Decider) || absent(deps.Issuer) {
+		return nil, errors.New("a directory, a decider and an issuer are required")
+	}
+	if absent(deps.Usage) {
+		deps.Usage = nil
+	}
+	if absent(deps.Refresh) {
+		deps.Refresh = nil
+	}
 	if len(opts.Services) == 0 {
 		return nil, errors.New("at least one service is required")
 	}
 	if opts.MaxScopes <= 0 {
-		opts.MaxScopes = DefaultMaxScopes
+		opts.MaxScopes = input.DefaultMaxScopes
 	}
 	if opts.MaxScopeLength <= 0 {
-		opts.MaxScopeLength = DefaultMaxScopeLength
+		opts.MaxScopeLength = input.DefaultMaxScopeLength
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -96,7 +118,20 @@ func New(dir Directory, decider Decider, issuer Issuer, usage UsageRecorder, opt
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Handler{dir: dir, decider: decider, issuer: issuer, usage: usage, opts: opts, metrics: newMetrics(opts.Registerer)}, nil
+	return &Handler{dir: deps.Directory, decider: deps.Decider, issuer: deps.Issuer, usage: deps.Usage, refresh: deps.Refresh,
+		opts: opts, metrics: newMetrics(opts.Registerer)}, nil
+}
+
+// absent reports whether a collaborator is missing: nil, or an interface holding a nil pointer.
+func absent(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
 }
 
 // request is a token request after parsing, whatever its method.
@@ -185,7 +220,7 @@ func (h *Handler) parseGET(r *http.Request) (request, error) {
 	if req.service, err = h.service(q.Get("service")); err != nil {
 		return req, err
 	}
-	if req.scopes, err = ParseScopes(q["scope"], h.opts.MaxScopes, h.opts.MaxScopeLength); err != nil {
+	if req.scopes, err = input.ParseScopes(q["scope"], h.opts.MaxScopes, h.opts.MaxScopeLength); err != nil {
 		return req, err
 	}
 	if _, ok := r.Header["Authorization"]; !ok {
@@ -222,13 +257,13 @@ func (h *Handler) parsePOST(w http.ResponseWriter, r *http.Request) (request, er
 	if req.service, err = h.service(f.Get("service")); err != nil {
 		return req, err
 	}
-	if req.scopes, err = ParseScopes(f["scope"], h.opts.MaxScopes, h.opts.MaxScopeLength); err != nil {
+	if req.scopes, err = input.ParseScopes(f["scope"], h.opts.MaxScopes, h.opts.MaxScopeLength); err != nil {
 		return req, err
 	}
 	switch gt := f.Get("grant_type"); {
 	case gt == "password":
 		req.username, req.password = f.Get("username"), f.Get("password")
-	case gt == "refresh_token" && h.opts.Refresh != nil:
+	case gt == "refresh_token" && h.refresh != nil:
 		if req.refreshToken = f.Get("refresh_token"); req.refreshToken == "" {
 			return req, fmt.Errorf("%w: refresh_token is required", ErrBadRequest)
 		}
@@ -241,7 +276,7 @@ func (h *Handler) parsePOST(w http.ResponseWriter, r *http.Request) (request, er
 }
 
 func (h *Handler) otherGrants() string {
-	if h.opts.Refresh != nil {
+	if h.refresh != nil {
 		return " or refresh_token"
 	}
 	return ""
@@ -274,11 +309,11 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 		if h.usage != nil {
 			h.usage.Used(p.Key.ID, h.opts.Now())
 		}
-		if req.offline && h.opts.Refresh != nil {
+		if req.offline && h.refresh != nil {
 			// A refresh token stays valid until it expires: docker keeps the first one it gets,
 			// so a client using one gets the same one back rather than a rotated one.
 			if refresh = req.refreshToken; refresh == "" {
-				if refresh, err = h.opts.Refresh.Issue(p.Account.Name, p.Key.ID, req.service); err != nil {
+				if refresh, err = h.refresh.Issue(p.Account.Name, p.Key.ID, req.service); err != nil {
 					return response{}, err
 				}
 			}
@@ -286,7 +321,7 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 	}
 
 	client := policy.Client{IP: ev.clientIP, ID: req.clientID, UserAgent: truncate(r.UserAgent(), 256)}
-	in := policy.NewInput(req.service, client, principal, req.scopes)
+	in := input.Token(req.service, client, principal, req.scopes)
 	t := time.Now()
 	d, err := h.decider.Decide(ctx, in)
 	h.metrics.stage("decide", t)
@@ -341,10 +376,10 @@ func (h *Handler) authenticate(ctx context.Context, req request) (keystore.Princ
 // authenticateRefresh accepts a refresh token for the service it was issued for, from any
 // client, as long as the key it came from still authenticates.
 func (h *Handler) authenticateRefresh(ctx context.Context, req request) (keystore.Principal, error) {
-	if h.opts.Refresh == nil {
+	if h.refresh == nil {
 		return keystore.Principal{}, fmt.Errorf("%w: refresh tokens are not enabled", ErrBadCredentials)
 	}
-	claims, err := h.opts.Refresh.Verify(req.refreshToken)
+	claims, err := h.refresh.Verify(req.refreshToken)
 	switch {
 	case err != nil:
 		return keystore.Principal{}, fmt.Errorf("%w: %w", ErrBadCredentials, err)

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -24,9 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/regoauth/regoauth/authz"
+	"github.com/regoauth/regoauth/internal/testenv"
 	"github.com/regoauth/regoauth/keystore"
-	"github.com/regoauth/regoauth/keystore/boltstore"
-	"github.com/regoauth/regoauth/policies"
 	"github.com/regoauth/regoauth/policy"
 	"github.com/regoauth/regoauth/tokens"
 )
@@ -35,12 +33,13 @@ const service = "registry.example.com"
 
 var ctx = context.Background()
 
-// env is a token endpoint over a real bolt store, the default Rego policy and a real signer.
+// env is a token endpoint over the package-test fixture (an in-memory store and the built-in
+// policy), with a real signer and refresh codec.
 type env struct {
+	*testenv.Env
 	t       testing.TB
-	store   *boltstore.Store
-	engine  *policy.Engine
 	key     *tokens.Key
+	signer  *tokens.Signer
 	refresh *tokens.RefreshCodec
 	handler *authz.Handler
 	keys    map[string]string // account -> plaintext API key
@@ -50,78 +49,63 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	engine := policy.New(policy.Options{})
-	if err := engine.LoadFS(ctx, policies.FS, "default"); err != nil {
-		t.Fatal(err)
-	}
 	priv, _ := tokens.GenerateKey(jose.ES256, rand.Reader)
 	cert, _ := tokens.SelfSignedCertificate(priv, "test", time.Now().Add(-time.Hour), 24*time.Hour)
 	key, err := tokens.NewKey(priv, []*x509.Certificate{cert}, tokens.KIDThumbprint)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: store, engine: engine, key: key, keys: map[string]string{}, now: time.Now(), logs: &bytes.Buffer{}}
-	signer, err := tokens.NewSigner(key, tokens.SignerOptions{Issuer: "regoauth", TTL: 5 * time.Minute})
-	if err != nil {
+	e := &env{Env: testenv.New(t), t: t, key: key, keys: map[string]string{}, now: time.Now(), logs: &bytes.Buffer{}}
+	if e.signer, err = tokens.NewSigner(key, tokens.SignerOptions{Issuer: "regoauth", TTL: 5 * time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	e.refresh, err = tokens.NewRefreshCodec([][]byte{[]byte("0123456789abcdef0123456789abcdef")}, 30*24*time.Hour, func() time.Time { return e.now })
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.handler, err = authz.New(store, engine, signer, nil, authz.Options{
-		Services:   []string{service, "other.example.com"},
-		Refresh:    e.refresh,
-		Logger:     slog.New(slog.NewJSONHandler(e.logs, nil)),
-		Registerer: prometheus.NewRegistry(),
-		Now:        func() time.Time { return e.now },
+	e.handler = e.newHandler(authz.Deps{Refresh: e.refresh}, authz.Options{
+		Logger: slog.New(slog.NewJSONHandler(e.logs, nil)),
+		Now:    func() time.Time { return e.now },
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The story of the core issue: user1 may pull image and push/pull image2.
 	e.account("user1")
 	e.account("user2")
-	e.grant("user1", "image", "pull")
-	e.grant("user1", "image2", "push", "pull")
+	e.Grant("user1", "image", "pull")
+	e.Grant("user1", "image2", "push", "pull")
 	return e
 }
 
-func (e *env) account(name string, groups ...string) {
+// newHandler is a token endpoint over the env's store, engine and signer, where deps and opts
+// leave them out.
+func (e *env) newHandler(deps authz.Deps, opts authz.Options) *authz.Handler {
 	e.t.Helper()
-	if err := e.store.CreateAccount(ctx, keystore.Account{Name: name, Groups: groups}); err != nil {
-		e.t.Fatal(err)
+	if deps.Directory == nil {
+		deps.Directory = e.Store
 	}
-	e.keys[name] = e.newKey(name, nil)
-}
-
-func (e *env) newKey(account string, edit func(*keystore.Key)) string {
-	e.t.Helper()
-	plain, id, hash, err := keystore.NewAPIKey(rand.Reader)
+	if deps.Decider == nil {
+		deps.Decider = e.Engine
+	}
+	if deps.Issuer == nil {
+		deps.Issuer = e.signer
+	}
+	if opts.Services == nil {
+		opts.Services = []string{service, "other.example.com"}
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	h, err := authz.New(deps, opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	k := keystore.Key{ID: id, Account: account, Hash: hash, Created: e.now}
-	if edit != nil {
-		edit(&k)
-	}
-	if err := e.store.CreateKey(ctx, k); err != nil {
-		e.t.Fatal(err)
-	}
-	return plain
+	return h
 }
 
-func (e *env) grant(account, repo string, actions ...string) {
+// account creates an account with one API key, kept in e.keys.
+func (e *env) account(name string, groups ...string) {
 	e.t.Helper()
-	g := keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: account}, Repository: repo, Actions: actions}
-	if err := e.store.PutGrant(ctx, g); err != nil {
-		e.t.Fatal(err)
-	}
+	e.Account(name, groups...)
+	e.keys[name] = e.Key(name, nil)
 }
 
 type result struct {
@@ -221,7 +205,7 @@ func TestStoryIntersection(t *testing.T) {
 	wantAccess(t, e.access(e.get(q("repository:image2:pull"), "user2", e.keys["user2"])), access("image2"))
 
 	// The purchase: a new grant takes effect on the next request.
-	e.grant("user2", "image2", "pull")
+	e.Grant("user2", "image2", "pull")
 	wantAccess(t, e.access(e.get(q("repository:image2:pull"), "user2", e.keys["user2"])), access("image2", "pull"))
 }
 
@@ -260,16 +244,16 @@ func TestAnonymous(t *testing.T) {
 
 func TestBadCredentials(t *testing.T) {
 	e := newEnv(t)
-	revoked := e.newKey("user1", nil)
+	revoked := e.Key("user1", nil)
 	id, _ := keystore.ParseAPIKey(revoked)
-	if err := e.store.RevokeKey(ctx, id); err != nil {
+	if err := e.Store.RevokeKey(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	expired := e.newKey("user1", func(k *keystore.Key) { k.Expires = e.now.Add(-time.Second) })
-	if err := e.store.CreateAccount(ctx, keystore.Account{Name: "gone", Disabled: true}); err != nil {
+	expired := e.Key("user1", func(k *keystore.Key) { k.Expires = e.now.Add(-time.Second) })
+	if err := e.Store.CreateAccount(ctx, keystore.Account{Name: "gone", Disabled: true}); err != nil {
 		t.Fatal(err)
 	}
-	disabled := e.newKey("gone", nil)
+	disabled := e.Key("gone", nil)
 	other, _, _, _ := keystore.NewAPIKey(rand.Reader)
 
 	tests := []struct {
@@ -322,7 +306,7 @@ func b64(s string) string {
 
 func TestScopeForms(t *testing.T) {
 	e := newEnv(t)
-	e.grant("user1", "localhost:5000/a/b", "pull")
+	e.Grant("user1", "localhost:5000/a/b", "pull")
 	user, key := "user1", e.keys["user1"]
 
 	// Repeated and space-separated scopes, a cross-repository mount (the denied source does not
@@ -420,7 +404,7 @@ decision := {"access": [
 	{"type": "repository", "name": "image", "actions": ["pull", "push", "delete", "*"]},
 	{"type": "repository", "name": "secret", "actions": ["pull"]},
 ]}`
-	if err := e.engine.LoadFS(ctx, fstest.MapFS{"p.rego": {Data: []byte(greedy)}}, "greedy"); err != nil {
+	if err := e.Engine.LoadFS(ctx, fstest.MapFS{"p.rego": {Data: []byte(greedy)}}, "greedy"); err != nil {
 		t.Fatal(err)
 	}
 	wantAccess(t, e.access(e.get(q("repository:image:pull"), "user2", e.keys["user2"])), access("image", "pull"))
@@ -440,16 +424,15 @@ func (failingDecider) Decide(context.Context, *policy.Input) (policy.Decision, e
 
 func TestFailClosed(t *testing.T) {
 	e := newEnv(t)
-	signer, _ := tokens.NewSigner(e.key, tokens.SignerOptions{Issuer: "regoauth", TTL: time.Minute})
 	for name, h := range map[string]func() (*authz.Handler, error){
 		"store down": func() (*authz.Handler, error) {
-			return authz.New(failingDirectory{}, e.engine, signer, nil, authz.Options{Services: []string{service}})
+			return e.newHandler(authz.Deps{Directory: failingDirectory{}}, authz.Options{}), nil
 		},
 		"policy error": func() (*authz.Handler, error) {
-			return authz.New(e.store, failingDecider{}, signer, nil, authz.Options{Services: []string{service}})
+			return e.newHandler(authz.Deps{Decider: failingDecider{}}, authz.Options{}), nil
 		},
 		"no policy ready": func() (*authz.Handler, error) {
-			return authz.New(e.store, policy.New(policy.Options{}), signer, nil, authz.Options{Services: []string{service}})
+			return e.newHandler(authz.Deps{Decider: policy.New(policy.Options{})}, authz.Options{}), nil
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -484,5 +467,23 @@ func TestAuditLogOnePerRequest(t *testing.T) {
 	if ev["account"] != "user1" || ev["key_id"] != id || ev["granted"] != "repository:image:pull" ||
 		ev["requested"] != "repository:image:pull,push" || ev["decision_id"] == "" || ev["outcome"] != "issued" {
 		t.Fatalf("audit event = %v", ev)
+	}
+}
+
+func TestIntersect(t *testing.T) {
+	repo := func(name string, actions ...string) policy.Scope {
+		return policy.Scope{Type: "repository", Name: name, Actions: actions}
+	}
+	requested := []policy.Scope{repo("a", "pull", "push"), repo("b", "pull"), {Type: "registry", Name: "catalog", Actions: []string{"*"}}}
+	d := policy.Decision{Access: []policy.Scope{
+		repo("a", "pull", "delete", "*"), // delete and * were not requested
+		repo("c", "pull"),                // c was not requested at all
+		{Type: "registry", Name: "catalog", Actions: []string{"*"}},
+	}}
+	got := authz.Intersect(requested, d)
+	want := []policy.Scope{repo("a", "pull"), repo("b"), {Type: "registry", Name: "catalog", Actions: []string{"*"}}}
+	want[1].Actions = []string{}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Intersect\n got %+v\nwant %+v", got, want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/regoauth/regoauth/authz"
 	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/policy"
 	"github.com/regoauth/regoauth/tokens"
 )
 
@@ -46,7 +47,7 @@ func TestRefreshTokenDrivesLaterRequests(t *testing.T) {
 			t.Fatalf("%s: a refresh token came back without access_type=offline", client)
 		}
 	}
-	e.grant("user1", "image", "push")
+	e.Grant("user1", "image", "push")
 	wantAccess(t, e.access(e.post(refreshForm(tok, "x", "repository:image:push"))), access("image", "push"))
 
 	// Asking for offline access again returns the same, still valid token.
@@ -103,14 +104,14 @@ func TestRefreshTokenRefused(t *testing.T) {
 
 	// Revoking the key kills its refresh tokens at once; other keys' tokens live on.
 	id, _ := keystore.ParseAPIKey(e.keys["user1"])
-	if err := e.store.RevokeKey(ctx, id); err != nil {
+	if err := e.Store.RevokeKey(ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	unauthorized("revoked key", refreshForm(tok, "x"))
 	e.access(e.post(refreshForm(other, "x")))
 
 	// Disabling the account does too.
-	if err := e.store.UpdateAccount(ctx, keystore.Account{Name: "user2", Disabled: true}); err != nil {
+	if err := e.Store.UpdateAccount(ctx, keystore.Account{Name: "user2", Disabled: true}); err != nil {
 		t.Fatal(err)
 	}
 	unauthorized("disabled account", refreshForm(other, "x"))
@@ -127,6 +128,23 @@ func TestRefreshTokenExpires(t *testing.T) {
 	}
 }
 
+// TestRefreshTokenDiesWithItsKeysExpiry: a refresh token lives 30 days, but the key it came from
+// may expire sooner; from that moment the refresh token is refused, while a refresh token of
+// another key, issued at the same time, still works.
+func TestRefreshTokenDiesWithItsKeysExpiry(t *testing.T) {
+	e := newEnv(t)
+	key := e.Key("user1", func(k *keystore.Key) { k.Expires = e.now.Add(time.Hour) })
+	tok := e.login("user1", key)
+	other := e.login("user2", e.keys["user2"])
+	e.access(e.post(refreshForm(tok, "x", "repository:image:pull")))
+
+	e.now = e.now.Add(time.Hour + time.Second)
+	if res := e.post(refreshForm(tok, "x", "repository:image:pull")); res.status != http.StatusUnauthorized || res.body["token"] != nil {
+		t.Fatalf("the refresh token of an expired key: HTTP %d %s", res.status, res.raw)
+	}
+	e.access(e.post(refreshForm(other, "x")))
+}
+
 func TestRefreshGrantErrors(t *testing.T) {
 	e := newEnv(t)
 	res := e.post(url.Values{"grant_type": {"refresh_token"}, "service": {service}})
@@ -134,18 +152,37 @@ func TestRefreshGrantErrors(t *testing.T) {
 		t.Fatalf("missing refresh_token: %d %s", res.status, res.raw)
 	}
 	// Without refresh tokens configured the grant is unsupported and login gets none.
-	signer, _ := tokens.NewSigner(e.key, tokens.SignerOptions{Issuer: "regoauth", TTL: time.Minute})
-	h, err := authz.New(e.store, e.engine, signer, nil, authz.Options{Services: []string{service}})
-	if err != nil {
-		t.Fatal(err)
+	// A nil codec is no codec: the interface holding a nil pointer must not turn them on.
+	for name, deps := range map[string]authz.Deps{
+		"no codec":  {},
+		"nil codec": {Refresh: (*tokens.RefreshCodec)(nil)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e.handler = e.newHandler(deps, authz.Options{})
+			res := e.post(refreshForm("rrt_x.y", "x"))
+			if res.status != http.StatusBadRequest || res.body["error"] != "unsupported_grant_type" {
+				t.Fatalf("refresh grant without refresh support: %d %s", res.status, res.raw)
+			}
+			res = e.get("offline_token=true&service="+service, "user1", e.keys["user1"])
+			if res.status != http.StatusOK || res.body["refresh_token"] != nil {
+				t.Fatalf("login without refresh support: %s", res.raw)
+			}
+		})
 	}
-	e.handler = h
-	res = e.post(refreshForm("rrt_x.y", "x"))
-	if res.status != http.StatusBadRequest || res.body["error"] != "unsupported_grant_type" {
-		t.Fatalf("refresh grant without refresh support: %d %s", res.status, res.raw)
-	}
-	res = e.get("offline_token=true&service="+service, "user1", e.keys["user1"])
-	if res.status != http.StatusOK || res.body["refresh_token"] != nil {
-		t.Fatalf("login without refresh support: %s", res.raw)
+}
+
+// TestNewRefusesMissingCollaborators: a required collaborator missing, or a nil pointer in its
+// place, is an error at construction, not a panic on the first request.
+func TestNewRefusesMissingCollaborators(t *testing.T) {
+	e := newEnv(t)
+	for name, deps := range map[string]authz.Deps{
+		"no directory":   {Decider: e.Engine, Issuer: e.signer},
+		"nil decider":    {Directory: e.Store, Decider: (*policy.Engine)(nil), Issuer: e.signer},
+		"nil issuer":     {Directory: e.Store, Decider: e.Engine, Issuer: (*tokens.Signer)(nil)},
+		"nothing at all": {},
+	} {
+		if _, err := authz.New(deps, authz.Options{Services: []string{service}}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/regoauth/regoauth/authz"
+	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/tokens"
 )
 
@@ -48,7 +48,7 @@ func TestReplayObservedRequests(t *testing.T) {
 	e.account("pullonly")
 	for user, repos := range replayGrants {
 		for repo, actions := range repos {
-			e.grant(user, repo, actions...)
+			e.Grant(user, repo, actions...)
 		}
 	}
 	refresh := e.login("alice", e.keys["alice"])
@@ -75,7 +75,7 @@ func TestReplayObservedRequests(t *testing.T) {
 			if o.Method == "POST" {
 				values = o.Form["scope"]
 			}
-			requested, err := authz.ParseScopes(values, authz.DefaultMaxScopes, authz.DefaultMaxScopeLength)
+			requested, err := input.ParseScopes(values, input.DefaultMaxScopes, input.DefaultMaxScopeLength)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -57,54 +57,66 @@ func strict(t *testing.T, raw json.RawMessage, v any) {
 	}
 }
 
+// TestBundlesDecideAsTheirTestsSay loads each bundle into regoauth's engine beside the built-in
+// library in both forms an operator uses — the directory (as `regoauth dev --policy
+// bundles/NAME` and policy.dir do) and the tarball of a plain `opa build -b bundles/NAME` —
+// tests included, and checks that the engine decides every case of the bundle's Rego tests as
+// they say.
 func TestBundlesDecideAsTheirTestsSay(t *testing.T) {
 	opa := opacli.Path(t)
 	for _, name := range []string{"marketplace", "teams"} {
-		t.Run(name, func(t *testing.T) {
-			tarball := filepath.Join(t.TempDir(), name+".tar.gz")
-			build := exec.Command(opa, "build", "-b", name, "--ignore", "*_test.rego", "-o", tarball)
-			if out, err := build.CombinedOutput(); err != nil {
-				t.Fatalf("opa build: %v\n%s", err, out)
-			}
-			e := policy.New(policy.Options{Source: policy.Source{Builtin: policies.FS, Bundle: tarball}})
-			defer e.Stop(ctx)
-			if err := e.Start(ctx); err != nil {
+		tarball := filepath.Join(t.TempDir(), name+".tar.gz")
+		build := exec.Command(opa, "build", "-b", name, "-o", tarball)
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("opa build -b %s: %v\n%s", name, err, out)
+		}
+		for form, src := range map[string]policy.Source{
+			"directory": {Builtin: policies.FS, Dir: name},
+			"tarball":   {Builtin: policies.FS, Bundle: tarball},
+		} {
+			t.Run(name+"/"+form, func(t *testing.T) { decidesAsItsTestsSay(t, name, src) })
+		}
+	}
+}
+
+func decidesAsItsTestsSay(t *testing.T, name string, src policy.Source) {
+	e := policy.New(policy.Options{Source: src})
+	defer e.Stop(ctx)
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rev := e.Revision(); !strings.Contains(rev, policy.LocalBundle+"@"+name+"-1") {
+		t.Fatalf("revision %q does not name the bundle", rev)
+	}
+	testFile := filepath.Join(name, name+"_test.rego")
+	pkg := "data.regoauth.extensions." + name + "_test."
+	for _, c := range casesOf(t, testFile, pkg+"cases") {
+		t.Run(c.Name, func(t *testing.T) {
+			var in policy.Input
+			strict(t, c.Input, &in)
+			d, err := e.Decide(ctx, &in)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if rev := e.Revision(); !strings.Contains(rev, policy.LocalBundle+"@"+name+"-1") {
-				t.Fatalf("revision %q does not name the bundle", rev)
+			got := map[string][]string{}
+			for _, s := range d.Access {
+				got[s.Type+":"+s.Name] = s.Actions
 			}
-			testFile := filepath.Join(name, name+"_test.rego")
-			pkg := "data.regoauth.extensions." + name + "_test."
-			for _, c := range casesOf(t, testFile, pkg+"cases") {
-				t.Run(c.Name, func(t *testing.T) {
-					var in policy.Input
-					strict(t, c.Input, &in)
-					d, err := e.Decide(ctx, &in)
-					if err != nil {
-						t.Fatal(err)
-					}
-					got := map[string][]string{}
-					for _, s := range d.Access {
-						got[s.Type+":"+s.Name] = s.Actions
-					}
-					if !reflect.DeepEqual(got, c.Access) {
-						t.Fatalf("regoauth decides %v, the Rego test says %v", got, c.Access)
-					}
-				})
+			if !reflect.DeepEqual(got, c.Access) {
+				t.Fatalf("regoauth decides %v, the Rego test says %v", got, c.Access)
 			}
-			for _, c := range casesOf(t, testFile, pkg+"admin_cases") {
-				t.Run("admin: "+c.Name, func(t *testing.T) {
-					var in policy.AdminInput
-					strict(t, c.Input, &in)
-					d, err := e.Authorize(ctx, &in)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if c.Allow == nil || d.Allow != *c.Allow {
-						t.Fatalf("regoauth allows: %v, the Rego test says %v (reasons %v)", d.Allow, c.Allow, d.Reasons)
-					}
-				})
+		})
+	}
+	for _, c := range casesOf(t, testFile, pkg+"admin_cases") {
+		t.Run("admin: "+c.Name, func(t *testing.T) {
+			var in policy.AdminInput
+			strict(t, c.Input, &in)
+			d, err := e.Authorize(ctx, &in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Allow == nil || d.Allow != *c.Allow {
+				t.Fatalf("regoauth allows: %v, the Rego test says %v (reasons %v)", d.Allow, c.Allow, d.Reasons)
 			}
 		})
 	}

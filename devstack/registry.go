@@ -1,6 +1,7 @@
 // Package devstack is the registry half of `regoauth dev`: a distribution v3 registry embedded in
 // the process, storing on the local filesystem and trusting only tokens from this token server.
-// It is the same registry code a production fleet runs, configured the way PROTOCOL.md asks.
+// It is the same registry code a production fleet runs, configured the way PROTOCOL.md asks. It
+// knows nothing of the token server but the realm, service, issuer and certificate it is given.
 package devstack
 
 import (

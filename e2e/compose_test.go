@@ -134,6 +134,7 @@ func (c *composeStack) promQuery(q string) ([]struct {
 // refuses, pull by digest, Prometheus scraping regoauth with the project's rules, and every key,
 // grant and image kept across `down` and `up`.
 func TestCompose(t *testing.T) {
+	t.Parallel()
 	docker := tool(t, "docker")
 	if out, err := exec.Command(docker, "info").CombinedOutput(); err != nil {
 		if strict() {
@@ -220,7 +221,7 @@ func TestCompose(t *testing.T) {
 	home := t.TempDir()
 	denv := []string{"DOCKER_CONFIG=" + filepath.Join(home, ".docker")}
 	dockerRun := func(stdin string, args ...string) result {
-		return runInWithStdin(t, home, denv, stdin, docker, args...)
+		return runIn(t, home, denv, stdin, docker, args...)
 	}
 	if r := dockerRun(key, "login", c.registry, "-u", "alice", "--password-stdin"); r.code != 0 || !strings.Contains(r.out, "Login Succeeded") {
 		t.Fatalf("docker login:\n%s", r.out)
@@ -300,6 +301,7 @@ func TestCompose(t *testing.T) {
 // TestComposeGrafanaProvisioning checks, without Grafana, that the dashboard and data source
 // the compose file provisions are where Grafana is told to look.
 func TestComposeGrafanaProvisioning(t *testing.T) {
+	t.Parallel()
 	var compose struct {
 		Services map[string]struct {
 			Image   string   `yaml:"image"`

@@ -1,7 +1,9 @@
 // Package keystore owns the records behind authentication and the ACL: accounts, API keys,
 // grants and repository ownership. It defines the Store every backend implements (bolt for a
-// single node, Redis for replicas) and the rules that keep records valid whatever the backend.
-// It knows nothing about policy: it stores what the policy reads.
+// single node, Redis for replicas, memory for tests) with the operations on many records that
+// bulk work needs, the rules that keep records valid whatever the backend, authentication of
+// API keys, export and import, and the principal cache the backends share. It knows nothing
+// about policy (it stores what the policy reads) and nothing about its backends.
 package keystore
 
 import (
@@ -116,7 +118,8 @@ type GrantFilter struct {
 	Repository string
 }
 
-// Store is implemented by every backend and proven by keystore/storetest.
+// Store is implemented by every backend and proven by keystore/storetest: the records one at a
+// time, and the few operations on many records at once that bulk work and readiness need.
 type Store interface {
 	// LoadPrincipal loads the key keyID, its account, the account's grants (own and via
 	// groups) and its owned repositories in one operation. It returns ErrNotFound if the key or its account is missing.
@@ -150,6 +153,19 @@ type Store interface {
 	ListOwnership(ctx context.Context, owner string) ([]Ownership, error)
 	Release(ctx context.Context, repository string) error
 
+	// GetKeys reads many keys, hashes included, in one operation, in the order of ids; ids
+	// that do not exist are left out. Export reads a store with it.
+	GetKeys(ctx context.Context, ids []string) ([]Key, error)
+	// WriteBatch writes many records (accounts, keys, grants, ownerships) in one operation.
+	// Each record is checked and written as its single write would be (CreateAccount,
+	// CreateKey, PutGrant, Reserve), in order, so an account may precede its keys. A batch
+	// holding an invalid record writes nothing and fails with ErrInvalid; otherwise every
+	// record is attempted and the first failure is returned. Import loads a store with it.
+	WriteBatch(ctx context.Context, recs []Record) error
+
+	// Ping reports whether the backend answers: ErrUnavailable when it cannot be reached.
+	// Readiness and --check-config ask it.
+	Ping(ctx context.Context) error
 	Close() error
 }
 

@@ -39,6 +39,17 @@ type Record struct {
 	Ownership *Ownership    `json:"ownership,omitempty"`
 }
 
+// count is how many of the fields of r are set.
+func (r Record) count() int {
+	n := 0
+	for _, set := range []bool{r.Header != nil, r.Account != nil, r.Key != nil, r.Grant != nil, r.Ownership != nil} {
+		if set {
+			n++
+		}
+	}
+	return n
+}
+
 // Counts says how many records of each kind an export or import handled.
 type Counts struct {
 	Accounts, Keys, Grants, Ownerships int
@@ -54,95 +65,73 @@ func (c Counts) String() string {
 	return s
 }
 
-// batchWriter is implemented by stores that write many records in one round trip, each
-// record still atomic on its own.
-type batchWriter interface {
-	WriteBatch(ctx context.Context, recs []Record) error
-}
-
-// writeBatchSize is how many records one WriteBatch carries.
-const writeBatchSize = 500
-
-// keyBatchGetter is implemented by stores that read many keys, hashes included, at once.
-type keyBatchGetter interface {
-	GetKeys(ctx context.Context, ids []string) ([]Key, error)
-}
+// writeBatchSize is how many records one WriteBatch carries, and readBatchSize how many keys one
+// GetKeys reads.
+const (
+	writeBatchSize = 500
+	readBatchSize  = 1000
+)
 
 // Export writes every record of s to w.
 func Export(ctx context.Context, s Store, w io.Writer) (Counts, error) {
 	var c Counts
 	bw := bufio.NewWriterSize(w, 1<<16)
 	enc := json.NewEncoder(bw)
-	write := func(r Record) error { return enc.Encode(r) }
-	if err := write(Record{Header: &ExportHeader{Format: ExportFormat, Version: ExportVersion}}); err != nil {
+	if err := enc.Encode(Record{Header: &ExportHeader{Format: ExportFormat, Version: ExportVersion}}); err != nil {
 		return c, err
 	}
 	accounts, err := s.ListAccounts(ctx)
+	if err == nil {
+		c.Accounts, err = writeAll(enc, accounts, func(a *Account) Record { return Record{Account: a} })
+	}
 	if err != nil {
-		return c, fmt.Errorf("listing accounts: %w", err)
+		return c, fmt.Errorf("exporting accounts: %w", err)
 	}
-	for i := range accounts {
-		if err := write(Record{Account: &accounts[i]}); err != nil {
-			return c, err
-		}
-	}
-	c.Accounts = len(accounts)
-
 	listed, err := s.ListKeys(ctx, "")
 	if err != nil {
 		return c, fmt.Errorf("listing keys: %w", err)
 	}
-	ids := make([]string, len(listed))
-	for i, k := range listed {
-		ids[i] = k.ID
-	}
-	const batch = 1000
-	for start := 0; start < len(ids); start += batch {
-		chunk := ids[start:min(start+batch, len(ids))]
-		var keys []Key
-		if bg, ok := s.(keyBatchGetter); ok {
-			if keys, err = bg.GetKeys(ctx, chunk); err != nil {
-				return c, fmt.Errorf("reading keys: %w", err)
-			}
-		} else {
-			for _, id := range chunk {
-				k, err := s.GetKey(ctx, id)
-				if err != nil {
-					return c, fmt.Errorf("reading key %s: %w", id, err)
-				}
-				keys = append(keys, k)
-			}
+	for start := 0; start < len(listed); start += readBatchSize {
+		chunk := listed[start:min(start+readBatchSize, len(listed))]
+		ids := make([]string, len(chunk))
+		for i, k := range chunk {
+			ids[i] = k.ID
 		}
-		for i := range keys {
-			if err := write(Record{Key: &keys[i]}); err != nil {
-				return c, err
-			}
+		keys, err := s.GetKeys(ctx, ids)
+		if err == nil {
+			var n int
+			n, err = writeAll(enc, keys, func(k *Key) Record { return Record{Key: k} })
+			c.Keys += n
 		}
-		c.Keys += len(keys)
+		if err != nil {
+			return c, fmt.Errorf("exporting keys: %w", err)
+		}
 	}
-
 	grants, err := s.ListGrants(ctx, GrantFilter{})
+	if err == nil {
+		c.Grants, err = writeAll(enc, grants, func(g *Grant) Record { return Record{Grant: g} })
+	}
 	if err != nil {
-		return c, fmt.Errorf("listing grants: %w", err)
+		return c, fmt.Errorf("exporting grants: %w", err)
 	}
-	for i := range grants {
-		if err := write(Record{Grant: &grants[i]}); err != nil {
-			return c, err
-		}
-	}
-	c.Grants = len(grants)
-
 	owned, err := s.ListOwnership(ctx, "")
-	if err != nil {
-		return c, fmt.Errorf("listing repositories: %w", err)
+	if err == nil {
+		c.Ownerships, err = writeAll(enc, owned, func(o *Ownership) Record { return Record{Ownership: o} })
 	}
-	for i := range owned {
-		if err := write(Record{Ownership: &owned[i]}); err != nil {
-			return c, err
+	if err != nil {
+		return c, fmt.Errorf("exporting repositories: %w", err)
+	}
+	return c, bw.Flush()
+}
+
+// writeAll writes one line per record and returns how many it wrote.
+func writeAll[T any](enc *json.Encoder, list []T, record func(*T) Record) (int, error) {
+	for i := range list {
+		if err := enc.Encode(record(&list[i])); err != nil {
+			return i, err
 		}
 	}
-	c.Ownerships = len(owned)
-	return c, bw.Flush()
+	return len(list), nil
 }
 
 // ErrConflict is an imported record that the store holds with other content.
@@ -205,13 +194,7 @@ func readImport(r io.Reader) (*importSet, error) {
 		if dec.More() {
 			return nil, fmt.Errorf("line %d: %w: more than one JSON value", line, ErrInvalid)
 		}
-		n := 0
-		for _, set := range []bool{rec.Header != nil, rec.Account != nil, rec.Key != nil, rec.Grant != nil, rec.Ownership != nil} {
-			if set {
-				n++
-			}
-		}
-		if n != 1 {
+		if rec.count() != 1 {
 			return nil, fmt.Errorf("line %d: %w: a record holds exactly one of export, account, key, grant, ownership", line, ErrInvalid)
 		}
 		if !header {
@@ -359,10 +342,9 @@ func (set *importSet) write(ctx context.Context, s Store, skip map[string]bool, 
 	var c Counts
 	var done atomic.Int64
 	total := len(set.accounts) + len(set.keys) + len(set.grants) + len(set.ownerships)
-	bw, batched := s.(batchWriter)
-	// Kinds go in order (keys and ownership need their accounts); records of a kind in
-	// parallel, in batches when the store writes batches.
-	phase := func(n int, id func(i int) string, rec func(i int) Record, put func(ctx context.Context, i int) error) error {
+	// Kinds go in order (keys and ownership need their accounts); the batches of a kind in
+	// parallel.
+	phase := func(n int, id func(i int) string, rec func(i int) Record) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(workers)
 		var batch []Record
@@ -370,7 +352,7 @@ func (set *importSet) write(ctx context.Context, s Store, skip map[string]bool, 
 			recs := batch
 			batch = nil
 			g.Go(func() error {
-				if err := bw.WriteBatch(gctx, recs); err != nil {
+				if err := s.WriteBatch(gctx, recs); err != nil {
 					return err
 				}
 				done.Add(int64(len(recs)))
@@ -383,19 +365,9 @@ func (set *importSet) write(ctx context.Context, s Store, skip map[string]bool, 
 				done.Add(1)
 				continue
 			}
-			if batched {
-				if batch = append(batch, rec(i)); len(batch) == writeBatchSize {
-					flush()
-				}
-				continue
+			if batch = append(batch, rec(i)); len(batch) == writeBatchSize {
+				flush()
 			}
-			g.Go(func() error {
-				if err := put(gctx, i); err != nil {
-					return fmt.Errorf("%s: %w", id(i), err)
-				}
-				done.Add(1)
-				return nil
-			})
 		}
 		if len(batch) > 0 {
 			flush()
@@ -403,26 +375,22 @@ func (set *importSet) write(ctx context.Context, s Store, skip map[string]bool, 
 		return g.Wait()
 	}
 	err := phase(len(set.accounts), func(i int) string { return "account " + set.accounts[i].Name },
-		func(i int) Record { return Record{Account: &set.accounts[i]} },
-		func(ctx context.Context, i int) error { return s.CreateAccount(ctx, set.accounts[i]) })
+		func(i int) Record { return Record{Account: &set.accounts[i]} })
 	if err == nil {
 		c.Accounts = len(set.accounts)
 		err = phase(len(set.keys), func(i int) string { return "key " + set.keys[i].ID },
-			func(i int) Record { return Record{Key: &set.keys[i]} },
-			func(ctx context.Context, i int) error { return s.CreateKey(ctx, set.keys[i]) })
+			func(i int) Record { return Record{Key: &set.keys[i]} })
 	}
 	if err == nil {
 		c.Keys = len(set.keys)
 		err = phase(len(set.grants), func(i int) string {
 			return "grant " + set.grants[i].Subject.String() + " " + set.grants[i].Repository
-		}, func(i int) Record { return Record{Grant: &set.grants[i]} },
-			func(ctx context.Context, i int) error { return s.PutGrant(ctx, set.grants[i]) })
+		}, func(i int) Record { return Record{Grant: &set.grants[i]} })
 	}
 	if err == nil {
 		c.Grants = len(set.grants)
 		err = phase(len(set.ownerships), func(i int) string { return "repository " + set.ownerships[i].Repository },
-			func(i int) Record { return Record{Ownership: &set.ownerships[i]} },
-			func(ctx context.Context, i int) error { return s.Reserve(ctx, set.ownerships[i]) })
+			func(i int) Record { return Record{Ownership: &set.ownerships[i]} })
 	}
 	if err != nil {
 		return c, fmt.Errorf("stopped after %d of %d records (run the same import again to finish it; records already imported are skipped): %w", done.Load(), total, err)

@@ -124,3 +124,32 @@ func (k Key) Validate() error {
 	}
 	return errors.Join(append(errs, ValidateName("account", k.Account), ValidateKeyName(k.Name), k.Restrictions.Validate())...)
 }
+
+// Validate checks an ownership record before it is stored.
+func (o Ownership) Validate() error { return ValidatePattern(o.Repository) }
+
+// Validate checks the one record r carries, as its single write does: r must carry exactly one
+// account, key, grant or ownership.
+func (r Record) Validate() error {
+	switch {
+	case r.Header != nil || r.count() != 1:
+		return fmt.Errorf("%w: a record written to a store holds exactly one account, key, grant or ownership", ErrInvalid)
+	case r.Account != nil:
+		return r.Account.Validate()
+	case r.Key != nil:
+		return r.Key.Validate()
+	case r.Grant != nil:
+		return r.Grant.Validate()
+	}
+	return r.Ownership.Validate()
+}
+
+// ValidateBatch checks every record of a batch; a store writes none of a batch that fails.
+func ValidateBatch(recs []Record) error {
+	for i, r := range recs {
+		if err := r.Validate(); err != nil {
+			return fmt.Errorf("record %d of the batch: %w", i+1, err)
+		}
+	}
+	return nil
+}

@@ -4,7 +4,8 @@
 // they change, prepares the decision queries once per policy revision and swaps revisions
 // atomically, and turns a request's Input into a Decision. An undefined or malformed decision
 // is a deny. It also explains decisions and evaluates a candidate policy beside the active one
-// (dry run). It knows nothing about HTTP.
+// (dry run). It knows nothing about HTTP, and nothing about the key store: callers build the
+// Input.
 package policy
 
 import (

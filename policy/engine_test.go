@@ -137,16 +137,23 @@ func TestBrokenPolicyKeepsPreviousRevision(t *testing.T) {
 	}
 }
 
+// TestTestFilesAreNotLoaded: a _test.rego file beside the policy never takes part in
+// decisions. The test file here would grant push if it were loaded (it overrides a default the
+// policy relies on), and the policy alone grants nothing.
 func TestTestFilesAreNotLoaded(t *testing.T) {
 	e := New(Options{})
 	fs := fstest.MapFS{
-		"p.rego":      {Data: []byte("package regoauth.authz\ndecision := {\"access\": []}\n")},
-		"p_test.rego": {Data: []byte("package regoauth.authz\ndecision := {\"access\": [{\"type\":\"repository\",\"name\":\"image\",\"actions\":[\"push\"]}]}\n")},
+		"p.rego": {Data: []byte("package regoauth.authz\n\ndefault extra := []\n\ndecision := {\"access\": extra}\n")},
+		"p_test.rego": {Data: []byte("package regoauth.authz\n\n" +
+			"extra := [{\"type\": \"repository\", \"name\": \"image\", \"actions\": [\"push\"]}]\n")},
 	}
 	if err := e.LoadFS(ctx, fs, "t"); err != nil {
 		t.Fatal(err)
 	}
-	d, _ := e.Decide(ctx, storyInput())
+	d, err := e.Decide(ctx, storyInput())
+	if err != nil || !d.Defined {
+		t.Fatalf("the policy does not decide: %+v %v", d, err)
+	}
 	if len(d.Access) != 0 {
 		t.Fatalf("a _test.rego file took part in the decision: %+v", d)
 	}
@@ -225,14 +232,20 @@ func TestInputExample(t *testing.T) {
 		t.Fatalf("the example does not survive the Go types:\n%s\n%s", raw, back)
 	}
 	assertSameValue(t, &in, in.value())
-	for _, g := range in.Grants {
-		if !Relevant(g.Repository, in.Scopes) {
-			t.Fatalf("the example's grant %q could not reach the policy: it matches no requested repository", g.Repository)
-		}
-	}
 	d, err := loaded(t).Decide(ctx, &in)
 	if err != nil || !d.Defined {
 		t.Fatalf("the library does not decide the example: %+v %v", d, err)
+	}
+	// The policy guide shows the same document.
+	page, err := os.ReadFile("../docs/policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, _ := strings.Cut(string(page), "```json\n")
+	block, _, _ = strings.Cut(block, "```")
+	var shown any
+	if err := json.Unmarshal([]byte(block), &shown); err != nil || !reflect.DeepEqual(shown, a) {
+		t.Fatalf("docs/policy.md's first JSON block (%v) is not policy/input.example.json:\n%s", err, block)
 	}
 }
 

@@ -1,8 +1,8 @@
 package policy
 
 // Input is the document a token decision is made on: one evaluation per token request, every
-// requested scope at once. Its JSON form is the contract with policy authors (README, "Policy
-// input"); fields that carry no information are omitted rather than sent empty.
+// requested scope at once. Its JSON form is the contract with policy authors (docs/policy.md);
+// fields that carry no information are omitted rather than sent empty.
 type Input struct {
 	Service   string    `json:"service"`
 	Client    Client    `json:"client"`

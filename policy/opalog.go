@@ -22,9 +22,10 @@ func newOPALogger(l *slog.Logger) *opaLogger {
 	return &opaLogger{logger: l, level: logging.Debug}
 }
 
-func (l *opaLogger) log(level slog.Level, format string, a []any) {
+// log writes one line at level, if OPA's own level (at) lets it through and slog's does too.
+func (l *opaLogger) log(at logging.Level, level slog.Level, format string, a []any) {
 	ctx := context.Background()
-	if !l.logger.Enabled(ctx, level) {
+	if l.level < at || !l.logger.Enabled(ctx, level) {
 		return
 	}
 	msg := format
@@ -43,29 +44,10 @@ func (l *opaLogger) log(level slog.Level, format string, a []any) {
 	l.logger.LogAttrs(ctx, level, msg, attrs...)
 }
 
-func (l *opaLogger) Debug(format string, a ...any) {
-	if l.level >= logging.Debug {
-		l.log(slog.LevelDebug, format, a)
-	}
-}
-
-func (l *opaLogger) Info(format string, a ...any) {
-	if l.level >= logging.Info {
-		l.log(slog.LevelInfo, format, a)
-	}
-}
-
-func (l *opaLogger) Warn(format string, a ...any) {
-	if l.level >= logging.Warn {
-		l.log(slog.LevelWarn, format, a)
-	}
-}
-
-func (l *opaLogger) Error(format string, a ...any) {
-	if l.level >= logging.Error {
-		l.log(slog.LevelError, format, a)
-	}
-}
+func (l *opaLogger) Debug(format string, a ...any) { l.log(logging.Debug, slog.LevelDebug, format, a) }
+func (l *opaLogger) Info(format string, a ...any)  { l.log(logging.Info, slog.LevelInfo, format, a) }
+func (l *opaLogger) Warn(format string, a ...any)  { l.log(logging.Warn, slog.LevelWarn, format, a) }
+func (l *opaLogger) Error(format string, a ...any) { l.log(logging.Error, slog.LevelError, format, a) }
 
 func (l *opaLogger) WithFields(fields map[string]any) logging.Logger {
 	merged := make(map[string]any, len(l.fields)+len(fields))

@@ -33,9 +33,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/regoauth/regoauth/internal/secretfile"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/redisstore"
-	"github.com/regoauth/regoauth/tokens"
 )
 
 // Config is one benchmark run.
@@ -99,7 +99,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	defer os.RemoveAll(dir)
 	keyFile, certFile := filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem")
-	if _, err := tokens.EnsureKeyFiles(keyFile, certFile, jose.ES256, "regoauth", time.Now()); err != nil {
+	if _, err := secretfile.EnsureSigningKey(keyFile, certFile, jose.ES256, "regoauth", time.Now()); err != nil {
 		return rep, err
 	}
 	redisstore.RouteClientLogs(discard())

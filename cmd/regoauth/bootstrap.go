@@ -8,11 +8,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/regoauth/regoauth/admin"
 	"github.com/regoauth/regoauth/keystore"
 )
 
 func bootstrapCommand() *cobra.Command {
-	var configPath, account string
+	var config configFlag
+	var account string
 	cmd := &cobra.Command{
 		Use:   "bootstrap --config FILE [--account admin]",
 		Short: "Create the first admin account and print an API key for it",
@@ -21,13 +23,10 @@ admin role if it does not exist, and prints a new API key for it: the one way in
 With a bolt store the server must be stopped (the file is locked while it runs).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if configPath == "" {
-				return usageError{errors.New("--config is required")}
-			}
 			if err := keystore.ValidateName("account", account); err != nil {
 				return usageError{err}
 			}
-			cfg, err := LoadConfig(configPath)
+			cfg, err := config.load()
 			if err != nil {
 				return err
 			}
@@ -36,32 +35,18 @@ With a bolt store the server must be stopped (the file is locked while it runs).
 				return err
 			}
 			defer store.Close()
-			ctx := cmd.Context()
-			now := time.Now().UTC().Truncate(time.Second)
-			err = store.CreateAccount(ctx, keystore.Account{Name: account, Roles: []string{"admin"}, Created: now})
-			if errors.Is(err, keystore.ErrExists) {
-				a, getErr := store.GetAccount(ctx, account)
-				if getErr != nil {
-					return getErr
-				}
-				if !a.HasRole("admin") {
-					return fmt.Errorf("account %q exists without the admin role; choose another --account", account)
-				}
-			} else if err != nil {
-				return err
+			key, err := admin.EnsureAdmin(cmd.Context(), store, account, "bootstrap", "", time.Now(), rand.Reader)
+			if errors.Is(err, admin.ErrNotAdmin) {
+				return fmt.Errorf("%w; choose another --account", err)
 			}
-			plain, id, hash, err := keystore.NewAPIKey(rand.Reader)
 			if err != nil {
 				return err
 			}
-			if err := store.CreateKey(ctx, keystore.Key{ID: id, Account: account, Name: "bootstrap", Hash: hash, Created: now}); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), plain)
+			fmt.Fprintln(cmd.OutOrStdout(), key)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&configPath, "config", "", "the server's configuration file")
+	config.register(cmd)
 	cmd.Flags().StringVar(&account, "account", "admin", "name of the admin account")
 	return cmd
 }

@@ -3,27 +3,33 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/spf13/cobra"
 
+	"github.com/regoauth/regoauth/admin"
 	"github.com/regoauth/regoauth/devstack"
-	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/internal/secretfile"
+	"github.com/regoauth/regoauth/server"
 	"github.com/regoauth/regoauth/tokens"
 )
 
 const devIssuer = "regoauth-dev"
 
+// devOptions are the flags of `regoauth dev`.
+type devOptions struct {
+	dataDir, registryAddr, tokenAddr, logLevel, policyPath string
+}
+
 func devCommand() *cobra.Command {
-	var dataDir, registryAddr, tokenAddr, logLevel, policyPath string
+	var o devOptions
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a registry and the token server together, for local use",
@@ -33,144 +39,102 @@ the same folder keeps every account, key, grant and image. The admin account's A
 to DATA/admin.key.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDev(cmd.Context(), cmd.OutOrStdout(), dataDir, registryAddr, tokenAddr, logLevel, policyPath)
+			return runDev(cmd.Context(), cmd.OutOrStdout(), o)
 		},
 	}
-	cmd.Flags().StringVar(&dataDir, "data", "regoauth-data", "folder for the store, keys and images")
-	cmd.Flags().StringVar(&registryAddr, "registry-addr", "localhost:5000", "registry address; also the service name in tokens")
-	cmd.Flags().StringVar(&tokenAddr, "token-addr", "localhost:5001", "token server address (the realm is http://ADDR/token)")
-	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	cmd.Flags().StringVar(&policyPath, "policy", "", "a bundle directory or tarball loaded beside the built-in library, reloaded when it changes")
+	cmd.Flags().StringVar(&o.dataDir, "data", "regoauth-data", "folder for the store, keys and images")
+	cmd.Flags().StringVar(&o.registryAddr, "registry-addr", "localhost:5000", "registry address; also the service name in tokens")
+	cmd.Flags().StringVar(&o.tokenAddr, "token-addr", "localhost:5001", "token server address (the realm is http://ADDR/token)")
+	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().StringVar(&o.policyPath, "policy", "", "a bundle directory or tarball loaded beside the built-in library, reloaded when it changes")
 	return cmd
 }
 
-func runDev(ctx context.Context, out io.Writer, dataDir, registryAddr, tokenAddr, logLevel, policyPath string) error {
-	for flag, addr := range map[string]string{"--registry-addr": registryAddr, "--token-addr": tokenAddr} {
+// devConfig is the configuration of `regoauth dev`: the server's defaults, the addresses of the
+// flags, and the store, keys and secrets of the data folder dir.
+func devConfig(o devOptions, dir string) (server.Config, error) {
+	for flag, addr := range map[string]string{"--registry-addr": o.registryAddr, "--token-addr": o.tokenAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return usageError{fmt.Errorf("%s %q: want HOST:PORT, e.g. localhost:5000", flag, addr)}
+			return server.Config{}, usageError{fmt.Errorf("%s %q: want HOST:PORT, e.g. localhost:5000", flag, addr)}
 		}
 	}
-	dir, err := filepath.Abs(dataDir)
+	cfg := server.Defaults()
+	cfg.Issuer = devIssuer
+	cfg.Services = []string{o.registryAddr}
+	cfg.Listen.Addr = o.tokenAddr
+	cfg.Signing = server.Signing{KeyFile: filepath.Join(dir, "signing-key.pem"), CertFile: filepath.Join(dir, "signing-cert.pem"), KID: string(tokens.KIDThumbprint)}
+	cfg.Store.URL = server.Secret{Value: "bolt://" + filepath.Join(dir, "store.db")}
+	cfg.RefreshTokens.Secrets = []server.Secret{{File: filepath.Join(dir, "refresh-secret")}}
+	cfg.Log = server.Log{Format: "text", Level: o.logLevel}
+	if o.policyPath != "" {
+		st, err := os.Stat(o.policyPath)
+		switch {
+		case err != nil:
+			return server.Config{}, usageError{fmt.Errorf("--policy: %w", err)}
+		case st.IsDir():
+			cfg.Policy.Dir = o.policyPath
+		default:
+			cfg.Policy.Bundle = o.policyPath
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+func runDev(ctx context.Context, out io.Writer, o devOptions) error {
+	dir, err := filepath.Abs(o.dataDir)
+	if err != nil {
+		return err
+	}
+	cfg, err := devConfig(o, dir)
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	keyPath, certPath := filepath.Join(dir, "signing-key.pem"), filepath.Join(dir, "signing-cert.pem")
-	if _, err := tokens.EnsureKeyFiles(keyPath, certPath, jose.ES256, devIssuer, time.Now()); err != nil {
+	if _, err := secretfile.EnsureSigningKey(cfg.Signing.KeyFile, cfg.Signing.CertFile, jose.ES256, devIssuer, time.Now()); err != nil {
 		return fmt.Errorf("signing key: %w", err)
 	}
-
-	refreshSecret := filepath.Join(dir, "refresh-secret")
-	if err := ensureSecretFile(refreshSecret); err != nil {
+	if err := secretfile.EnsureSecret(cfg.RefreshTokens.Secrets[0].File, rand.Reader); err != nil {
 		return fmt.Errorf("refresh token secret: %w", err)
 	}
-
-	cfg := defaults()
-	cfg.Issuer = devIssuer
-	cfg.Services = []string{registryAddr}
-	cfg.Listen.Addr = tokenAddr
-	cfg.Signing = Signing{KeyFile: keyPath, CertFile: certPath, KID: string(tokens.KIDThumbprint)}
-	cfg.Store.URL = Secret{Value: "bolt://" + filepath.Join(dir, "store.db")}
-	cfg.RefreshTokens.Secrets = []Secret{{File: refreshSecret}}
-	cfg.Log = Log{Format: "text", Level: logLevel}
-	if policyPath != "" {
-		if st, err := os.Stat(policyPath); err != nil {
-			return usageError{fmt.Errorf("--policy: %w", err)}
-		} else if st.IsDir() {
-			cfg.Policy.Dir = policyPath
-		} else {
-			cfg.Policy.Bundle = policyPath
-		}
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	logger := newLogger(cfg.Log, os.Stderr)
-
-	s, err := newServer(ctx, cfg, logger)
+	logger := server.NewLogger(cfg.Log, os.Stderr)
+	s, err := server.New(ctx, cfg, server.Options{Logger: logger, Version: version})
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+
+	// The admin key of the data folder is kept while it works, replaced when it does not.
 	adminKeyPath := filepath.Join(dir, "admin.key")
-	if err := bootstrapAdmin(ctx, s.store, adminKeyPath); err != nil {
+	kept, _ := os.ReadFile(adminKeyPath)
+	key, err := admin.EnsureAdmin(ctx, s.Store(), "admin", "dev bootstrap", string(kept), time.Now(), rand.Reader)
+	if err == nil && key != strings.TrimSpace(string(kept)) {
+		err = secretfile.Write(adminKeyPath, []byte(key+"\n"), 0o600)
+	}
+	if err != nil {
 		return fmt.Errorf("creating the admin account: %w", err)
 	}
 
 	// The registry logs every refused request and every blob probe of a push as a warning or
 	// an error; that is the protocol working, not a fault, so it speaks only under debug.
 	registryLogLevel := "fatal"
-	if logLevel == "debug" {
+	if o.logLevel == "debug" {
 		registryLogLevel = "info"
 	}
-	realm := "http://" + tokenAddr + "/token"
 	reg, err := devstack.NewRegistry(ctx, devstack.RegistryOptions{
-		RootDir: filepath.Join(dir, "registry"), Realm: realm, Service: registryAddr,
-		Issuer: devIssuer, RootCertBundle: certPath, LogLevel: registryLogLevel,
+		RootDir: filepath.Join(dir, "registry"), Realm: "http://" + o.tokenAddr + "/token", Service: o.registryAddr,
+		Issuer: devIssuer, RootCertBundle: cfg.Signing.CertFile, LogLevel: registryLogLevel,
 	})
 	if err != nil {
 		return err
 	}
-	regActor, err := serveActor("registry", Listener{Addr: registryAddr}, newHTTPServer(reg, logger), logger)
+	registry, err := server.Listen("registry", server.Listener{Addr: o.registryAddr}, reg, logger)
 	if err != nil {
 		return err
 	}
-	s.extra = append(s.extra, regActor)
-
-	printDevHelp(out, dir, registryAddr, tokenAddr, adminKeyPath)
-	return s.run(ctx)
-}
-
-// bootstrapAdmin makes sure the admin account exists and that keyPath holds a working key for
-// it, creating either when missing.
-func bootstrapAdmin(ctx context.Context, store keystore.Store, keyPath string) error {
-	err := store.CreateAccount(ctx, keystore.Account{Name: "admin", Roles: []string{"admin"}, Created: time.Now().UTC()})
-	if err != nil && !errors.Is(err, keystore.ErrExists) {
-		return err
-	}
-	if raw, err := os.ReadFile(keyPath); err == nil {
-		if _, err := keystore.Authenticate(ctx, store, "admin", string(trimNewline(raw)), time.Now()); err == nil {
-			return nil
-		}
-	}
-	plain, id, hash, err := keystore.NewAPIKey(rand.Reader)
-	if err != nil {
-		return err
-	}
-	k := keystore.Key{ID: id, Account: "admin", Name: "dev bootstrap", Hash: hash, Created: time.Now().UTC().Truncate(time.Second)}
-	if err := store.CreateKey(ctx, k); err != nil {
-		return err
-	}
-	tmp := keyPath + ".tmp"
-	if err := os.WriteFile(tmp, []byte(plain+"\n"), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, keyPath)
-}
-
-// ensureSecretFile writes 32 random bytes, hex-encoded, to path unless it exists.
-func ensureSecretFile(path string) error {
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	b := make([]byte, 32)
-	if _, err := io.ReadFull(rand.Reader, b); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-func trimNewline(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return b
+	printDevHelp(out, dir, o.registryAddr, o.tokenAddr, adminKeyPath)
+	return s.Run(ctx, registry)
 }
 
 func printDevHelp(out io.Writer, dir, registryAddr, tokenAddr, adminKeyPath string) {

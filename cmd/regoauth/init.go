@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"errors"
@@ -9,19 +10,23 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/spf13/cobra"
 
-	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/admin"
+	"github.com/regoauth/regoauth/internal/secretfile"
+	"github.com/regoauth/regoauth/server"
 	"github.com/regoauth/regoauth/tokens"
 )
 
 // initCommand prepares what `serve` needs on first start and keeps what exists, so a container
 // platform can run it before every start (compose's one-shot service, an init container).
 func initCommand() *cobra.Command {
-	var configPath, adminKeyFile string
+	var config configFlag
+	var adminKeyFile string
 	cmd := &cobra.Command{
 		Use:   "init --config FILE [--admin-key-file FILE]",
 		Short: "Create the signing key, refresh-token secrets and admin key a configuration names, unless they exist",
@@ -35,10 +40,7 @@ Existing files are never overwritten and secrets are never printed, so it is saf
 every start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if configPath == "" {
-				return usageError{errors.New("--config is required")}
-			}
-			cfg, err := LoadConfig(configPath)
+			cfg, err := config.load()
 			if err != nil {
 				return err
 			}
@@ -64,10 +66,7 @@ every start.`,
 				return err
 			}
 			defer store.Close()
-			if err := os.MkdirAll(filepath.Dir(adminKeyFile), 0o700); err != nil {
-				return err
-			}
-			created, err := ensureAdminKey(cmd, store, adminKeyFile)
+			created, err := ensureAdminKey(cmd.Context(), store, adminKeyFile)
 			if err != nil {
 				return fmt.Errorf("admin key: %w", err)
 			}
@@ -75,7 +74,7 @@ every start.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&configPath, "config", "", "the server's configuration file")
+	config.register(cmd)
 	cmd.Flags().StringVar(&adminKeyFile, "admin-key-file", "", "where the admin account's API key is kept")
 	return cmd
 }
@@ -90,7 +89,7 @@ func report(w io.Writer, created bool, what, path string) {
 
 // initSigning creates the signing key when it is missing, and its certificate when one is
 // configured and missing, then checks that the pair loads.
-func initSigning(out io.Writer, cfg Signing, commonName string, now time.Time) error {
+func initSigning(out io.Writer, cfg server.Signing, commonName string, now time.Time) error {
 	var priv crypto.Signer
 	keyCreated := false
 	if _, err := os.Stat(cfg.KeyFile); errors.Is(err, fs.ErrNotExist) {
@@ -101,7 +100,7 @@ func initSigning(out io.Writer, cfg Signing, commonName string, now time.Time) e
 		if err != nil {
 			return err
 		}
-		if err := writeNewFile(cfg.KeyFile, keyPEM, 0o600); err != nil {
+		if err := createFile(cfg.KeyFile, keyPEM, 0o600); err != nil {
 			return err
 		}
 		keyCreated = true
@@ -124,7 +123,7 @@ func initSigning(out io.Writer, cfg Signing, commonName string, now time.Time) e
 			if err != nil {
 				return err
 			}
-			if err := writeNewFile(cfg.CertFile, tokens.EncodeCertificatesPEM(cert), 0o644); err != nil {
+			if err := createFile(cfg.CertFile, tokens.EncodeCertificatesPEM(cert), 0o644); err != nil {
 				return err
 			}
 			report(out, true, "signing certificate", cfg.CertFile)
@@ -144,6 +143,14 @@ func initSigning(out io.Writer, cfg Signing, commonName string, now time.Time) e
 	return nil
 }
 
+// createFile writes a new file whole, in a folder it creates, and never replaces one.
+func createFile(path string, data []byte, perm fs.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return secretfile.Create(path, data, perm)
+}
+
 // ensureSecret writes a new random secret to path unless the file exists.
 func ensureSecret(path string) (bool, error) {
 	if _, err := os.Stat(path); err == nil {
@@ -154,39 +161,19 @@ func ensureSecret(path string) (bool, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return false, err
 	}
-	return true, ensureSecretFile(path)
+	return true, secretfile.EnsureSecret(path, rand.Reader)
 }
 
 // ensureAdminKey makes sure the admin account exists with the admin role and path holds a
 // working key for it.
-func ensureAdminKey(cmd *cobra.Command, store keystore.Store, path string) (bool, error) {
-	a, err := store.GetAccount(cmd.Context(), "admin")
-	if err == nil && !a.HasRole("admin") {
-		return false, errors.New(`account "admin" exists without the admin role`)
-	} else if err != nil && !errors.Is(err, keystore.ErrNotFound) {
+func ensureAdminKey(ctx context.Context, store admin.Store, path string) (bool, error) {
+	kept, _ := os.ReadFile(path)
+	key, err := admin.EnsureAdmin(ctx, store, "admin", "init", string(kept), time.Now(), rand.Reader)
+	if err != nil || key == strings.TrimSpace(string(kept)) {
 		return false, err
 	}
-	before, _ := os.ReadFile(path)
-	if err := bootstrapAdmin(cmd.Context(), store, path); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return false, err
 	}
-	after, err := os.ReadFile(path)
-	if err != nil {
-		return false, err
-	}
-	return string(before) != string(after), nil
-}
-
-// writeNewFile writes data to path whole or not at all (a crash leaves no half key behind), and
-// fails rather than overwrite a file that appeared in the meantime.
-func writeNewFile(path string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	return os.Link(tmp, path)
+	return true, secretfile.Write(path, []byte(key+"\n"), 0o600)
 }

@@ -13,6 +13,15 @@ import (
 	"github.com/regoauth/regoauth/tokens"
 )
 
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "regoauth.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // initFixture is a configuration naming files that do not exist yet, as on a first start.
 type initFixture struct {
 	dir, config, key, cert, refresh, adminKey, store string

@@ -1,6 +1,8 @@
 // Command regoauth is the token server for private container registries: `serve` runs it from a
 // config file, `dev` runs an all-in-one local stack, and the other commands manage accounts,
-// API keys, grants and repositories through the admin API.
+// API keys, grants and repositories through the admin API, move a key store's records
+// (`export`, `import`) and make signing keys. It is wiring and command line only: what the
+// server does is in package server and the packages it assembles.
 package main
 
 import (
@@ -11,39 +13,37 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 )
 
-// usageError marks a mistake in how a command was called (exit status 2).
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// usageError marks a mistake in how a command was called (exit status 2): an unknown command
+// or flag, a missing or extra argument, a flag value out of its range.
 type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root := rootCommand()
-	err := root.ExecuteContext(ctx)
+	err := rootCommand().ExecuteContext(ctx)
 	if err == nil {
 		return
 	}
 	// One line, never a stack or the usage text.
 	fmt.Fprintln(os.Stderr, "regoauth: "+strings.ReplaceAll(err.Error(), "\n", "; "))
-	var ue usageError
-	if errors.As(err, &ue) || isCobraUsage(err) {
-		os.Exit(2)
-	}
-	os.Exit(1)
+	os.Exit(exitCode(err))
 }
 
-func isCobraUsage(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "required flag"} {
-		if strings.Contains(msg, p) {
-			return true
-		}
+// exitCode is 2 for a usage mistake and 1 for any other failure.
+func exitCode(err error) int {
+	if errors.As(err, new(usageError)) {
+		return 2
 	}
-	return false
+	return 1
 }
 
 func rootCommand() *cobra.Command {
@@ -53,53 +53,58 @@ func rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version,
+		// With no command, the help; with one cobra does not know, a usage error. (Without Args
+		// and RunE cobra reports an unknown command as an error of no particular type.)
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return unknownCommand(cmd, args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	root.AddCommand(serveCommand(), devCommand(), bootstrapCommand(), signingCommand(), exportCommand(), importCommand())
 	root.AddCommand(initCommand(), healthcheckCommand())
 	client := &clientFlags{}
 	root.AddCommand(accountsCommand(client), keysCommand(client), grantsCommand(client), reposCommand(client), whoamiCommand(client))
 	root.AddCommand(policyCommand(client))
+	markUsageErrors(root)
 	return root
 }
 
-func serveCommand() *cobra.Command {
-	var configPath string
-	var checkOnly bool
-	cmd := &cobra.Command{
-		Use:   "serve --config FILE",
-		Short: "Run the token server from a configuration file",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if configPath == "" {
-				return usageError{errors.New("--config is required")}
-			}
-			cfg, err := LoadConfig(configPath)
-			if err != nil {
-				return err
-			}
-			logger := newLogger(cfg.Log, os.Stderr)
-			s, err := newServer(cmd.Context(), cfg, logger)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			if checkOnly {
-				// Serving tolerates a store that is down at start (not ready until it answers);
-				// a check is about whether everything would work now.
-				if p, ok := s.store.(interface{ Ping(context.Context) error }); ok {
-					ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
-					defer cancel()
-					if err := p.Ping(ctx); err != nil {
-						return fmt.Errorf("the store does not answer: %w", err)
+// markUsageErrors makes every error about how a command was called a usageError: bad flags
+// (for every command, through the root's flag error function) and bad arguments (by wrapping
+// each command's argument check).
+func markUsageErrors(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if check := c.Args; check != nil {
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				if err := check(cmd, args); err != nil {
+					var ue usageError
+					if errors.As(err, &ue) {
+						return err
 					}
+					return usageError{err}
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), "configuration OK")
 				return nil
 			}
-			return s.run(cmd.Context())
-		},
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
 	}
-	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML)")
-	cmd.Flags().BoolVar(&checkOnly, "check-config", false, "load the configuration, key, policy and store, then exit")
-	return cmd
+	walk(root)
+}
+
+// unknownCommand is cobra's message for an unknown command, with its suggestions.
+func unknownCommand(cmd *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", name, cmd.CommandPath())
+	if s := cmd.SuggestionsFor(name); len(s) > 0 {
+		msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+	}
+	return usageError{errors.New(msg)}
 }

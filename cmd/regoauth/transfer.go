@@ -6,12 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/regoauth/regoauth/internal/secretfile"
 	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/server"
 )
 
 // storeFlag is the --store flag of export and import: a store URL, by default from
@@ -29,17 +30,17 @@ func (f *storeFlag) open(cmd *cobra.Command) (keystore.Store, error) {
 	if u == "" {
 		return nil, usageError{errors.New("--store URL is required (or set REGOAUTH_STORE_URL)")}
 	}
-	if _, _, err := parseStoreURL(u); err != nil {
+	if _, _, err := server.ParseStoreURL(u); err != nil {
 		return nil, usageError{err}
 	}
-	return openStoreDirect(cmd, Secret{Value: u})
+	return openStoreDirect(cmd, server.Secret{Value: u})
 }
 
 // openStoreDirect opens a store for a one-shot command (export, import, bootstrap): no cache,
 // no metrics, only errors logged.
-func openStoreDirect(cmd *cobra.Command, url Secret) (keystore.Store, error) {
+func openStoreDirect(cmd *cobra.Command, url server.Secret) (keystore.Store, error) {
 	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelError}))
-	return openStore(cmd.Context(), Store{URL: url}, logger, prometheus.NewRegistry())
+	return server.OpenStore(cmd.Context(), server.StoreConfig{URL: url}, logger, prometheus.NewRegistry())
 }
 
 func exportCommand() *cobra.Command {
@@ -79,24 +80,15 @@ export; key hashes are, so keep the file private (--output writes it with mode 0
 	return cmd
 }
 
-// exportToFile writes beside the target and renames, so a failed export never leaves a
-// truncated file where a good one was.
+// exportToFile writes the export through secretfile, so a failed export never leaves a
+// truncated file where a good one was, and the file is readable by its owner only.
 func exportToFile(cmd *cobra.Command, s keystore.Store, path string) (keystore.Counts, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".regoauth-export-*")
-	if err != nil {
-		return keystore.Counts{}, err
-	}
-	defer os.Remove(tmp.Name())
-	c, err := keystore.Export(cmd.Context(), s, tmp)
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
+	var c keystore.Counts
+	err := secretfile.WriteFrom(path, 0o600, func(w io.Writer) error {
+		var err error
+		c, err = keystore.Export(cmd.Context(), s, w)
+		return err
+	})
 	return c, err
 }
 

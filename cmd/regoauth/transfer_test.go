@@ -33,52 +33,6 @@ func runCLI(t *testing.T, stdin string, args ...string) (string, string, error) 
 	return out.String(), errOut.String(), err
 }
 
-// seed fills a store with one record of every shape an export must carry.
-func seed(t *testing.T, s keystore.Store) {
-	t.Helper()
-	ctx := context.Background()
-	created := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-	for _, a := range []keystore.Account{
-		{Name: "admin", Roles: []string{"admin"}, Created: created},
-		{Name: "seller", Groups: []string{"sellers", "staff"}, Created: created.Add(time.Second)},
-		{Name: "buyer", Disabled: true, Created: created.Add(2 * time.Second)},
-	} {
-		if err := s.CreateAccount(ctx, a); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, account := range []string{"admin", "seller", "seller", "buyer"} {
-		_, id, hash, err := keystore.NewAPIKey(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		k := keystore.Key{ID: id, Account: account, Name: "key " + account, Hash: hash, Created: created}
-		switch i {
-		case 1:
-			k.Expires = created.Add(90 * 24 * time.Hour)
-			k.LastUsed = created.Add(time.Hour + 123456789*time.Nanosecond)
-			k.Restrictions = keystore.Restrictions{Actions: []string{"pull"}, Repositories: []string{"shop/**"}, CIDRs: []string{"10.0.0.0/8"}}
-		case 2:
-			k.Revoked = true
-			k.LastUsed = created.Add(time.Minute)
-		}
-		if err := s.CreateKey(ctx, k); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, g := range []keystore.Grant{
-		{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"}, Repository: "shop/app", Actions: []string{"pull"}},
-		{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "sellers"}, Repository: "host:5000/shop/*", Actions: []string{"delete", "push"}},
-	} {
-		if err := s.PutGrant(ctx, g); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: created}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // snapshot reads every record of a store through the Store interface, hashes included.
 type snapshot struct {
 	Accounts []keystore.Account
@@ -158,7 +112,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	redisURL := srv.URL() + "?prefix=roundtrip"
 
 	s := openBolt(t, bolt1)
-	seed(t, s)
+	storetest.Seed(t, s)
 	want := take(t, s)
 	s.Close()
 	if len(want.Keys) != 4 || len(want.Grants) != 2 || len(want.Owned) != 1 {
@@ -259,7 +213,7 @@ func TestImportConflicts(t *testing.T) {
 	dir := t.TempDir()
 	src, dst := filepath.Join(dir, "src.db"), filepath.Join(dir, "dst.db")
 	s := openBolt(t, src)
-	seed(t, s)
+	storetest.Seed(t, s)
 	s.Close()
 	export, _, err := runCLI(t, "", "export", "--store", "bolt://"+src)
 	if err != nil {

@@ -1,6 +1,7 @@
 // Package opacli finds the opa program for tests, which build, sign and test bundles with it the
 // way operators do. Without opa a test is skipped on a developer machine and fails when
-// REGOAUTH_E2E=1 (CI, whose .ci/run installs opa at the version go.mod pins).
+// REGOAUTH_E2E=1 (CI, whose .ci/run installs opa at the version go.mod pins). It knows nothing
+// of regoauth.
 package opacli
 
 import (

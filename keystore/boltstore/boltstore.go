@@ -1,6 +1,6 @@
 // Package boltstore is the embedded keystore backend: one bbolt file, for a single node and
 // for `regoauth dev`. Every write is one bbolt transaction, so a crash never leaves half a
-// record behind.
+// record behind. It knows the keystore contract and nothing else of regoauth.
 package boltstore
 
 import (
@@ -31,7 +31,7 @@ var (
 // Store is a keystore.Store in one bbolt file.
 type Store struct {
 	db    *bolt.DB
-	cache *principalCache // nil when off
+	cache *keystore.PrincipalCache // nil when off
 }
 
 // Options configure a Store.
@@ -70,19 +70,20 @@ func OpenWith(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialising %s: %w", path, err)
 	}
-	s := &Store{db: db}
-	if opts.CacheTTL > 0 {
-		s.cache = newPrincipalCache(opts.CacheSize, opts.CacheTTL)
-	}
-	return s, nil
+	return &Store{db: db, cache: keystore.NewPrincipalCache(keystore.CacheOptions{TTL: opts.CacheTTL, Size: opts.CacheSize})}, nil
 }
 
 // update runs a write transaction, then empties the principal cache: after the commit, so a
-// lookup that read the old records cannot put them back (see principalCache).
+// lookup that read the old records cannot put them back (see keystore.PrincipalCache).
 func (s *Store) update(fn func(*bolt.Tx) error) error {
 	err := s.db.Update(fn)
-	s.cache.invalidate()
+	s.cache.Purge()
 	return err
+}
+
+// Ping reports whether the file is still open: a bolt store has nothing else to reach.
+func (s *Store) Ping(context.Context) error {
+	return s.db.View(func(*bolt.Tx) error { return nil })
 }
 
 // Close releases the file.
@@ -138,15 +139,7 @@ func grantPrefix(s keystore.Subject) []byte { return join(s.String(), "") }
 
 // LoadPrincipal reads key, account and grants in one read transaction.
 func (s *Store) LoadPrincipal(_ context.Context, keyID string) (keystore.Principal, error) {
-	if p, ok := s.cache.get(keyID); ok {
-		return p, nil
-	}
-	epoch := s.cache.epochNow()
-	p, err := s.loadPrincipal(keyID)
-	if err == nil {
-		s.cache.put(keyID, p, epoch)
-	}
-	return p, err
+	return s.cache.Load(keyID, func() (keystore.Principal, error) { return s.loadPrincipal(keyID) })
 }
 
 func (s *Store) loadPrincipal(keyID string) (keystore.Principal, error) {
@@ -179,16 +172,15 @@ func (s *Store) loadPrincipal(keyID string) (keystore.Principal, error) {
 
 // CreateAccount stores a new account.
 func (s *Store) CreateAccount(_ context.Context, a keystore.Account) error {
-	if err := a.Validate(); err != nil {
-		return err
+	return s.write(keystore.Record{Account: &a})
+}
+
+func createAccount(tx *bolt.Tx, a keystore.Account) error {
+	b := tx.Bucket(bucketAccounts)
+	if b.Get([]byte(a.Name)) != nil {
+		return fmt.Errorf("account %q: %w", a.Name, keystore.ErrExists)
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAccounts)
-		if b.Get([]byte(a.Name)) != nil {
-			return fmt.Errorf("account %q: %w", a.Name, keystore.ErrExists)
-		}
-		return put(b, []byte(a.Name), a)
-	})
+	return put(b, []byte(a.Name), a)
 }
 
 // GetAccount reads one account.
@@ -227,22 +219,64 @@ func (s *Store) UpdateAccount(_ context.Context, a keystore.Account) error {
 
 // CreateKey stores a new key for an existing account.
 func (s *Store) CreateKey(_ context.Context, k keystore.Key) error {
-	if err := k.Validate(); err != nil {
+	return s.write(keystore.Record{Key: &k})
+}
+
+func createKey(tx *bolt.Tx, k keystore.Key) error {
+	if tx.Bucket(bucketAccounts).Get([]byte(k.Account)) == nil {
+		return fmt.Errorf("account %q: %w", k.Account, keystore.ErrNotFound)
+	}
+	keys := tx.Bucket(bucketKeys)
+	if keys.Get([]byte(k.ID)) != nil {
+		return fmt.Errorf("key %q: %w", k.ID, keystore.ErrExists)
+	}
+	if err := put(keys, []byte(k.ID), k); err != nil {
 		return err
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketAccounts).Get([]byte(k.Account)) == nil {
-			return fmt.Errorf("account %q: %w", k.Account, keystore.ErrNotFound)
+	return tx.Bucket(bucketKeysByAcc).Put(join(k.Account, k.ID), nil)
+}
+
+// write is a single write: one record, checked, in one transaction.
+func (s *Store) write(r keystore.Record) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error { return writeRecord(tx, r) })
+}
+
+// WriteBatch writes records in one transaction (one fsync for the whole batch), each as its
+// single write would. A refused record writes nothing, since every write checks before it
+// puts; the others are kept.
+func (s *Store) WriteBatch(_ context.Context, recs []keystore.Record) error {
+	if err := keystore.ValidateBatch(recs); err != nil {
+		return err
+	}
+	var first error
+	err := s.update(func(tx *bolt.Tx) error {
+		for _, r := range recs {
+			if err := writeRecord(tx, r); err != nil && first == nil {
+				first = err
+			}
 		}
-		keys := tx.Bucket(bucketKeys)
-		if keys.Get([]byte(k.ID)) != nil {
-			return fmt.Errorf("key %q: %w", k.ID, keystore.ErrExists)
-		}
-		if err := put(keys, []byte(k.ID), k); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketKeysByAcc).Put(join(k.Account, k.ID), nil)
+		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return first
+}
+
+// writeRecord writes the one record r carries, checked by Record.Validate.
+func writeRecord(tx *bolt.Tx, r keystore.Record) error {
+	switch {
+	case r.Account != nil:
+		return createAccount(tx, *r.Account)
+	case r.Key != nil:
+		return createKey(tx, *r.Key)
+	case r.Grant != nil:
+		return putGrant(tx, *r.Grant)
+	}
+	return reserve(tx, *r.Ownership)
 }
 
 // GetKey reads one key, hash included.
@@ -252,6 +286,25 @@ func (s *Store) GetKey(_ context.Context, id string) (k keystore.Key, err error)
 		return err
 	})
 	return k, err
+}
+
+// GetKeys reads keys, hashes included, in one read transaction; missing ids are left out.
+func (s *Store) GetKeys(_ context.Context, ids []string) (out []keystore.Key, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKeys)
+		for _, id := range ids {
+			k, err := get[keystore.Key](b, []byte(id), "key")
+			if errors.Is(err, keystore.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, k)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // ListKeys lists keys without hashes, ordered by id.
@@ -316,23 +369,22 @@ func (s *Store) TouchKeys(_ context.Context, used map[string]time.Time) error {
 
 // PutGrant merges the grant's actions into the row for (subject, repository).
 func (s *Store) PutGrant(_ context.Context, g keystore.Grant) error {
-	if err := g.Validate(); err != nil {
+	return s.write(keystore.Record{Grant: &g})
+}
+
+func putGrant(tx *bolt.Tx, g keystore.Grant) error {
+	b := tx.Bucket(bucketGrants)
+	key := join(g.Subject.String(), g.Repository)
+	old, err := get[keystore.Grant](b, key, "grant")
+	switch {
+	case err == nil:
+		g.Actions = keystore.MergeActions(old.Actions, g.Actions)
+	case errors.Is(err, keystore.ErrNotFound):
+		g.Actions = keystore.MergeActions(nil, g.Actions)
+	default:
 		return err
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketGrants)
-		key := join(g.Subject.String(), g.Repository)
-		old, err := get[keystore.Grant](b, key, "grant")
-		switch {
-		case err == nil:
-			g.Actions = keystore.MergeActions(old.Actions, g.Actions)
-		case errors.Is(err, keystore.ErrNotFound):
-			g.Actions = keystore.MergeActions(nil, g.Actions)
-		default:
-			return err
-		}
-		return put(b, key, g)
-	})
+	return put(b, key, g)
 }
 
 // RemoveGrant removes actions from a row, or the row.
@@ -374,22 +426,21 @@ func (s *Store) ListGrants(_ context.Context, f keystore.GrantFilter) (out []key
 
 // Reserve records ownership of a repository name.
 func (s *Store) Reserve(_ context.Context, o keystore.Ownership) error {
-	if err := keystore.ValidatePattern(o.Repository); err != nil {
+	return s.write(keystore.Record{Ownership: &o})
+}
+
+func reserve(tx *bolt.Tx, o keystore.Ownership) error {
+	if tx.Bucket(bucketAccounts).Get([]byte(o.Owner)) == nil {
+		return fmt.Errorf("account %q: %w", o.Owner, keystore.ErrNotFound)
+	}
+	b := tx.Bucket(bucketOwners)
+	if b.Get([]byte(o.Repository)) != nil {
+		return fmt.Errorf("repository %q: %w", o.Repository, keystore.ErrExists)
+	}
+	if err := put(b, []byte(o.Repository), o); err != nil {
 		return err
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketAccounts).Get([]byte(o.Owner)) == nil {
-			return fmt.Errorf("account %q: %w", o.Owner, keystore.ErrNotFound)
-		}
-		b := tx.Bucket(bucketOwners)
-		if b.Get([]byte(o.Repository)) != nil {
-			return fmt.Errorf("repository %q: %w", o.Repository, keystore.ErrExists)
-		}
-		if err := put(b, []byte(o.Repository), o); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketOwnedBy).Put(join(o.Owner, o.Repository), nil)
-	})
+	return tx.Bucket(bucketOwnedBy).Put(join(o.Owner, o.Repository), nil)
 }
 
 // GetOwnership reads who owns a repository.

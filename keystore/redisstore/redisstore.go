@@ -4,7 +4,8 @@
 // account, its grants and its repositories); every write is one script, so it is atomic and
 // publishes its invalidation in the same step; an optional in-process cache serves repeated
 // lookups only while the invalidation channel is proven alive. Unreachable Redis is
-// keystore.ErrUnavailable, so callers fail closed.
+// keystore.ErrUnavailable, so callers fail closed. It knows the keystore contract and nothing
+// else of regoauth.
 package redisstore
 
 import (
@@ -48,7 +49,11 @@ type Store struct {
 	logger  *slog.Logger
 	metrics *metrics
 	health  health
-	cache   *principalCache
+	// live is the state of the invalidation channel; the cache serves only while it is alive.
+	live  *liveness
+	cache *keystore.PrincipalCache // nil when off
+	// reloadTopology asks a Cluster client to read the slot map again (nil otherwise).
+	reloadTopology func()
 
 	stop context.CancelFunc
 	done sync.WaitGroup
@@ -83,14 +88,20 @@ func New(client redis.UniversalClient, mode Mode, prefix string, opts Options) *
 	}
 	s.channel = s.prefix + "invalidate"
 	s.health.init(s.logger, s.metrics)
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		// go-redis reads a Cluster's slot map again on a MOVED reply and once a minute, not
+		// when a primary stops answering: without this, a failover the cluster completes in
+		// seconds would fail every request for up to a minute.
+		s.reloadTopology = func() { cc.ReloadState(context.Background()) }
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	if opts.CacheTTL > 0 {
-		size := opts.CacheSize
-		if size <= 0 {
-			size = 10000
-		}
-		s.cache = newPrincipalCache(size, opts.CacheTTL, opts.Now, s.metrics)
+		s.live = &liveness{now: opts.Now}
+		s.cache = keystore.NewPrincipalCache(keystore.CacheOptions{
+			TTL: opts.CacheTTL, Size: opts.CacheSize, Usable: s.live.alive,
+			Observe: func(outcome string) { s.metrics.cache.WithLabelValues(outcome).Inc() },
+		})
 		s.done.Add(1)
 		go func() {
 			defer s.done.Done()
@@ -126,7 +137,8 @@ func (s *Store) ownerKey(repo string) string     { return s.prefix + "o:" + repo
 func (s *Store) ownedByKey(owner string) string  { return s.prefix + "oa:" + owner }
 func (s *Store) reposKey() string                { return s.prefix + "repos" }
 
-// Invalidation messages: what changed, so that replicas evict only what it affects.
+// Invalidation messages: what changed, so that replicas evict only what it affects. "*" (or
+// anything else) empties the cache.
 func keyChanged(id string) string       { return "k " + id }
 func accountChanged(name string) string { return "a " + name }
 func subjectChanged(sub keystore.Subject) string {
@@ -136,12 +148,20 @@ func subjectChanged(sub keystore.Subject) string {
 	return accountChanged(sub.Name)
 }
 
-// changed evicts from this replica's cache at once what a write changed; other replicas evict it
-// when the script's message reaches them. It runs whatever the write's outcome: a write that
-// timed out may still have happened.
+// changed evicts what an invalidation message names: from this replica's cache at once after
+// its own writes (whatever their outcome: a write that timed out may still have happened), and
+// on every replica when the message arrives.
 func (s *Store) changed(msg string) {
-	if s.cache != nil {
-		s.cache.invalidate(msg)
+	kind, name, _ := strings.Cut(msg, " ")
+	switch kind {
+	case "k":
+		s.cache.EvictKey(name)
+	case "a":
+		s.cache.EvictAccount(name)
+	case "g":
+		s.cache.EvictGroup(name)
+	default:
+		s.cache.Purge()
 	}
 }
 
@@ -163,6 +183,9 @@ func (s *Store) fail(op string, err error, what map[string]string) error {
 		}
 	}
 	if unavailable(err) {
+		if s.reloadTopology != nil {
+			s.reloadTopology() // one at a time, however many requests fail
+		}
 		s.health.down(op, err)
 		return fmt.Errorf("redis %s: %w: %v", op, keystore.ErrUnavailable, err)
 	}
@@ -186,26 +209,18 @@ func unavailable(err error) bool {
 
 // LoadPrincipal reads the key, its account, their grants and owned repositories in one script.
 func (s *Store) LoadPrincipal(ctx context.Context, keyID string) (keystore.Principal, error) {
-	if s.cache != nil {
-		if p, ok := s.cache.get(keyID); ok {
-			return p, nil
+	return s.cache.Load(keyID, func() (keystore.Principal, error) {
+		raw, err := loadPrincipal.Run(ctx, s.client, []string{s.keyKey(keyID)}, s.prefix).Slice()
+		if errors.Is(err, redis.Nil) {
+			s.health.up()
+			return keystore.Principal{}, fmt.Errorf("key %q: %w", keyID, keystore.ErrNotFound)
 		}
-	}
-	epoch := s.cache.epochNow()
-	raw, err := loadPrincipal.Run(ctx, s.client, []string{s.keyKey(keyID)}, s.prefix).Slice()
-	if errors.Is(err, redis.Nil) {
+		if err != nil {
+			return keystore.Principal{}, s.fail("load principal", err, nil)
+		}
 		s.health.up()
-		return keystore.Principal{}, fmt.Errorf("key %q: %w", keyID, keystore.ErrNotFound)
-	}
-	if err != nil {
-		return keystore.Principal{}, s.fail("load principal", err, nil)
-	}
-	s.health.up()
-	p, err := decodePrincipal(keyID, raw)
-	if err == nil {
-		s.cache.put(keyID, p, epoch)
-	}
-	return p, err
+		return decodePrincipal(keyID, raw)
+	})
 }
 
 func decodePrincipal(keyID string, raw []any) (keystore.Principal, error) {
@@ -335,15 +350,7 @@ func nilIfEmpty(s []string) []string {
 
 // CreateAccount stores a new account.
 func (s *Store) CreateAccount(ctx context.Context, a keystore.Account) error {
-	if err := a.Validate(); err != nil {
-		return err
-	}
-	rec, groups, roles, disabled, err := encodeAccount(a)
-	if err != nil {
-		return err
-	}
-	err = createAccount.Run(ctx, s.client, []string{s.accountKey(a.Name), s.accountsKey()}, a.Name, rec, groups, roles, disabled).Err()
-	return s.fail("create account", err, map[string]string{"account": a.Name})
+	return s.write(ctx, keystore.Record{Account: &a})
 }
 
 // GetAccount reads one account.
@@ -416,20 +423,7 @@ func (s *Store) UpdateAccount(ctx context.Context, a keystore.Account) error {
 // CreateKey stores a new key for an existing account, as given: an imported key keeps its
 // revoked flag and last-used time.
 func (s *Store) CreateKey(ctx context.Context, k keystore.Key) error {
-	if err := k.Validate(); err != nil {
-		return err
-	}
-	rec, err := encodeKey(k)
-	if err != nil {
-		return err
-	}
-	lastUsed := ""
-	if !k.LastUsed.IsZero() {
-		lastUsed = nanos(k.LastUsed)
-	}
-	keys := []string{s.keyKey(k.ID), s.accountKey(k.Account), s.keysOfKey(k.Account), s.allKeysKey()}
-	err = createKey.Run(ctx, s.client, keys, k.ID, rec, k.Account, flag(k.Revoked), lastUsed).Err()
-	return s.fail("create key", err, map[string]string{"account": k.Account, "key": k.ID})
+	return s.write(ctx, keystore.Record{Key: &k})
 }
 
 // GetKey reads one key, hash included.
@@ -505,33 +499,14 @@ func (s *Store) TouchKeys(ctx context.Context, used map[string]time.Time) error 
 	return nil
 }
 
-func (s *Store) grantKeys(sub keystore.Subject, repo string) []string {
-	return []string{s.grantsKey(sub.String()), s.subjectsKey(), s.grantsOnKey(repo)}
-}
-
 // PutGrant merges the grant's actions into the row for (subject, repository).
 func (s *Store) PutGrant(ctx context.Context, g keystore.Grant) error {
-	if err := g.Validate(); err != nil {
-		return err
-	}
-	args := []any{s.channel, subjectChanged(g.Subject), g.Subject.String(), g.Repository}
-	for _, a := range g.Actions {
-		args = append(args, a)
-	}
-	err := putGrant.Run(ctx, s.client, s.grantKeys(g.Subject, g.Repository), args...).Err()
-	s.changed(subjectChanged(g.Subject))
-	return s.fail("put grant", err, nil)
+	return s.write(ctx, keystore.Record{Grant: &g})
 }
 
 // RemoveGrant removes actions from a row, or the row.
 func (s *Store) RemoveGrant(ctx context.Context, subject keystore.Subject, repository string, actions []string) error {
-	args := []any{s.channel, subjectChanged(subject), subject.String(), repository}
-	for _, a := range actions {
-		args = append(args, a)
-	}
-	err := removeGrant.Run(ctx, s.client, s.grantKeys(subject, repository), args...).Err()
-	s.changed(subjectChanged(subject))
-	return s.fail("remove grant", err, map[string]string{"grant": subject.String() + " " + repository})
+	return s.run(ctx, s.grantWrite("remove grant", removeGrant, subject, repository, actions))
 }
 
 // ListGrants lists grants matching f, ordered by subject then repository.
@@ -567,17 +542,7 @@ func (s *Store) ListGrants(ctx context.Context, f keystore.GrantFilter) ([]keyst
 
 // Reserve records ownership of a repository name.
 func (s *Store) Reserve(ctx context.Context, o keystore.Ownership) error {
-	if err := keystore.ValidatePattern(o.Repository); err != nil {
-		return err
-	}
-	rec, err := json.Marshal(o)
-	if err != nil {
-		return err
-	}
-	keys := []string{s.ownerKey(o.Repository), s.ownedByKey(o.Owner), s.reposKey(), s.accountKey(o.Owner)}
-	err = reserve.Run(ctx, s.client, keys, s.channel, accountChanged(o.Owner), o.Repository, rec).Err()
-	s.changed(accountChanged(o.Owner))
-	return s.fail("reserve", err, map[string]string{"account": o.Owner, "repository": o.Repository})
+	return s.write(ctx, keystore.Record{Ownership: &o})
 }
 
 // GetOwnership reads who owns a repository.

@@ -1,4 +1,4 @@
-package authz
+package input
 
 import (
 	"errors"
@@ -64,21 +64,6 @@ func TestParseScopesLimits(t *testing.T) {
 	atLimit := strings.Repeat("repository:a:pull ", DefaultMaxScopes)
 	if got, err := ParseScopes([]string{atLimit}, DefaultMaxScopes, DefaultMaxScopeLength); err != nil || len(got) != 1 {
 		t.Fatalf("at the limit: %v, %v", got, err)
-	}
-}
-
-func TestIntersect(t *testing.T) {
-	requested := []policy.Scope{repo("a", "pull", "push"), repo("b", "pull"), {Type: "registry", Name: "catalog", Actions: []string{"*"}}}
-	d := policy.Decision{Access: []policy.Scope{
-		repo("a", "pull", "delete", "*"), // delete and * were not requested
-		repo("c", "pull"),                // c was not requested at all
-		{Type: "registry", Name: "catalog", Actions: []string{"*"}},
-	}}
-	got := Intersect(requested, d)
-	want := []policy.Scope{repo("a", "pull"), repo("b"), {Type: "registry", Name: "catalog", Actions: []string{"*"}}}
-	want[1].Actions = []string{}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("Intersect\n got %+v\nwant %+v", got, want)
 	}
 }
 

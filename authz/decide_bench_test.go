@@ -1,4 +1,4 @@
-package policy
+package authz_test
 
 import (
 	"context"
@@ -13,12 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/boltstore"
 	"github.com/regoauth/regoauth/policies"
+	"github.com/regoauth/regoauth/policy"
 )
 
-// The policy's cost is reported as a ratio to raw ES256 signing measured in the same run (the
+// The decision's cost is reported as a ratio to raw ES256 signing measured in the same run (the
 // one other CPU-bound step of every token request), so the figures compare across machines.
 
 var (
@@ -70,32 +72,33 @@ func accountGrants(account string, n int) []keystore.Grant {
 
 // benchScopes are three scopes for an account with n grants: one granted by an exact name,
 // one by a glob, one by nothing.
-func benchScopes(account string, n int) []Scope {
-	return []Scope{
+func benchScopes(account string, n int) []policy.Scope {
+	return []policy.Scope{
 		{Type: "repository", Name: fmt.Sprintf("%s/app%d", account, n/2), Actions: []string{"pull", "push"}},
 		{Type: "repository", Name: fmt.Sprintf("team%d/service", n-1), Actions: []string{"pull"}},
 		{Type: "repository", Name: "elsewhere/app", Actions: []string{"pull", "push"}},
 	}
 }
 
-// benchInput is the input the token path builds for p (see NewInput).
-func benchInput(p keystore.Principal) *Input {
-	client := Client{IP: "203.0.113.7", ID: "docker", UserAgent: "docker/28"}
-	return NewInput("registry.example.com", client, &p, benchScopes(p.Account.Name, len(p.Grants)))
+// benchInput is the input the token path builds for p (see input.Token).
+func benchInput(p keystore.Principal) *policy.Input {
+	client := policy.Client{IP: "203.0.113.7", ID: "docker", UserAgent: "docker/28"}
+	return input.Token("registry.example.com", client, &p, benchScopes(p.Account.Name, len(p.Grants)))
 }
 
-func checkBenchDecision(b *testing.B, d Decision) {
+func checkBenchDecision(b *testing.B, d policy.Decision) {
 	b.Helper()
 	if len(d.Access) != 3 || len(d.Access[0].Actions) != 2 || len(d.Access[1].Actions) != 1 || len(d.Access[2].Actions) != 0 {
 		b.Fatalf("decision = %+v", d)
 	}
 }
 
-// BenchmarkDecide is one token decision of the built-in library: 3 scopes, and 10, 100 or
-// 1,000 grants for the account.
+// BenchmarkDecide is the decide stage of a token request with the built-in library: 3 scopes,
+// and 10, 100 or 1,000 grants for the account, of which the token path hands the policy those
+// that can match (see input.Relevant).
 func BenchmarkDecide(b *testing.B) {
-	e := New(Options{})
-	if err := e.LoadFS(context.Background(), policies.FS, BuiltinBundle); err != nil {
+	e := policy.New(policy.Options{})
+	if err := e.LoadFS(context.Background(), policies.FS, policy.BuiltinBundle); err != nil {
 		b.Fatal(err)
 	}
 	base := es256NsPerOp()
@@ -178,8 +181,8 @@ func storeOf(b *testing.B, total int) benchStore {
 // Decide) for an account with 1,000 grants, in stores of 1,000 and 1,000,000 grants: only the
 // principal's grants reach the policy, so the cost stays flat.
 func BenchmarkStoreSize(b *testing.B) {
-	e := New(Options{})
-	if err := e.LoadFS(context.Background(), policies.FS, BuiltinBundle); err != nil {
+	e := policy.New(policy.Options{})
+	if err := e.LoadFS(context.Background(), policies.FS, policy.BuiltinBundle); err != nil {
 		b.Fatal(err)
 	}
 	base := es256NsPerOp()

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -87,17 +86,4 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%w: duration %q: use e.g. 720h or 30d", keystore.ErrInvalid, s)
 	}
 	return d, nil
-}
-
-var errMethod = errors.New("method not allowed")
-
-// forbidden is a refusal by the admin policy.
-type forbidden struct {
-	operation  string
-	reasons    []string
-	decisionID string
-}
-
-func (f *forbidden) Error() string {
-	return fmt.Sprintf("%s is not permitted: %s", f.operation, strings.Join(f.reasons, "; "))
 }

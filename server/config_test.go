@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"os"
@@ -88,7 +88,7 @@ func TestSecretSources(t *testing.T) {
 }
 
 func TestRedactHidesPasswords(t *testing.T) {
-	if got := redact("redis://user:hunter2@host:6379/0"); strings.Contains(got, "hunter2") {
+	if got := Redact("redis://user:hunter2@host:6379/0"); strings.Contains(got, "hunter2") {
 		t.Fatalf("redact = %q", got)
 	}
 }
@@ -106,33 +106,33 @@ func TestPolicyConfig(t *testing.T) {
 	for _, tt := range []struct {
 		name, policy string
 		errs         []string // empty: valid
-		check        func(t *testing.T, p Policy)
+		check        func(t *testing.T, p PolicyConfig)
 	}{
-		{name: "default is the built-in library", policy: "", check: func(t *testing.T, p Policy) {
+		{name: "default is the built-in library", policy: "", check: func(t *testing.T, p PolicyConfig) {
 			src, err := p.source()
 			if err != nil || src.Builtin == nil || src.Dir != "" || src.OPAConfig != nil {
 				t.Fatalf("source = %+v, %v", src, err)
 			}
 		}},
-		{name: "signed local bundle", policy: "{bundle: " + bundleFile + ", signing: {key_file: " + keyFile + ", algorithm: ES256}}", check: func(t *testing.T, p Policy) {
+		{name: "signed local bundle", policy: "{bundle: " + bundleFile + ", signing: {key_file: " + keyFile + ", algorithm: ES256}}", check: func(t *testing.T, p PolicyConfig) {
 			src, err := p.source()
 			if err != nil || src.Bundle != bundleFile || src.Signing == nil || src.Signing.Key != "x" || src.Signing.Algorithm != "ES256" {
 				t.Fatalf("source = %+v, %v", src, err)
 			}
 		}},
-		{name: "inline OPA configuration", policy: "{builtin: false, opa: {services: {s: {url: 'https://b.example.com'}}, bundles: {authz: {service: s}}}}", check: func(t *testing.T, p Policy) {
+		{name: "inline OPA configuration", policy: "{builtin: false, opa: {services: {s: {url: 'https://b.example.com'}}, bundles: {authz: {service: s}}}}", check: func(t *testing.T, p PolicyConfig) {
 			src, err := p.source()
 			if err != nil || src.Builtin != nil || !strings.Contains(string(src.OPAConfig), `"url":"https://b.example.com"`) {
 				t.Fatalf("source = %+v (%s), %v", src, src.OPAConfig, err)
 			}
 		}},
-		{name: "OPA configuration file", policy: "{opa: " + opaFile + "}", check: func(t *testing.T, p Policy) {
+		{name: "OPA configuration file", policy: "{opa: " + opaFile + "}", check: func(t *testing.T, p PolicyConfig) {
 			src, err := p.source()
 			if err != nil || !strings.Contains(string(src.OPAConfig), "console: true") {
 				t.Fatalf("source = %+v, %v", src, err)
 			}
 		}},
-		{name: "dry run", policy: "{dry_run: {dir: " + dir + "}}", check: func(t *testing.T, p Policy) {
+		{name: "dry run", policy: "{dry_run: {dir: " + dir + "}}", check: func(t *testing.T, p PolicyConfig) {
 			if p.DryRun == nil || p.DryRun.Dir != dir {
 				t.Fatalf("dry_run = %+v", p.DryRun)
 			}

@@ -1,13 +1,16 @@
-package policy
+package input
 
 import (
+	"encoding/json"
+	"os"
 	"testing"
 
 	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/policy"
 )
 
 func TestRelevant(t *testing.T) {
-	scopes := []Scope{
+	scopes := []policy.Scope{
 		{Type: "repository", Name: "acme/app", Actions: []string{"pull"}},
 		{Type: "repository", Name: "localhost:5000/team/x", Actions: []string{"pull"}},
 		{Type: "registry", Name: "catalog", Actions: []string{"*"}},
@@ -32,9 +35,9 @@ func TestRelevant(t *testing.T) {
 	}
 }
 
-func TestNewInput(t *testing.T) {
-	scopes := []Scope{{Type: "repository", Name: "shop/app", Actions: []string{"pull"}}}
-	anon := NewInput("svc", Client{IP: "::1"}, nil, scopes)
+func TestToken(t *testing.T) {
+	scopes := []policy.Scope{{Type: "repository", Name: "shop/app", Actions: []string{"pull"}}}
+	anon := Token("svc", policy.Client{IP: "::1"}, nil, scopes)
 	if !anon.Principal.Anonymous || anon.Principal.Key != nil || len(anon.Grants) != 0 || anon.Owned == nil {
 		t.Fatalf("anonymous input = %+v", anon)
 	}
@@ -47,9 +50,27 @@ func TestNewInput(t *testing.T) {
 		},
 		Owned: []string{"mine/app"},
 	}
-	in := NewInput("svc", Client{IP: "::1"}, &p, scopes)
+	in := Token("svc", policy.Client{IP: "::1"}, &p, scopes)
 	if in.Principal.Account != "user1" || in.Principal.Roles == nil || in.Principal.Key.Restrictions == nil ||
 		len(in.Grants) != 1 || in.Grants[0].Subject != "group:buyers" || len(in.Owned) != 1 {
 		t.Fatalf("input = %+v", in)
+	}
+}
+
+// TestInputExampleGrantsAreRelevant: every grant of the documented input (policy's
+// input.example.json) could reach the policy, since it matches a requested repository.
+func TestInputExampleGrantsAreRelevant(t *testing.T) {
+	raw, err := os.ReadFile("../../policy/input.example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in policy.Input
+	if err := json.Unmarshal(raw, &in); err != nil || len(in.Grants) == 0 {
+		t.Fatalf("input example: %v, %d grants", err, len(in.Grants))
+	}
+	for _, g := range in.Grants {
+		if !Relevant(g.Repository, in.Scopes) {
+			t.Fatalf("the example's grant %q could not reach the policy: it matches no requested repository", g.Repository)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"bytes"
@@ -13,9 +13,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/regoauth/regoauth/keystore/redisstore"
-	"github.com/regoauth/regoauth/policies"
-	"github.com/regoauth/regoauth/policy"
 	"github.com/regoauth/regoauth/tokens"
 )
 
@@ -33,8 +30,8 @@ type Config struct {
 
 	Signing       Signing       `yaml:"signing"`
 	RefreshTokens RefreshTokens `yaml:"refresh_tokens"`
-	Store         Store         `yaml:"store"`
-	Policy        Policy        `yaml:"policy"`
+	Store         StoreConfig   `yaml:"store"`
+	Policy        PolicyConfig  `yaml:"policy"`
 	Limits        Limits        `yaml:"limits"`
 
 	// TrustedProxies are networks whose X-Forwarded-For header is believed.
@@ -75,9 +72,9 @@ type RefreshTokens struct {
 	TTL     Duration `yaml:"ttl"`
 }
 
-// Store locates the key store: bolt://PATH, or a Redis URL (redis://, rediss://,
-// redis+sentinel://, redis+cluster://; see the README).
-type Store struct {
+// StoreConfig locates the key store: bolt://PATH, or a Redis URL (redis://, rediss://,
+// redis+sentinel://, redis+cluster://; see docs/redis.md).
+type StoreConfig struct {
 	URL Secret `yaml:"url"`
 	// Cache keeps recently loaded principals in memory. With bolt every write empties it; with
 	// Redis every replica evicts an entry as soon as any replica changes what it holds.
@@ -93,8 +90,8 @@ type StoreCache struct {
 // maxCacheTTL bounds how long a principal may live in memory even if an invalidation were lost.
 const maxCacheTTL = time.Minute
 
-// Policy says where the Rego policy comes from and which decisions the server asks for.
-type Policy struct {
+// PolicyConfig says where the Rego policy comes from and which decisions the server asks for.
+type PolicyConfig struct {
 	PolicySource  `yaml:",inline"`
 	DecisionQuery string `yaml:"decision"`
 	AdminQuery    string `yaml:"admin_decision"`
@@ -110,7 +107,7 @@ type Policy struct {
 // defaultDecisionCache is the decision cache size when the configuration does not set one.
 const defaultDecisionCache = 10000
 
-func (p Policy) decisionCache() int {
+func (p PolicyConfig) decisionCache() int {
 	if p.DecisionCache == nil {
 		return defaultDecisionCache
 	}
@@ -214,29 +211,6 @@ func (p PolicySource) validate(field string) []error {
 	return errs
 }
 
-// source reads the files a policy source names.
-func (p PolicySource) source() (policy.Source, error) {
-	src := policy.Source{Dir: p.Dir, Bundle: p.Bundle, OPAConfig: p.OPA.Inline}
-	if p.builtin() {
-		src.Builtin = policies.FS
-	}
-	if p.OPA.File != "" {
-		raw, err := os.ReadFile(p.OPA.File)
-		if err != nil {
-			return src, err
-		}
-		src.OPAConfig = raw
-	}
-	if s := p.Signing; s != nil {
-		key, err := os.ReadFile(s.KeyFile)
-		if err != nil {
-			return src, err
-		}
-		src.Signing = &policy.Signing{Key: string(key), Algorithm: s.Algorithm, Scope: s.Scope}
-	}
-	return src, nil
-}
-
 // Limits bound what one client can ask of the server.
 type Limits struct {
 	MaxScopes      int `yaml:"max_scopes"`
@@ -321,15 +295,15 @@ func (s Secret) Resolve() (string, error) {
 	return s.Value, nil
 }
 
-// defaults returns a configuration with every optional value set.
-func defaults() Config {
+// Defaults returns a configuration with every optional value set.
+func Defaults() Config {
 	return Config{
 		Issuer:        "regoauth",
 		TokenTTL:      Duration(5 * time.Minute),
 		Listen:        Listener{Addr: ":5001"},
 		Signing:       Signing{KID: string(tokens.KIDThumbprint)},
 		RefreshTokens: RefreshTokens{TTL: Duration(30 * 24 * time.Hour)},
-		Store:         Store{Cache: StoreCache{TTL: Duration(5 * time.Second), Size: 10000}},
+		Store:         StoreConfig{Cache: StoreCache{TTL: Duration(5 * time.Second), Size: 10000}},
 		Limits:        Limits{MaxScopes: 32, MaxScopeLength: 512, MaxInFlight: 1024},
 		Log:           Log{Format: "json", Level: "info"},
 	}
@@ -341,7 +315,7 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
-	cfg := defaults()
+	cfg := Defaults()
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
@@ -398,7 +372,7 @@ func (c Config) Validate() error {
 	if c.Store.URL == (Secret{}) {
 		add("store.url: required (bolt:///path/to/store.db or redis://host:6379/0)")
 	} else if c.Store.URL.Value != "" {
-		if _, _, err := parseStoreURL(c.Store.URL.Value); err != nil {
+		if _, _, err := ParseStoreURL(c.Store.URL.Value); err != nil {
 			add("store.url: %v", err)
 		}
 	}
@@ -438,24 +412,3 @@ func (t *TLS) validate(field string) error {
 	}
 	return nil
 }
-
-// parseStoreURL splits a store URL into its kind and location.
-func parseStoreURL(u string) (kind, location string, err error) {
-	switch {
-	case strings.HasPrefix(u, "bolt://"):
-		path := strings.TrimPrefix(u, "bolt://")
-		if path == "" {
-			return "", "", errors.New("bolt:// needs a file path, e.g. bolt:///var/lib/regoauth/store.db")
-		}
-		return "bolt", path, nil
-	case redisstore.IsURL(u):
-		if _, err := redisstore.ParseURL(u); err != nil {
-			return "", "", err
-		}
-		return "redis", u, nil
-	}
-	return "", "", fmt.Errorf("unsupported store URL %q: use bolt://, redis://, rediss://, redis+sentinel:// or redis+cluster://", redact(u))
-}
-
-// redact hides passwords in a URL (user info and options) for logs and error messages.
-func redact(u string) string { return redisstore.Redact(u) }

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"strings"
@@ -18,9 +18,9 @@ func TestParseStoreURL(t *testing.T) {
 		{"rediss+cluster://user:pw@n1", "redis"},
 	} {
 		t.Run(tt.url, func(t *testing.T) {
-			kind, _, err := parseStoreURL(tt.url)
+			kind, _, err := ParseStoreURL(tt.url)
 			if err != nil || kind != tt.kind {
-				t.Fatalf("parseStoreURL = %q, %v; want %q", kind, err, tt.kind)
+				t.Fatalf("ParseStoreURL = %q, %v; want %q", kind, err, tt.kind)
 			}
 		})
 	}
@@ -29,9 +29,9 @@ func TestParseStoreURL(t *testing.T) {
 		"redis://:hunter2@h/0?nonsense=1",
 	} {
 		t.Run(bad, func(t *testing.T) {
-			_, _, err := parseStoreURL(bad)
+			_, _, err := ParseStoreURL(bad)
 			if err == nil || strings.Contains(err.Error(), "hunter2") {
-				t.Fatalf("parseStoreURL(%q) error = %v; want a refusal without the password", bad, err)
+				t.Fatalf("ParseStoreURL(%q) error = %v; want a refusal without the password", bad, err)
 			}
 		})
 	}
@@ -46,7 +46,7 @@ store: {url: "redis+sentinel://:hunter2@s1,s2/m", cache: {ttl: 2s, size: 50}}
 	if err != nil || cfg.Store.Cache.Size != 50 {
 		t.Fatalf("config = %+v, %v", cfg.Store, err)
 	}
-	if cfg := defaults(); cfg.Store.Cache.TTL <= 0 || cfg.Store.Cache.Size <= 0 {
+	if cfg := Defaults(); cfg.Store.Cache.TTL <= 0 || cfg.Store.Cache.Size <= 0 {
 		t.Fatalf("default cache = %+v, want on", cfg.Store.Cache)
 	}
 	for _, body := range []string{

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"os"
@@ -12,7 +12,7 @@ import (
 // TestConfigReferenceMatchesTypes holds docs/configuration.md to the configuration types: every
 // key the server accepts is in the reference table, and every key of the table is accepted.
 func TestConfigReferenceMatchesTypes(t *testing.T) {
-	raw, err := os.ReadFile("../../docs/configuration.md")
+	raw, err := os.ReadFile("../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,67 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/policy"
+)
+
+var errMethod = errors.New("method not allowed")
+
+// forbidden is a refusal by the admin policy.
+type forbidden struct {
+	operation  string
+	reasons    []string
+	decisionID string
+}
+
+func (f *forbidden) Error() string {
+	return fmt.Sprintf("%s is not permitted: %s", f.operation, strings.Join(f.reasons, "; "))
+}
+
+// errorBody is every admin error response.
+type errorBody struct {
+	Error      string   `json:"error"`
+	Code       string   `json:"code"`
+	Reasons    []string `json:"reasons,omitempty"`
+	DecisionID string   `json:"decision_id,omitempty"`
+}
+
+// writeError is the one place where admin errors become status codes and bodies.
+func writeError(w http.ResponseWriter, err error) {
+	var f *forbidden
+	body := errorBody{Error: err.Error()}
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, keystore.ErrBadCredentials):
+		status, body.Code, body.Error = http.StatusUnauthorized, "unauthorized", keystore.ErrBadCredentials.Error()
+		w.Header().Set("WWW-Authenticate", `Bearer realm="regoauth admin"`)
+	case errors.As(err, &f):
+		status, body.Code, body.Reasons, body.DecisionID = http.StatusForbidden, "forbidden", f.reasons, f.decisionID
+	case errors.Is(err, keystore.ErrInvalid):
+		status, body.Code = http.StatusBadRequest, "invalid"
+	case errors.Is(err, keystore.ErrNotFound):
+		status, body.Code = http.StatusNotFound, "not_found"
+	case errors.Is(err, keystore.ErrExists):
+		status, body.Code = http.StatusConflict, "exists"
+	case errors.Is(err, errMethod):
+		status, body.Code = http.StatusMethodNotAllowed, "method_not_allowed"
+	case errors.Is(err, keystore.ErrUnavailable), errors.Is(err, policy.ErrNotReady):
+		status, body.Code, body.Error = http.StatusServiceUnavailable, "unavailable", "temporarily unavailable"
+	default:
+		body.Code, body.Error = "internal", "internal error"
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

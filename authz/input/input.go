@@ -1,0 +1,71 @@
+// Package input turns a token request and the key store's records into the policy's input: the
+// scope grammar of the token protocol (ParseScopes), who asks (Principal), and the grants that
+// can matter to the request (Token). It is the one place where keystore records become policy
+// documents, shared by the token endpoint (package authz) and the admin API, whose explain
+// endpoint must build exactly the input the token path would. It knows neither HTTP nor OPA,
+// nor any store backend.
+package input
+
+import (
+	"strings"
+
+	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/policy"
+)
+
+// Principal is what the policy reads about an authenticated principal.
+func Principal(p keystore.Principal) policy.Principal {
+	out := policy.Principal{Account: p.Account.Name, Groups: nonNil(p.Account.Groups), Roles: nonNil(p.Account.Roles),
+		Key: &policy.Key{ID: p.Key.ID, Name: p.Key.Name}}
+	if r := p.Key.Restrictions; !r.IsZero() {
+		out.Key.Restrictions = &policy.Restrictions{Actions: r.Actions, Repositories: r.Repositories, CIDRs: r.CIDRs}
+	}
+	return out
+}
+
+// Anonymous is the principal of a request without credentials.
+func Anonymous() policy.Principal {
+	return policy.Principal{Anonymous: true, Groups: []string{}, Roles: []string{}}
+}
+
+// Token is the input of a token request by p (nil when anonymous) for scopes. Of p's grants it
+// keeps those whose pattern can match a requested repository (see Relevant), so a decision costs
+// the same for an account with ten grants or ten thousand.
+func Token(service string, client policy.Client, p *keystore.Principal, scopes []policy.Scope) *policy.Input {
+	in := &policy.Input{Service: service, Client: client, Scopes: scopes, Grants: []policy.Grant{}, Owned: []string{}, Principal: Anonymous()}
+	if p == nil {
+		return in
+	}
+	in.Principal = Principal(*p)
+	in.Owned = nonNil(p.Owned)
+	for _, g := range p.Grants {
+		if Relevant(g.Repository, scopes) {
+			in.Grants = append(in.Grants, policy.Grant{Subject: g.Subject.String(), Repository: g.Repository, Actions: g.Actions})
+		}
+	}
+	return in
+}
+
+// Relevant reports whether a grant's pattern can match a requested repository: it names one
+// exactly, or its text before the first '*' begins one. It errs towards keeping a row, never
+// dropping one that could apply: the policy still matches every row it gets. Store patterns use
+// no glob syntax but '*' (keystore validates them).
+func Relevant(pattern string, scopes []policy.Scope) bool {
+	prefix, glob := pattern, false
+	if i := strings.IndexByte(pattern, '*'); i >= 0 {
+		prefix, glob = pattern[:i], true
+	}
+	for _, s := range scopes {
+		if s.Type == "repository" && (s.Name == pattern || glob && strings.HasPrefix(s.Name, prefix)) {
+			return true
+		}
+	}
+	return false
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

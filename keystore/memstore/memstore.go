@@ -1,0 +1,376 @@
+// Package memstore is a keystore backend in memory: the records of one process, gone when it
+// ends. It passes the same conformance suite as the persistent backends, so package tests use
+// it where a store's behaviour matters but its files or servers do not. It knows nothing beyond
+// package keystore.
+package memstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/regoauth/regoauth/keystore"
+)
+
+// Store is a keystore.Store in memory. Records go in and come out as copies, so a caller never
+// shares a slice with the store.
+type Store struct {
+	mu       sync.RWMutex
+	closed   bool
+	accounts map[string]keystore.Account
+	keys     map[string]keystore.Key
+	grants   map[grantRow]keystore.Grant
+	owners   map[string]keystore.Ownership
+}
+
+// grantRow identifies a grant row, as in every backend: one per (subject, repository).
+type grantRow struct {
+	subject    keystore.Subject
+	repository string
+}
+
+var _ keystore.Store = (*Store)(nil)
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{
+		accounts: map[string]keystore.Account{},
+		keys:     map[string]keystore.Key{},
+		grants:   map[grantRow]keystore.Grant{},
+		owners:   map[string]keystore.Ownership{},
+	}
+}
+
+func copyAccount(a keystore.Account) keystore.Account {
+	a.Groups, a.Roles = slices.Clone(a.Groups), slices.Clone(a.Roles)
+	return a
+}
+
+func copyKey(k keystore.Key) keystore.Key {
+	k.Hash = slices.Clone(k.Hash)
+	r := &k.Restrictions
+	r.Actions, r.Repositories, r.CIDRs = slices.Clone(r.Actions), slices.Clone(r.Repositories), slices.Clone(r.CIDRs)
+	return k
+}
+
+func copyGrant(g keystore.Grant) keystore.Grant {
+	g.Actions = slices.Clone(g.Actions)
+	return g
+}
+
+func notFound(kind, name string) error {
+	return fmt.Errorf("%s %q: %w", kind, name, keystore.ErrNotFound)
+}
+
+func exists(kind, name string) error { return fmt.Errorf("%s %q: %w", kind, name, keystore.ErrExists) }
+
+// byGrantRow orders grants by subject, then repository, as every backend lists them.
+func byGrantRow(a, b keystore.Grant) int {
+	return cmp.Or(strings.Compare(a.Subject.String(), b.Subject.String()), strings.Compare(a.Repository, b.Repository))
+}
+
+// sorted returns the values of m ordered by key, each copied.
+func sorted[V any](m map[string]V, clone func(V) V) []V {
+	out := make([]V, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, clone(m[k]))
+	}
+	return out
+}
+
+func same[V any](v V) V { return v }
+
+// LoadPrincipal reads the key, its account, the grants of the account and its groups, and the
+// repositories it owns.
+func (s *Store) LoadPrincipal(_ context.Context, keyID string) (keystore.Principal, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	k, ok := s.keys[keyID]
+	if !ok {
+		return keystore.Principal{}, notFound("key", keyID)
+	}
+	a, ok := s.accounts[k.Account]
+	if !ok {
+		return keystore.Principal{}, notFound("account", k.Account)
+	}
+	p := keystore.Principal{Key: copyKey(k), Account: copyAccount(a)}
+	subjects := []keystore.Subject{{Kind: keystore.SubjectAccount, Name: a.Name}}
+	for _, g := range a.Groups {
+		subjects = append(subjects, keystore.Subject{Kind: keystore.SubjectGroup, Name: g})
+	}
+	for _, sub := range subjects {
+		p.Grants = append(p.Grants, s.grantsLocked(keystore.GrantFilter{Subject: &sub})...)
+	}
+	for _, o := range s.owners {
+		if o.Owner == a.Name {
+			p.Owned = append(p.Owned, o.Repository)
+		}
+	}
+	slices.Sort(p.Owned)
+	return p, nil
+}
+
+// CreateAccount stores a new account.
+func (s *Store) CreateAccount(_ context.Context, a keystore.Account) error {
+	return s.WriteBatch(context.Background(), []keystore.Record{{Account: &a}})
+}
+
+// GetAccount reads one account.
+func (s *Store) GetAccount(_ context.Context, name string) (keystore.Account, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	a, ok := s.accounts[name]
+	if !ok {
+		return keystore.Account{}, notFound("account", name)
+	}
+	return copyAccount(a), nil
+}
+
+// ListAccounts lists every account by name.
+func (s *Store) ListAccounts(context.Context) ([]keystore.Account, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return sorted(s.accounts, copyAccount), nil
+}
+
+// UpdateAccount replaces groups, roles and the disabled flag of an existing account.
+func (s *Store) UpdateAccount(_ context.Context, a keystore.Account) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.accounts[a.Name]
+	if !ok {
+		return notFound("account", a.Name)
+	}
+	old.Groups, old.Roles, old.Disabled = slices.Clone(a.Groups), slices.Clone(a.Roles), a.Disabled
+	s.accounts[a.Name] = old
+	return nil
+}
+
+// CreateKey stores a new key for an existing account, as given.
+func (s *Store) CreateKey(_ context.Context, k keystore.Key) error {
+	return s.WriteBatch(context.Background(), []keystore.Record{{Key: &k}})
+}
+
+// GetKey reads one key, hash included.
+func (s *Store) GetKey(_ context.Context, id string) (keystore.Key, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	k, ok := s.keys[id]
+	if !ok {
+		return keystore.Key{}, notFound("key", id)
+	}
+	return copyKey(k), nil
+}
+
+// GetKeys reads keys, hashes included; missing ids are left out.
+func (s *Store) GetKeys(_ context.Context, ids []string) ([]keystore.Key, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []keystore.Key
+	for _, id := range ids {
+		if k, ok := s.keys[id]; ok {
+			out = append(out, copyKey(k))
+		}
+	}
+	return out, nil
+}
+
+// ListKeys lists keys without hashes, ordered by id.
+func (s *Store) ListKeys(_ context.Context, account string) ([]keystore.Key, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []keystore.Key
+	for _, k := range sorted(s.keys, copyKey) {
+		if account == "" || k.Account == account {
+			out = append(out, k.Redacted())
+		}
+	}
+	return out, nil
+}
+
+// RevokeKey marks a key revoked.
+func (s *Store) RevokeKey(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.keys[id]
+	if !ok {
+		return notFound("key", id)
+	}
+	k.Revoked = true
+	s.keys[id] = k
+	return nil
+}
+
+// TouchKeys records last-used times, never moving one backwards; unknown ids are skipped.
+func (s *Store) TouchKeys(_ context.Context, used map[string]time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, t := range used {
+		if k, ok := s.keys[id]; ok && t.After(k.LastUsed) {
+			k.LastUsed = t
+			s.keys[id] = k
+		}
+	}
+	return nil
+}
+
+// PutGrant merges the grant's actions into the row for (subject, repository).
+func (s *Store) PutGrant(_ context.Context, g keystore.Grant) error {
+	return s.WriteBatch(context.Background(), []keystore.Record{{Grant: &g}})
+}
+
+// RemoveGrant removes actions from a row, or the row.
+func (s *Store) RemoveGrant(_ context.Context, subject keystore.Subject, repository string, actions []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	row := grantRow{subject, repository}
+	g, ok := s.grants[row]
+	if !ok {
+		return notFound("grant", subject.String()+" "+repository)
+	}
+	if len(actions) > 0 {
+		g.Actions = keystore.SubtractActions(g.Actions, actions)
+	}
+	if len(actions) == 0 || len(g.Actions) == 0 {
+		delete(s.grants, row)
+		return nil
+	}
+	s.grants[row] = g
+	return nil
+}
+
+// ListGrants lists grants matching f, ordered by subject then repository.
+func (s *Store) ListGrants(_ context.Context, f keystore.GrantFilter) ([]keystore.Grant, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.grantsLocked(f), nil
+}
+
+func (s *Store) grantsLocked(f keystore.GrantFilter) []keystore.Grant {
+	var out []keystore.Grant
+	for row, g := range s.grants {
+		if (f.Subject == nil || row.subject == *f.Subject) && (f.Repository == "" || row.repository == f.Repository) {
+			out = append(out, copyGrant(g))
+		}
+	}
+	slices.SortFunc(out, byGrantRow)
+	return out
+}
+
+// Reserve records ownership of a repository name.
+func (s *Store) Reserve(_ context.Context, o keystore.Ownership) error {
+	return s.WriteBatch(context.Background(), []keystore.Record{{Ownership: &o}})
+}
+
+// GetOwnership reads who owns a repository.
+func (s *Store) GetOwnership(_ context.Context, repository string) (keystore.Ownership, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	o, ok := s.owners[repository]
+	if !ok {
+		return keystore.Ownership{}, notFound("repository", repository)
+	}
+	return o, nil
+}
+
+// ListOwnership lists repositories owned by owner, or all when owner is empty, by name.
+func (s *Store) ListOwnership(_ context.Context, owner string) ([]keystore.Ownership, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []keystore.Ownership
+	for _, o := range sorted(s.owners, same) {
+		if owner == "" || o.Owner == owner {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// Release removes ownership of a repository.
+func (s *Store) Release(_ context.Context, repository string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.owners[repository]; !ok {
+		return notFound("repository", repository)
+	}
+	delete(s.owners, repository)
+	return nil
+}
+
+// WriteBatch writes records in order under one lock, each as its single write would.
+func (s *Store) WriteBatch(_ context.Context, recs []keystore.Record) error {
+	if err := keystore.ValidateBatch(recs); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var first error
+	for _, r := range recs {
+		if err := s.writeLocked(r); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// writeLocked writes the one record r carries, checked by Record.Validate.
+func (s *Store) writeLocked(r keystore.Record) error {
+	switch {
+	case r.Account != nil:
+		a := *r.Account
+		if _, ok := s.accounts[a.Name]; ok {
+			return exists("account", a.Name)
+		}
+		s.accounts[a.Name] = copyAccount(a)
+	case r.Key != nil:
+		k := *r.Key
+		if _, ok := s.accounts[k.Account]; !ok {
+			return notFound("account", k.Account)
+		}
+		if _, ok := s.keys[k.ID]; ok {
+			return exists("key", k.ID)
+		}
+		s.keys[k.ID] = copyKey(k)
+	case r.Grant != nil:
+		g := copyGrant(*r.Grant)
+		row := grantRow{g.Subject, g.Repository}
+		g.Actions = keystore.MergeActions(s.grants[row].Actions, g.Actions)
+		s.grants[row] = g
+	default:
+		o := *r.Ownership
+		if _, ok := s.accounts[o.Owner]; !ok {
+			return notFound("account", o.Owner)
+		}
+		if _, ok := s.owners[o.Repository]; ok {
+			return exists("repository", o.Repository)
+		}
+		s.owners[o.Repository] = o
+	}
+	return nil
+}
+
+// Ping answers until the store is closed.
+func (s *Store) Ping(context.Context) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("memory store: %w: closed", keystore.ErrUnavailable)
+	}
+	return nil
+}
+
+// Close marks the store closed; its records stay readable by whoever still holds it.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
+}

@@ -1,0 +1,31 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/regoauth/regoauth/authz"
+)
+
+// limitInFlight answers 503 at once when max requests are already being served, so a flood
+// queues nowhere and costs nothing but the refusal.
+func limitInFlight(next http.Handler, max int, reg prometheus.Registerer) http.Handler {
+	slots := make(chan struct{}, max)
+	rejected := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "regoauth", Name: "overload_rejections_total",
+		Help: "Requests refused because max_in_flight requests were already being served.",
+	})
+	reg.MustRegister(rejected)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			next.ServeHTTP(w, r)
+		default:
+			rejected.Inc()
+			w.Header().Set("Retry-After", "1")
+			authz.WriteError(w, authz.ErrUnavailable)
+		}
+	})
+}

@@ -1,0 +1,108 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/regoauth/regoauth/admin"
+	"github.com/regoauth/regoauth/authz"
+)
+
+// Handler is every route of the main listener, behind the in-flight limit: /token, the admin
+// API, /healthz, /readyz, the JWKS, and /metrics unless metrics have a listener of their own.
+// Anything else is a JSON 404.
+func (s *Server) Handler() (http.Handler, error) {
+	proxies := make([]netip.Prefix, 0, len(s.cfg.TrustedProxies))
+	for _, p := range s.cfg.TrustedProxies {
+		proxies = append(proxies, netip.MustParsePrefix(p))
+	}
+	token, err := authz.New(authz.Deps{
+		Directory: s.store, Decider: s.engine, Issuer: s.keys.signer, Usage: s.usage, Refresh: s.keys.refresh,
+	}, authz.Options{
+		Services:       s.cfg.Services,
+		MaxScopes:      s.cfg.Limits.MaxScopes,
+		MaxScopeLength: s.cfg.Limits.MaxScopeLength,
+		TrustedProxies: proxies,
+		Logger:         s.logger.With("component", "token"),
+		Registerer:     s.registry,
+	})
+	if err != nil {
+		return nil, err
+	}
+	adminAPI, err := admin.New(admin.Deps{Store: s.store, Authorizer: s.engine, Explainer: s.engine},
+		admin.Options{Logger: s.logger.With("component", "admin")})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/token", token)
+	mux.Handle(admin.Prefix+"/", adminAPI)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Write(s.keys.jwks)
+	})
+	if s.cfg.Metrics == nil {
+		mux.Handle("GET /metrics", s.metricsHandler())
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
+	})
+	return limitInFlight(mux, s.cfg.Limits.MaxInFlight, s.registry), nil
+}
+
+func (s *Server) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})
+}
+
+// readiness is the state /readyz reports.
+type readiness struct {
+	ready  bool
+	status map[string]any
+}
+
+// readiness is ready when a policy is active and the store answers. Its detail shows every
+// bundle, with the error of its newest load when that failed (the previous revision keeps
+// deciding). Every reason to be not ready is decided here, so that a server draining before it
+// stops can say so in one more line.
+func (s *Server) readiness(ctx context.Context) readiness {
+	pst := s.engine.Status()
+	r := readiness{ready: pst.Ready, status: map[string]any{"policy": pst.Revision, "policy_status": pst, "store": "ok"}}
+	if !r.ready {
+		r.status["policy"] = "none active"
+	}
+	if s.candidate != nil {
+		r.status["dry_run_policy_status"] = s.candidate.Status()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		r.status["store"], r.ready = "unreachable", false
+	}
+	return r
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	rd := s.readiness(r.Context())
+	code := http.StatusOK
+	rd.status["status"] = "ready"
+	if !rd.ready {
+		code, rd.status["status"] = http.StatusServiceUnavailable, "not ready"
+	}
+	writeJSON(w, code, rd.status)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

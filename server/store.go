@@ -1,0 +1,76 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/keystore/boltstore"
+	"github.com/regoauth/regoauth/keystore/redisstore"
+)
+
+// The kinds of store a URL can name.
+const (
+	storeBolt  = "bolt"
+	storeRedis = "redis"
+)
+
+// ParseStoreURL splits a store URL into its kind ("bolt" or "redis") and location. Its errors
+// never contain a password.
+func ParseStoreURL(u string) (kind, location string, err error) {
+	switch {
+	case strings.HasPrefix(u, "bolt://"):
+		path := strings.TrimPrefix(u, "bolt://")
+		if path == "" {
+			return "", "", errors.New("bolt:// needs a file path, e.g. bolt:///var/lib/regoauth/store.db")
+		}
+		return storeBolt, path, nil
+	case redisstore.IsURL(u):
+		if _, err := redisstore.ParseURL(u); err != nil {
+			return "", "", err
+		}
+		return storeRedis, u, nil
+	}
+	return "", "", fmt.Errorf("unsupported store URL %q: use bolt://, redis://, rediss://, redis+sentinel:// or redis+cluster://", Redact(u))
+}
+
+// Redact hides passwords in a URL (user info and options) for logs and error messages.
+func Redact(u string) string { return redisstore.Redact(u) }
+
+// OpenStore opens the store a configuration names: the one place that knows the backends. A
+// Redis store opens even while Redis is unreachable: a server then starts not ready, refuses
+// tokens with 503, and recovers by itself when Redis answers. Store metrics go to reg.
+func OpenStore(ctx context.Context, cfg StoreConfig, logger *slog.Logger, reg prometheus.Registerer) (keystore.Store, error) {
+	u, err := cfg.URL.Resolve()
+	if err != nil {
+		return nil, fmt.Errorf("store.url: %w", err)
+	}
+	kind, location, err := ParseStoreURL(u)
+	if err != nil {
+		return nil, err
+	}
+	ttl := time.Duration(cfg.Cache.TTL)
+	if kind == storeBolt {
+		return boltstore.OpenWith(location, boltstore.Options{CacheTTL: ttl, CacheSize: cfg.Cache.Size})
+	}
+	logger = logger.With("component", "store")
+	redisstore.RouteClientLogs(logger)
+	s, err := redisstore.Open(location, redisstore.Options{CacheTTL: ttl, CacheSize: cfg.Cache.Size, Logger: logger, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := s.Ping(pingCtx); err != nil {
+		logger.Warn("redis store not reachable yet; not ready until it is", "url", Redact(u), "error", err)
+	} else {
+		logger.Info("redis store connected", "url", Redact(u), "cache_ttl", ttl.String())
+	}
+	return s, nil
+}
