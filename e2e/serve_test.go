@@ -66,6 +66,12 @@ func seedStore(t *testing.T, path string, accounts []account, grants []keystore.
 	return keys, ids
 }
 
+// endsIn gives a grant an end d from now.
+func endsIn(g keystore.Grant, d time.Duration) keystore.Grant {
+	g.Expires = time.Now().Add(d).UTC()
+	return g
+}
+
 func grantOf(subject, repo string, actions ...string) keystore.Grant {
 	kind, name, _ := strings.Cut(subject, ":")
 	return keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectKind(kind), Name: name}, Repository: repo, Actions: actions}
@@ -391,7 +397,10 @@ func TestServeDecisionLogsAndExplain(t *testing.T) {
 			{name: "user1", groups: []string{"buyers"}, roles: []string{"member"}, restrictions: keystore.Restrictions{
 				Actions: []string{"pull"}, Repositories: []string{"shop/*", "tools/*"}, CIDRs: []string{"127.0.0.0/8", "::1/128"}}},
 		},
-		[]keystore.Grant{grantOf("account:user1", "image", "pull"), grantOf("group:buyers", "shop/*", "pull")},
+		// Rows with and without an end reach the policy, as in the example, so the input carries
+		// both shapes.
+		[]keystore.Grant{grantOf("account:user1", "image", "pull"), grantOf("account:user1", "shop/app", "pull"),
+			endsIn(grantOf("group:buyers", "shop/*", "pull"), 24*time.Hour)},
 		map[string]string{"shop/app": "user1"})
 	s := startServer(t, serveConfig{dir: dir, x5c: true, policy: "opa: {decision_logs: {console: true}, labels: {region: test}}\n"})
 	scopes := []string{"repository:shop/app:push,pull", "repository(plugin):tools/lint:pull"}

@@ -181,6 +181,7 @@ func TestASTMatchesJSON(t *testing.T) {
 	in := storyInput()
 	in.Principal.Key.Restrictions = &Restrictions{Actions: []string{"pull"}, CIDRs: []string{"10.0.0.0/8"}}
 	in.Scopes = append(in.Scopes, Scope{Type: "repository", Class: "plugin", Name: "p", Actions: []string{"pull"}})
+	in.Grants[1].Expires = "2026-12-31T00:00:00.5Z"
 	assertSameValue(t, in, in.value())
 
 	anon := &Input{Service: "s", Client: Client{IP: "::1"}, Principal: Principal{Anonymous: true, Groups: []string{}, Roles: []string{}},
@@ -188,7 +189,7 @@ func TestASTMatchesJSON(t *testing.T) {
 	assertSameValue(t, anon, anon.value())
 
 	admin := &AdminInput{Principal: in.Principal, Operation: "grants.add", Owned: []string{"x"},
-		Target: AdminTarget{Account: "a", Repository: "r", Actions: []string{"pull"}, Owner: "o"}}
+		Target: AdminTarget{Account: "a", Repository: "r", Actions: []string{"pull"}, Owner: "o", Expires: "2026-12-31T00:00:00Z"}}
 	assertSameValue(t, admin, admin.value())
 }
 

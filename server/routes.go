@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"time"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/regoauth/regoauth/admin"
 	"github.com/regoauth/regoauth/authz"
+	"github.com/regoauth/regoauth/console"
+	"github.com/regoauth/regoauth/policy"
 )
 
 // Handler is every route of the main listener, behind the in-flight limit: /token, the admin
@@ -42,6 +45,11 @@ func (s *Server) Handler() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/token", token)
 	mux.Handle(admin.Prefix+"/", adminAPI)
+	if s.cfg.Console.Enabled {
+		if err := s.mountConsole(mux, adminAPI, proxies); err != nil {
+			return nil, err
+		}
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -59,6 +67,35 @@ func (s *Server) Handler() (http.Handler, error) {
 	})
 	return limitInFlight(mux, s.cfg.Limits.MaxInFlight, s.registry), nil
 }
+
+// mountConsole serves the web console at console.path, its operations those of the admin API.
+func (s *Server) mountConsole(mux *http.ServeMux, ops *admin.API, proxies []netip.Prefix) error {
+	cfg := s.cfg.Console
+	registry := cfg.Registry
+	if registry == "" {
+		registry = s.cfg.Services[0]
+	}
+	c, err := console.New(s.store, ops, console.Options{
+		Prefix: cfg.Path, Registry: registry, SessionTTL: time.Duration(cfg.SessionTTL),
+		SecureCookies: cfg.SecureCookies,
+		ClientIP:      func(r *http.Request) netip.Addr { return authz.ClientIP(r, proxies) },
+		Health:        consoleHealth{s}, Logger: s.logger.With("component", "console"),
+	})
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	mux.Handle(c.Prefix()+"/", c)
+	mux.Handle(c.Prefix(), http.RedirectHandler(c.Prefix()+"/", http.StatusMovedPermanently))
+	return nil
+}
+
+// consoleHealth is what the console's status page shows: the policy engine's status, and
+// whether the store answers.
+type consoleHealth struct{ s *Server }
+
+func (h consoleHealth) Status() policy.Status { return h.s.engine.Status() }
+
+func (h consoleHealth) Ping(ctx context.Context) error { return h.s.store.Ping(ctx) }
 
 func (s *Server) metricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})

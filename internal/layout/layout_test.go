@@ -36,10 +36,11 @@ var allowed = map[string][]string{
 	"authz/input": {"keystore", "policy"},
 	"authz":       {"authz/input", "keystore", "policy", "tokens"},
 	"admin":       {"authz/input", "keystore", "policy"},
+	"console":     {"admin", "keystore", "policy"},
 	"devstack":    {},
 
 	// Assembly and the command line: the only places that know the concrete stores.
-	"server":       {"admin", "authz", "keystore", "keystore/boltstore", "keystore/redisstore", "policies", "policy", "tokens"},
+	"server":       {"admin", "authz", "console", "keystore", "keystore/boltstore", "keystore/redisstore", "policies", "policy", "tokens"},
 	"cmd/regoauth": {"admin", "devstack", "internal/secretfile", "keystore", "policies", "policy", "server", "tokens"},
 
 	"internal/secretfile": {"tokens"},
@@ -49,6 +50,7 @@ var allowed = map[string][]string{
 
 	// Measurement and proof.
 	"bench/redisscale": {"internal/secretfile", "keystore", "keystore/redisstore"},
+	"bench/tokenload":  {"internal/secretfile", "keystore", "tokens"},
 	"e2e":              {},
 	"e2e/registry3":    {"devstack"},
 	// The compose test's stand-in for the registry:3 image: distribution's own command.

@@ -16,8 +16,9 @@ var namespaces atomic.Int64
 
 // opener returns a newStore for the suite: every store gets its own key namespace on the same
 // Redis, so each test starts empty.
-func opener(url string, opts redisstore.Options) func(t *testing.T) keystore.Store {
-	return func(t *testing.T) keystore.Store {
+func opener(url string, opts redisstore.Options) storetest.NewStore {
+	return func(t *testing.T, now func() time.Time) keystore.Store {
+		opts.Now = now
 		sep := "?"
 		s, err := redisstore.Open(fmt.Sprintf("%s%sprefix=t%d", url, sep, namespaces.Add(1)), opts)
 		if err != nil {
