@@ -126,7 +126,7 @@ func BenchmarkDecide(b *testing.B) {
 // BenchmarkDecideCached is the same decision answered by the decision cache: the input is
 // still built and hashed, and the decision log and metrics still written.
 func BenchmarkDecideCached(b *testing.B) {
-	e := policy.New(policy.Options{DecisionCache: 100})
+	e := policy.New(policy.Options{DecisionCacheBytes: 1 << 20})
 	if err := e.LoadFS(context.Background(), policies.FS, policy.BuiltinBundle); err != nil {
 		b.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func (s *Server) Handler() (http.Handler, error) {
 		return nil, err
 	}
 	adminAPI, err := admin.New(admin.Deps{Store: s.store, Authorizer: s.engine, Explainer: s.engine},
-		admin.Options{Logger: s.logger.With("component", "admin")})
+		admin.Options{TrustedProxies: proxies, Logger: s.logger.With("component", "admin")})
 	if err != nil {
 		return nil, err
 	}
