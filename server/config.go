@@ -33,6 +33,8 @@ type Config struct {
 	Store         StoreConfig   `yaml:"store"`
 	Policy        PolicyConfig  `yaml:"policy"`
 	Limits        Limits        `yaml:"limits"`
+	Shutdown      Shutdown      `yaml:"shutdown"`
+	Reload        Reload        `yaml:"reload"`
 
 	// TrustedProxies are networks whose X-Forwarded-For header is believed.
 	TrustedProxies []string `yaml:"trusted_proxies"`
@@ -219,6 +221,26 @@ type Limits struct {
 	MaxInFlight int `yaml:"max_in_flight"`
 }
 
+// Shutdown is what SIGTERM (or Ctrl-C) does. /readyz answers 503 at once while requests are
+// still served for DrainDelay, so that load balancers polling it stop sending new ones and
+// clients on kept-alive connections are told to reconnect (elsewhere); then the listeners close,
+// new connections are refused, and requests in flight finish. GracePeriod bounds all of it,
+// from the signal to the exit: set it below the orchestrator's own limit (Kubernetes'
+// terminationGracePeriodSeconds, 30 s by default; compose's stop_grace_period, 10 s).
+type Shutdown struct {
+	GracePeriod Duration `yaml:"grace_period"`
+	DrainDelay  Duration `yaml:"drain_delay"`
+}
+
+// Reload says whether a change of the configuration file, or of a key, certificate or secret
+// file it names, reloads the server the way SIGHUP does.
+type Reload struct {
+	Watch *bool `yaml:"watch"`
+}
+
+// watch reports whether files are watched (the default).
+func (r Reload) watch() bool { return r.Watch == nil || *r.Watch }
+
 // Log sets the log format (json or text) and level (debug, info, warn, error).
 type Log struct {
 	Format string `yaml:"format"`
@@ -305,6 +327,7 @@ func Defaults() Config {
 		RefreshTokens: RefreshTokens{TTL: Duration(30 * 24 * time.Hour)},
 		Store:         StoreConfig{Cache: StoreCache{TTL: Duration(5 * time.Second), Size: 10000}},
 		Limits:        Limits{MaxScopes: 32, MaxScopeLength: 512, MaxInFlight: 1024},
+		Shutdown:      Shutdown{GracePeriod: Duration(20 * time.Second)},
 		Log:           Log{Format: "json", Level: "info"},
 	}
 }
@@ -388,6 +411,9 @@ func (c Config) Validate() error {
 	}
 	if c.Limits.MaxScopes < 1 || c.Limits.MaxScopeLength < 64 || c.Limits.MaxInFlight < 1 {
 		add("limits: max_scopes >= 1, max_scope_length >= 64 and max_in_flight >= 1 are required")
+	}
+	if g, d := time.Duration(c.Shutdown.GracePeriod), time.Duration(c.Shutdown.DrainDelay); g < time.Second || d < 0 || d >= g {
+		add("shutdown: grace_period must be at least 1s, drain_delay 0 or more and shorter than grace_period (got %s and %s)", g, d)
 	}
 	for i, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {

@@ -4,43 +4,26 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/regoauth/regoauth/admin"
-	"github.com/regoauth/regoauth/authz"
 )
 
 // Handler is every route of the main listener, behind the in-flight limit: /token, the admin
 // API, /healthz, /readyz, the JWKS, and /metrics unless metrics have a listener of their own.
 // Anything else is a JSON 404.
 func (s *Server) Handler() (http.Handler, error) {
-	proxies := make([]netip.Prefix, 0, len(s.cfg.TrustedProxies))
-	for _, p := range s.cfg.TrustedProxies {
-		proxies = append(proxies, netip.MustParsePrefix(p))
-	}
-	token, err := authz.New(authz.Deps{
-		Directory: s.store, Decider: s.engine, Issuer: s.keys.signer, Usage: s.usage, Refresh: s.keys.refresh,
-	}, authz.Options{
-		Services:       s.cfg.Services,
-		MaxScopes:      s.cfg.Limits.MaxScopes,
-		MaxScopeLength: s.cfg.Limits.MaxScopeLength,
-		TrustedProxies: proxies,
-		Logger:         s.logger.With("component", "token"),
-		Registerer:     s.registry,
-	})
-	if err != nil {
-		return nil, err
-	}
 	adminAPI, err := admin.New(admin.Deps{Store: s.store, Authorizer: s.engine, Explainer: s.engine},
 		admin.Options{Logger: s.logger.With("component", "admin")})
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/token", token)
+	// The token endpoint and the JWKS are those of the serving generation, read once per
+	// request: a reload swaps them between requests, never within one.
+	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) { s.gen.Load().token.ServeHTTP(w, r) })
 	mux.Handle(admin.Prefix+"/", adminAPI)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -49,7 +32,7 @@ func (s *Server) Handler() (http.Handler, error) {
 	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
-		w.Write(s.keys.jwks)
+		w.Write(s.gen.Load().keys.jwks)
 	})
 	if s.cfg.Metrics == nil {
 		mux.Handle("GET /metrics", s.metricsHandler())
@@ -87,6 +70,9 @@ func (s *Server) readiness(ctx context.Context) readiness {
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
 		r.status["store"], r.ready = "unreachable", false
+	}
+	if s.draining.Load() {
+		r.status["shutdown"], r.ready = "draining", false
 	}
 	return r
 }

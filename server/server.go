@@ -2,19 +2,24 @@
 // URL names (the one place that knows the backends), loads the signing keys, starts the policy
 // engines, mounts the token endpoint, the admin API, health, readiness, JWKS and metrics behind
 // an in-flight limit, and runs the listeners and the other actors as one group with a graceful
-// shutdown. It also owns the configuration file: its types, defaults and validation. It holds
+// shutdown (a drain delay, then a grace period). It reloads, on request or when the files change,
+// what may change without a restart — keys, certificates, secrets, services — swapping them as
+// one generation. It also owns the configuration file: its types, defaults and validation. It holds
 // no request logic of its own: that lives in authz, admin, policy and tokens, which know nothing
 // of it; it knows nothing of the command line.
 package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,19 +35,38 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is reported by the regoauth_build_info metric.
 	Version string
+	// ConfigFile is the file the configuration was read from: Reload reads it again, and
+	// changes to it and the files it names are watched (unless reload.watch is false). Without
+	// it the configuration is fixed for the life of the server (dev mode).
+	ConfigFile string
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
 }
 
 // Server is the token server wired from a Config.
 type Server struct {
-	cfg      Config
-	logger   *slog.Logger
-	registry *prometheus.Registry
-	store    keystore.Store
-	engine   *policy.Engine
+	// cfg is the configuration the server started with. Its restart-only settings (listeners,
+	// store, policy, in-flight limit, log) hold for the server's life; everything a reload
+	// changes is read from gen.
+	cfg        Config
+	configFile string
+	logger     *slog.Logger
+	registry   *prometheus.Registry
+	clock      func() time.Time
+	store      keystore.Store
+	engine     *policy.Engine
 	// candidate is the dry-run policy, when one is configured.
 	candidate *policy.Engine
-	keys      *keyring
 	usage     *keystore.UsageTracker
+
+	// gen is the serving generation; Reload swaps it, reloadMu serializes reloads.
+	gen           atomic.Pointer[generation]
+	reloadMu      sync.Mutex
+	reloadMetrics *reloadMetrics
+	// settle is how long watched files stay quiet before a reload.
+	settle time.Duration
+	// draining is set when shutdown begins: /readyz answers 503 while requests are still served.
+	draining atomic.Bool
 }
 
 // NewLogger is the logger a configuration asks for: JSON or text, at its level.
@@ -56,23 +80,18 @@ func NewLogger(cfg Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// New loads the signing keys, starts the policy and opens the store; Close releases them. A
-// configuration that cannot work fails here, before anything listens.
+// New loads the signing keys and certificates, starts the policy and opens the store; Close
+// releases them. A configuration that cannot work fails here, before anything listens.
 func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, logger: opts.Logger, registry: newRegistry(opts.Version)}
-	var err error
-	if s.keys, err = loadKeyring(cfg); err != nil {
+	s := &Server{cfg: cfg, configFile: opts.ConfigFile, logger: opts.Logger, registry: newRegistry(opts.Version),
+		clock: opts.Now, settle: settle}
+	s.reloadMetrics = newReloadMetrics(s.registry)
+	g, err := loadGeneration(cfg, opts.ConfigFile)
+	if err != nil {
 		return nil, err
-	}
-	for name, l := range map[string]*Listener{"listen": &cfg.Listen, "metrics": cfg.Metrics} {
-		if l != nil {
-			if _, err := l.TLS.config(); err != nil {
-				return nil, fmt.Errorf("%s: %w", name, err)
-			}
-		}
 	}
 	if err := s.startPolicy(ctx); err != nil {
 		s.stopPolicy()
@@ -83,6 +102,13 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.usage = keystore.NewUsageTracker(s.store, 10*time.Second, s.logger)
+	if g.token, err = s.tokenEndpoint(g); err != nil {
+		s.Close()
+		return nil, err
+	}
+	g.number = 1
+	s.gen.Store(g)
+	s.reloadMetrics.lastSuccess.Set(float64(s.now().UnixNano()) / 1e9)
 	return s, nil
 }
 
@@ -123,34 +149,62 @@ func (s *Server) Close() error {
 	return s.store.Close()
 }
 
-// Run serves until ctx ends or an actor fails, then stops every actor: the main listener, the
-// metrics listener when it has its own, the key-use recorder, and extra (e.g. the embedded
-// registry of dev mode).
+// Run serves until ctx ends or an actor fails, then stops: the main listener, the metrics
+// listener when it has its own, the watch of the configuration files, the key-use recorder, and
+// extra (e.g. the embedded registry of dev mode, a reload on SIGHUP). When ctx ends, the
+// listeners drain (see Shutdown) before the other actors stop, so that the key uses and
+// decisions of the last requests are still recorded.
 func (s *Server) Run(ctx context.Context, extra ...Actor) error {
 	h, err := s.Handler()
 	if err != nil {
 		return err
 	}
-	actors := append([]Actor{s.usage.Run}, extra...)
-	main, err := Listen("token", s.cfg.Listen, h, s.logger)
+	listeners := []*httpListener{}
+	tlsConfig := func(name string, l Listener) *tls.Config {
+		if l.TLS == nil {
+			return nil
+		}
+		return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.certificate(name)}
+	}
+	main, err := newListener("token", s.cfg.Listen.Addr, tlsConfig("token", s.cfg.Listen), h, s.logger)
 	if err != nil {
 		return err
 	}
-	actors = append(actors, main)
+	listeners = append(listeners, main)
 	if s.cfg.Metrics != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", s.metricsHandler())
-		m, err := Listen("metrics", *s.cfg.Metrics, mux, s.logger)
+		m, err := newListener("metrics", s.cfg.Metrics.Addr, tlsConfig("metrics", *s.cfg.Metrics), mux, s.logger)
 		if err != nil {
+			main.ln.Close()
 			return err
 		}
-		actors = append(actors, m)
+		listeners = append(listeners, m)
 	}
-	g, gctx := errgroup.WithContext(ctx)
+	actors := append([]Actor{s.usage.Run}, extra...)
+	if s.configFile != "" && s.cfg.Reload.watch() {
+		actors = append(actors, s.watchFiles)
+	}
+
+	actorsCtx, stopActors := context.WithCancel(context.Background())
+	defer stopActors()
+	g, gctx := errgroup.WithContext(actorsCtx)
+	for _, l := range listeners {
+		g.Go(l.serve)
+	}
 	for _, a := range actors {
 		g.Go(func() error { return a(gctx) })
 	}
-	err = g.Wait()
+	var stopErr error
+	select {
+	case <-ctx.Done():
+		stopErr = s.shutdown(listeners, gctx.Done())
+	case <-gctx.Done():
+		// An actor failed: no drain delay, the rest stop as quickly as they can.
+		stopErr = closeListeners(listeners, time.Now().Add(shutdownGrace))
+	}
+	stopActors()
+	err = errors.Join(g.Wait(), stopErr)
 	// After the listeners have shut down, so no request decides on a stopped engine; stopping
 	// uploads the decision logs still buffered.
 	s.stopPolicy()
@@ -158,4 +212,46 @@ func (s *Server) Run(ctx context.Context, extra ...Actor) error {
 		err = nil
 	}
 	return err
+}
+
+// shutdown stops the listeners within the grace period of the serving configuration: /readyz
+// answers 503 at once and, for the drain delay, requests are still served but every response
+// closes its connection, so that load balancers take the server out and clients reconnect to
+// another replica; then the listeners close (new connections are refused) and the requests in
+// flight finish. Those still running when the grace period ends are cut off, and that is an
+// error. An actor failing during the drain delay ends it early.
+func (s *Server) shutdown(listeners []*httpListener, failed <-chan struct{}) error {
+	cfg := s.gen.Load().cfg.Shutdown
+	grace, delay := time.Duration(cfg.GracePeriod), time.Duration(cfg.DrainDelay)
+	start := time.Now()
+	s.draining.Store(true)
+	for _, l := range listeners {
+		l.srv.SetKeepAlivesEnabled(false)
+	}
+	s.logger.Info("shutting down: not ready, still serving during the drain delay", "drain_delay", delay.String(), "grace_period", grace.String())
+	select {
+	case <-time.After(delay):
+	case <-failed:
+	}
+	err := closeListeners(listeners, start.Add(grace))
+	if err == nil {
+		s.logger.Info("listeners closed; every request in flight was answered", "took", time.Since(start).Round(time.Millisecond).String())
+	}
+	return err
+}
+
+// closeListeners shuts every listener down at once, letting requests in flight finish until
+// deadline, and cuts off those still running then.
+func closeListeners(listeners []*httpListener, deadline time.Time) error {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	errs := make(chan error, len(listeners))
+	for _, l := range listeners {
+		go func() { errs <- l.shutdown(ctx) }()
+	}
+	var all []error
+	for range listeners {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
 }
