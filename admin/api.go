@@ -13,13 +13,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
 
-	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 )
@@ -38,6 +38,7 @@ type Store interface {
 	CreateAccount(ctx context.Context, a keystore.Account) error
 	GetAccount(ctx context.Context, name string) (keystore.Account, error)
 	ListAccounts(ctx context.Context) ([]keystore.Account, error)
+	PageAccounts(ctx context.Context, q keystore.AccountQuery) (keystore.AccountPage, error)
 	UpdateAccount(ctx context.Context, a keystore.Account) error
 
 	CreateKey(ctx context.Context, k keystore.Key) error
@@ -48,10 +49,12 @@ type Store interface {
 	PutGrant(ctx context.Context, g keystore.Grant) error
 	RemoveGrant(ctx context.Context, subject keystore.Subject, repository string, actions []string) error
 	ListGrants(ctx context.Context, f keystore.GrantFilter) ([]keystore.Grant, error)
+	PageGrants(ctx context.Context, q keystore.GrantQuery) (keystore.GrantPage, error)
 
 	Reserve(ctx context.Context, o keystore.Ownership) error
 	GetOwnership(ctx context.Context, repository string) (keystore.Ownership, error)
 	ListOwnership(ctx context.Context, owner string) ([]keystore.Ownership, error)
+	PageOwnership(ctx context.Context, q keystore.OwnershipQuery) (keystore.OwnershipPage, error)
 	Release(ctx context.Context, repository string) error
 }
 
@@ -129,9 +132,8 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.Serve
 
 // call is one authenticated admin request.
 type call struct {
-	r         *http.Request
-	principal keystore.Principal
-	owned     []string
+	r      *http.Request
+	caller *Caller
 }
 
 type handlerFunc func(ctx context.Context, c *call) (status int, body any, err error)
@@ -147,7 +149,7 @@ func (a *API) handle(fn handlerFunc) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
-		c := &call{r: r, principal: p}
+		c := &call{r: r, caller: &Caller{Principal: p, ClientIP: clientIP(r)}}
 		status, body, err := fn(ctx, c)
 		if err != nil {
 			a.opts.Logger.Info("admin request failed", "path", r.URL.Path, "method", r.Method, "account", p.Account.Name, "key_id", p.Key.ID, "error", err)
@@ -159,6 +161,15 @@ func (a *API) handle(fn handlerFunc) http.HandlerFunc {
 		}
 		writeJSON(w, status, body)
 	}
+}
+
+// clientIP is the peer address of r.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // authenticate accepts "Bearer <api key>" or Basic "<account>:<api key>".
@@ -175,29 +186,6 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (keystore.Princ
 		return keystore.Principal{}, fmt.Errorf("%w: an API key is required (Authorization: Bearer KEY)", keystore.ErrBadCredentials)
 	}
 	return keystore.Authenticate(ctx, a.store, user, key, a.opts.Now())
-}
-
-// authorize asks the policy whether the caller may perform operation on target.
-func (a *API) authorize(ctx context.Context, c *call, operation string, target policy.AdminTarget) error {
-	if c.owned == nil {
-		owned, err := a.store.ListOwnership(ctx, c.principal.Account.Name)
-		if err != nil {
-			return err
-		}
-		c.owned = make([]string, 0, len(owned))
-		for _, o := range owned {
-			c.owned = append(c.owned, o.Repository)
-		}
-	}
-	in := &policy.AdminInput{Principal: input.Principal(c.principal), Operation: operation, Target: target, Owned: c.owned}
-	d, err := a.authz.Authorize(ctx, in)
-	if err != nil {
-		return fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
-	}
-	if !d.Allow {
-		return &forbidden{operation: operation, reasons: d.Reasons, decisionID: d.ID}
-	}
-	return nil
 }
 
 // decode reads a strict JSON body into v.

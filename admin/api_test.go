@@ -14,6 +14,7 @@ import (
 	"github.com/regoauth/regoauth/admin"
 	"github.com/regoauth/regoauth/internal/testenv"
 	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/policy"
 )
 
 var ctx = context.Background()
@@ -255,6 +256,97 @@ func TestBadRequestsAreJSON4xx(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != tt.status || resp.Header.Get("Content-Type") != "application/json" {
 			t.Errorf("%s %s %.40q: %d %s, want %d JSON", tt.method, tt.path, tt.body, resp.StatusCode, resp.Header.Get("Content-Type"), tt.status)
+		}
+	}
+}
+
+// TestGrantEnds: a grant added with expires_in or expires ends then; bad ends are 400, a put
+// that would change a row's end without naming its actions is 409, and the end reaches the
+// policy as target.expires.
+func TestGrantEnds(t *testing.T) {
+	f := newFixture(t)
+	now := time.Now().UTC()
+	must(f.admin.CreateAccount(ctx, admin.AccountRequest{Name: "buyer"}))
+	g := must(f.admin.AddGrant(ctx, admin.GrantRequest{Account: "buyer", Repository: "shop/app", Actions: []string{"pull"}, ExpiresIn: "30d"}))
+	if d := g.Expires.Sub(now); d < 30*24*time.Hour-time.Minute || d > 30*24*time.Hour+time.Minute {
+		t.Fatalf("grant ends %v from now, want 30 days", d)
+	}
+	until := now.Add(48 * time.Hour).Truncate(time.Second)
+	g = must(f.admin.AddGrant(ctx, admin.GrantRequest{Account: "buyer", Repository: "shop/app", Actions: []string{"pull"}, Expires: until}))
+	if !g.Expires.Equal(until) {
+		t.Fatalf("renewed grant ends %v, want %v", g.Expires, until)
+	}
+	if list := must(f.admin.ListGrants(ctx, admin.GrantRequest{Account: "buyer"})); len(list) != 1 || !list[0].Expires.Equal(until) {
+		t.Fatalf("listed = %+v", list)
+	}
+	for name, req := range map[string]admin.GrantRequest{
+		"both":         {ExpiresIn: "1h", Expires: until},
+		"in the past":  {Expires: now.Add(-time.Hour)},
+		"bad duration": {ExpiresIn: "soon"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			req.Account, req.Repository, req.Actions = "buyer", "other", []string{"pull"}
+			_, err := f.admin.AddGrant(ctx, req)
+			wantStatus(t, err, http.StatusBadRequest)
+		})
+	}
+	_, err := f.admin.AddGrant(ctx, admin.GrantRequest{Account: "buyer", Repository: "shop/app", Actions: []string{"push"}})
+	wantStatus(t, err, http.StatusConflict)
+	wantStatus(t, f.admin.RemoveGrant(ctx, admin.GrantRequest{Account: "buyer", Repository: "shop/app", ExpiresIn: "1h"}), http.StatusBadRequest)
+
+	// The end is part of what the policy decides on.
+	var seen []policy.AdminTarget
+	recording, err := admin.New(admin.Deps{Store: f.Store, Authorizer: &recordingAuthorizer{seen: &seen}}, admin.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(recording)
+	defer srv.Close()
+	c, _ := admin.NewClient(srv.URL, f.Key("admin", nil), nil)
+	must(c.AddGrant(ctx, admin.GrantRequest{Account: "buyer", Repository: "tool", Actions: []string{"pull"}, Expires: until}))
+	if len(seen) != 1 || seen[0].Expires != until.Format(time.RFC3339) {
+		t.Fatalf("policy saw %+v, want expires %s", seen, until.Format(time.RFC3339))
+	}
+}
+
+// recordingAuthorizer allows everything and records the targets it was asked about.
+type recordingAuthorizer struct{ seen *[]policy.AdminTarget }
+
+func (r *recordingAuthorizer) Authorize(_ context.Context, in *policy.AdminInput) (policy.AdminDecision, error) {
+	*r.seen = append(*r.seen, in.Target)
+	return policy.AdminDecision{Allow: true}, nil
+}
+
+// TestPagedListingsAreForAdmins: the paged listings of every grant and every reservation are
+// "grants.list" and "repos.list" without a target, which only admins hold; bad pages are 400s.
+func TestPagedListingsAreForAdmins(t *testing.T) {
+	f := newFixture(t)
+	api, err := admin.New(admin.Deps{Store: f.Store, Authorizer: f.Engine}, admin.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(f.admin.CreateAccount(ctx, admin.AccountRequest{Name: "user1"}))
+	load := func(account string) *admin.Caller {
+		p, err := keystore.Authenticate(ctx, f.Store, account, f.Key(account, nil), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &admin.Caller{Principal: p}
+	}
+	user, root := load("user1"), load("admin")
+	var forbidden *admin.Forbidden
+	if _, err := api.PageGrants(ctx, user, keystore.GrantQuery{Limit: 10}); !errors.As(err, &forbidden) {
+		t.Fatalf("a non-admin paged every grant: %v", err)
+	}
+	if _, err := api.PageRepositories(ctx, user, keystore.OwnershipQuery{Limit: 10}); !errors.As(err, &forbidden) {
+		t.Fatalf("a non-admin paged every reservation: %v", err)
+	}
+	if _, err := api.PageGrants(ctx, root, keystore.GrantQuery{Limit: 10}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []keystore.GrantQuery{{Limit: 0}, {Limit: 1001}, {Offset: -1, Limit: 5}} {
+		if _, err := api.PageGrants(ctx, root, q); !errors.Is(err, keystore.ErrInvalid) {
+			t.Fatalf("PageGrants(%+v) = %v, want ErrInvalid", q, err)
 		}
 	}
 }

@@ -3,26 +3,13 @@ package admin
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 )
 
 var errMethod = errors.New("method not allowed")
-
-// forbidden is a refusal by the admin policy.
-type forbidden struct {
-	operation  string
-	reasons    []string
-	decisionID string
-}
-
-func (f *forbidden) Error() string {
-	return fmt.Sprintf("%s is not permitted: %s", f.operation, strings.Join(f.reasons, "; "))
-}
 
 // errorBody is every admin error response.
 type errorBody struct {
@@ -34,7 +21,7 @@ type errorBody struct {
 
 // writeError is the one place where admin errors become status codes and bodies.
 func writeError(w http.ResponseWriter, err error) {
-	var f *forbidden
+	var f *Forbidden
 	body := errorBody{Error: err.Error()}
 	status := http.StatusInternalServerError
 	switch {
@@ -42,13 +29,15 @@ func writeError(w http.ResponseWriter, err error) {
 		status, body.Code, body.Error = http.StatusUnauthorized, "unauthorized", keystore.ErrBadCredentials.Error()
 		w.Header().Set("WWW-Authenticate", `Bearer realm="regoauth admin"`)
 	case errors.As(err, &f):
-		status, body.Code, body.Reasons, body.DecisionID = http.StatusForbidden, "forbidden", f.reasons, f.decisionID
+		status, body.Code, body.Reasons, body.DecisionID = http.StatusForbidden, "forbidden", f.Reasons, f.DecisionID
 	case errors.Is(err, keystore.ErrInvalid):
 		status, body.Code = http.StatusBadRequest, "invalid"
 	case errors.Is(err, keystore.ErrNotFound):
 		status, body.Code = http.StatusNotFound, "not_found"
 	case errors.Is(err, keystore.ErrExists):
 		status, body.Code = http.StatusConflict, "exists"
+	case errors.Is(err, keystore.ErrConflict):
+		status, body.Code = http.StatusConflict, "conflict"
 	case errors.Is(err, errMethod):
 		status, body.Code = http.StatusMethodNotAllowed, "method_not_allowed"
 	case errors.Is(err, keystore.ErrUnavailable), errors.Is(err, policy.ErrNotReady):

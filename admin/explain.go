@@ -3,8 +3,8 @@ package admin
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"net/netip"
+	"slices"
 
 	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/keystore"
@@ -30,41 +30,67 @@ type ExplainRequest struct {
 	ClientIP string `json:"client_ip,omitempty"`
 }
 
-// explainDecision builds the policy input a token request of the account would have, from
-// the store as the token path does, and returns the policy's explanation. Who may ask is
-// policy ("policy.explain"): admins for anyone, every account for itself.
-func (a *API) explainDecision(ctx context.Context, c *call) (int, any, error) {
+// Explain builds the policy input a token request of the account would have, from the store as
+// the token path does, and returns the policy's explanation. Who may ask is policy
+// ("policy.explain"): by default admins for anyone, every account for itself, and the owner of
+// a repository for anyone's request of that one repository. The target carries the repository
+// (and its owner) when the request names exactly one.
+func (a *API) Explain(ctx context.Context, c *Caller, req ExplainRequest) (policy.Explanation, error) {
 	if a.explainer == nil {
-		return 0, nil, fmt.Errorf("%w: this server does not explain decisions", keystore.ErrNotFound)
-	}
-	var req ExplainRequest
-	if err := decode(c.r, &req); err != nil {
-		return 0, nil, err
+		return policy.Explanation{}, fmt.Errorf("%w: this server does not explain decisions", keystore.ErrNotFound)
 	}
 	if err := keystore.ValidateName("account", req.Account); err != nil {
-		return 0, nil, err
+		return policy.Explanation{}, err
 	}
 	scopes, err := input.ParseScopes(req.Scopes, input.DefaultMaxScopes, input.DefaultMaxScopeLength)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: %v", keystore.ErrInvalid, err)
+		return policy.Explanation{}, fmt.Errorf("%w: %v", keystore.ErrInvalid, err)
 	}
 	if req.ClientIP != "" {
 		if _, err := netip.ParseAddr(req.ClientIP); err != nil {
-			return 0, nil, fmt.Errorf("%w: client_ip: %v", keystore.ErrInvalid, err)
+			return policy.Explanation{}, fmt.Errorf("%w: client_ip: %v", keystore.ErrInvalid, err)
 		}
 	}
-	if err := a.authorize(ctx, c, "policy.explain", policy.AdminTarget{Account: req.Account}); err != nil {
-		return 0, nil, err
+	target := policy.AdminTarget{Account: req.Account}
+	if repo, ok := onlyRepository(scopes); ok {
+		target.Repository = repo
+		if target.Owner, err = a.ownerOf(ctx, repo); err != nil {
+			return policy.Explanation{}, err
+		}
+	}
+	if err := a.authorize(ctx, c, "policy.explain", target); err != nil {
+		return policy.Explanation{}, err
 	}
 	in, err := a.explainInput(ctx, req, scopes)
 	if err != nil {
-		return 0, nil, err
+		return policy.Explanation{}, err
+	}
+	if req.Account != c.Principal.Account.Name {
+		// Whoever asks about another account learns which of the requested repositories it
+		// owns, not the rest of its reservations.
+		in.Owned = slices.DeleteFunc(in.Owned, func(r string) bool { return !requested(r, scopes) })
 	}
 	x, err := a.explainer.Explain(ctx, in)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
+		return policy.Explanation{}, fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
 	}
-	return http.StatusOK, x, nil
+	return x, nil
+}
+
+// onlyRepository returns the repository when every scope names the same one.
+func onlyRepository(scopes []policy.Scope) (string, bool) {
+	name := ""
+	for _, s := range scopes {
+		if s.Type != "repository" || name != "" && s.Name != name {
+			return "", false
+		}
+		name = s.Name
+	}
+	return name, name != ""
+}
+
+func requested(repo string, scopes []policy.Scope) bool {
+	return slices.ContainsFunc(scopes, func(s policy.Scope) bool { return s.Type == "repository" && s.Name == repo })
 }
 
 // explainInput is the policy input of a token request by req.Account for scopes: the same
@@ -95,12 +121,14 @@ func (a *API) explainInput(ctx context.Context, req ExplainRequest, scopes []pol
 		for _, g := range acct.Groups {
 			subjects = append(subjects, keystore.Subject{Kind: keystore.SubjectGroup, Name: g})
 		}
+		now := a.opts.Now()
 		for _, s := range subjects {
 			grants, err := a.store.ListGrants(ctx, keystore.GrantFilter{Subject: &s})
 			if err != nil {
 				return nil, err
 			}
-			p.Grants = append(p.Grants, grants...)
+			// As the token path: a grant that has ended is not in the input.
+			p.Grants = append(p.Grants, keystore.LiveGrants(grants, now)...)
 		}
 		owned, err := a.store.ListOwnership(ctx, acct.Name)
 		if err != nil {

@@ -96,3 +96,29 @@ func TestExplainNeedsAnExplainer(t *testing.T) {
 	_, err := f.admin.Explain(ctx, admin.ExplainRequest{Account: "admin"})
 	wantStatus(t, err, http.StatusNotFound)
 }
+
+// TestExplainForOwners: the owner of a repository asks why another account can or cannot pull
+// it, and learns nothing of that account's other reservations; any other repository, or a
+// request naming one beside it, stays refused.
+func TestExplainForOwners(t *testing.T) {
+	f, _ := explainFixture(t)
+	f.Reserve("shop/app", "user2")
+	owner := f.client(f.Key("user2", nil))
+	x := must(owner.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:shop/app:pull"}}))
+	if !verdicts(x)["repository:shop/app:pull"] {
+		t.Fatalf("verdicts = %v", verdicts(x))
+	}
+	if len(x.Input.Owned) != 0 {
+		t.Fatalf("the owner sees the buyer's reservations %v", x.Input.Owned)
+	}
+	for name, scopes := range map[string][]string{
+		"a repository it does not own": {"repository:image:pull"},
+		"its own beside another":       {"repository:shop/app:pull", "repository:mine:pull"},
+		"no repository":                {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := owner.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: scopes})
+			wantStatus(t, err, http.StatusForbidden)
+		})
+	}
+}

@@ -45,6 +45,10 @@ type GrantRequest struct {
 	Group      string   `json:"group,omitempty"`
 	Repository string   `json:"repository"`
 	Actions    []string `json:"actions,omitempty"`
+	// ExpiresIn ("720h", "30d") or Expires (an instant) end the grant being added; the row then
+	// gives nothing from that instant on. Without either the grant does not end.
+	ExpiresIn string    `json:"expires_in,omitempty"`
+	Expires   time.Time `json:"expires,omitzero"`
 }
 
 // Subject returns the grant subject the request names.
@@ -87,3 +91,5 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+func joinReasons(reasons []string) string { return strings.Join(reasons, "; ") }

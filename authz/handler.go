@@ -417,13 +417,25 @@ func scopeString(scopes []policy.Scope) string {
 
 // clientIP is the peer address, or the nearest untrusted hop of X-Forwarded-For when the peer
 // is a trusted proxy.
-func (h *Handler) clientIP(r *http.Request) netip.Addr {
+func (h *Handler) clientIP(r *http.Request) netip.Addr { return ClientIP(r, h.opts.TrustedProxies) }
+
+// ClientIP is the address a request came from: the peer, or, when the peer is a trusted proxy,
+// the last address of X-Forwarded-For that is not one.
+func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	peer, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return netip.IPv6Unspecified()
 	}
+	isTrusted := func(a netip.Addr) bool {
+		for _, p := range trusted {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
 	addr := peer.Addr().Unmap()
-	if !h.trusted(addr) {
+	if !isTrusted(addr) {
 		return addr
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
@@ -433,20 +445,11 @@ func (h *Handler) clientIP(r *http.Request) netip.Addr {
 			break
 		}
 		addr = hop.Unmap()
-		if !h.trusted(addr) {
+		if !isTrusted(addr) {
 			break
 		}
 	}
 	return addr
-}
-
-func (h *Handler) trusted(a netip.Addr) bool {
-	for _, p := range h.opts.TrustedProxies {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
 
 func truncate(s string, n int) string {

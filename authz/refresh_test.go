@@ -128,6 +128,23 @@ func TestRefreshTokenExpires(t *testing.T) {
 	}
 }
 
+// TestRefreshTokenDiesWithItsKeysExpiry: a refresh token lives 30 days, but the key it came from
+// may expire sooner; from that moment the refresh token is refused, while a refresh token of
+// another key, issued at the same time, still works.
+func TestRefreshTokenDiesWithItsKeysExpiry(t *testing.T) {
+	e := newEnv(t)
+	key := e.Key("user1", func(k *keystore.Key) { k.Expires = e.now.Add(time.Hour) })
+	tok := e.login("user1", key)
+	other := e.login("user2", e.keys["user2"])
+	e.access(e.post(refreshForm(tok, "x", "repository:image:pull")))
+
+	e.now = e.now.Add(time.Hour + time.Second)
+	if res := e.post(refreshForm(tok, "x", "repository:image:pull")); res.status != http.StatusUnauthorized || res.body["token"] != nil {
+		t.Fatalf("the refresh token of an expired key: HTTP %d %s", res.status, res.raw)
+	}
+	e.access(e.post(refreshForm(other, "x")))
+}
+
 func TestRefreshGrantErrors(t *testing.T) {
 	e := newEnv(t)
 	res := e.post(url.Values{"grant_type": {"refresh_token"}, "service": {service}})

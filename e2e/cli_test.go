@@ -9,8 +9,15 @@ import (
 
 // TestCLIErrors checks that bad input gets one clear line and a non-zero exit, never a stack.
 func TestCLIErrors(t *testing.T) {
+	t.Parallel()
 	d := startDev(t, "")
 	key := d.account(t, "user1")
+	// An authority, and a leaf it issued, which is no authority.
+	ca := t.TempDir()
+	generateSigningKey(t, ca, "ES256", true)
+	caKey, caCert := filepath.Join(ca, "ca-key.pem"), filepath.Join(ca, "ca-cert.pem")
+	leafKey, leafCert := filepath.Join(ca, "signing-key.pem"), filepath.Join(ca, "signing-cert.pem")
+	out := func() string { return filepath.Join(t.TempDir(), "key.pem") }
 	for _, tt := range []struct {
 		name string
 		env  []string
@@ -26,12 +33,19 @@ func TestCLIErrors(t *testing.T) {
 		{"invalid name", d.cliEnv(d.AdminKey), []string{"accounts", "create", "Bad Name"}, 1, "account name"},
 		{"duplicate", d.cliEnv(d.AdminKey), []string{"accounts", "create", "user1"}, 1, "already exists"},
 		{"bad action", d.cliEnv(d.AdminKey), []string{"grants", "add", "--account", "user1", "--repo", "x", "--actions", "fly"}, 1, "must be one of"},
+		{"two ends", d.cliEnv(d.AdminKey), []string{"grants", "add", "--account", "user1", "--repo", "x", "--actions", "pull", "--expires", "1h", "--until", "2099-01-01"}, 2, "not both"},
+		{"bad until", d.cliEnv(d.AdminKey), []string{"grants", "add", "--account", "user1", "--repo", "x", "--actions", "pull", "--until", "tomorrow"}, 2, "--until"},
+		{"until in the past", d.cliEnv(d.AdminKey), []string{"grants", "add", "--account", "user1", "--repo", "x", "--actions", "pull", "--until", "2000-01-01"}, 1, "not in the future"},
 		{"forbidden", d.cliEnv(key), []string{"accounts", "create", "user9"}, 1, "forbidden"},
 		{"wrong key", d.cliEnv(key + "x"), []string{"whoami"}, 1, "invalid username or API key"},
 		{"unreachable", append(d.cliEnv(d.AdminKey), "REGOAUTH_SERVER=http://localhost:1"), []string{"accounts", "list"}, 1, "connection refused"},
 		{"missing config", nil, []string{"serve", "--config", filepath.Join(t.TempDir(), "nope.yaml")}, 1, "no such file"},
 		{"dev bad address", nil, []string{"dev", "--registry-addr", "nonsense"}, 2, "HOST:PORT"},
 		{"dev missing policy", nil, []string{"dev", "--data", t.TempDir(), "--policy", filepath.Join(t.TempDir(), "none")}, 2, "--policy"},
+		{"authority without a certificate", nil, []string{"signing", "generate", "--key", out(), "--ca-key", caKey, "--ca-cert", caCert}, 2, "--ca-key and --ca-cert go together"},
+		{"authority key alone", nil, []string{"signing", "generate", "--key", out(), "--cert", out(), "--ca-key", caKey}, 2, "--ca-key and --ca-cert go together"},
+		{"a leaf as authority", nil, []string{"signing", "generate", "--key", out(), "--cert", out(), "--ca-key", leafKey, "--ca-cert", leafCert}, 1, "not a CA"},
+		{"authority's key and another certificate", nil, []string{"signing", "generate", "--key", out(), "--cert", out(), "--ca-key", caKey, "--ca-cert", leafCert}, 1, "certificate does not belong"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			res := run(t, tt.env, binary, tt.args...)
@@ -46,6 +60,7 @@ func TestCLIErrors(t *testing.T) {
 // TestCheckConfig: --check-config loads everything and fails, in one line, when the store does
 // not answer.
 func TestCheckConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	key, cert := filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem")
 	must(t, nil, binary, "signing", "generate", "--key", key, "--cert", cert)

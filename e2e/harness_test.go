@@ -1,19 +1,28 @@
 // Package e2e tests regoauth end to end with the real programs people use: the regoauth binary,
-// a distribution registry, and registry clients (crane, oras, regctl, skopeo, docker). A test
-// needing a program that is not installed is skipped on a developer machine, and fails when
+// distribution registries, and registry clients (crane, oras, regctl, skopeo, helm, docker). A
+// test needing a program that is not installed is skipped on a developer machine, and fails when
 // REGOAUTH_E2E=1 (as in CI).
+//
+// The harness has one type per kind of process: server (regoauth serve or dev, server_test.go),
+// registry (registry_test.go) and session (one account using one client, clients_test.go). Every
+// check reads what a process did — its log, its HTTP answers, the files a client wrote — never
+// only an exit code.
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -22,11 +31,21 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	// The tests spend most of their time waiting for processes: four at a time keep two cores
+	// busy (-parallel on the command line still decides).
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		flag.Set("test.parallel", "4")
+	}
 	dir, err := os.MkdirTemp("", "regoauth-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// The test registries build while regoauth does and the first tests run.
+	waitRegistries := buildRegistries(dir)
 	binary = filepath.Join(dir, "regoauth")
 	build := exec.Command("go", "build", "-o", binary, "../cmd/regoauth")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -35,6 +54,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	waitRegistries()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -65,96 +85,29 @@ func isExecutable(p string) bool {
 	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
 }
 
-// freeAddr returns a localhost address with a port nobody listens on right now.
+var (
+	portsMu sync.Mutex
+	given   = map[int]bool{}
+)
+
+// freeAddr returns a localhost address with a port nobody listens on right now, and never one
+// it returned before: tests run side by side. (Another program may still take the port before
+// a test's server binds it; the servers' start checks that their own process listens.)
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprintf("localhost:%d", l.Addr().(*net.TCPAddr).Port)
-}
-
-// devStack is a running `regoauth dev`.
-type devStack struct {
-	Registry string // localhost:PORT
-	Token    string // localhost:PORT
-	Data     string
-	AdminKey string
-	cmd      *exec.Cmd
-	stderr   *bytes.Buffer
-	exited   chan struct{}
-	exitErr  error
-}
-
-// startDev runs `regoauth dev` on free ports with a data folder (a new one when data is "").
-func startDev(t *testing.T, data string) *devStack {
-	t.Helper()
-	if data == "" {
-		data = t.TempDir()
-	}
-	d := &devStack{Registry: freeAddr(t), Token: freeAddr(t), Data: data, stderr: &bytes.Buffer{}, exited: make(chan struct{})}
-	d.cmd = exec.Command(binary, "dev", "--data", data, "--registry-addr", d.Registry, "--token-addr", d.Token)
-	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.exitErr = d.cmd.Wait(); close(d.exited) }()
-	t.Cleanup(func() { d.Stop(t) })
-	deadline := time.After(30 * time.Second)
-	for !ready(d.Token) || !registryUp(d.Registry) {
-		select {
-		case <-d.exited:
-			t.Fatalf("regoauth dev exited (%v) before it was ready:\n%s", d.exitErr, d.stderr)
-		case <-deadline:
-			t.Fatalf("regoauth dev did not become ready within 30s:\n%s", d.stderr)
-		case <-time.After(100 * time.Millisecond):
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	raw, err := os.ReadFile(filepath.Join(data, "admin.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.AdminKey = strings.TrimSpace(string(raw))
-	return d
-}
-
-func ready(addr string) bool {
-	resp, err := http.Get("http://" + addr + "/readyz")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
-
-func registryUp(addr string) bool {
-	resp, err := http.Get("http://" + addr + "/v2/")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusUnauthorized
-}
-
-// Stop interrupts the stack like Ctrl-C and waits for a clean exit.
-func (d *devStack) Stop(t *testing.T) {
-	t.Helper()
-	select {
-	case <-d.exited:
-		return
-	default:
-	}
-	d.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-d.exited:
-		if d.exitErr != nil {
-			t.Errorf("regoauth dev exited with %v after Ctrl-C:\n%s", d.exitErr, d.stderr)
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !given[port] {
+			given[port] = true
+			return fmt.Sprintf("localhost:%d", port)
 		}
-	case <-time.After(20 * time.Second):
-		d.cmd.Process.Kill()
-		t.Errorf("regoauth dev did not stop within 20s of Ctrl-C")
 	}
 }
 
@@ -167,17 +120,11 @@ type result struct {
 // run runs a program with env added to the environment and a time limit.
 func run(t *testing.T, env []string, name string, args ...string) result {
 	t.Helper()
-	return runIn(t, "", env, name, args...)
+	return runIn(t, "", env, "", name, args...)
 }
 
-// runIn is run in the working directory dir.
-func runIn(t *testing.T, dir string, env []string, name string, args ...string) result {
-	t.Helper()
-	return runInWithStdin(t, dir, env, "", name, args...)
-}
-
-// runInWithStdin is runIn with stdin as the program's standard input.
-func runInWithStdin(t *testing.T, dir string, env []string, stdin string, name string, args ...string) result {
+// runIn is run in the working directory dir with stdin as the program's standard input.
+func runIn(t *testing.T, dir string, env []string, stdin string, name string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -208,41 +155,215 @@ func must(t *testing.T, env []string, name string, args ...string) string {
 	return res.out
 }
 
-// refused runs a command that has to fail.
-func refused(t *testing.T, env []string, name string, args ...string) string {
+// eventually polls cond every 20 ms until it holds and returns how long that took; after limit
+// it fails the test.
+func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
-	res := run(t, env, name, args...)
-	if res.code == 0 {
-		t.Fatalf("%s %s succeeded, want a refusal\n%s", filepath.Base(name), strings.Join(args, " "), res.out)
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not within %s", what, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return res.out
+	return time.Since(start)
 }
 
-// cli runs regoauth against the stack as the holder of key.
-func (d *devStack) cli(t *testing.T, key string, args ...string) string {
+func mustRead(t *testing.T, path string) []byte {
 	t.Helper()
-	return must(t, d.cliEnv(key), binary, args...)
-}
-
-func (d *devStack) cliEnv(key string) []string {
-	return []string{"REGOAUTH_SERVER=http://" + d.Token, "REGOAUTH_KEY=" + key, "REGOAUTH_KEY_FILE="}
-}
-
-// account creates an account with a key and returns the key.
-func (d *devStack) account(t *testing.T, name string) string {
-	t.Helper()
-	d.cli(t, d.AdminKey, "accounts", "create", name)
-	return strings.TrimSpace(d.cli(t, d.AdminKey, "keys", "create", "--account", name))
-}
-
-// layerTar writes a one-file layer tarball to push as an image.
-func layerTar(t *testing.T, content string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte(content), 0o644); err != nil {
+	raw, err := os.ReadFile(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	tarPath := filepath.Join(t.TempDir(), "layer.tar")
-	must(t, nil, "tar", "-C", dir, "-cf", tarPath, "hello.txt")
+	return raw
+}
+
+func writeFile(t *testing.T, path, content string, mode os.FileMode) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// layerTar writes a one-file layer tarball (hello.txt holding content) to push as an image.
+// Its path has no comma (crane splits -f on commas; a test's temporary folder is named after
+// the test).
+func layerTar(t *testing.T, content string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "regoauth-e2e-layer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	writeFile(t, filepath.Join(dir, "src", "hello.txt"), content, 0o644)
+	tarPath := filepath.Join(dir, "layer.tar")
+	must(t, nil, "tar", "-C", filepath.Join(dir, "src"), "-cf", tarPath, "hello.txt")
 	return tarPath
+}
+
+// syncBuffer collects a process's output while tests read it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// mark is where the output ends now: records(mark) reads only what comes after.
+func (b *syncBuffer) mark() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Len()
+}
+
+// logRecord is one structured log line, every value as text.
+type logRecord map[string]string
+
+// records returns the log lines written since mark whose message is msg ("" for all), parsed
+// from JSON or from key=value text (slog's and logrus's text forms alike).
+func (b *syncBuffer) records(since int, msg string) []logRecord {
+	s := b.String()
+	if since > len(s) {
+		since = len(s)
+	}
+	var out []logRecord
+	sc := bufio.NewScanner(strings.NewReader(s[since:]))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		if rec := parseLogLine(sc.Text()); rec != nil && (msg == "" || rec["msg"] == msg) {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+func parseLogLine(line string) logRecord {
+	if strings.HasPrefix(line, "{") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil {
+			return nil
+		}
+		rec := logRecord{}
+		for k, v := range m {
+			if s, ok := v.(string); ok {
+				rec[k] = s
+			} else {
+				raw, _ := json.Marshal(v)
+				rec[k] = string(raw)
+			}
+		}
+		return rec
+	}
+	rec := logRecord{}
+	for rest := strings.TrimSpace(line); rest != ""; rest = strings.TrimLeft(rest, " ") {
+		key, after, ok := strings.Cut(rest, "=")
+		if !ok || strings.ContainsAny(key, " \"") {
+			return nil
+		}
+		value := after
+		if strings.HasPrefix(after, `"`) {
+			quoted, err := strconv.QuotedPrefix(after)
+			if err != nil {
+				return nil
+			}
+			value, _ = strconv.Unquote(quoted)
+			rest = after[len(quoted):]
+		} else {
+			value, rest, _ = strings.Cut(after, " ")
+		}
+		rec[key] = value
+	}
+	if rec["msg"] == "" {
+		return nil
+	}
+	return rec
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// process is a server started for a test and stopped (Ctrl-C) when it ends. When the test
+// fails, the end of its output goes to the test log.
+type process struct {
+	name   string
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	exited chan struct{}
+	err    error
+	// graceful: the program must exit with status 0 on Ctrl-C (regoauth does; the test
+	// registries and Prometheus are not under test there).
+	graceful bool
+}
+
+func startProcess(t *testing.T, name string, env []string, bin string, args ...string) *process {
+	t.Helper()
+	p := &process{name: name, cmd: exec.Command(bin, args...), out: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.Env = append(append(os.Environ(), "OTEL_TRACES_EXPORTER=none"), env...)
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			defer func() { t.Logf("%s output:\n%s", name, tail(p.out.String(), 60)) }()
+		}
+		p.stop(t)
+	})
+	return p
+}
+
+// stop interrupts the process like Ctrl-C and waits for it to exit cleanly.
+func (p *process) stop(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.exited:
+		if p.graceful && p.err != nil {
+			t.Errorf("%s exited with %v after Ctrl-C", p.name, p.err)
+		}
+	case <-time.After(20 * time.Second):
+		p.cmd.Process.Kill()
+		t.Errorf("%s did not stop within 20s of Ctrl-C", p.name)
+	}
+}
+
+// waitFor polls ok until it holds, failing if the process exits or 30 s pass.
+func (p *process) waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for !ok() {
+		select {
+		case <-p.exited:
+			t.Fatalf("%s exited (%v) before %s:\n%s", p.name, p.err, what, tail(p.out.String(), 60))
+		case <-deadline:
+			t.Fatalf("%s: no %s within 30s:\n%s", p.name, what, tail(p.out.String(), 60))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

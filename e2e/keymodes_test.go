@@ -4,81 +4,101 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
 	"time"
 
 	"github.com/regoauth/regoauth/tokens"
-	"io"
-	"net/http"
-	"net/url"
-	"os"
-	"path/filepath"
-	"strings"
-	"testing"
 )
 
-// TestKeyModes proves each way a registry can find the signing key, with real registries:
-// x5c for every algorithm on v3 and v2.8, the kid alone in each kid mode, and a JWKS file.
+// TestKeyModes proves each way a registry can find the signing key, with real registries.
+// x5c rows use a certificate issued by a certificate authority and registries that trust only
+// the authority: they cannot know the key but through the token's x5c (the control rows show
+// the same registries refusing the same key without x5c). kid rows give the registry the key
+// itself, in each kid mode, and a JWKS file. A refusal counts only as the registry's own: its
+// log names the token invalid.
 func TestKeyModes(t *testing.T) {
-	c := crane{bin: tool(t, "crane"), layer: layerTar(t, "keys")}
+	t.Parallel()
 	tests := []struct {
 		name     string
 		registry string // v3 or v2.8
 		alg      string
-		x5c      bool
 		kid      string
+		x5c      bool // tokens carry the certificate chain
+		caIssued bool // an authority issued the certificate; the registry trusts only the authority
 		jwksOnly bool // the registry trusts only `regoauth signing jwks` output
-		wantOK   bool
 		// zeroPad uses a P-256 key whose X or Y starts with a zero byte, where distribution's
 		// thumbprint departs from RFC 7638.
 		zeroPad bool
+		wantOK  bool
 	}{
-		{"ES256 x5c v3", "v3", "ES256", true, "thumbprint", false, true, false},
-		{"ES384 x5c v3", "v3", "ES384", true, "thumbprint", false, true, false},
-		{"RS256 x5c v3", "v3", "RS256", true, "thumbprint", false, true, false},
-		{"ES256 x5c v2.8", "v2.8", "ES256", true, "thumbprint", false, true, false},
-		{"ES384 x5c v2.8", "v2.8", "ES384", true, "libtrust", false, true, false},
-		{"RS256 x5c v2.8", "v2.8", "RS256", true, "thumbprint", false, true, false},
-		{"thumbprint kid v3", "v3", "ES256", false, "thumbprint", false, true, false},
-		{"RS256 thumbprint kid v3", "v3", "RS256", false, "thumbprint", false, true, false},
-		{"libtrust kid v2.8", "v2.8", "ES256", false, "libtrust", false, true, false},
-		{"RS256 libtrust kid v2.8", "v2.8", "RS256", false, "libtrust", false, true, false},
+		{name: "ES256 x5c v3", registry: "v3", alg: "ES256", kid: "thumbprint", x5c: true, caIssued: true, wantOK: true},
+		{name: "ES384 x5c v3", registry: "v3", alg: "ES384", kid: "thumbprint", x5c: true, caIssued: true, wantOK: true},
+		{name: "RS256 x5c v3", registry: "v3", alg: "RS256", kid: "thumbprint", x5c: true, caIssued: true, wantOK: true},
+		{name: "ES256 x5c v2.8", registry: "v2.8", alg: "ES256", kid: "thumbprint", x5c: true, caIssued: true, wantOK: true},
+		{name: "ES384 x5c v2.8", registry: "v2.8", alg: "ES384", kid: "libtrust", x5c: true, caIssued: true, wantOK: true},
+		{name: "RS256 x5c v2.8", registry: "v2.8", alg: "RS256", kid: "thumbprint", x5c: true, caIssued: true, wantOK: true},
+		// The controls: without x5c, a registry trusting only the authority cannot find the key.
+		{name: "no x5c with authority-only trust refused by v3", registry: "v3", alg: "ES256", kid: "thumbprint", caIssued: true},
+		{name: "no x5c with authority-only trust refused by v2.8", registry: "v2.8", alg: "ES256", kid: "libtrust", caIssued: true},
+		{name: "thumbprint kid v3", registry: "v3", alg: "ES256", kid: "thumbprint", wantOK: true},
+		{name: "RS256 thumbprint kid v3", registry: "v3", alg: "RS256", kid: "thumbprint", wantOK: true},
+		{name: "libtrust kid v2.8", registry: "v2.8", alg: "ES256", kid: "libtrust", wantOK: true},
+		{name: "RS256 libtrust kid v2.8", registry: "v2.8", alg: "RS256", kid: "libtrust", wantOK: true},
 		// Why the modes exist: each registry version resolves only its own kid form.
-		{"thumbprint kid refused by v2.8", "v2.8", "ES256", false, "thumbprint", false, false, false},
-		{"libtrust kid refused by v3", "v3", "ES256", false, "libtrust", false, false, false},
-		{"JWKS v3", "v3", "ES256", false, "thumbprint", true, true, false},
-		{"JWKS RS256 v3", "v3", "RS256", false, "thumbprint", true, true, false},
-		{"thumbprint kid v3, zero-led coordinate", "v3", "ES256", false, "thumbprint", false, true, true},
+		{name: "thumbprint kid refused by v2.8", registry: "v2.8", alg: "ES256", kid: "thumbprint"},
+		{name: "libtrust kid refused by v3", registry: "v3", alg: "ES256", kid: "libtrust"},
+		{name: "JWKS v3", registry: "v3", alg: "ES256", kid: "thumbprint", jwksOnly: true, wantOK: true},
+		{name: "JWKS RS256 v3", registry: "v3", alg: "RS256", kid: "thumbprint", jwksOnly: true, wantOK: true},
+		{name: "thumbprint kid v3 with a zero-led coordinate", registry: "v3", alg: "ES256", kid: "thumbprint", zeroPad: true, wantOK: true},
 		// An x5c that does not chain to the registry's roots is refused, even though the
 		// registry trusts the key by kid: there is no fallback.
-		{"x5c outside a JWKS-only registry", "v3", "ES256", true, "thumbprint", true, false, false},
+		{name: "x5c outside a JWKS-only registry", registry: "v3", alg: "ES256", kid: "thumbprint", x5c: true, jwksOnly: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			if tt.zeroPad {
 				writeZeroLedKey(t, dir)
 			}
 			regAddr := freeAddr(t)
-			srv := startServe(t, dir, serveOptions{services: []string{regAddr}, alg: tt.alg, withCert: tt.x5c, kid: tt.kid})
-			trust := registryTrust{rootCertBundle: filepath.Join(dir, "signing-cert.pem")}
+			srv := startServer(t, serveConfig{dir: dir, services: []string{regAddr}, alg: tt.alg, kid: tt.kid, x5c: tt.x5c, caIssued: tt.caIssued})
+			trust := registryTrust{}
 			if tt.jwksOnly {
-				trust = registryTrust{jwks: srv.writeJWKS(t, dir)}
+				trust.jwks = writeJWKS(t, srv)
 			}
-			reg := startRegistryAt(t, tt.registry, regAddr, srv.realm(), "regoauth-e2e", trust)
+			reg := startRegistry(t, tt.registry, regAddr, srv, trust)
 			key := srv.account(t, "alice")
-			srv.cli(t, "grants", "add", "--account", "alice", "--repo", "alice/*", "--actions", "pull,push")
-			r := c.push(t, reg.Addr+"/alice/app", "alice", key)
+			srv.admin(t, "grants", "add", "--account", "alice", "--repo", "alice/*", "--actions", "pull,push")
+			s := newSession(t, "crane", srv, reg, "alice", key)
+			s.login()
+			since := reg.mark()
+			r := s.steps.push(s, "alice/app")
 			if (r.code == 0) != tt.wantOK {
 				t.Fatalf("push exit %d, want success=%v:\n%s", r.code, tt.wantOK, r.out)
+			}
+			if tt.wantOK {
+				if status, _, _ := reg.manifest(t, srv, "alice/app", "1"); status != http.StatusOK {
+					t.Fatalf("the registry answers %d for the pushed manifest", status)
+				}
+			} else if !reg.refused(since, "alice/app", "invalid token") {
+				t.Fatalf("the registry did not refuse the token as invalid; it logged:\n%v\nthe client said:\n%s", reg.requests(since), r.out)
 			}
 		})
 	}
 }
 
-// writeJWKS writes `regoauth signing jwks` output and checks the server publishes the same set.
-func (s *tokenServer) writeJWKS(t *testing.T, dir string) string {
+// writeJWKS writes `regoauth signing jwks` output beside the server's configuration and checks
+// the server publishes the same set.
+func writeJWKS(t *testing.T, s *server) string {
 	t.Helper()
-	out := must(t, nil, binary, "signing", "jwks", "--config", filepath.Join(dir, "regoauth.yaml"))
+	out := must(t, nil, binary, "signing", "jwks", "--config", filepath.Join(s.Dir, "regoauth.yaml"))
 	resp, err := http.Get("http://" + s.Addr + "/.well-known/jwks.json")
 	if err != nil {
 		t.Fatal(err)
@@ -88,134 +108,120 @@ func (s *tokenServer) writeJWKS(t *testing.T, dir string) string {
 	if strings.TrimSpace(string(served)) != strings.TrimSpace(out) {
 		t.Fatalf("/.well-known/jwks.json differs from `regoauth signing jwks`:\n%s\n%s", served, out)
 	}
-	p := filepath.Join(dir, "jwks.json")
-	if err := os.WriteFile(p, []byte(out), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return writeFile(t, filepath.Join(s.Dir, "jwks.json"), out, 0o644)
 }
 
 // TestKeyRotation publishes the next key before it signs, so a registry reading a JWKS once at
 // start accepts tokens from the old key and, after the switch, from the new one.
 func TestKeyRotation(t *testing.T) {
-	c := crane{bin: tool(t, "crane"), layer: layerTar(t, "rotation")}
+	t.Parallel()
 	oldDir, newDir := t.TempDir(), t.TempDir()
-	must(t, nil, binary, "signing", "generate", "--key", filepath.Join(newDir, "signing-key.pem"), "--cert", filepath.Join(newDir, "signing-cert.pem"))
+	generateSigningKey(t, newDir, "ES256", false)
 	regAddr := freeAddr(t)
 
 	// Before the switch: the old key signs, the new one is only published.
-	old := startServe(t, oldDir, serveOptions{services: []string{regAddr}, publish: []string{filepath.Join(newDir, "signing-cert.pem")}})
-	jwks := old.writeJWKS(t, oldDir)
-	raw, _ := os.ReadFile(jwks)
-	if n := strings.Count(string(raw), `"kid"`); n != 2 {
+	old := startServer(t, serveConfig{dir: oldDir, services: []string{regAddr}, publish: []string{filepath.Join(newDir, "signing-cert.pem")}})
+	jwks := writeJWKS(t, old)
+	if n := strings.Count(string(mustRead(t, jwks)), `"kid"`); n != 2 {
 		t.Fatalf("JWKS lists %d keys, want the active and the next", n)
 	}
-	reg := startRegistryAt(t, "v3", regAddr, old.realm(), "regoauth-e2e", registryTrust{jwks: jwks})
+	reg := startRegistry(t, "v3", regAddr, old, registryTrust{jwks: jwks})
 	key := old.account(t, "alice")
-	old.cli(t, "grants", "add", "--account", "alice", "--repo", "alice/*", "--actions", "pull,push")
-	if r := c.push(t, reg.Addr+"/alice/app", "alice", key); r.code != 0 {
+	old.admin(t, "grants", "add", "--account", "alice", "--repo", "alice/*", "--actions", "pull,push")
+	s := newSession(t, "crane", old, reg, "alice", key)
+	s.login()
+	if r := s.steps.push(s, "alice/app"); r.code != 0 {
 		t.Fatalf("push with the old key: %s", r.out)
 	}
-	old.proc.cmd.Process.Signal(os.Interrupt)
-	<-old.proc.exited
+	_, digest, _ := reg.manifest(t, old, "alice/app", "1")
+	old.stop(t)
 
 	// After the switch: the new key signs over the same store, at the same address.
 	if err := os.Rename(filepath.Join(oldDir, "store.db"), filepath.Join(newDir, "store.db")); err != nil {
 		t.Fatal(err)
 	}
-	startServeAt(t, newDir, old.Addr, serveOptions{services: []string{regAddr}, publish: []string{filepath.Join(oldDir, "signing-cert.pem")}})
-	if r := c.pull(t, reg.Addr+"/alice/app", "alice", key); r.code != 0 {
-		t.Fatalf("pull with a token from the new key: %s", r.out)
+	s.srv = startServer(t, serveConfig{dir: newDir, addr: old.Addr, services: []string{regAddr}, publish: []string{filepath.Join(oldDir, "signing-cert.pem")}})
+	if r, p := s.steps.pull(s, "alice/app"); r.code != 0 || p.digest != digest {
+		t.Fatalf("pull with a token from the new key: digest %q, want %s\n%s", p.digest, digest, r.out)
 	}
 }
 
 // TestAudienceAndCatalog: a token is good only at the registry it was issued for, and the
 // catalog is for admins only, as the real registries enforce.
 func TestAudienceAndCatalog(t *testing.T) {
+	t.Parallel()
 	craneBin := tool(t, "crane")
-	dir := t.TempDir()
 	a, b := freeAddr(t), freeAddr(t)
-	srv := startServe(t, dir, serveOptions{services: []string{a, b}, withCert: true})
-	trust := registryTrust{rootCertBundle: filepath.Join(dir, "signing-cert.pem")}
-	regA := startRegistryAt(t, "v3", a, srv.realm(), "regoauth-e2e", trust)
-	regB := startRegistryAt(t, "v2.8", b, srv.realm(), "regoauth-e2e", trust)
+	srv := startServer(t, serveConfig{services: []string{a, b}, x5c: true})
+	regA := startRegistry(t, "v3", a, srv, registryTrust{})
+	regB := startRegistry(t, "v2.8", b, srv, registryTrust{})
 	key := srv.account(t, "alice")
-	srv.cli(t, "grants", "add", "--account", "alice", "--repo", "alice/*", "--actions", "pull,push")
-
-	// A login probe's token (no access at all) opens /v2/; a token for A does not open B.
-	tokA := bearer(t, srv, a, "alice", key, "")
-	for _, tc := range []struct {
-		reg, tok string
-		want     int
-	}{{regA.Addr, tokA, 200}, {regB.Addr, tokA, 401}, {regB.Addr, bearer(t, srv, b, "alice", key, ""), 200}} {
-		req, _ := http.NewRequest("GET", "http://"+tc.reg+"/v2/", nil)
-		req.Header.Set("Authorization", "Bearer "+tc.tok)
+	srv.admin(t, "grants", "add", "--account", "alice", "--repo", "alice/*", "--actions", "pull,push")
+	bearer := func(service, scope string) string {
+		t.Helper()
+		req := tokenRequest{user: "alice", key: key, service: service}
+		if scope != "" {
+			req.scopes = []string{scope}
+		}
+		r := srv.token(req)
+		if r.status != http.StatusOK || r.err != nil {
+			t.Fatalf("token: HTTP %d %v", r.status, r.err)
+		}
+		return r.body["token"].(string)
+	}
+	send := func(method, url, token string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != tc.want {
+		return resp
+	}
+
+	// A login probe's token (no access at all) opens /v2/; a token for A does not open B.
+	tokA := bearer(a, "")
+	for _, tc := range []struct {
+		reg, tok string
+		want     int
+	}{{regA.Addr, tokA, 200}, {regB.Addr, tokA, 401}, {regB.Addr, bearer(b, ""), 200}} {
+		if resp := send("GET", "http://"+tc.reg+"/v2/", tc.tok); resp.StatusCode != tc.want {
 			t.Fatalf("GET %s/v2/: %d, want %d", tc.reg, resp.StatusCode, tc.want)
 		}
 	}
 
 	// The registry answers a push with a pull-only token with 401 insufficient_scope.
-	pullOnly := bearer(t, srv, a, "alice", key, "repository:alice/app:pull")
-	req, _ := http.NewRequest("POST", "http://"+regA.Addr+"/v2/alice/app/blobs/uploads/", nil)
-	req.Header.Set("Authorization", "Bearer "+pullOnly)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp := send("POST", "http://"+regA.Addr+"/v2/alice/app/blobs/uploads/", bearer(a, "repository:alice/app:pull"))
 	if challenge := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != 401 || !strings.Contains(challenge, `error="insufficient_scope"`) {
 		t.Fatalf("push with a pull-only token: %d %q", resp.StatusCode, challenge)
 	}
 
-	c := crane{bin: craneBin, layer: layerTar(t, "catalog")}
-	if r := c.push(t, regA.Addr+"/alice/app", "alice", key); r.code != 0 {
+	s := newSession(t, "crane", srv, regA, "alice", key)
+	s.login()
+	if r := s.steps.push(s, "alice/app"); r.code != 0 {
 		t.Fatal(r.out)
 	}
-	cfg := func(user, k string) []string {
-		env := []string{"DOCKER_CONFIG=" + t.TempDir()}
-		must(t, env, craneBin, "auth", "login", regA.Addr, "-u", user, "-p", k)
-		return env
+	admin := newSession(t, "crane", srv, regA, "admin", srv.AdminKey)
+	admin.login()
+	if r := admin.run(craneBin, "catalog", regA.Addr); r.code != 0 || !slices.Contains(strings.Fields(r.out), "alice/app") {
+		t.Fatalf("admin's catalog: exit %d %q", r.code, r.out)
 	}
-	if out := must(t, cfg("admin", srv.AdminKey), craneBin, "catalog", regA.Addr); !strings.Contains(out, "alice/app") {
-		t.Fatalf("admin's catalog: %q", out)
+	since := regA.mark()
+	if r := s.run(craneBin, "catalog", regA.Addr); r.code == 0 {
+		t.Fatalf("alice read the catalog: %s", r.out)
 	}
-	refused(t, cfg("alice", key), craneBin, "catalog", regA.Addr)
-}
-
-// bearer gets a token for service with the given scope ("" for a login probe).
-func bearer(t *testing.T, s *tokenServer, service, user, key, scope string) string {
-	t.Helper()
-	q := url.Values{"service": {service}}
-	if scope != "" {
-		q.Set("scope", scope)
+	if !regA.refused(since, "_catalog", "insufficient scope") {
+		t.Fatalf("the registry did not refuse alice's catalog request for insufficient scope: %v", regA.requests(since))
 	}
-	req, _ := http.NewRequest("GET", s.realm()+"?"+q.Encode(), nil)
-	req.SetBasicAuth(user, key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Token string `json:"token"`
-	}
-	if err := jsonDecode(resp, &body); err != nil || body.Token == "" {
-		t.Fatalf("no token (HTTP %d)", resp.StatusCode)
-	}
-	return body.Token
 }
 
 // writeZeroLedKey writes a P-256 signing key whose X or Y coordinate starts with a zero byte,
-// and its certificate, where startServe looks for them.
+// and its certificate, where startServer looks for them.
 func writeZeroLedKey(t *testing.T, dir string) {
 	t.Helper()
-	for i := 0; i < 5000; i++ {
+	for range 5000 {
 		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			t.Fatal(err)
@@ -229,8 +235,8 @@ func writeZeroLedKey(t *testing.T, dir string) {
 			t.Fatal(err)
 		}
 		keyPEM, _ := tokens.EncodePrivateKeyPEM(priv)
-		os.WriteFile(filepath.Join(dir, "signing-key.pem"), keyPEM, 0o600)
-		os.WriteFile(filepath.Join(dir, "signing-cert.pem"), tokens.EncodeCertificatesPEM(cert), 0o644)
+		writeFile(t, filepath.Join(dir, "signing-key.pem"), string(keyPEM), 0o600)
+		writeFile(t, filepath.Join(dir, "signing-cert.pem"), string(tokens.EncodeCertificatesPEM(cert)), 0o644)
 		return
 	}
 	t.Fatal("no zero-led key in 5000 tries")

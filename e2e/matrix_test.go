@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -14,229 +12,29 @@ import (
 )
 
 // The compatibility matrix: every client against every registry, through `regoauth serve`.
-// Each cell is a step a user takes; a failure names the registry, the client and the step. The
-// README's table is generated from this run (REGOAUTH_UPDATE_MATRIX=1) and, in CI, checked
-// against it, so the README claims exactly what is proven.
+// Each cell is a step a user takes, and a ✓ is given for its effect, never for an exit code
+// alone:
+//
+//   - login: a wrong key is refused by the token server (a 401 in its audit log) and the client
+//     fails; then the right key gets a token (a 200 for the account in the audit log). crane's
+//     login only writes its configuration, so its step also asks for a token with it.
+//   - push: the registry logged the manifest PUT answered 201, and holds the manifest.
+//   - pull: into a place where the image was not (docker: the engine proven not to hold the
+//     tag); the manifest digest the client wrote or recorded is the one the registry holds, and
+//     the content it wrote (the layer's file, the artifact, the chart) is what was pushed.
+//   - refused push: the registry itself refused a request with the token ("insufficient scope"
+//     in its log), the token server granted pull only, and the manifest is not there.
+//   - cross-repo mount: the registry answered a mount request (POST …/blobs/uploads/?mount=…
+//     &from=SOURCE) with 201, no blob was uploaded, and the copy has the source's digest.
+//   - delete: afterwards the registry answers 404 for the manifest, by digest and by tag, to a
+//     token that may read it.
+//   - refresh token: a pull, checked as above, by a client holding only the refresh token a
+//     login gave (the token server saw refresh grants and no password).
+//
+// The README's table is generated from this run (REGOAUTH_UPDATE_MATRIX=1) with the versions
+// of the programs it used, and, in CI, checked against it.
 
 var steps = []string{"login", "push", "pull", "refused push", "cross-repo mount", "delete", "refresh token"}
-
-// mx is one client against one registry.
-type mx struct {
-	t      *testing.T
-	srv    *tokenServer
-	reg    registry
-	client string
-	key    string // alice's API key
-	home   string // HOME and config folders of this client
-	layer  string // a layer tarball
-	file   string // an artifact file
-}
-
-// refusedRepo is where the client's refused push goes (helm adds the chart name).
-func (m *mx) refusedRepo() string {
-	if m.client == "helm" {
-		return "shared/helm/hello"
-	}
-	return "shared/" + m.client
-}
-
-func (m *mx) env() []string {
-	// skopeo is always given --authfile auth.json (relative to home, its working directory).
-	return []string{"HOME=" + m.home, "DOCKER_CONFIG=" + filepath.Join(m.home, ".docker"), "XDG_RUNTIME_DIR=" + m.home}
-}
-
-func (m *mx) ref(repo string) string { return m.reg.Addr + "/" + repo + ":1" }
-
-func (m *mx) run(name string, args ...string) result {
-	return runIn(m.t, m.home, m.env(), name, args...)
-}
-
-// writeIdentityToken stores a refresh token exactly as docker login does, in a fresh home:
-// the account name with an empty password, and the token.
-func (m *mx) writeIdentityToken(user, token string) {
-	m.home = m.t.TempDir()
-	entry := map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(user + ":")), "identitytoken": token}
-	cfg := map[string]any{"auths": map[string]any{m.reg.Addr: entry}}
-	raw, _ := json.Marshal(cfg)
-	os.MkdirAll(filepath.Join(m.home, ".docker"), 0o700)
-	for _, p := range []string{filepath.Join(m.home, ".docker", "config.json"), filepath.Join(m.home, "auth.json")} {
-		if err := os.WriteFile(p, raw, 0o600); err != nil {
-			m.t.Fatal(err)
-		}
-	}
-}
-
-// clientSteps is how one client performs each step; a nil step is not something it can do.
-type clientSteps struct {
-	login, push, pull, refusedPush, mount, delete, refresh func(m *mx) result
-}
-
-func matrixClients(t *testing.T) map[string]clientSteps {
-	crane := func() string { return tool(t, "crane") }
-	oras := func() string { return tool(t, "oras") }
-	regctl := func() string { return tool(t, "regctl") }
-	skopeo := func() string { return tool(t, "skopeo") }
-	docker := func() string { return tool(t, "docker") }
-	helm := func() string { return tool(t, "helm") }
-	helmChart := func(m *mx) string {
-		dir := filepath.Join(m.home, "hello")
-		os.MkdirAll(dir, 0o755)
-		os.WriteFile(filepath.Join(dir, "Chart.yaml"), []byte("apiVersion: v2\nname: hello\nversion: 0.1.0\n"), 0o644)
-		m.run(helm(), "package", dir)
-		return "hello-0.1.0.tgz"
-	}
-	return map[string]clientSteps{
-		"helm": {
-			login: func(m *mx) result {
-				return m.run(helm(), "registry", "login", m.reg.Addr, "--insecure", "-u", "alice", "-p", m.key)
-			},
-			push: func(m *mx) result {
-				return m.run(helm(), "push", helmChart(m), "oci://"+m.reg.Addr+"/m/helm", "--plain-http")
-			},
-			pull: func(m *mx) result {
-				return m.run(helm(), "pull", "oci://"+m.reg.Addr+"/m/helm/hello", "--version", "0.1.0", "--plain-http")
-			},
-			refusedPush: func(m *mx) result {
-				return m.run(helm(), "push", helmChart(m), "oci://"+m.reg.Addr+"/shared/helm", "--plain-http")
-			},
-			refresh: func(m *mx) result {
-				return m.run(helm(), "pull", "oci://"+m.reg.Addr+"/m/helm/hello", "--version", "0.1.0", "--plain-http",
-					"--registry-config", filepath.Join(m.home, ".docker", "config.json"))
-			},
-		},
-		"crane": {
-			login:       func(m *mx) result { return m.run(crane(), "auth", "login", m.reg.Addr, "-u", "alice", "-p", m.key) },
-			push:        func(m *mx) result { return m.run(crane(), "append", "-f", m.layer, "-t", m.ref("m/crane/src")) },
-			pull:        func(m *mx) result { return m.run(crane(), "pull", m.ref("m/crane/src"), "out.tar") },
-			refusedPush: func(m *mx) result { return m.run(crane(), "append", "-f", m.layer, "-t", m.ref("shared/crane")) },
-			mount:       func(m *mx) result { return m.run(crane(), "copy", m.ref("m/crane/src"), m.ref("m/crane/dst")) },
-			delete: func(m *mx) result {
-				d := m.run(crane(), "digest", m.ref("m/crane/dst"))
-				if d.code != 0 {
-					return d
-				}
-				return m.run(crane(), "delete", m.reg.Addr+"/m/crane/dst@"+strings.TrimSpace(d.out))
-			},
-			refresh: func(m *mx) result { return m.run(crane(), "pull", m.ref("m/crane/src"), "out.tar") },
-		},
-		"oras": {
-			login: func(m *mx) result {
-				return m.run(oras(), "login", "--plain-http", m.reg.Addr, "-u", "alice", "-p", m.key)
-			},
-			push: func(m *mx) result {
-				os.WriteFile(filepath.Join(m.home, "artifact.txt"), []byte("oras"), 0o644)
-				return m.run(oras(), "push", "--plain-http", m.ref("m/oras/src"), "artifact.txt")
-			},
-			pull: func(m *mx) result { return m.run(oras(), "pull", "--plain-http", "-o", "pulled", m.ref("m/oras/src")) },
-			refusedPush: func(m *mx) result {
-				return m.run(oras(), "push", "--plain-http", m.ref("shared/oras"), "artifact.txt")
-			},
-			mount: func(m *mx) result {
-				return m.run(oras(), "cp", "--from-plain-http", "--to-plain-http", m.ref("m/oras/src"), m.ref("m/oras/dst"))
-			},
-			delete: func(m *mx) result {
-				return m.run(oras(), "manifest", "delete", "--force", "--plain-http", m.ref("m/oras/dst"))
-			},
-			refresh: func(m *mx) result {
-				return m.run(oras(), "pull", "--plain-http", "-o", "pulled", m.ref("m/oras/src"))
-			},
-		},
-		"regctl": {
-			login: func(m *mx) result {
-				if r := m.run(regctl(), "registry", "set", m.reg.Addr, "--tls", "disabled"); r.code != 0 {
-					return r
-				}
-				return m.run(regctl(), "registry", "login", m.reg.Addr, "-u", "alice", "-p", m.key)
-			},
-			push: func(m *mx) result {
-				os.WriteFile(filepath.Join(m.home, "artifact.txt"), []byte("regctl"), 0o644)
-				return m.run(regctl(), "artifact", "put", "--artifact-type", "application/vnd.regoauth.test", "-f", "artifact.txt", m.ref("m/regctl/src"))
-			},
-			pull: func(m *mx) result { return m.run(regctl(), "artifact", "get", m.ref("m/regctl/src")) },
-			refusedPush: func(m *mx) result {
-				return m.run(regctl(), "artifact", "put", "--artifact-type", "application/vnd.regoauth.test", "-f", "artifact.txt", m.ref("shared/regctl"))
-			},
-			mount: func(m *mx) result {
-				return m.run(regctl(), "image", "copy", m.ref("m/regctl/src"), m.ref("m/regctl/dst"))
-			},
-			delete: func(m *mx) result { return m.run(regctl(), "tag", "delete", m.ref("m/regctl/dst")) },
-			refresh: func(m *mx) result {
-				if r := m.run(regctl(), "registry", "set", m.reg.Addr, "--tls", "disabled"); r.code != 0 {
-					return r
-				}
-				return m.run(regctl(), "artifact", "get", m.ref("m/regctl/src"))
-			},
-		},
-		"skopeo": {
-			login: func(m *mx) result {
-				return m.run(skopeo(), "login", "--authfile", "auth.json", "--tls-verify=false", m.reg.Addr, "-u", "alice", "-p", m.key)
-			},
-			push: func(m *mx) result {
-				// A docker-archive image made locally by crane (no pull from outside).
-				if r := m.run(crane(), "append", "-f", m.layer, "-t", "local/skopeo:1", "-o", "image.tar"); r.code != 0 {
-					return r
-				}
-				return m.run(skopeo(), "copy", "--authfile", "auth.json", "--dest-tls-verify=false", "docker-archive:image.tar", "docker://"+m.ref("m/skopeo/src"))
-			},
-			pull: func(m *mx) result {
-				return m.run(skopeo(), "copy", "--authfile", "auth.json", "--src-tls-verify=false", "docker://"+m.ref("m/skopeo/src"), "oci:pulled:1")
-			},
-			refusedPush: func(m *mx) result {
-				return m.run(skopeo(), "copy", "--authfile", "auth.json", "--dest-tls-verify=false", "docker-archive:image.tar", "docker://"+m.ref("shared/skopeo"))
-			},
-			mount: func(m *mx) result {
-				return m.run(skopeo(), "copy", "--authfile", "auth.json", "--src-tls-verify=false", "--dest-tls-verify=false", "docker://"+m.ref("m/skopeo/src"), "docker://"+m.ref("m/skopeo/dst"))
-			},
-			delete: func(m *mx) result {
-				return m.run(skopeo(), "delete", "--authfile", "auth.json", "--tls-verify=false", "docker://"+m.ref("m/skopeo/dst"))
-			},
-			refresh: func(m *mx) result {
-				return m.run(skopeo(), "copy", "--authfile", "auth.json", "--src-tls-verify=false", "docker://"+m.ref("m/skopeo/src"), "oci:pulled:1")
-			},
-		},
-		"docker": {
-			login: func(m *mx) result {
-				r := runInWithStdin(m.t, m.home, m.env(), m.key, docker(), "login", m.reg.Addr, "-u", "alice", "--password-stdin")
-				if r.code == 0 {
-					// With a refresh token in the login response docker stores it, not the key.
-					raw, _ := os.ReadFile(filepath.Join(m.home, ".docker", "config.json"))
-					if !strings.Contains(string(raw), "identitytoken") || strings.Contains(string(raw), m.key) {
-						return result{out: "docker stored no identity token:\n" + string(raw), code: 1}
-					}
-				}
-				return r
-			},
-			push: func(m *mx) result {
-				if r := m.run(docker(), "import", m.layer, m.ref("m/docker/src")); r.code != 0 {
-					return r
-				}
-				return m.run(docker(), "push", m.ref("m/docker/src"))
-			},
-			pull: func(m *mx) result {
-				m.run(docker(), "rmi", m.ref("m/docker/src"))
-				return m.run(docker(), "pull", m.ref("m/docker/src"))
-			},
-			refusedPush: func(m *mx) result {
-				if r := m.run(docker(), "tag", m.ref("m/docker/src"), m.ref("shared/docker")); r.code != 0 {
-					return r
-				}
-				return m.run(docker(), "push", m.ref("shared/docker"))
-			},
-			mount: func(m *mx) result {
-				if r := m.run(docker(), "tag", m.ref("m/docker/src"), m.ref("m/docker/dst")); r.code != 0 {
-					return r
-				}
-				return m.run(docker(), "push", m.ref("m/docker/dst"))
-			},
-			refresh: func(m *mx) result {
-				// Every docker step after login already ran on the stored identity token; pull
-				// once more from a clean cache to be explicit.
-				m.run(docker(), "rmi", m.ref("m/docker/src"), m.ref("m/docker/dst"), m.ref("shared/docker"))
-				return m.run(docker(), "pull", m.ref("m/docker/src"))
-			},
-		},
-	}
-}
 
 // cell is the result of one step.
 type cell string
@@ -261,7 +59,7 @@ func (r *matrixResults) set(row, step string, c cell) {
 	r.cells[row][step] = c
 }
 
-func (r *matrixResults) markdown() string {
+func (r *matrixResults) markdown(caption string) string {
 	var b strings.Builder
 	b.WriteString("| client | registry | " + strings.Join(steps, " | ") + " |\n")
 	b.WriteString("|---|---|" + strings.Repeat("---|", len(steps)) + "\n")
@@ -282,123 +80,257 @@ func (r *matrixResults) markdown() string {
 		}
 		b.WriteString("\n")
 	}
+	b.WriteString("\n" + caption + "\n")
 	return b.String()
 }
 
 func TestMatrix(t *testing.T) {
-	dir := t.TempDir()
+	t.Parallel()
 	// The registries' service names must be in the token server's config before it starts,
-	// and the registries need its address: reserve both addresses first.
+	// and the registries need its address: reserve their addresses first.
 	v3Addr, v28Addr := freeAddr(t), freeAddr(t)
-	srv := startServe(t, dir, serveOptions{services: []string{v3Addr, v28Addr}, withCert: true})
-	trust := registryTrust{rootCertBundle: filepath.Join(dir, "signing-cert.pem")}
-	regs := []registry{
-		startRegistryAt(t, "v3", v3Addr, srv.realm(), "regoauth-e2e", trust),
-		startRegistryAt(t, "v2.8", v28Addr, srv.realm(), "regoauth-e2e", trust),
-	}
-
+	srv := startServer(t, serveConfig{services: []string{v3Addr, v28Addr}, x5c: true, caIssued: true})
+	regs := []*registry{startRegistry(t, "v3", v3Addr, srv, registryTrust{}), startRegistry(t, "v2.8", v28Addr, srv, registryTrust{})}
 	key := srv.account(t, "alice")
-	srv.cli(t, "grants", "add", "--account", "alice", "--repo", "m/**", "--actions", "pull,push,delete")
-	srv.cli(t, "grants", "add", "--account", "alice", "--repo", "shared/**", "--actions", "pull")
+	srv.admin(t, "grants", "add", "--account", "alice", "--repo", "m/**", "--actions", "pull,push,delete")
+	srv.admin(t, "grants", "add", "--account", "alice", "--repo", "shared/**", "--actions", "pull")
 
 	results := &matrixResults{cells: map[string]map[string]cell{}}
-	layer := layerTar(t, "matrix")
-	clients := matrixClients(t)
+	clients := registryClients(t)
 	names := make([]string, 0, len(clients))
 	for n := range clients {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	for _, reg := range regs {
-		for _, name := range names {
-			c := clients[name]
-			row := name + " / distribution " + reg.Version
-			t.Run(reg.Version+"/"+name, func(t *testing.T) {
-				m := &mx{t: t, srv: srv, reg: reg, client: name, key: key, home: t.TempDir(), layer: layer}
-				runSteps(t, m, c, row, results)
+	// The registries run side by side, each with one client at a time: a step's audit records
+	// are then the ones of the step's registry (its service) that the harness did not make.
+	t.Run("rows", func(t *testing.T) {
+		for _, reg := range regs {
+			t.Run(reg.Version, func(t *testing.T) {
+				t.Parallel()
+				for _, name := range names {
+					t.Run(name, func(t *testing.T) {
+						s := newSession(t, name, srv, reg, "alice", key)
+						runSteps(t, s, name+" / distribution "+reg.Version, results)
+					})
+				}
 			})
 		}
-	}
+	})
 
-	table := results.markdown()
+	table := results.markdown(versionsCaption(t))
 	t.Logf("compatibility matrix:\n%s", table)
 	checkREADMEMatrix(t, table)
 }
 
-func startRegistryAt(t *testing.T, version, addr, realm, issuer string, trust registryTrust) registry {
-	t.Helper()
-	r := registry{Version: version, Addr: addr}
-	name := map[string]string{"v3": "registry3", "v2.8": "registry28"}[version]
-	args := []string{"-addr", addr, "-root", t.TempDir(), "-realm", realm, "-service", addr, "-issuer", issuer, "-rootcertbundle", trust.rootCertBundle}
-	if trust.jwks != "" {
-		args = append(args, "-jwks", trust.jwks)
+// versionsCaption names the versions of every program this run used.
+func versionsCaption(t *testing.T) string {
+	first := func(out string) string { return strings.TrimSpace(strings.SplitN(strings.TrimSpace(out), "\n", 2)[0]) }
+	oras := first(must(t, nil, tool(t, "oras"), "version"))
+	docker := strings.Fields(must(t, nil, tool(t, "docker"), "version", "--format", "{{.Client.Version}} {{.Server.Version}}"))
+	// helm built by go install reports only major.minor; its build information has the rest.
+	helm, _, _ := strings.Cut(first(must(t, nil, tool(t, "helm"), "version", "--short")), "+")
+	for line := range strings.SplitSeq(run(t, nil, "go", "version", "-m", tool(t, "helm")).out, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "mod" && f[1] == "helm.sh/helm/v3" {
+			helm = f[2]
+		}
 	}
-	p := startProcess(t, "registry "+version, registryBinary(t, name), args...)
-	p.waitFor(t, "a 401 on /v2/", func() bool { return registryUp(addr) })
-	return r
+	return fmt.Sprintf("Run with distribution %s and %s; crane %s, docker %s (engine %s), helm %s, oras %s, regctl %s, skopeo %s.",
+		distributionVersion(t, "v3"), distributionVersion(t, "v2.8"),
+		first(must(t, nil, tool(t, "crane"), "version")), docker[0], docker[1], helm,
+		strings.TrimSpace(strings.TrimPrefix(oras, "Version:")),
+		first(must(t, nil, tool(t, "regctl"), "version", "--format", "{{.VCSTag}}")),
+		strings.TrimPrefix(first(must(t, nil, tool(t, "skopeo"), "--version")), "skopeo version "))
 }
 
-// runSteps performs every step of one client on one registry, recording each result, and
-// checking in the token server's audit log what the step must have asked for.
-func runSteps(t *testing.T, m *mx, c clientSteps, row string, results *matrixResults) {
-	step := func(name string, fn func(m *mx) result, wantOK bool, check func(before int) string) bool {
-		if fn == nil {
+// runSteps performs every step of one client on one registry, recording each result. A step
+// fails with what the token server and the registry logged while it ran.
+func runSteps(t *testing.T, s *session, row string, results *matrixResults) {
+	src, dst, shared := "m/"+s.client+"/src", "m/"+s.client+"/dst", "shared/"+s.client
+	if s.client == "helm" { // helm names the repository after the chart, under the path given
+		src, shared = "m/helm/hello", "shared/helm/hello"
+	}
+	var digest string   // of src, as the registry holds it after the push
+	var manifest []byte // and the manifest itself
+
+	// audit is what the token server logged for this step's client since mark.
+	audit := func(since int) []logRecord {
+		var out []logRecord
+		for _, rec := range s.srv.audit(since) {
+			if rec["service"] == s.reg.Addr && rec["client_id"] != harnessClientID {
+				out = append(out, rec)
+			}
+		}
+		return out
+	}
+	audited := func(since int, match func(logRecord) bool) bool { return slices.ContainsFunc(audit(since), match) }
+	step := func(name string, available bool, fn func(auditMark, regMark int) string) bool {
+		t.Helper()
+		if !available {
 			results.set(row, name, notDone)
 			return true
 		}
-		before := len(m.srv.auditLines())
-		r := fn(m)
-		ok := (r.code == 0) == wantOK
-		msg := ""
-		if !ok {
-			msg = fmt.Sprintf("exit %d, want success=%v:\n%s", r.code, wantOK, r.out)
-		} else if check != nil {
-			msg = check(before)
+		auditMark, regMark := s.srv.mark(), s.reg.mark()
+		msg := fn(auditMark, regMark)
+		if msg == "" {
+			results.set(row, name, pass)
+			return true
 		}
-		if msg != "" {
-			msg += "\ntoken requests during the step:\n" + strings.Join(m.srv.auditLines()[before:], "\n")
+		results.set(row, name, failed)
+		var evidence []string
+		for _, rec := range audit(auditMark) {
+			evidence = append(evidence, fmt.Sprintf("token %s %s grant=%s account=%s requested=%q granted=%q",
+				rec["status"], rec["method"], rec["grant"], rec["account"], rec["requested"], rec["granted"]))
 		}
-		if msg != "" {
-			results.set(row, name, failed)
-			t.Errorf("%s, step %q: %s", row, name, msg)
-			return false
+		for _, q := range s.reg.requests(regMark) {
+			evidence = append(evidence, "registry "+q.String())
 		}
-		results.set(row, name, pass)
-		return true
+		t.Errorf("%s, step %q: %s\nwhile it ran:\n  %s", row, name, msg, strings.Join(evidence, "\n  "))
+		return false
 	}
-	seen := func(before int, want ...string) string {
-		for _, l := range m.srv.auditLines()[before:] {
-			all := true
-			for _, w := range want {
-				all = all && strings.Contains(l, w)
-			}
-			if all {
-				return ""
-			}
+	exit := func(r result, wantOK bool) string {
+		if (r.code == 0) != wantOK {
+			return fmt.Sprintf("exit %d, want success=%v:\n%s", r.code, wantOK, r.out)
 		}
-		return fmt.Sprintf("no token request with %q in the audit log", want)
+		return ""
 	}
-	if !step("login", c.login, true, nil) {
+	// pullChecked pulls src and compares what the client wrote with what was pushed.
+	pullChecked := func(regMark int) string {
+		r, p := s.steps.pull(s, src)
+		if msg := exit(r, true); msg != "" {
+			return msg
+		}
+		switch {
+		case p.digest != digest:
+			return fmt.Sprintf("the pulled manifest's digest is %q, the registry holds %s:\n%s", p.digest, digest, r.out)
+		case s.client != "docker" && p.content != s.pushed[src]:
+			return fmt.Sprintf("the client wrote %q, %q was pushed", p.content, s.pushed[src])
+		}
+		return ""
+	}
+
+	if !step("login", true, func(auditMark, _ int) string {
+		r := s.steps.login(s, wrongKey(s.key))
+		if r.code == 0 {
+			return "a wrong key logged in:\n" + r.out
+		}
+		if !audited(auditMark, func(rec logRecord) bool { return rec["status"] == "401" }) {
+			return "the token server refused no request while a wrong key logged in:\n" + r.out
+		}
+		s.newHome() // nothing of the failed login is kept
+		since := s.srv.mark()
+		if msg := exit(s.steps.login(s, s.key), true); msg != "" {
+			return msg
+		}
+		if !audited(since, func(rec logRecord) bool {
+			return rec["status"] == "200" && rec["account"] == "alice" && rec["grant"] == "password"
+		}) {
+			return "the token server issued no token to alice's key during the login"
+		}
+		return ""
+	}) {
 		return
 	}
-	if !step("push", c.push, true, nil) {
+
+	if !step("push", true, func(_, regMark int) string {
+		if msg := exit(s.steps.push(s, src), true); msg != "" {
+			return msg
+		}
+		if !s.reg.logged(regMark, func(q registryRequest) bool {
+			return q.method == "PUT" && q.path == "/v2/"+src+"/manifests/"+s.steps.tag && q.status == 201
+		}) {
+			return "the registry logged no manifest PUT answered 201"
+		}
+		var status int
+		if status, digest, manifest = s.reg.manifest(t, s.srv, src, s.steps.tag); status != 200 {
+			return fmt.Sprintf("the registry answers %d for the pushed manifest", status)
+		}
+		return ""
+	}) {
 		return
 	}
-	step("pull", c.pull, true, nil)
-	step("refused push", c.refusedPush, false, func(before int) string {
-		return seen(before, `"requested":"repository:`+m.refusedRepo()+`:pull,push"`, `"granted":"repository:`+m.refusedRepo()+`:pull"`)
+
+	step("pull", true, func(_, regMark int) string { return pullChecked(regMark) })
+
+	step("refused push", true, func(auditMark, regMark int) string {
+		if msg := exit(s.steps.push(s, shared), false); msg != "" {
+			return msg
+		}
+		if !s.reg.refused(regMark, shared, "insufficient scope") {
+			return "the registry refused no request on " + shared + " for insufficient scope"
+		}
+		if !audited(auditMark, func(rec logRecord) bool {
+			return rec["requested"] == "repository:"+shared+":pull,push" && rec["granted"] == "repository:"+shared+":pull"
+		}) {
+			return "no token request asked for push and got pull only"
+		}
+		if status, _, _ := s.reg.manifest(t, s.srv, shared, s.steps.tag); status != 404 {
+			return fmt.Sprintf("the registry answers %d for the refused manifest", status)
+		}
+		return ""
 	})
-	step("cross-repo mount", c.mount, true, func(before int) string {
-		// The mount asks for both repositories in one token request.
-		return seen(before, `repository:m/`+m.client+`/dst:pull,push`, `repository:m/`+m.client+`/src:pull`)
+
+	step("cross-repo mount", s.steps.mount != nil, func(_, regMark int) string {
+		if msg := exit(s.steps.mount(s, src, dst), true); msg != "" {
+			return msg
+		}
+		// Every layer must be mounted, none uploaded. (docker and skopeo upload the config,
+		// a blob of a few hundred bytes, rather than mount it.)
+		for _, layer := range layers(t, manifest) {
+			mounted := s.reg.logged(regMark, func(q registryRequest) bool {
+				return q.method == "POST" && q.path == "/v2/"+dst+"/blobs/uploads/" && q.query.Get("mount") == layer && q.query.Get("from") == src && q.status == 201
+			})
+			uploaded := slices.ContainsFunc(s.reg.requests(regMark), func(q registryRequest) bool {
+				return q.method == "PUT" && strings.HasPrefix(q.path, "/v2/"+dst+"/blobs/uploads/") && q.query.Get("digest") == layer
+			})
+			if !mounted || uploaded {
+				return fmt.Sprintf("layer %s: mounted from %s %v, uploaded %v", layer, src, mounted, uploaded)
+			}
+		}
+		if status, d, _ := s.reg.manifest(t, s.srv, dst, s.steps.tag); status != 200 || d != digest {
+			return fmt.Sprintf("the copy: HTTP %d, digest %s, want %s", status, d, digest)
+		}
+		return ""
 	})
-	step("delete", c.delete, true, nil)
-	if m.client != "docker" {
-		m.writeIdentityToken("alice", m.srv.refreshToken(t, m.reg.Addr, "alice", m.key))
-	}
-	step("refresh token", c.refresh, true, func(before int) string {
-		return seen(before, `"grant":"refresh_token"`, `"status":200`)
+
+	step("delete", s.steps.delete != nil, func(_, _ int) string {
+		if msg := exit(s.steps.delete(s, dst), true); msg != "" {
+			return msg
+		}
+		for _, ref := range []string{digest, s.steps.tag} {
+			if status, _, _ := s.reg.manifest(t, s.srv, dst, ref); status != 404 {
+				return fmt.Sprintf("after the delete the registry answers %d for %s@%s", status, dst, ref)
+			}
+		}
+		return ""
 	})
+
+	step("refresh token", true, func(auditMark, regMark int) string {
+		if s.client != "docker" { // docker's own login stored one
+			tok := s.srv.token(tokenRequest{user: "alice", key: s.key, service: s.reg.Addr, offline: true})
+			if tok.refreshToken == "" {
+				return fmt.Sprintf("the login probe returned no refresh token: HTTP %d %s", tok.status, tok.raw)
+			}
+			auditMark = s.srv.mark()
+			s.writeIdentityToken(tok.refreshToken)
+		}
+		if msg := pullChecked(regMark); msg != "" {
+			return msg
+		}
+		if !audited(auditMark, func(rec logRecord) bool { return rec["grant"] == "refresh_token" && rec["status"] == "200" }) {
+			return "no token was issued for the refresh token"
+		}
+		if audited(auditMark, func(rec logRecord) bool { return rec["grant"] == "password" }) {
+			return "the client sent a password, not the refresh token"
+		}
+		return ""
+	})
+}
+
+// wrongKey is key with another secret: the same account, the same key id.
+func wrongKey(key string) string {
+	last := key[len(key)-1]
+	return key[:len(key)-1] + map[bool]string{true: "a", false: "b"}[last != 'a']
 }
 
 const matrixStart, matrixEnd = "<!-- matrix:start -->\n", "<!-- matrix:end -->"
@@ -428,5 +360,3 @@ func checkREADMEMatrix(t *testing.T, table string) {
 			"  REGOAUTH_UPDATE_MATRIX=1 go test ./e2e -run TestMatrix\nREADME:\n%s\nthis run:\n%s", current, table)
 	}
 }
-
-func jsonDecode(resp *http.Response, v any) error { return json.NewDecoder(resp.Body).Decode(v) }

@@ -18,6 +18,7 @@ import (
 // regoauth: the rules pass promtool, load and evaluate without error, recording rules and every
 // dashboard query return data.
 func TestPrometheusRulesAndDashboard(t *testing.T) {
+	t.Parallel()
 	promtool, prometheus := tool(t, "promtool"), tool(t, "prometheus")
 	rules, err := filepath.Abs("../deploy/prometheus/rules.yml")
 	if err != nil {
@@ -27,7 +28,7 @@ func TestPrometheusRulesAndDashboard(t *testing.T) {
 
 	d := startDev(t, "")
 	user := d.account(t, "user1")
-	d.cli(t, d.AdminKey, "grants", "add", "--account", "user1", "--repo", "image", "--actions", "pull")
+	d.admin(t, "grants", "add", "--account", "user1", "--repo", "image", "--actions", "pull")
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() { // traffic of every outcome, for the whole test
@@ -38,7 +39,7 @@ func TestPrometheusRulesAndDashboard(t *testing.T) {
 			case <-time.After(50 * time.Millisecond):
 			}
 			for _, pass := range []string{user, "wrong", ""} {
-				req, _ := http.NewRequest("GET", "http://"+d.Token+"/token?scope=repository:image:push,pull", nil)
+				req, _ := http.NewRequest("GET", "http://"+d.Addr+"/token?scope=repository:image:push,pull", nil)
 				if pass != "" {
 					req.SetBasicAuth("user1", pass)
 				}
@@ -57,9 +58,8 @@ rule_files: [%q]
 scrape_configs:
   - job_name: regoauth
     static_configs: [{targets: [%q]}]
-`, rules, d.Token)
-	os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644)
-	p := startProcess(t, "prometheus", prometheus, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+`, rules, d.Addr)
+	p := startProcess(t, "prometheus", nil, prometheus, "--config.file="+writeFile(t, filepath.Join(dir, "prometheus.yml"), cfg, 0o644),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+promAddr)
 	p.waitFor(t, "a successful scrape", func() bool {
 		res, err := promQuery(promAddr, `up{job="regoauth"} == 1`)

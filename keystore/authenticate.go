@@ -18,7 +18,8 @@ type PrincipalLoader interface {
 
 // Authenticate checks an API key and returns its principal. When username is not empty the key
 // must belong to that account. A revoked or expired key, or a disabled account, never
-// authenticates. Errors are ErrBadCredentials, or the store's own errors.
+// authenticates. Grants that have ended by now are dropped, whatever the store returned.
+// Errors are ErrBadCredentials, or the store's own errors.
 func Authenticate(ctx context.Context, s PrincipalLoader, username, apiKey string, now time.Time) (Principal, error) {
 	id, ok := ParseAPIKey(apiKey)
 	if !ok {
@@ -34,6 +35,7 @@ func Authenticate(ctx context.Context, s PrincipalLoader, username, apiKey strin
 	if err := check(p, username, now); err != nil {
 		return Principal{}, err
 	}
+	p.Grants = LiveGrants(p.Grants, now)
 	return p, nil
 }
 
@@ -48,6 +50,7 @@ func AuthenticateKey(ctx context.Context, s PrincipalLoader, keyID, account stri
 	if err := check(p, account, now); err != nil {
 		return Principal{}, err
 	}
+	p.Grants = LiveGrants(p.Grants, now)
 	return p, nil
 }
 

@@ -9,7 +9,9 @@ package keystore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -20,6 +22,8 @@ var (
 	ErrInvalid  = errors.New("invalid")
 	// ErrUnavailable means the backend could not be reached; callers fail closed.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrConflict is a write, or an imported record, at odds with what the store holds.
+	ErrConflict = errors.New("conflicts with the store")
 )
 
 // Account is a principal that API keys belong to.
@@ -93,6 +97,69 @@ type Grant struct {
 	Subject    Subject  `json:"subject"`
 	Repository string   `json:"repository"`
 	Actions    []string `json:"actions"`
+	// Expires, when set, is the instant the grant stops giving anything (a purchase that
+	// ends). A row has one end for all of its actions.
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// Expired reports whether the grant has an end at or before now.
+func (g Grant) Expired(now time.Time) bool { return !g.Expires.IsZero() && !now.Before(g.Expires) }
+
+// LiveGrants returns the grants that have not expired at now. It returns gs itself when none
+// has, so the common case allocates nothing.
+func LiveGrants(gs []Grant, now time.Time) []Grant {
+	i := slices.IndexFunc(gs, func(g Grant) bool { return g.Expired(now) })
+	if i < 0 {
+		return gs
+	}
+	out := slices.Clone(gs[:i])
+	for _, g := range gs[i+1:] {
+		if !g.Expired(now) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// FirstGrantEnd is the earliest end among gs, zero when none ends. A cache holding a principal
+// must not serve it past this instant: from then on it would carry a grant that gives nothing.
+func FirstGrantEnd(gs []Grant) time.Time {
+	var first time.Time
+	for _, g := range gs {
+		if !g.Expires.IsZero() && (first.IsZero() || g.Expires.Before(first)) {
+			first = g.Expires
+		}
+	}
+	return first
+}
+
+// MergeGrant is the row PutGrant stores when g is put on the row old (nil when there is none):
+// the union of the actions. A row has one end, so a put that would change it must name every
+// action the row holds: it then replaces the row, end included. Otherwise putting push for ever
+// beside a purchase that ends would silently make the purchase permanent (or the reverse cut
+// push short), so it is ErrConflict instead.
+func MergeGrant(old *Grant, g Grant) (Grant, error) {
+	g.Actions, g.Expires = MergeActions(nil, g.Actions), g.Expires.UTC()
+	if old == nil {
+		return g, nil
+	}
+	if old.Expires.Equal(g.Expires) {
+		g.Actions = MergeActions(old.Actions, g.Actions)
+		return g, nil
+	}
+	if len(SubtractActions(old.Actions, g.Actions)) > 0 {
+		return Grant{}, fmt.Errorf("grant %s on %s: %w: it holds %s %s; to change its end, name every action it holds, or remove it first",
+			g.Subject, g.Repository, ErrConflict, strings.Join(old.Actions, ","), DescribeEnd(old.Expires))
+	}
+	return g, nil
+}
+
+// DescribeEnd says when a grant ends, for messages.
+func DescribeEnd(t time.Time) string {
+	if t.IsZero() {
+		return "with no end"
+	}
+	return "until " + t.UTC().Format(time.RFC3339)
 }
 
 // Ownership records that an account reserved a repository name.
@@ -112,22 +179,119 @@ type Principal struct {
 	Owned   []string
 }
 
+// Session is a signed-in console session. The browser holds a random token; the store keeps
+// only its SHA-256 (the ID), so reading the store opens no session.
+type Session struct {
+	ID string `json:"id"`
+	// KeyID and Account are the API key signed in with; every use of the session checks the
+	// key again, so revoking it or disabling the account ends the session.
+	KeyID   string    `json:"key_id"`
+	Account string    `json:"account"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+}
+
 // GrantFilter selects grants in List. Empty fields match everything.
 type GrantFilter struct {
 	Subject    *Subject
 	Repository string
 }
 
+// GrantQuery selects a page of grant rows for a listing: the rows whose subject ("account:NAME",
+// "group:NAME") and repository contain the given strings (empty: any), and whose end is in the
+// given state, in ListGrants' order; Offset rows are skipped and at most Limit returned.
+type GrantQuery struct {
+	Subject, Repository string
+	Ends                EndState
+	// Now is the instant Ends is judged at.
+	Now           time.Time
+	Offset, Limit int
+}
+
+// EndState selects grant rows by their end.
+type EndState string
+
+const (
+	AnyEnd    EndState = ""
+	EndsLater EndState = "ends"  // an end still to come
+	Ended     EndState = "ended" // an end that has passed
+)
+
+// Matches reports whether g is selected by q's filters.
+func (q GrantQuery) Matches(g Grant) bool {
+	return strings.Contains(g.Subject.String(), q.Subject) && strings.Contains(g.Repository, q.Repository) && q.EndMatches(g)
+}
+
+// EndMatches reports whether g's end is in the state q selects.
+func (q GrantQuery) EndMatches(g Grant) bool {
+	switch q.Ends {
+	case EndsLater:
+		return !g.Expires.IsZero() && !g.Expired(q.Now)
+	case Ended:
+		return g.Expired(q.Now)
+	}
+	return true
+}
+
+// GrantPage is a page of grant rows and how many rows the query matches in all.
+type GrantPage struct {
+	Grants []Grant
+	Total  int
+}
+
+// AccountQuery selects a page of accounts for a listing: those whose name, one of whose groups
+// or one of whose roles contains Contains (empty: all), by name; Offset skipped, at most Limit
+// returned.
+type AccountQuery struct {
+	Contains      string
+	Offset, Limit int
+}
+
+// Matches reports whether a is selected by q's filter.
+func (q AccountQuery) Matches(a Account) bool {
+	return strings.Contains(a.Name, q.Contains) ||
+		slices.ContainsFunc(a.Groups, func(g string) bool { return strings.Contains(g, q.Contains) }) ||
+		slices.ContainsFunc(a.Roles, func(r string) bool { return strings.Contains(r, q.Contains) })
+}
+
+// AccountPage is a page of accounts and how many the query matches in all.
+type AccountPage struct {
+	Accounts []Account
+	Total    int
+}
+
+// OwnershipQuery selects a page of reservations for a listing: those whose owner and
+// repository contain the given strings, by repository; Offset skipped, at most Limit returned.
+type OwnershipQuery struct {
+	Owner, Repository string
+	Offset, Limit     int
+}
+
+// Matches reports whether o is selected by q's filters.
+func (q OwnershipQuery) Matches(o Ownership) bool {
+	return strings.Contains(o.Owner, q.Owner) && strings.Contains(o.Repository, q.Repository)
+}
+
+// OwnershipPage is a page of reservations and how many the query matches in all.
+type OwnershipPage struct {
+	Ownerships []Ownership
+	Total      int
+}
+
 // Store is implemented by every backend and proven by keystore/storetest: the records one at a
 // time, and the few operations on many records at once that bulk work and readiness need.
 type Store interface {
 	// LoadPrincipal loads the key keyID, its account, the account's grants (own and via
-	// groups) and its owned repositories in one operation. It returns ErrNotFound if the key or its account is missing.
+	// groups) that have not expired at the store's clock, and its owned repositories, in one
+	// operation. A cached principal is never served past the end of one of its grants. It
+	// returns ErrNotFound if the key or its account is missing.
 	LoadPrincipal(ctx context.Context, keyID string) (Principal, error)
 
 	CreateAccount(ctx context.Context, a Account) error
 	GetAccount(ctx context.Context, name string) (Account, error)
 	ListAccounts(ctx context.Context) ([]Account, error)
+	// PageAccounts returns one page of the accounts a query selects, fast on many thousands.
+	PageAccounts(ctx context.Context, q AccountQuery) (AccountPage, error)
 	// UpdateAccount replaces groups, roles and the disabled flag of an existing account.
 	UpdateAccount(ctx context.Context, a Account) error
 
@@ -140,18 +304,36 @@ type Store interface {
 	// TouchKeys records last-used times; it is called in batches off the request path.
 	TouchKeys(ctx context.Context, used map[string]time.Time) error
 
-	// PutGrant adds the grant's actions to the row for (subject, repository), creating it.
+	// PutGrant adds the grant's actions to the row for (subject, repository), creating it; see
+	// MergeGrant for the row it stores, and for when it returns ErrConflict.
 	PutGrant(ctx context.Context, g Grant) error
 	// RemoveGrant removes the listed actions from the row, or the whole row when actions is
-	// empty. It returns ErrNotFound when there is no such row.
+	// empty; the row's end stays. It returns ErrNotFound when there is no such row.
 	RemoveGrant(ctx context.Context, subject Subject, repository string, actions []string) error
+	// ListGrants lists rows matching f, expired ones included (with their end), ordered by
+	// subject then repository.
 	ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error)
+	// PageGrants returns one page of the rows a query selects. It must stay fast on tables of
+	// many thousands of rows: a console page shows one page of them.
+	PageGrants(ctx context.Context, q GrantQuery) (GrantPage, error)
 
 	// Reserve records ownership of a repository name; ErrExists if it is already owned.
 	Reserve(ctx context.Context, o Ownership) error
 	GetOwnership(ctx context.Context, repository string) (Ownership, error)
 	ListOwnership(ctx context.Context, owner string) ([]Ownership, error)
+	// PageOwnership returns one page of the reservations a query selects, as fast on many
+	// thousands of them as PageGrants.
+	PageOwnership(ctx context.Context, q OwnershipQuery) (OwnershipPage, error)
 	Release(ctx context.Context, repository string) error
+
+	// CreateSession stores a new session; it is gone by itself once it expires.
+	CreateSession(ctx context.Context, s Session) error
+	// GetSession reads a session; ErrNotFound when there is none or it has expired at the
+	// store's clock.
+	GetSession(ctx context.Context, id string) (Session, error)
+	// DeleteSession ends a session at once on every replica; ending one that is gone is not an
+	// error.
+	DeleteSession(ctx context.Context, id string) error
 
 	// GetKeys reads many keys, hashes included, in one operation, in the order of ids; ids
 	// that do not exist are left out. Export reads a store with it.

@@ -23,14 +23,17 @@ type CacheOptions struct {
 	Usable func() bool
 	// Observe, when set, is told the outcome of every lookup: "hit", "miss" or "bypass".
 	Observe func(outcome string)
+	// Now is the clock grant ends are compared with (default time.Now).
+	Now func() time.Time
 }
 
 // PrincipalCache keeps the principals a backend loaded, for the backends that cache. Every
 // change bumps an epoch: Load reads the epoch before it asks the backend and keeps the result
 // only if the epoch is still the same afterwards, so a principal read before a write and
-// returned after it is never cached. A nil *PrincipalCache is a cache that is off.
+// returned after it is never cached. An entry is not served once one of its grants has ended,
+// so the cache never outlives a purchase. A nil *PrincipalCache is a cache that is off.
 type PrincipalCache struct {
-	lru  *expirable.LRU[string, Principal]
+	lru  *expirable.LRU[string, cachedPrincipal]
 	opts CacheOptions
 
 	mu    sync.Mutex
@@ -45,7 +48,16 @@ func NewPrincipalCache(opts CacheOptions) *PrincipalCache {
 	if opts.Size <= 0 {
 		opts.Size = DefaultCacheSize
 	}
-	return &PrincipalCache{lru: expirable.NewLRU[string, Principal](opts.Size, nil, opts.TTL), opts: opts}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &PrincipalCache{lru: expirable.NewLRU[string, cachedPrincipal](opts.Size, nil, opts.TTL), opts: opts}
+}
+
+type cachedPrincipal struct {
+	p Principal
+	// until is the first end of one of p's grants; zero when none ends.
+	until time.Time
 }
 
 // Load returns the cached principal of keyID, or calls load and caches what it returns.
@@ -70,7 +82,7 @@ func (c *PrincipalCache) Load(keyID string, load func() (Principal, error)) (Pri
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.epoch == epoch && c.usableLocked() {
-		c.lru.Add(keyID, p)
+		c.lru.Add(keyID, cachedPrincipal{p: p, until: FirstGrantEnd(p.Grants)})
 	}
 	return p, nil
 }
@@ -79,8 +91,13 @@ func (c *PrincipalCache) lookupLocked(keyID string) (Principal, string) {
 	if !c.usableLocked() {
 		return Principal{}, "bypass"
 	}
-	if p, ok := c.lru.Get(keyID); ok {
-		return p, "hit"
+	e, ok := c.lru.Get(keyID)
+	if ok && !e.until.IsZero() && !c.opts.Now().Before(e.until) {
+		c.lru.Remove(keyID)
+		ok = false
+	}
+	if ok {
+		return e.p, "hit"
 	}
 	return Principal{}, "miss"
 }
@@ -127,7 +144,7 @@ func (c *PrincipalCache) evict(match func(p Principal) bool) {
 		return
 	}
 	for _, id := range c.lru.Keys() {
-		if p, ok := c.lru.Peek(id); ok && match(p) {
+		if e, ok := c.lru.Peek(id); ok && match(e.p) {
 			c.lru.Remove(id)
 		}
 	}

@@ -121,3 +121,25 @@ func TestPrincipalCacheOff(t *testing.T) {
 		t.Fatal("an off cache served from memory")
 	}
 }
+
+// TestPrincipalCacheEndsWithTheFirstGrantEnd: a principal whose grant ends is not served from
+// memory past that end, however long the TTL, so a purchase that ended gives nothing at once.
+func TestPrincipalCacheEndsWithTheFirstGrantEnd(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c := keystore.NewPrincipalCache(keystore.CacheOptions{TTL: time.Hour, Now: func() time.Time { return now }})
+	p := principalOf("buyer")
+	p.Grants = []keystore.Grant{
+		{Repository: "forever", Actions: []string{"pull"}},
+		{Repository: "later", Actions: []string{"pull"}, Expires: now.Add(time.Hour)},
+		{Repository: "soon", Actions: []string{"pull"}, Expires: now.Add(time.Minute)},
+	}
+	load(c, "k1", p)
+	now = now.Add(time.Minute - time.Nanosecond)
+	if load(c, "k1", p) {
+		t.Fatal("not served before its first grant ends")
+	}
+	now = now.Add(time.Nanosecond)
+	if !load(c, "k1", p) {
+		t.Fatal("served at the instant one of its grants ends")
+	}
+}

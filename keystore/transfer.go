@@ -134,9 +134,6 @@ func writeAll[T any](enc *json.Encoder, list []T, record func(*T) Record) (int, 
 	return len(list), nil
 }
 
-// ErrConflict is an imported record that the store holds with other content.
-var ErrConflict = errors.New("conflicts with the store")
-
 // importSet is a whole import file, read and checked before anything is written.
 type importSet struct {
 	accounts   []Account
@@ -308,13 +305,22 @@ func (set *importSet) check(ctx context.Context, s Store) (map[string]bool, erro
 	if err != nil {
 		return nil, fmt.Errorf("reading the store: %w", err)
 	}
-	rows := map[string][]string{}
+	rows := map[string]Grant{}
 	for _, g := range grants {
-		rows[g.Subject.String()+" "+g.Repository] = g.Actions
+		rows[g.Subject.String()+" "+g.Repository] = g
 	}
 	for _, g := range set.grants {
 		id := g.Subject.String() + " " + g.Repository
-		if old, ok := rows[id]; ok && slices.Equal(MergeActions(old, g.Actions), old) {
+		old, ok := rows[id]
+		if !ok {
+			continue
+		}
+		// Checked here as PutGrant would, so that a row whose end differs fails the import
+		// before anything is written.
+		if _, err := MergeGrant(&old, g); err != nil {
+			return nil, err
+		}
+		if old.Expires.Equal(g.Expires) && slices.Equal(MergeActions(old.Actions, g.Actions), old.Actions) {
 			skip["grant "+id] = true
 		}
 	}

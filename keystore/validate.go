@@ -153,3 +153,31 @@ func ValidateBatch(recs []Record) error {
 	}
 	return nil
 }
+
+// ValidSessionID reports whether s has the form of a session id: a hex SHA-256.
+func ValidSessionID(s string) bool {
+	if len(s) != 2*sha256.Size {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks a session record before it is stored.
+func (s Session) Validate() error {
+	var errs []error
+	if !ValidSessionID(s.ID) {
+		errs = append(errs, fmt.Errorf("%w: session id", ErrInvalid))
+	}
+	if !ValidKeyID(s.KeyID) {
+		errs = append(errs, fmt.Errorf("%w: session key id %q", ErrInvalid, s.KeyID))
+	}
+	if s.Expires.IsZero() || !s.Expires.After(s.Created) {
+		errs = append(errs, fmt.Errorf("%w: a session must expire after it is created", ErrInvalid))
+	}
+	return errors.Join(append(errs, ValidateName("account", s.Account))...)
+}

@@ -15,7 +15,7 @@ authenticated if input.principal.anonymous == false
 # anything: otherwise a read-only key could mint an unrestricted one.
 unrestricted_key if not input.principal.key.restrictions
 
-read_only_operations := {"accounts.list", "accounts.get", "keys.list", "grants.list", "repos.list", "policy.explain"}
+read_only_operations := {"accounts.list", "accounts.get", "keys.list", "grants.list", "repos.list", "policy.explain", "status.read"}
 
 # Admins are the roles of data.regoauth.config.admin_roles (default: admin).
 admin if {
@@ -86,6 +86,16 @@ allow if {
 	authenticated
 	input.operation == "policy.explain"
 	input.target.account == input.principal.account
+}
+
+# The owner of a repository may have anyone's request of that one repository explained ("why
+# can't my buyer pull?"). The server then shows, of that account's reservations, only the
+# requested repository.
+allow if {
+	authenticated
+	input.operation == "policy.explain"
+	input.target.repository
+	input.target.owner == input.principal.account
 }
 
 # METADATA

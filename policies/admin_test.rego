@@ -24,6 +24,7 @@ test_admin_may_do_anything if {
 
 test_restricted_admin_key_may_only_read if {
 	allowed(restricted(admin_principal), "grants.list", {})
+	allowed(restricted(admin_principal), "status.read", {})
 	not allowed(restricted(admin_principal), "grants.add", {"account": "user1", "repository": "image", "actions": ["pull"]})
 	not allowed(restricted(admin_principal), "keys.create", {"account": "admin"})
 }
@@ -48,6 +49,7 @@ test_restricted_key_cannot_mint_keys if {
 }
 
 test_non_admins_cannot_administer if {
+	not allowed(principal("user1", {}), "status.read", {})
 	not allowed(principal("user1", {}), "accounts.create", {"account": "user3"})
 	not allowed(principal("user1", {}), "grants.add", {"account": "user1", "repository": "image", "actions": ["push"]})
 	not allowed(principal("user1", {"groups": ["admin"]}), "grants.add", {"account": "user1", "repository": "x", "actions": ["pull"]})
@@ -111,6 +113,13 @@ test_accounts_explain_their_own_decisions if {
 	allowed(restricted(principal("user1", {})), "policy.explain", {"account": "user1"})
 	not allowed(principal("user1", {}), "policy.explain", {"account": "user2"})
 	allowed(restricted(admin_principal), "policy.explain", {"account": "user2"})
+}
+
+test_owners_explain_requests_of_their_repository if {
+	allowed(seller, "policy.explain", {"account": "buyer", "repository": "shop/app", "owner": "seller"})
+	not allowed(seller, "policy.explain", {"account": "buyer", "repository": "other/app", "owner": "someone"})
+	not allowed(seller, "policy.explain", {"account": "buyer", "repository": "unowned"})
+	not allowed(seller, "policy.explain", {"account": "buyer"})
 }
 
 test_admin_roles_come_from_configuration if {

@@ -40,6 +40,7 @@ var (
 	keyGroup        = ast.StringTerm("group")
 	keyKeyID        = ast.StringTerm("key_id")
 	keyOwner        = ast.StringTerm("owner")
+	keyExpires      = ast.StringTerm("expires")
 
 	// commonValues are values most requests repeat: actions and scope types.
 	commonValues = func() map[string]*ast.Term {
@@ -106,11 +107,8 @@ func (in *Input) value() ast.Value {
 				actions[key] = acts
 			}
 		}
-		grants = append(grants, ast.ObjectTerm(
-			[2]*ast.Term{keySubject, subject},
-			[2]*ast.Term{keyRepository, ast.StringTerm(g.Repository)},
-			[2]*ast.Term{keyActions, acts},
-		))
+		row := object{{keySubject, subject}, {keyRepository, ast.StringTerm(g.Repository)}, {keyActions, acts}}
+		grants = append(grants, row.addOptional(keyExpires, g.Expires).term())
 	}
 	scopes := make([]*ast.Term, len(in.Scopes))
 	for i, s := range in.Scopes {
@@ -184,7 +182,8 @@ func (p Principal) term() *ast.Term {
 func (in *AdminInput) value() ast.Value {
 	t := in.Target
 	target := object{}.addOptional(keyAccount, t.Account).addOptional(keyGroup, t.Group).
-		addOptional(keyRepository, t.Repository).addOptional(keyKeyID, t.KeyID).addOptional(keyOwner, t.Owner)
+		addOptional(keyRepository, t.Repository).addOptional(keyKeyID, t.KeyID).addOptional(keyOwner, t.Owner).
+		addOptional(keyExpires, t.Expires)
 	if len(t.Actions) > 0 {
 		target = target.add(keyActions, stringTerms(t.Actions))
 	}

@@ -105,3 +105,32 @@ func TestDecisionCacheOff(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A policy may reason about a grant's end; a row with another end (a purchase renewed or cut
+// short) is another input, never answered from a decision cached for the old one.
+const endPolicy = `package regoauth.authz
+decision := {"access": [{"type": s.type, "name": s.name, "actions": [a | some a in s.actions; some g in input.grants; g.repository == s.name; a in g.actions; not g.expires]} | some s in input.scopes]}
+`
+
+func TestDecisionCacheKeysOnGrantEnds(t *testing.T) {
+	e, reg := cachedEngine(t, endPolicy)
+	decide := func(end string) []string {
+		t.Helper()
+		in := storyInput()
+		in.Grants[0].Expires = end
+		d, err := e.Decide(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Allowed("repository", "image")
+	}
+	if got := decide(""); len(got) != 1 {
+		t.Fatalf("allowed without an end = %v", got)
+	}
+	if got := decide("2026-12-31T00:00:00Z"); len(got) != 0 {
+		t.Fatalf("allowed with an end = %v: the decision cached for the row without one was served", got)
+	}
+	if hits := cacheCount(t, reg, "hit"); hits != 0 {
+		t.Fatalf("cache hits = %v, want 0", hits)
+	}
+}

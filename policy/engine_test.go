@@ -137,16 +137,23 @@ func TestBrokenPolicyKeepsPreviousRevision(t *testing.T) {
 	}
 }
 
+// TestTestFilesAreNotLoaded: a _test.rego file beside the policy never takes part in
+// decisions. The test file here would grant push if it were loaded (it overrides a default the
+// policy relies on), and the policy alone grants nothing.
 func TestTestFilesAreNotLoaded(t *testing.T) {
 	e := New(Options{})
 	fs := fstest.MapFS{
-		"p.rego":      {Data: []byte("package regoauth.authz\ndecision := {\"access\": []}\n")},
-		"p_test.rego": {Data: []byte("package regoauth.authz\ndecision := {\"access\": [{\"type\":\"repository\",\"name\":\"image\",\"actions\":[\"push\"]}]}\n")},
+		"p.rego": {Data: []byte("package regoauth.authz\n\ndefault extra := []\n\ndecision := {\"access\": extra}\n")},
+		"p_test.rego": {Data: []byte("package regoauth.authz\n\n" +
+			"extra := [{\"type\": \"repository\", \"name\": \"image\", \"actions\": [\"push\"]}]\n")},
 	}
 	if err := e.LoadFS(ctx, fs, "t"); err != nil {
 		t.Fatal(err)
 	}
-	d, _ := e.Decide(ctx, storyInput())
+	d, err := e.Decide(ctx, storyInput())
+	if err != nil || !d.Defined {
+		t.Fatalf("the policy does not decide: %+v %v", d, err)
+	}
 	if len(d.Access) != 0 {
 		t.Fatalf("a _test.rego file took part in the decision: %+v", d)
 	}
@@ -174,6 +181,7 @@ func TestASTMatchesJSON(t *testing.T) {
 	in := storyInput()
 	in.Principal.Key.Restrictions = &Restrictions{Actions: []string{"pull"}, CIDRs: []string{"10.0.0.0/8"}}
 	in.Scopes = append(in.Scopes, Scope{Type: "repository", Class: "plugin", Name: "p", Actions: []string{"pull"}})
+	in.Grants[1].Expires = "2026-12-31T00:00:00.5Z"
 	assertSameValue(t, in, in.value())
 
 	anon := &Input{Service: "s", Client: Client{IP: "::1"}, Principal: Principal{Anonymous: true, Groups: []string{}, Roles: []string{}},
@@ -181,7 +189,7 @@ func TestASTMatchesJSON(t *testing.T) {
 	assertSameValue(t, anon, anon.value())
 
 	admin := &AdminInput{Principal: in.Principal, Operation: "grants.add", Owned: []string{"x"},
-		Target: AdminTarget{Account: "a", Repository: "r", Actions: []string{"pull"}, Owner: "o"}}
+		Target: AdminTarget{Account: "a", Repository: "r", Actions: []string{"pull"}, Owner: "o", Expires: "2026-12-31T00:00:00Z"}}
 	assertSameValue(t, admin, admin.value())
 }
 
@@ -228,6 +236,17 @@ func TestInputExample(t *testing.T) {
 	d, err := loaded(t).Decide(ctx, &in)
 	if err != nil || !d.Defined {
 		t.Fatalf("the library does not decide the example: %+v %v", d, err)
+	}
+	// The policy guide shows the same document.
+	page, err := os.ReadFile("../docs/policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, _ := strings.Cut(string(page), "```json\n")
+	block, _, _ = strings.Cut(block, "```")
+	var shown any
+	if err := json.Unmarshal([]byte(block), &shown); err != nil || !reflect.DeepEqual(shown, a) {
+		t.Fatalf("docs/policy.md's first JSON block (%v) is not policy/input.example.json:\n%s", err, block)
 	}
 }
 

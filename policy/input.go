@@ -50,6 +50,11 @@ type Grant struct {
 	Subject    string   `json:"subject"`
 	Repository string   `json:"repository"`
 	Actions    []string `json:"actions"`
+	// Expires is when the row stops applying (RFC 3339, UTC), absent when it does not end. The
+	// server never passes a row that has ended; a policy may still reason about the end (for
+	// example, refuse push through a row that ends), and the end is part of what a cached
+	// decision is keyed on.
+	Expires string `json:"expires,omitempty"`
 }
 
 // Scope is one requested resource and the actions asked for on it.
@@ -101,6 +106,8 @@ type AdminTarget struct {
 	KeyID      string   `json:"key_id,omitempty"`
 	// Owner is the account that owns Repository, when it is owned.
 	Owner string `json:"owner,omitempty"`
+	// Expires is the end of a grant being added (RFC 3339, UTC), absent when it does not end.
+	Expires string `json:"expires,omitempty"`
 }
 
 // AdminDecision is whether an admin operation may proceed.

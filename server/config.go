@@ -39,7 +39,23 @@ type Config struct {
 	// TrustedProxies are networks whose X-Forwarded-For header is believed.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	Log            Log      `yaml:"log"`
+	Console        Console  `yaml:"console"`
 }
+
+// Console is the web console, served on the main listener.
+type Console struct {
+	Enabled bool `yaml:"enabled"`
+	// Path is where it is served, e.g. /console.
+	Path string `yaml:"path"`
+	// Registry is the address its docker login commands name (default: the first service).
+	Registry   string   `yaml:"registry"`
+	SessionTTL Duration `yaml:"session_ttl"`
+	// SecureCookies marks its cookies Secure on plain HTTP too, for TLS ended by a proxy.
+	SecureCookies bool `yaml:"secure_cookies"`
+}
+
+// consoleReserved are paths of the main listener the console must not shadow.
+var consoleReserved = []string{"/token", "/admin", "/healthz", "/readyz", "/metrics", "/.well-known"}
 
 // Listener is an address to serve on, with TLS when configured.
 type Listener struct {
@@ -329,6 +345,7 @@ func Defaults() Config {
 		Limits:        Limits{MaxScopes: 32, MaxScopeLength: 512, MaxInFlight: 1024},
 		Shutdown:      Shutdown{GracePeriod: Duration(20 * time.Second)},
 		Log:           Log{Format: "json", Level: "info"},
+		Console:       Console{Path: "/console", SessionTTL: Duration(12 * time.Hour)},
 	}
 }
 
@@ -419,6 +436,13 @@ func (c Config) Validate() error {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			add("trusted_proxies[%d]: %v", i, err)
 		}
+	}
+	if p := c.Console.Path; !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, " ?#{}") ||
+		slices.ContainsFunc(consoleReserved, func(r string) bool { return p == r || strings.HasPrefix(p, r+"/") || strings.HasPrefix(r, p+"/") }) {
+		add("console.path: %q: use a path like /console, not / nor one of %s", p, strings.Join(consoleReserved, " "))
+	}
+	if ttl := time.Duration(c.Console.SessionTTL); ttl < 5*time.Minute || ttl > 30*24*time.Hour {
+		add("console.session_ttl: %s: use between 5m and 720h", ttl)
 	}
 	if !slices.Contains([]string{"json", "text"}, c.Log.Format) {
 		add("log.format: %q: use json or text", c.Log.Format)

@@ -38,6 +38,8 @@ type generation struct {
 	cfg    Config
 	keys   *keyring
 	token  http.Handler
+	// proxies are the parsed trusted_proxies.
+	proxies []netip.Prefix
 	// certs are the listeners' certificates, by listener name ("token", "metrics").
 	certs map[string]*tls.Certificate
 	// storeURL is the resolved store URL, compared on reload (the store changes only with a
@@ -68,6 +70,7 @@ var restartOnly = []restartEntry{
 	{"policy", false, func(c Config) any { return c.Policy }},
 	{"limits.max_in_flight", false, func(c Config) any { return c.Limits.MaxInFlight }},
 	{"log", false, func(c Config) any { return c.Log }},
+	{"console", false, func(c Config) any { return c.Console }},
 	{"reload", false, func(c Config) any { return c.Reload.watch() }},
 }
 
@@ -152,23 +155,22 @@ func loadGeneration(cfg Config, configFile string) (*generation, error) {
 	if g.storeURL, err = cfg.Store.URL.Resolve(); err != nil {
 		return nil, fmt.Errorf("store.url: %w", err)
 	}
+	for _, p := range cfg.TrustedProxies {
+		g.proxies = append(g.proxies, netip.MustParsePrefix(p)) // validated with the configuration
+	}
 	return g, nil
 }
 
 // tokenEndpoint is the token handler of one generation: its signer, refresh codec, services,
 // limits and trusted proxies, over the server's store, policy and key-use recorder.
 func (s *Server) tokenEndpoint(g *generation) (http.Handler, error) {
-	proxies := make([]netip.Prefix, 0, len(g.cfg.TrustedProxies))
-	for _, p := range g.cfg.TrustedProxies {
-		proxies = append(proxies, netip.MustParsePrefix(p))
-	}
 	return authz.New(authz.Deps{
 		Directory: s.store, Decider: s.engine, Issuer: g.keys.signer, Usage: s.usage, Refresh: g.keys.refresh,
 	}, authz.Options{
 		Services:       g.cfg.Services,
 		MaxScopes:      g.cfg.Limits.MaxScopes,
 		MaxScopeLength: g.cfg.Limits.MaxScopeLength,
-		TrustedProxies: proxies,
+		TrustedProxies: g.proxies,
 		Logger:         s.logger.With("component", "token"),
 		Registerer:     s.registry,
 	})

@@ -499,6 +499,11 @@ func TestReloadAppliesEveryReloadableKey(t *testing.T) {
 		{"policy.decision_cache", "policy", "{decision_cache: 3}", nil},
 		{"limits.max_in_flight", "limits", "{max_scopes: 1, max_scope_length: 64, max_in_flight: 3}", nil},
 		{"reload.watch", "reload", "{watch: true}", nil},
+		{"console.enabled", "console", "{enabled: true}", nil},
+		{"console.path", "console", "{path: /ui}", nil},
+		{"console.registry", "console", "{registry: other.example.com}", nil},
+		{"console.session_ttl", "console", "{session_ttl: 1h}", nil},
+		{"console.secure_cookies", "console", "{secure_cookies: true}", nil},
 		{"log.format", "log", "{format: text}", nil},
 		{"log.level", "log", "{format: json, level: warn}", nil},
 	}

@@ -3,12 +3,17 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/regoauth/regoauth/admin"
+	"github.com/regoauth/regoauth/authz"
+	"github.com/regoauth/regoauth/console"
+	"github.com/regoauth/regoauth/policy"
 )
 
 // Handler is every route of the main listener, behind the in-flight limit: /token, the admin
@@ -25,6 +30,11 @@ func (s *Server) Handler() (http.Handler, error) {
 	// request: a reload swaps them between requests, never within one.
 	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) { s.gen.Load().token.ServeHTTP(w, r) })
 	mux.Handle(admin.Prefix+"/", adminAPI)
+	if s.cfg.Console.Enabled {
+		if err := s.mountConsole(mux, adminAPI); err != nil {
+			return nil, err
+		}
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -42,6 +52,37 @@ func (s *Server) Handler() (http.Handler, error) {
 	})
 	return limitInFlight(mux, s.cfg.Limits.MaxInFlight, s.registry), nil
 }
+
+// mountConsole serves the web console at console.path, its operations those of the admin API.
+// Its settings change only with a restart; the trusted proxies it reads client addresses with are
+// those of the serving generation.
+func (s *Server) mountConsole(mux *http.ServeMux, ops *admin.API) error {
+	cfg := s.cfg.Console
+	registry := cfg.Registry
+	if registry == "" {
+		registry = s.cfg.Services[0]
+	}
+	c, err := console.New(s.store, ops, console.Options{
+		Prefix: cfg.Path, Registry: registry, SessionTTL: time.Duration(cfg.SessionTTL),
+		SecureCookies: cfg.SecureCookies,
+		ClientIP:      func(r *http.Request) netip.Addr { return authz.ClientIP(r, s.gen.Load().proxies) },
+		Health:        consoleHealth{s}, Logger: s.logger.With("component", "console"),
+	})
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	mux.Handle(c.Prefix()+"/", c)
+	mux.Handle(c.Prefix(), http.RedirectHandler(c.Prefix()+"/", http.StatusMovedPermanently))
+	return nil
+}
+
+// consoleHealth is what the console's status page shows: the policy engine's status, and
+// whether the store answers.
+type consoleHealth struct{ s *Server }
+
+func (h consoleHealth) Status() policy.Status { return h.s.engine.Status() }
+
+func (h consoleHealth) Ping(ctx context.Context) error { return h.s.store.Ping(ctx) }
 
 func (s *Server) metricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})

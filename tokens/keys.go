@@ -151,12 +151,7 @@ func GenerateKey(alg jose.SignatureAlgorithm, random io.Reader) (crypto.Signer, 
 // SelfSignedCertificate issues a certificate for key, signed by itself, valid from notBefore
 // for validity. Registries use it as their rootcertbundle.
 func SelfSignedCertificate(key crypto.Signer, commonName string, notBefore time.Time, validity time.Duration) (*x509.Certificate, error) {
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, err
-	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: commonName},
 		NotBefore:             notBefore,
 		NotAfter:              notBefore.Add(validity),
@@ -164,7 +159,45 @@ func SelfSignedCertificate(key crypto.Signer, commonName string, notBefore time.
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	return createCertificate(tmpl, tmpl, key.Public(), key)
+}
+
+// IssueCertificate issues a certificate for pub signed by a certificate authority, valid from
+// notBefore for validity but never beyond the authority's own expiry. Registries that trust the
+// authority (its certificate in their rootcertbundle) accept tokens whose x5c chain holds this
+// certificate, without knowing its key. It is a leaf: it signs tokens, not certificates.
+func IssueCertificate(pub crypto.PublicKey, commonName string, notBefore time.Time, validity time.Duration, ca *x509.Certificate, caKey crypto.Signer) (*x509.Certificate, error) {
+	if !ca.IsCA || ca.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, errors.New("the authority's certificate may not sign certificates (it is not a CA)")
+	}
+	if caPub, ok := ca.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !caPub.Equal(caKey.Public()) {
+		return nil, errors.New("the authority's key does not belong to its certificate")
+	}
+	notAfter := notBefore.Add(validity)
+	if notAfter.After(ca.NotAfter) {
+		notAfter = ca.NotAfter
+	}
+	if !notAfter.After(notBefore) {
+		return nil, fmt.Errorf("the authority's certificate expired at %s", ca.NotAfter.UTC().Format(time.RFC3339))
+	}
+	tmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: commonName},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+	}
+	return createCertificate(tmpl, ca, pub, caKey)
+}
+
+// createCertificate signs tmpl, given a random serial number, with parent's key.
+func createCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, parentKey crypto.Signer) (*x509.Certificate, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	tmpl.SerialNumber = serial
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
 	if err != nil {
 		return nil, err
 	}

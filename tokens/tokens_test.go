@@ -104,6 +104,74 @@ func TestDistributionVerifies(t *testing.T) {
 	}
 }
 
+// TestCAIssuedLeaf: a key whose certificate an operator's CA issued signs tokens that
+// distribution accepts with only the CA in its roots, through x5c; the same key without x5c is
+// not found, so x5c alone makes the token verifiable.
+func TestCAIssuedLeaf(t *testing.T) {
+	caKey, _ := tokens.GenerateKey(jose.ES256, rand.Reader)
+	ca, err := tokens.SelfSignedCertificate(caKey, "example CA", time.Now().Add(-time.Hour), 48*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	opts := disttoken.VerifyOptions{TrustedIssuers: []string{"regoauth"}, AcceptedAudiences: []string{"registry.example.com"}, Roots: roots,
+		TrustedKeys: map[string]crypto.PublicKey{disttoken.GetJWKThumbprint(caKey.Public()): caKey.Public()}}
+	for _, alg := range tokens.Algorithms {
+		t.Run(string(alg), func(t *testing.T) {
+			priv, _ := tokens.GenerateKey(alg, rand.Reader)
+			leaf, err := tokens.IssueCertificate(priv.Public(), "token signer", time.Now().Add(-time.Minute), 365*24*time.Hour, ca, caKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if leaf.IsCA || leaf.CheckSignatureFrom(ca) != nil || !leaf.NotAfter.Equal(ca.NotAfter) {
+				t.Fatalf("leaf: CA %v, signature %v, not after %s (the CA's: %s)", leaf.IsCA, leaf.CheckSignatureFrom(ca), leaf.NotAfter, ca.NotAfter)
+			}
+			for _, chain := range [][]*x509.Certificate{{leaf}, {leaf, ca}} {
+				k, err := tokens.NewKey(priv, chain, tokens.KIDThumbprint)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tok, err := newSigner(t, k).Sign("user1", "registry.example.com", access)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if claims := verify(t, tok.Raw, opts); claims.Subject != "user1" {
+					t.Fatalf("claims = %+v", claims)
+				}
+			}
+			bare, _ := tokens.NewKey(priv, nil, tokens.KIDThumbprint)
+			tok, _ := newSigner(t, bare).Sign("user1", "registry.example.com", access)
+			tk, _ := disttoken.NewToken(tok.Raw, []jose.SignatureAlgorithm{alg})
+			if _, err := tk.Verify(opts); err == nil {
+				t.Fatal("a token without x5c verified against the CA alone")
+			}
+		})
+	}
+}
+
+func TestIssueCertificateRefuses(t *testing.T) {
+	caKey, _ := tokens.GenerateKey(jose.ES256, rand.Reader)
+	ca, _ := tokens.SelfSignedCertificate(caKey, "example CA", time.Now().Add(-time.Hour), time.Hour/2)
+	otherKey, _ := tokens.GenerateKey(jose.ES256, rand.Reader)
+	priv, _ := tokens.GenerateKey(jose.ES256, rand.Reader)
+	live, _ := tokens.SelfSignedCertificate(caKey, "example CA", time.Now().Add(-time.Hour), 48*time.Hour)
+	leaf, _ := tokens.IssueCertificate(priv.Public(), "leaf", time.Now(), time.Hour, live, caKey)
+	for name, tt := range map[string]struct {
+		ca  *x509.Certificate
+		key crypto.Signer
+		msg string
+	}{
+		"expired authority": {ca, caKey, "expired"},
+		"foreign key":       {live, otherKey, "does not belong"},
+		"a leaf as CA":      {leaf, priv, "not a CA"},
+	} {
+		if _, err := tokens.IssueCertificate(priv.Public(), "x", time.Now(), time.Hour, tt.ca, tt.key); err == nil || !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("%s: %v, want an error with %q", name, err, tt.msg)
+		}
+	}
+}
+
 func verify(t *testing.T, raw string, opts disttoken.VerifyOptions) *disttoken.ClaimSet {
 	t.Helper()
 	tk, err := disttoken.NewToken(raw, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.RS256})

@@ -8,6 +8,7 @@ package input
 
 import (
 	"strings"
+	"time"
 
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
@@ -40,7 +41,7 @@ func Token(service string, client policy.Client, p *keystore.Principal, scopes [
 	in.Owned = nonNil(p.Owned)
 	for _, g := range p.Grants {
 		if Relevant(g.Repository, scopes) {
-			in.Grants = append(in.Grants, policy.Grant{Subject: g.Subject.String(), Repository: g.Repository, Actions: g.Actions})
+			in.Grants = append(in.Grants, policy.Grant{Subject: g.Subject.String(), Repository: g.Repository, Actions: g.Actions, Expires: Instant(g.Expires)})
 		}
 	}
 	return in
@@ -61,6 +62,15 @@ func Relevant(pattern string, scopes []policy.Scope) bool {
 		}
 	}
 	return false
+}
+
+// Instant is how the policy input spells a time: RFC 3339 in UTC to the nanosecond
+// (time.parse_rfc3339_ns reads it), "" for none.
+func Instant(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 func nonNil(s []string) []string {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
@@ -72,5 +73,19 @@ func TestInputExampleGrantsAreRelevant(t *testing.T) {
 		if !Relevant(g.Repository, in.Scopes) {
 			t.Fatalf("the example's grant %q could not reach the policy: it matches no requested repository", g.Repository)
 		}
+	}
+}
+
+// TestTokenCarriesGrantEnds: a row that ends reaches the policy with its end, in UTC to the
+// nanosecond; a row without one carries none.
+func TestTokenCarriesGrantEnds(t *testing.T) {
+	end := time.Date(2026, 3, 1, 12, 0, 0, 5, time.FixedZone("X", 3600))
+	p := &keystore.Principal{Account: keystore.Account{Name: "buyer"}, Grants: []keystore.Grant{
+		{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"}, Repository: "shop/app", Actions: []string{"pull"}, Expires: end},
+		{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"}, Repository: "shop/*", Actions: []string{"pull"}},
+	}}
+	in := Token("r", policy.Client{}, p, []policy.Scope{{Type: "repository", Name: "shop/app", Actions: []string{"pull"}}})
+	if len(in.Grants) != 2 || in.Grants[0].Expires != "2026-03-01T11:00:00.000000005Z" || in.Grants[1].Expires != "" {
+		t.Fatalf("grants = %+v", in.Grants)
 	}
 }

@@ -256,6 +256,8 @@ func restrictions(r keystore.Restrictions) string {
 // grantFlags are the subject and repository flags of the grants commands.
 type grantFlags struct {
 	account, group, repo, actions string
+	// expires and until end a grant being added.
+	expires, until string
 }
 
 func (g *grantFlags) register(cmd *cobra.Command, actionsUsage string) {
@@ -281,7 +283,30 @@ func (g *grantFlags) request(needActions bool) (admin.GrantRequest, error) {
 	if needActions && len(req.Actions) == 0 {
 		return req, usageError{errors.New("--actions is required, e.g. --actions pull,push")}
 	}
+	if g.expires != "" && g.until != "" {
+		return req, usageError{errors.New("give --expires or --until, not both")}
+	}
+	req.ExpiresIn = g.expires
+	if g.until != "" {
+		t, err := parseUntil(g.until)
+		if err != nil {
+			return req, usageError{err}
+		}
+		req.Expires = t
+	}
 	return req, nil
+}
+
+// parseUntil reads --until: an RFC 3339 instant, or a date, which means the start of that day
+// in UTC.
+func parseUntil(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("--until %q: use a date (2026-03-01, the start of that day in UTC) or an instant (2026-03-01T12:00:00Z)", s)
 }
 
 func grantsCommand(f *clientFlags) *cobra.Command {
@@ -289,7 +314,7 @@ func grantsCommand(f *clientFlags) *cobra.Command {
 	f.register(cmd)
 	var addFlags, removeFlags, listFlags grantFlags
 	add := &cobra.Command{
-		Use: "add (--account NAME | --group NAME) --repo PATTERN --actions pull,push,delete", Short: "Grant actions", Args: cobra.NoArgs,
+		Use: "add (--account NAME | --group NAME) --repo PATTERN --actions pull,push,delete [--expires 30d | --until DATE]", Short: "Grant actions, for ever or until an end", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req, err := addFlags.request(true)
 			if err != nil {
@@ -307,6 +332,8 @@ func grantsCommand(f *clientFlags) *cobra.Command {
 		},
 	}
 	addFlags.register(add, "actions to grant: pull, push, delete (comma-separated)")
+	add.Flags().StringVar(&addFlags.expires, "expires", "", "end the grant after this long, e.g. 720h or 30d (default: no end)")
+	add.Flags().StringVar(&addFlags.until, "until", "", "end the grant at this date (start of the day, UTC) or RFC 3339 instant")
 	remove := &cobra.Command{
 		Use: "remove (--account NAME | --group NAME) --repo PATTERN [--actions …]", Short: "Remove actions, or the whole grant", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -352,9 +379,9 @@ func (f *clientFlags) printGrants(w io.Writer, list ...keystore.Grant) error {
 	if len(list) == 1 {
 		v = list[0]
 	}
-	return f.print(w, v, "SUBJECT\tREPOSITORY\tACTIONS", func(tw io.Writer) {
+	return f.print(w, v, "SUBJECT\tREPOSITORY\tACTIONS\tENDS", func(tw io.Writer) {
 		for _, g := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", g.Subject, g.Repository, strings.Join(g.Actions, ","))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.Subject, g.Repository, strings.Join(g.Actions, ","), stamp(g.Expires))
 		}
 	})
 }

@@ -26,6 +26,7 @@ const devIssuer = "regoauth-dev"
 // devOptions are the flags of `regoauth dev`.
 type devOptions struct {
 	dataDir, registryAddr, tokenAddr, logLevel, policyPath string
+	console                                                bool
 }
 
 func devCommand() *cobra.Command {
@@ -47,6 +48,7 @@ to DATA/admin.key.`,
 	cmd.Flags().StringVar(&o.tokenAddr, "token-addr", "localhost:5001", "token server address (the realm is http://ADDR/token)")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().StringVar(&o.policyPath, "policy", "", "a bundle directory or tarball loaded beside the built-in library, reloaded when it changes")
+	cmd.Flags().BoolVar(&o.console, "console", true, "serve the web console at http://TOKEN-ADDR/console/")
 	return cmd
 }
 
@@ -66,6 +68,7 @@ func devConfig(o devOptions, dir string) (server.Config, error) {
 	cfg.Store.URL = server.Secret{Value: "bolt://" + filepath.Join(dir, "store.db")}
 	cfg.RefreshTokens.Secrets = []server.Secret{{File: filepath.Join(dir, "refresh-secret")}}
 	cfg.Log = server.Log{Format: "text", Level: o.logLevel}
+	cfg.Console.Enabled = o.console
 	if o.policyPath != "" {
 		st, err := os.Stat(o.policyPath)
 		switch {
@@ -134,6 +137,9 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		return err
 	}
 	printDevHelp(out, dir, o.registryAddr, o.tokenAddr, adminKeyPath)
+	if cfg.Console.Enabled {
+		fmt.Fprintf(out, "Web console: http://%s%s/ (sign in as admin with the key in %s)\n\n", o.tokenAddr, cfg.Console.Path, adminKeyPath)
+	}
 	return s.Run(ctx, registry)
 }
 

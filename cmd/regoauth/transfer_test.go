@@ -115,7 +115,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	storetest.Seed(t, s)
 	want := take(t, s)
 	s.Close()
-	if len(want.Keys) != 4 || len(want.Grants) != 2 || len(want.Owned) != 1 {
+	if len(want.Keys) != 4 || len(want.Grants) != 3 || len(want.Owned) != 1 || want.Grants[1].Expires.IsZero() {
 		t.Fatalf("seed went wrong: %+v", want)
 	}
 
@@ -158,7 +158,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 
 	// Importing the same file again changes nothing and reports everything as present.
 	_, stderr, err := runCLI(t, "", "import", "--store", redisURL, files[0])
-	if err != nil || !strings.Contains(stderr, "(10 already present)") {
+	if err != nil || !strings.Contains(stderr, "(11 already present)") {
 		t.Fatalf("re-import: %v, %q", err, stderr)
 	}
 }
@@ -229,8 +229,29 @@ func TestImportConflicts(t *testing.T) {
 		t.Fatalf("import over a different account: %v", err)
 	}
 	d = openBolt(t, dst)
-	defer d.Close()
 	if snap := take(t, d); len(snap.Accounts) != 1 || len(snap.Keys) != 0 {
+		t.Fatalf("a refused import wrote records: %+v", snap)
+	}
+
+	// A grant row with another end is refused before anything is written, as PutGrant would.
+	if err := d.UpdateAccount(context.Background(), keystore.Account{Name: "seller", Groups: []string{"sellers", "staff"}}); err != nil {
+		t.Fatal(err)
+	}
+	buyer := keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"}
+	if err := d.CreateAccount(context.Background(), keystore.Account{Name: "buyer", Disabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutGrant(context.Background(), keystore.Grant{Subject: buyer, Repository: "shop/tool", Actions: []string{"pull", "push"}}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	_, _, err = runCLI(t, export, "import", "--store", "bolt://"+dst)
+	if !errors.Is(err, keystore.ErrConflict) || !strings.Contains(err.Error(), "shop/tool") || !strings.Contains(err.Error(), "pull,push with no end") {
+		t.Fatalf("import of a grant whose end differs: %v", err)
+	}
+	d = openBolt(t, dst)
+	defer d.Close()
+	if snap := take(t, d); len(snap.Keys) != 0 || len(snap.Grants) != 1 {
 		t.Fatalf("a refused import wrote records: %+v", snap)
 	}
 }

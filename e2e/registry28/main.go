@@ -1,6 +1,7 @@
 // Command registry28 serves a distribution v2.8 registry for the compatibility tests: the
 // registry v2.8 fleets still run, with filesystem storage and token authentication. It lives in
-// its own module so the main module never depends on v2.8.
+// its own module so the main module never depends on v2.8. Like registry3 it logs as JSON at
+// info level, so that tests can read every completed request and every refusal.
 package main
 
 import (
@@ -53,7 +54,8 @@ http:
 		fmt.Fprintln(os.Stderr, "registry28:", err)
 		os.Exit(1)
 	}
-	logrus.SetLevel(logrus.ErrorLevel)
+	logrus.SetLevel(logrus.InfoLevel)
+	logrus.SetFormatter(&logrus.JSONFormatter{})
 	app := handlers.NewApp(context.Background(), cfg)
 	fmt.Fprintln(os.Stderr, "registry28 listening on", *addr)
 	if err := http.ListenAndServe(*addr, app); err != nil {

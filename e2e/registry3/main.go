@@ -1,5 +1,8 @@
 // Command registry3 serves a distribution v3 registry configured from flags, for end-to-end
 // tests that need a registry apart from `regoauth dev` (other trust settings, other services).
+// It logs as JSON, so that tests can read what the registry itself did: at info level, every
+// completed request with its status ("response completed") and every refused one with the
+// reason ("error authorizing context: insufficient scope").
 package main
 
 import (
@@ -8,6 +11,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/regoauth/regoauth/devstack"
 )
@@ -21,13 +26,14 @@ func main() {
 	flag.StringVar(&o.Issuer, "issuer", "", "token issuer")
 	flag.StringVar(&o.RootCertBundle, "rootcertbundle", "", "PEM bundle of trusted token signing certificates")
 	flag.StringVar(&o.JWKS, "jwks", "", "JWKS file of trusted token signing keys")
-	flag.StringVar(&o.LogLevel, "log-level", "error", "registry log level")
+	flag.StringVar(&o.LogLevel, "log-level", "info", "registry log level")
 	flag.Parse()
 	h, err := devstack.NewRegistry(context.Background(), o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "registry3:", err)
 		os.Exit(1)
 	}
+	logrus.SetFormatter(&logrus.JSONFormatter{})
 	if err := http.ListenAndServe(*addr, h); err != nil {
 		fmt.Fprintln(os.Stderr, "registry3:", err)
 		os.Exit(1)

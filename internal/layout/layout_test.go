@@ -36,10 +36,11 @@ var allowed = map[string][]string{
 	"authz/input": {"keystore", "policy"},
 	"authz":       {"authz/input", "keystore", "policy", "tokens"},
 	"admin":       {"authz/input", "keystore", "policy"},
+	"console":     {"admin", "keystore", "policy"},
 	"devstack":    {},
 
 	// Assembly and the command line: the only places that know the concrete stores.
-	"server":       {"admin", "authz", "keystore", "keystore/boltstore", "keystore/redisstore", "policies", "policy", "tokens"},
+	"server":       {"admin", "authz", "console", "keystore", "keystore/boltstore", "keystore/redisstore", "policies", "policy", "tokens"},
 	"cmd/regoauth": {"admin", "devstack", "internal/secretfile", "keystore", "policies", "policy", "server", "tokens"},
 
 	"internal/secretfile": {"tokens"},

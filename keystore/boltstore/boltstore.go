@@ -23,15 +23,18 @@ var (
 	bucketKeys      = []byte("keys")            // id -> Key
 	bucketKeysByAcc = []byte("keys_by_account") // account \x00 id -> nil
 	bucketGrants    = []byte("grants")          // subject \x00 repository -> Grant
+	bucketGrantsOn  = []byte("grants_on")       // repository \x00 subject -> nil
 	bucketOwners    = []byte("owners")          // repository -> Ownership
 	bucketOwnedBy   = []byte("owned_by")        // owner \x00 repository -> nil
-	allBuckets      = [][]byte{bucketAccounts, bucketKeys, bucketKeysByAcc, bucketGrants, bucketOwners, bucketOwnedBy}
+	bucketSessions  = []byte("sessions")        // id -> Session
+	allBuckets      = [][]byte{bucketAccounts, bucketKeys, bucketKeysByAcc, bucketGrants, bucketGrantsOn, bucketOwners, bucketOwnedBy, bucketSessions}
 )
 
 // Store is a keystore.Store in one bbolt file.
 type Store struct {
 	db    *bolt.DB
 	cache *keystore.PrincipalCache // nil when off
+	now   func() time.Time
 }
 
 // Options configure a Store.
@@ -41,6 +44,8 @@ type Options struct {
 	// is never staler than the last write: the TTL only bounds memory.
 	CacheTTL  time.Duration
 	CacheSize int
+	// Now is the clock grant ends are compared with (default time.Now).
+	Now func() time.Time
 }
 
 var _ keystore.Store = (*Store)(nil)
@@ -64,13 +69,33 @@ func OpenWith(path string, opts Options) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return indexGrants(tx)
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("initialising %s: %w", path, err)
 	}
-	return &Store{db: db, cache: keystore.NewPrincipalCache(keystore.CacheOptions{TTL: opts.CacheTTL, Size: opts.CacheSize})}, nil
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	cache := keystore.NewPrincipalCache(keystore.CacheOptions{TTL: opts.CacheTTL, Size: opts.CacheSize, Now: opts.Now})
+	return &Store{db: db, cache: cache, now: opts.Now}, nil
+}
+
+// indexGrants fills the by-repository index of a file written before it existed. A file that
+// has grants has index entries for all of them, or none at all.
+func indexGrants(tx *bolt.Tx) error {
+	on := tx.Bucket(bucketGrantsOn)
+	if k, _ := on.Cursor().First(); k != nil {
+		return nil
+	}
+	return tx.Bucket(bucketGrants).ForEach(func(k, _ []byte) error {
+		subject, repo, ok := bytes.Cut(k, []byte{0})
+		if !ok {
+			return fmt.Errorf("grant key %q has no separator", k)
+		}
+		return on.Put(join(string(repo), string(subject)), nil)
+	})
 }
 
 // update runs a write transaction, then empties the principal cache: after the commit, so a
@@ -137,12 +162,12 @@ func suffixes(b *bolt.Bucket, prefix []byte) []string {
 
 func grantPrefix(s keystore.Subject) []byte { return join(s.String(), "") }
 
-// LoadPrincipal reads key, account and grants in one read transaction.
+// LoadPrincipal reads key, account and live grants in one read transaction.
 func (s *Store) LoadPrincipal(_ context.Context, keyID string) (keystore.Principal, error) {
-	return s.cache.Load(keyID, func() (keystore.Principal, error) { return s.loadPrincipal(keyID) })
+	return s.cache.Load(keyID, func() (keystore.Principal, error) { return s.loadPrincipal(keyID, s.now()) })
 }
 
-func (s *Store) loadPrincipal(keyID string) (keystore.Principal, error) {
+func (s *Store) loadPrincipal(keyID string, now time.Time) (keystore.Principal, error) {
 	var p keystore.Principal
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -162,7 +187,7 @@ func (s *Store) loadPrincipal(keyID string) (keystore.Principal, error) {
 			if err != nil {
 				return err
 			}
-			p.Grants = append(p.Grants, gs...)
+			p.Grants = append(p.Grants, keystore.LiveGrants(gs, now)...)
 		}
 		p.Owned = suffixes(tx.Bucket(bucketOwnedBy), join(p.Account.Name, ""))
 		return nil
@@ -199,6 +224,47 @@ func (s *Store) ListAccounts(_ context.Context) (out []keystore.Account, err err
 		return err
 	})
 	return out, err
+}
+
+// PageAccounts decodes an account only when its raw record contains the filter text (then it
+// is checked for real) or when it is on the page.
+func (s *Store) PageAccounts(_ context.Context, q keystore.AccountQuery) (page keystore.AccountPage, err error) {
+	text := []byte(q.Contains)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketAccounts).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if !bytes.Contains(v, text) {
+				continue
+			}
+			var a *keystore.Account
+			decode := func() error {
+				if a == nil {
+					a = new(keystore.Account)
+					if err := json.Unmarshal(v, a); err != nil {
+						return fmt.Errorf("decoding account %q: %w", k, err)
+					}
+				}
+				return nil
+			}
+			if len(text) > 0 {
+				if err := decode(); err != nil {
+					return err
+				}
+				if !q.Matches(*a) {
+					continue
+				}
+			}
+			if page.Total >= q.Offset && len(page.Accounts) < q.Limit {
+				if err := decode(); err != nil {
+					return err
+				}
+				page.Accounts = append(page.Accounts, *a)
+			}
+			page.Total++
+		}
+		return nil
+	})
+	return page, err
 }
 
 // UpdateAccount replaces the mutable fields of an existing account.
@@ -367,7 +433,7 @@ func (s *Store) TouchKeys(_ context.Context, used map[string]time.Time) error {
 	})
 }
 
-// PutGrant merges the grant's actions into the row for (subject, repository).
+// PutGrant merges the grant into the row for (subject, repository) (keystore.MergeGrant).
 func (s *Store) PutGrant(_ context.Context, g keystore.Grant) error {
 	return s.write(keystore.Record{Grant: &g})
 }
@@ -376,15 +442,21 @@ func putGrant(tx *bolt.Tx, g keystore.Grant) error {
 	b := tx.Bucket(bucketGrants)
 	key := join(g.Subject.String(), g.Repository)
 	old, err := get[keystore.Grant](b, key, "grant")
+	var row *keystore.Grant
 	switch {
 	case err == nil:
-		g.Actions = keystore.MergeActions(old.Actions, g.Actions)
-	case errors.Is(err, keystore.ErrNotFound):
-		g.Actions = keystore.MergeActions(nil, g.Actions)
-	default:
+		row = &old
+	case !errors.Is(err, keystore.ErrNotFound):
 		return err
 	}
-	return put(b, key, g)
+	merged, err := keystore.MergeGrant(row, g)
+	if err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketGrantsOn).Put(join(g.Repository, g.Subject.String()), nil); err != nil {
+		return err
+	}
+	return put(b, key, merged)
 }
 
 // RemoveGrant removes actions from a row, or the row.
@@ -400,20 +472,38 @@ func (s *Store) RemoveGrant(_ context.Context, subject keystore.Subject, reposit
 			g.Actions = keystore.SubtractActions(g.Actions, actions)
 		}
 		if len(actions) == 0 || len(g.Actions) == 0 {
+			if err := tx.Bucket(bucketGrantsOn).Delete(join(repository, subject.String())); err != nil {
+				return err
+			}
 			return b.Delete(key)
 		}
 		return put(b, key, g)
 	})
 }
 
-// ListGrants lists grants matching f, ordered by subject then repository.
+// ListGrants lists grants matching f, ordered by subject then repository. By repository alone
+// it reads only that repository's rows, through the index.
 func (s *Store) ListGrants(_ context.Context, f keystore.GrantFilter) (out []keystore.Grant, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
+		grants := tx.Bucket(bucketGrants)
+		if f.Subject == nil && f.Repository != "" {
+			for _, subject := range suffixes(tx.Bucket(bucketGrantsOn), join(f.Repository, "")) {
+				g, err := get[keystore.Grant](grants, join(subject, f.Repository), "grant")
+				if errors.Is(err, keystore.ErrNotFound) {
+					continue // the rows are the truth; an index entry without one names nothing
+				}
+				if err != nil {
+					return err
+				}
+				out = append(out, g)
+			}
+			return nil
+		}
 		var prefix []byte
 		if f.Subject != nil {
 			prefix = grantPrefix(*f.Subject)
 		}
-		all, err := scan[keystore.Grant](tx.Bucket(bucketGrants), prefix)
+		all, err := scan[keystore.Grant](grants, prefix)
 		for _, g := range all {
 			if f.Repository == "" || g.Repository == f.Repository {
 				out = append(out, g)
@@ -422,6 +512,46 @@ func (s *Store) ListGrants(_ context.Context, f keystore.GrantFilter) (out []key
 		return err
 	})
 	return out, err
+}
+
+// PageGrants selects rows by their keys (subject and repository), decoding a row only when
+// it is on the page, or when the query asks about ends and the row has one.
+func (s *Store) PageGrants(_ context.Context, q keystore.GrantQuery) (page keystore.GrantPage, err error) {
+	subject, repo := []byte(q.Subject), []byte(q.Repository)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketGrants).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			sub, r, _ := bytes.Cut(k, []byte{0})
+			if !bytes.Contains(sub, subject) || !bytes.Contains(r, repo) {
+				continue
+			}
+			var g *keystore.Grant
+			if q.Ends != keystore.AnyEnd {
+				if !bytes.Contains(v, []byte(`"expires"`)) {
+					continue // no end: neither to come nor passed
+				}
+				g = new(keystore.Grant)
+				if err := json.Unmarshal(v, g); err != nil {
+					return fmt.Errorf("decoding grant: %w", err)
+				}
+				if !q.EndMatches(*g) {
+					continue
+				}
+			}
+			if page.Total >= q.Offset && len(page.Grants) < q.Limit {
+				if g == nil {
+					g = new(keystore.Grant)
+					if err := json.Unmarshal(v, g); err != nil {
+						return fmt.Errorf("decoding grant: %w", err)
+					}
+				}
+				page.Grants = append(page.Grants, *g)
+			}
+			page.Total++
+		}
+		return nil
+	})
+	return page, err
 }
 
 // Reserve records ownership of a repository name.
@@ -472,6 +602,48 @@ func (s *Store) ListOwnership(_ context.Context, owner string) (out []keystore.O
 	return out, err
 }
 
+// PageOwnership selects reservations by repository (the key) and owner without decoding a
+// record unless the owner filter may match it or it is on the page.
+func (s *Store) PageOwnership(_ context.Context, q keystore.OwnershipQuery) (page keystore.OwnershipPage, err error) {
+	repo, owner := []byte(q.Repository), []byte(q.Owner)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketOwners).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if !bytes.Contains(k, repo) || !bytes.Contains(v, owner) {
+				continue
+			}
+			var o *keystore.Ownership
+			decode := func() error {
+				if o == nil {
+					o = new(keystore.Ownership)
+					if err := json.Unmarshal(v, o); err != nil {
+						return fmt.Errorf("decoding repository %q: %w", k, err)
+					}
+				}
+				return nil
+			}
+			if len(owner) > 0 {
+				// The raw record contained the text; it must be in the owner.
+				if err := decode(); err != nil {
+					return err
+				}
+				if !q.Matches(*o) {
+					continue
+				}
+			}
+			if page.Total >= q.Offset && len(page.Ownerships) < q.Limit {
+				if err := decode(); err != nil {
+					return err
+				}
+				page.Ownerships = append(page.Ownerships, *o)
+			}
+			page.Total++
+		}
+		return nil
+	})
+	return page, err
+}
+
 // Release removes ownership of a repository.
 func (s *Store) Release(_ context.Context, repository string) error {
 	return s.update(func(tx *bolt.Tx) error {
@@ -485,4 +657,53 @@ func (s *Store) Release(_ context.Context, repository string) error {
 		}
 		return tx.Bucket(bucketOwnedBy).Delete(join(o.Owner, repository))
 	})
+}
+
+// CreateSession stores a session and drops the ones that have expired, so the bucket holds no
+// more than the sessions alive now.
+func (s *Store) CreateSession(_ context.Context, sess keystore.Session) error {
+	if err := sess.Validate(); err != nil {
+		return err
+	}
+	now := s.now()
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSessions)
+		if b.Get([]byte(sess.ID)) != nil {
+			return fmt.Errorf("session: %w", keystore.ErrExists)
+		}
+		var ended [][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			var old keystore.Session
+			if json.Unmarshal(v, &old) != nil || !now.Before(old.Expires) {
+				ended = append(ended, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range ended {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return put(b, []byte(sess.ID), sess)
+	})
+}
+
+// GetSession reads a session that has not expired.
+func (s *Store) GetSession(_ context.Context, id string) (sess keystore.Session, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		sess, err = get[keystore.Session](tx.Bucket(bucketSessions), []byte(id), "session")
+		return err
+	})
+	if err == nil && !s.now().Before(sess.Expires) {
+		return keystore.Session{}, fmt.Errorf("session: %w", keystore.ErrNotFound)
+	}
+	return sess, err
+}
+
+// DeleteSession removes a session.
+func (s *Store) DeleteSession(_ context.Context, id string) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSessions).Delete([]byte(id)) })
 }

@@ -26,6 +26,8 @@ type Store struct {
 	keys     map[string]keystore.Key
 	grants   map[grantRow]keystore.Grant
 	owners   map[string]keystore.Ownership
+	sessions map[string]keystore.Session
+	now      func() time.Time
 }
 
 // grantRow identifies a grant row, as in every backend: one per (subject, repository).
@@ -36,13 +38,18 @@ type grantRow struct {
 
 var _ keystore.Store = (*Store)(nil)
 
-// New returns an empty store.
-func New() *Store {
+// New returns an empty store on the system clock.
+func New() *Store { return NewAt(time.Now) }
+
+// NewAt returns an empty store whose clock (grant ends, sessions) is now.
+func NewAt(now func() time.Time) *Store {
 	return &Store{
 		accounts: map[string]keystore.Account{},
 		keys:     map[string]keystore.Key{},
 		grants:   map[grantRow]keystore.Grant{},
 		owners:   map[string]keystore.Ownership{},
+		sessions: map[string]keystore.Session{},
+		now:      now,
 	}
 }
 
@@ -85,8 +92,8 @@ func sorted[V any](m map[string]V, clone func(V) V) []V {
 
 func same[V any](v V) V { return v }
 
-// LoadPrincipal reads the key, its account, the grants of the account and its groups, and the
-// repositories it owns.
+// LoadPrincipal reads the key, its account, the live grants of the account and its groups, and
+// the repositories it owns.
 func (s *Store) LoadPrincipal(_ context.Context, keyID string) (keystore.Principal, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -103,8 +110,9 @@ func (s *Store) LoadPrincipal(_ context.Context, keyID string) (keystore.Princip
 	for _, g := range a.Groups {
 		subjects = append(subjects, keystore.Subject{Kind: keystore.SubjectGroup, Name: g})
 	}
+	now := s.now()
 	for _, sub := range subjects {
-		p.Grants = append(p.Grants, s.grantsLocked(keystore.GrantFilter{Subject: &sub})...)
+		p.Grants = append(p.Grants, keystore.LiveGrants(s.grantsLocked(keystore.GrantFilter{Subject: &sub}), now)...)
 	}
 	for _, o := range s.owners {
 		if o.Owner == a.Name {
@@ -222,7 +230,7 @@ func (s *Store) TouchKeys(_ context.Context, used map[string]time.Time) error {
 	return nil
 }
 
-// PutGrant merges the grant's actions into the row for (subject, repository).
+// PutGrant merges the grant into the row for (subject, repository) (keystore.MergeGrant).
 func (s *Store) PutGrant(_ context.Context, g keystore.Grant) error {
 	return s.WriteBatch(context.Background(), []keystore.Record{{Grant: &g}})
 }
@@ -342,8 +350,15 @@ func (s *Store) writeLocked(r keystore.Record) error {
 	case r.Grant != nil:
 		g := copyGrant(*r.Grant)
 		row := grantRow{g.Subject, g.Repository}
-		g.Actions = keystore.MergeActions(s.grants[row].Actions, g.Actions)
-		s.grants[row] = g
+		var old *keystore.Grant
+		if cur, ok := s.grants[row]; ok {
+			old = &cur
+		}
+		merged, err := keystore.MergeGrant(old, g)
+		if err != nil {
+			return err
+		}
+		s.grants[row] = merged
 	default:
 		o := *r.Ownership
 		if _, ok := s.accounts[o.Owner]; !ok {
@@ -354,6 +369,84 @@ func (s *Store) writeLocked(r keystore.Record) error {
 		}
 		s.owners[o.Repository] = o
 	}
+	return nil
+}
+
+// page returns the items of a listing that match, offset and limited, and how many match.
+func page[T any](items []T, match func(T) bool, offset, limit int) ([]T, int) {
+	var out []T
+	total := 0
+	for _, it := range items {
+		if !match(it) {
+			continue
+		}
+		if total >= offset && len(out) < limit {
+			out = append(out, it)
+		}
+		total++
+	}
+	return out, total
+}
+
+// PageGrants returns one page of the grant rows a query selects.
+func (s *Store) PageGrants(_ context.Context, q keystore.GrantQuery) (keystore.GrantPage, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var p keystore.GrantPage
+	p.Grants, p.Total = page(s.grantsLocked(keystore.GrantFilter{}), q.Matches, q.Offset, q.Limit)
+	return p, nil
+}
+
+// PageOwnership returns one page of the reservations a query selects.
+func (s *Store) PageOwnership(_ context.Context, q keystore.OwnershipQuery) (keystore.OwnershipPage, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var p keystore.OwnershipPage
+	p.Ownerships, p.Total = page(sorted(s.owners, same), q.Matches, q.Offset, q.Limit)
+	return p, nil
+}
+
+// PageAccounts returns one page of the accounts a query selects.
+func (s *Store) PageAccounts(_ context.Context, q keystore.AccountQuery) (keystore.AccountPage, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var p keystore.AccountPage
+	p.Accounts, p.Total = page(sorted(s.accounts, copyAccount), q.Matches, q.Offset, q.Limit)
+	return p, nil
+}
+
+// CreateSession stores a session, dropping those that have expired.
+func (s *Store) CreateSession(_ context.Context, sess keystore.Session) error {
+	if err := sess.Validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sessions[sess.ID]; ok {
+		return fmt.Errorf("session: %w", keystore.ErrExists)
+	}
+	now := s.now()
+	maps.DeleteFunc(s.sessions, func(_ string, old keystore.Session) bool { return !now.Before(old.Expires) })
+	s.sessions[sess.ID] = sess
+	return nil
+}
+
+// GetSession reads a session that has not expired.
+func (s *Store) GetSession(_ context.Context, id string) (keystore.Session, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	sess, ok := s.sessions[id]
+	if !ok || !s.now().Before(sess.Expires) {
+		return keystore.Session{}, fmt.Errorf("session: %w", keystore.ErrNotFound)
+	}
+	return sess, nil
+}
+
+// DeleteSession removes a session.
+func (s *Store) DeleteSession(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, id)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package memstore_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/memstore"
@@ -9,5 +10,5 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) keystore.Store { return memstore.New() })
+	storetest.Run(t, func(t *testing.T, now func() time.Time) keystore.Store { return memstore.NewAt(now) })
 }

@@ -36,7 +36,7 @@ type Options struct {
 	Logger    *slog.Logger
 	// Registerer receives the store's metrics (namespace regoauth, subsystem store).
 	Registerer prometheus.Registerer
-	// Now is the clock of the cache's liveness check (default time.Now).
+	// Now is the clock of the cache's liveness check and of grant ends (default time.Now).
 	Now func() time.Time
 }
 
@@ -52,6 +52,9 @@ type Store struct {
 	// live is the state of the invalidation channel; the cache serves only while it is alive.
 	live  *liveness
 	cache *keystore.PrincipalCache // nil when off
+	now   func() time.Time
+	// reloadTopology asks a Cluster client to read the slot map again (nil otherwise).
+	reloadTopology func()
 
 	stop context.CancelFunc
 	done sync.WaitGroup
@@ -83,15 +86,22 @@ func New(client redis.UniversalClient, mode Mode, prefix string, opts Options) *
 		prefix:  "{" + prefix + "}:",
 		logger:  opts.Logger,
 		metrics: newMetrics(opts.Registerer),
+		now:     opts.Now,
 	}
 	s.channel = s.prefix + "invalidate"
 	s.health.init(s.logger, s.metrics)
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		// go-redis reads a Cluster's slot map again on a MOVED reply and once a minute, not
+		// when a primary stops answering: without this, a failover the cluster completes in
+		// seconds would fail every request for up to a minute.
+		s.reloadTopology = func() { cc.ReloadState(context.Background()) }
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	if opts.CacheTTL > 0 {
 		s.live = &liveness{now: opts.Now}
 		s.cache = keystore.NewPrincipalCache(keystore.CacheOptions{
-			TTL: opts.CacheTTL, Size: opts.CacheSize, Usable: s.live.alive,
+			TTL: opts.CacheTTL, Size: opts.CacheSize, Usable: s.live.alive, Now: opts.Now,
 			Observe: func(outcome string) { s.metrics.cache.WithLabelValues(outcome).Inc() },
 		})
 		s.done.Add(1)
@@ -167,7 +177,7 @@ func (s *Store) fail(op string, err error, what map[string]string) error {
 	for _, m := range []struct {
 		prefix   string
 		sentinel error
-	}{{"NOTFOUND ", keystore.ErrNotFound}, {"EXISTS ", keystore.ErrExists}} {
+	}{{"NOTFOUND ", keystore.ErrNotFound}, {"EXISTS ", keystore.ErrExists}, {"CONFLICT ", keystore.ErrConflict}} {
 		if msg := err.Error(); strings.HasPrefix(msg, m.prefix) {
 			s.health.up()
 			kind := strings.TrimPrefix(msg, m.prefix)
@@ -175,6 +185,9 @@ func (s *Store) fail(op string, err error, what map[string]string) error {
 		}
 	}
 	if unavailable(err) {
+		if s.reloadTopology != nil {
+			s.reloadTopology() // one at a time, however many requests fail
+		}
 		s.health.down(op, err)
 		return fmt.Errorf("redis %s: %w: %v", op, keystore.ErrUnavailable, err)
 	}
@@ -196,9 +209,11 @@ func unavailable(err error) bool {
 		redis.IsAuthError(err) || redis.IsPermissionError(err)
 }
 
-// LoadPrincipal reads the key, its account, their grants and owned repositories in one script.
+// LoadPrincipal reads the key, its account, their grants and owned repositories in one script,
+// and keeps the grants that have not ended.
 func (s *Store) LoadPrincipal(ctx context.Context, keyID string) (keystore.Principal, error) {
 	return s.cache.Load(keyID, func() (keystore.Principal, error) {
+		now := s.now()
 		raw, err := loadPrincipal.Run(ctx, s.client, []string{s.keyKey(keyID)}, s.prefix).Slice()
 		if errors.Is(err, redis.Nil) {
 			s.health.up()
@@ -208,7 +223,9 @@ func (s *Store) LoadPrincipal(ctx context.Context, keyID string) (keystore.Princ
 			return keystore.Principal{}, s.fail("load principal", err, nil)
 		}
 		s.health.up()
-		return decodePrincipal(keyID, raw)
+		p, err := decodePrincipal(keyID, raw)
+		p.Grants = keystore.LiveGrants(p.Grants, now)
+		return p, err
 	})
 }
 
@@ -248,10 +265,36 @@ func fields(v any) map[string]string {
 	return m
 }
 
+// grantValue is a grant row's field value: "pull,push", or "pull,push|END" with END the end in
+// Unix nanoseconds (the scripts compare ends as strings, so one instant has one spelling).
+func grantValue(actions []string, end time.Time) string {
+	v := strings.Join(actions, ",")
+	if !end.IsZero() {
+		v += "|" + grantEnd(end)
+	}
+	return v
+}
+
+func grantEnd(end time.Time) string {
+	if end.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(end.UnixNano(), 10)
+}
+
+func parseGrantValue(sub keystore.Subject, repo, v string) keystore.Grant {
+	actions, end, _ := strings.Cut(v, "|")
+	g := keystore.Grant{Subject: sub, Repository: repo, Actions: strings.Split(actions, ",")}
+	if n, err := strconv.ParseInt(end, 10, 64); err == nil {
+		g.Expires = time.Unix(0, n).UTC()
+	}
+	return g
+}
+
 func decodeGrants(sub keystore.Subject, rows map[string]string) []keystore.Grant {
 	out := make([]keystore.Grant, 0, len(rows))
-	for repo, actions := range rows {
-		out = append(out, keystore.Grant{Subject: sub, Repository: repo, Actions: strings.Split(actions, ",")})
+	for repo, v := range rows {
+		out = append(out, parseGrantValue(sub, repo, v))
 	}
 	slices.SortFunc(out, func(a, b keystore.Grant) int { return strings.Compare(a.Repository, b.Repository) })
 	return out
@@ -368,6 +411,43 @@ func (s *Store) ListAccounts(ctx context.Context) ([]keystore.Account, error) {
 		return err
 	})
 	return out, err
+}
+
+// PageAccounts reads only the page's accounts when there is no filter; with one it reads every
+// account's hash in pipelined batches (a filter may match a group or a role).
+func (s *Store) PageAccounts(ctx context.Context, q keystore.AccountQuery) (keystore.AccountPage, error) {
+	names, err := s.client.ZRange(ctx, s.accountsKey(), 0, -1).Result()
+	if err != nil {
+		return keystore.AccountPage{}, s.fail("page accounts", err, nil)
+	}
+	page := keystore.AccountPage{}
+	if q.Contains == "" {
+		page.Total = len(names)
+		names = names[min(q.Offset, len(names)):min(q.Offset+q.Limit, len(names))]
+		q.Offset, q.Limit = 0, len(names)
+	}
+	total := 0
+	err = s.batchHGetAll(ctx, "page accounts", names, s.accountKey, func(name string, f map[string]string) error {
+		a, err := decodeAccount(name, f)
+		if errors.Is(err, keystore.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !q.Matches(a) {
+			return nil
+		}
+		if total >= q.Offset && len(page.Accounts) < q.Limit {
+			page.Accounts = append(page.Accounts, a)
+		}
+		total++
+		return nil
+	})
+	if q.Contains != "" {
+		page.Total = total
+	}
+	return page, err
 }
 
 // batchSize bounds one pipeline of a listing, so a million records never sit in one reply.
@@ -488,9 +568,27 @@ func (s *Store) TouchKeys(ctx context.Context, used map[string]time.Time) error 
 	return nil
 }
 
-// PutGrant merges the grant's actions into the row for (subject, repository).
+// PutGrant merges the grant into the row for (subject, repository), as keystore.MergeGrant
+// does, in one script.
 func (s *Store) PutGrant(ctx context.Context, g keystore.Grant) error {
-	return s.write(ctx, keystore.Record{Grant: &g})
+	err := s.write(ctx, keystore.Record{Grant: &g})
+	if errors.Is(err, keystore.ErrConflict) {
+		return s.explainConflict(ctx, g, err)
+	}
+	return err
+}
+
+// explainConflict reads the row a put conflicted with, so the error says what it holds.
+func (s *Store) explainConflict(ctx context.Context, g keystore.Grant, conflict error) error {
+	v, err := s.client.HGet(ctx, s.grantsKey(g.Subject.String()), g.Repository).Result()
+	if err != nil {
+		return conflict
+	}
+	row := parseGrantValue(g.Subject, g.Repository, v)
+	if _, err := keystore.MergeGrant(&row, g); err != nil {
+		return err
+	}
+	return conflict
 }
 
 // RemoveGrant removes actions from a row, or the row.
@@ -527,6 +625,32 @@ func (s *Store) ListGrants(ctx context.Context, f keystore.GrantFilter) ([]keyst
 		return nil
 	})
 	return out, err
+}
+
+// PageGrants selects subjects by name before reading any row, then reads the rows of those
+// subjects in pipelined batches; rows are short strings, so filtering them costs little.
+func (s *Store) PageGrants(ctx context.Context, q keystore.GrantQuery) (keystore.GrantPage, error) {
+	subjects, err := s.client.ZRange(ctx, s.subjectsKey(), 0, -1).Result()
+	if err != nil {
+		return keystore.GrantPage{}, s.fail("page grants", err, nil)
+	}
+	subjects = slices.DeleteFunc(subjects, func(sub string) bool { return !strings.Contains(sub, q.Subject) })
+	slices.Sort(subjects)
+	var page keystore.GrantPage
+	err = s.batchHGetAll(ctx, "page grants", subjects, s.grantsKey, func(subject string, rows map[string]string) error {
+		kind, name, _ := strings.Cut(subject, ":")
+		for _, g := range decodeGrants(keystore.Subject{Kind: keystore.SubjectKind(kind), Name: name}, rows) {
+			if !q.Matches(g) {
+				continue
+			}
+			if page.Total >= q.Offset && len(page.Grants) < q.Limit {
+				page.Grants = append(page.Grants, g)
+			}
+			page.Total++
+		}
+		return nil
+	})
+	return page, err
 }
 
 // Reserve records ownership of a repository name.
@@ -592,10 +716,104 @@ func (s *Store) ListOwnership(ctx context.Context, owner string) ([]keystore.Own
 	return out, nil
 }
 
+// PageOwnership filters repository names before reading any record, then reads the records of
+// the names left in batches.
+func (s *Store) PageOwnership(ctx context.Context, q keystore.OwnershipQuery) (keystore.OwnershipPage, error) {
+	repos, err := s.client.ZRange(ctx, s.reposKey(), 0, -1).Result()
+	if err != nil {
+		return keystore.OwnershipPage{}, s.fail("page ownership", err, nil)
+	}
+	repos = slices.DeleteFunc(repos, func(r string) bool { return !strings.Contains(r, q.Repository) })
+	slices.Sort(repos)
+	var page keystore.OwnershipPage
+	for start := 0; start < len(repos); start += batchSize {
+		chunk := repos[start:min(start+batchSize, len(repos))]
+		keys := make([]string, len(chunk))
+		for i, r := range chunk {
+			keys[i] = s.ownerKey(r)
+		}
+		vals, err := s.client.MGet(ctx, keys...).Result()
+		if err != nil {
+			return keystore.OwnershipPage{}, s.fail("page ownership", err, nil)
+		}
+		for i, v := range vals {
+			raw, ok := v.(string)
+			if !ok {
+				continue
+			}
+			var o keystore.Ownership
+			if err := json.Unmarshal([]byte(raw), &o); err != nil {
+				return keystore.OwnershipPage{}, fmt.Errorf("decoding repository %q: %w", chunk[i], err)
+			}
+			if !q.Matches(o) {
+				continue
+			}
+			if page.Total >= q.Offset && len(page.Ownerships) < q.Limit {
+				page.Ownerships = append(page.Ownerships, o)
+			}
+			page.Total++
+		}
+	}
+	s.health.up()
+	return page, nil
+}
+
 // Release removes ownership of a repository.
 func (s *Store) Release(ctx context.Context, repository string) error {
 	err := release.Run(ctx, s.client, []string{s.ownerKey(repository), s.reposKey()}, s.channel, s.prefix, repository).Err()
 	// The owner is known only to the script; empty this replica's cache rather than guess.
 	s.changed("*")
 	return s.fail("release", err, map[string]string{"repository": repository})
+}
+
+func (s *Store) sessionKey(id string) string { return s.prefix + "s:" + id }
+
+// CreateSession stores a session with Redis' own expiry, so an abandoned one costs nothing
+// once it ends.
+func (s *Store) CreateSession(ctx context.Context, sess keystore.Session) error {
+	if err := sess.Validate(); err != nil {
+		return err
+	}
+	ttl := sess.Expires.Sub(s.now())
+	if ttl <= 0 {
+		return fmt.Errorf("%w: the session has already expired", keystore.ErrInvalid)
+	}
+	rec, err := json.Marshal(sess)
+	if err != nil {
+		return err
+	}
+	ok, err := s.client.SetNX(ctx, s.sessionKey(sess.ID), rec, ttl).Result()
+	if err != nil {
+		return s.fail("create session", err, nil)
+	}
+	if !ok {
+		return fmt.Errorf("session: %w", keystore.ErrExists)
+	}
+	return nil
+}
+
+// GetSession reads a session that has not expired.
+func (s *Store) GetSession(ctx context.Context, id string) (keystore.Session, error) {
+	raw, err := s.client.Get(ctx, s.sessionKey(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		s.health.up()
+		return keystore.Session{}, fmt.Errorf("session: %w", keystore.ErrNotFound)
+	}
+	if err != nil {
+		return keystore.Session{}, s.fail("get session", err, nil)
+	}
+	s.health.up()
+	var sess keystore.Session
+	if err := json.Unmarshal(raw, &sess); err != nil {
+		return keystore.Session{}, fmt.Errorf("decoding session: %w", err)
+	}
+	if !s.now().Before(sess.Expires) {
+		return keystore.Session{}, fmt.Errorf("session: %w", keystore.ErrNotFound)
+	}
+	return sess, nil
+}
+
+// DeleteSession removes a session.
+func (s *Store) DeleteSession(ctx context.Context, id string) error {
+	return s.fail("delete session", s.client.Del(ctx, s.sessionKey(id)).Err(), nil)
 }

@@ -80,17 +80,40 @@ end
 return 1
 `)
 
+// A grant row is a field of the subject's hash: repository -> "pull,push", or
+// "pull,push|END" when it ends, END in Unix nanoseconds (grantValue and parseGrantValue).
+// Scripts split a row with grantParts.
+const grantParts = `
+local function parts(v)
+  local i = string.find(v, '|', 1, true)
+  if i then return string.sub(v, 1, i - 1), string.sub(v, i + 1) end
+  return v, ''
+end
+`
+
 // putGrant: KEYS subject's grants, subjects, repository's subjects; ARGV channel, message,
-// subject, repository, actions….
-var putGrant = redis.NewScript(`
+// subject, repository, end (empty for none), actions…. A row whose end differs is replaced only
+// by a put naming every action it holds (keystore.MergeGrant); otherwise "CONFLICT grant".
+var putGrant = redis.NewScript(grantParts + `
 local set = {}
 local cur = redis.call('HGET', KEYS[1], ARGV[4])
-if cur then for a in string.gmatch(cur, '[^,]+') do set[a] = true end end
-for i = 5, #ARGV do set[ARGV[i]] = true end
+for i = 6, #ARGV do set[ARGV[i]] = true end
+if cur then
+  local acts, fin = parts(cur)
+  for a in string.gmatch(acts, '[^,]+') do
+    if fin == ARGV[5] then
+      set[a] = true
+    elseif not set[a] then
+      return redis.error_reply('CONFLICT grant')
+    end
+  end
+end
 local list = {}
 for a in pairs(set) do list[#list + 1] = a end
 table.sort(list)
-redis.call('HSET', KEYS[1], ARGV[4], table.concat(list, ','))
+local v = table.concat(list, ',')
+if ARGV[5] ~= '' then v = v .. '|' .. ARGV[5] end
+redis.call('HSET', KEYS[1], ARGV[4], v)
 redis.call('ZADD', KEYS[2], 0, ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[3])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
@@ -98,22 +121,25 @@ return 1
 `)
 
 // removeGrant: same KEYS as putGrant; ARGV channel, message, subject, repository, actions…
-// (none: the whole row).
-var removeGrant = redis.NewScript(`
+// (none: the whole row). What is left keeps the row's end.
+var removeGrant = redis.NewScript(grantParts + `
 local cur = redis.call('HGET', KEYS[1], ARGV[4])
 if not cur then return redis.error_reply('NOTFOUND grant') end
+local acts, fin = parts(cur)
 local left = {}
 if #ARGV > 4 then
   local drop = {}
   for i = 5, #ARGV do drop[ARGV[i]] = true end
-  for a in string.gmatch(cur, '[^,]+') do if not drop[a] then left[#left + 1] = a end end
+  for a in string.gmatch(acts, '[^,]+') do if not drop[a] then left[#left + 1] = a end end
 end
 if #left == 0 then
   redis.call('HDEL', KEYS[1], ARGV[4])
   redis.call('SREM', KEYS[3], ARGV[3])
   if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[3]) end
 else
-  redis.call('HSET', KEYS[1], ARGV[4], table.concat(left, ','))
+  local v = table.concat(left, ',')
+  if fin ~= '' then v = v .. '|' .. fin end
+  redis.call('HSET', KEYS[1], ARGV[4], v)
 end
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1

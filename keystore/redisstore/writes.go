@@ -51,8 +51,14 @@ func (s *Store) recordWrite(r keystore.Record) (writeCall, error) {
 			args: []any{k.ID, rec, k.Account, flag(k.Revoked), lastUsed},
 			what: map[string]string{"account": k.Account, "key": k.ID}}, nil
 	case r.Grant != nil:
+		// putGrant takes the row's end before the actions.
 		g := *r.Grant
-		return s.grantWrite("put grant", putGrant, g.Subject, g.Repository, g.Actions), nil
+		w := s.grantWrite("put grant", putGrant, g.Subject, g.Repository, nil)
+		w.args = append(w.args, grantEnd(g.Expires))
+		for _, a := range g.Actions {
+			w.args = append(w.args, a)
+		}
+		return w, nil
 	}
 	o := *r.Ownership
 	rec, err := json.Marshal(o)

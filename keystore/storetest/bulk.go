@@ -99,6 +99,8 @@ func Seed(t testing.TB, s keystore.Store) int {
 	for _, g := range []keystore.Grant{
 		{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"}, Repository: "shop/app", Actions: []string{"pull"}},
 		{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "sellers"}, Repository: "host:5000/shop/*", Actions: []string{"delete", "push"}},
+		// A purchase that ends, to the nanosecond.
+		{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"}, Repository: "shop/tool", Actions: []string{"pull"}, Expires: created.Add(30*24*time.Hour + 5)},
 	} {
 		must(t, s.PutGrant(ctx, g))
 		n++
@@ -111,7 +113,7 @@ func Seed(t testing.TB, s keystore.Store) int {
 // the same backend and exports that: the two exports are byte for byte equal. The first store
 // holds more keys than one batch, so the batch reads and writes cross their boundaries.
 // Importing the same export again writes nothing.
-func testExportImportRoundTrip(t *testing.T, s keystore.Store, newStore func(t *testing.T) keystore.Store) {
+func testExportImportRoundTrip(t *testing.T, s keystore.Store, newStore NewStore) {
 	records := Seed(t, s)
 	must(t, s.CreateAccount(ctx, acct("bulk")))
 	records++
@@ -129,7 +131,7 @@ func testExportImportRoundTrip(t *testing.T, s keystore.Store, newStore func(t *
 		t.Fatalf("exported %s, want %d records", c, records)
 	}
 
-	d := newStore(t)
+	d := newStore(t, func() time.Time { return now })
 	t.Cleanup(func() { d.Close() })
 	c, err = keystore.Import(ctx, d, bytes.NewReader(first.Bytes()), 4)
 	must(t, err)

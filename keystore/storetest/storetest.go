@@ -1,7 +1,8 @@
 // Package storetest is the conformance suite every keystore backend passes: every method of
 // keystore.Store, the batch operations, an export→import round trip, concurrent writes, and
 // (where a backend can be disrupted) recovery. A backend's test calls Run with a function that
-// returns a fresh, empty store. It knows the keystore contract only, never a backend.
+// returns a fresh, empty store reading time from the clock it is given (grant ends and
+// sessions are judged by it). It knows the keystore contract only, never a backend.
 package storetest
 
 import (
@@ -12,6 +13,7 @@ import (
 	"io"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,16 +29,41 @@ type Options struct {
 	Disrupt func(t *testing.T)
 }
 
-// Run runs the whole suite. newStore must return an empty store; the suite closes it.
-func Run(t *testing.T, newStore func(t *testing.T) keystore.Store) {
+// NewStore opens an empty store whose clock is now; the suite closes it.
+type NewStore func(t *testing.T, now func() time.Time) keystore.Store
+
+// Run runs the whole suite.
+func Run(t *testing.T, newStore NewStore) {
 	RunWith(t, newStore, Options{})
 }
 
+// clock is the time of one test's store; tests move it to cross a grant's end.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
 // RunWith runs the whole suite with options.
-func RunWith(t *testing.T, newStore func(t *testing.T) keystore.Store, opts Options) {
+func RunWith(t *testing.T, newStore NewStore, opts Options) {
 	type test struct {
 		name string
 		fn   func(t *testing.T, s keystore.Store)
+	}
+	var c *clock
+	withClock := func(fn func(t *testing.T, s keystore.Store, c *clock)) func(t *testing.T, s keystore.Store) {
+		return func(t *testing.T, s keystore.Store) { fn(t, s, c) }
 	}
 	tests := []test{
 		{"Ping", func(t *testing.T, s keystore.Store) { must(t, s.Ping(ctx)) }},
@@ -47,6 +74,11 @@ func RunWith(t *testing.T, newStore func(t *testing.T) keystore.Store, opts Opti
 		{"Grants", testGrants},
 		{"GrantIndexes", testGrantIndexes},
 		{"LoadPrincipal", testLoadPrincipal},
+		{"GrantEnds", withClock(testGrantEnds)},
+		{"Sessions", withClock(testSessions)},
+		{"PageGrants", withClock(testPageGrants)},
+		{"PageOwnership", testPageOwnership},
+		{"PageAccounts", testPageAccounts},
 	}
 	if opts.Disrupt != nil {
 		tests = append(tests, test{"SurvivesDisruption", func(t *testing.T, s keystore.Store) { testSurvivesDisruption(t, s, opts.Disrupt) }})
@@ -62,7 +94,8 @@ func RunWith(t *testing.T, newStore func(t *testing.T) keystore.Store, opts Opti
 	}...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newStore(t)
+			c = &clock{t: now}
+			s := newStore(t, c.Now)
 			t.Cleanup(func() { s.Close() })
 			tt.fn(t, s)
 		})

@@ -1,5 +1,6 @@
 // Package redistest starts real Redis processes for tests: a standalone redis-server, a Sentinel
-// setup (primary, replica and three sentinels) that can fail over on demand, and a small Cluster.
+// setup (primary, replica and three sentinels) and a Cluster (three primaries, three replicas),
+// both of which can fail over on demand.
 // Every process listens on a free loopback port, lives in a temporary folder, and is stopped when
 // the test ends. A test that needs a program that is not installed is skipped, or fails when
 // REGOAUTH_E2E=1 (as in CI). It never touches a Redis server it did not start.
@@ -335,18 +336,20 @@ func infoField(ctx context.Context, c *redis.Client, field string) (string, erro
 	return "", fmt.Errorf("INFO has no %s", field)
 }
 
-// Cluster is a Redis Cluster of three primaries.
+// Cluster is a Redis Cluster of three primaries, each with one replica.
 type Cluster struct {
+	t       testing.TB
 	servers []*Server
 }
 
-// StartCluster starts three cluster-enabled servers and joins them with redis-cli.
+// StartCluster starts six cluster-enabled servers, joins them with redis-cli as three primaries
+// with one replica each, and waits until every replica is in sync.
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
 	cli := Program(t, "redis-cli")
-	c := &Cluster{}
+	c := &Cluster{t: t}
 	var addrs []string
-	for range 3 {
+	for range 6 {
 		// The cluster bus listens on port+10000, which must be free too.
 		var port int
 		for {
@@ -359,16 +362,16 @@ func StartCluster(t testing.TB) *Cluster {
 				break
 			}
 		}
-		s := newServer(t, port, t.TempDir(), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		s := newServer(t, port, t.TempDir(), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000")
 		s.p.start()
 		c.servers = append(c.servers, s)
 		addrs = append(addrs, s.Addr)
 	}
-	out, err := exec.Command(cli, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
+	out, err := exec.Command(cli, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "1", "--cluster-yes")...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
-	waitFor(t, 30*time.Second, "the cluster to be ready", func() error {
+	waitFor(t, 30*time.Second, "the cluster to be ready, every replica in sync", func() error {
 		for _, s := range c.servers {
 			cc := redis.NewClient(&redis.Options{Addr: s.Addr})
 			info, err := cc.ClusterInfo(context.Background()).Result()
@@ -380,9 +383,91 @@ func StartCluster(t testing.TB) *Cluster {
 				return fmt.Errorf("%s: cluster state not ok", s.Addr)
 			}
 		}
+		for _, s := range c.servers {
+			if primary := c.primaryOf(s); primary != nil {
+				if err := inSync(primary, s); err != nil {
+					return fmt.Errorf("replica %s: %w", s.Addr, err)
+				}
+			}
+		}
 		return nil
 	})
 	return c
+}
+
+// primaryOf returns the primary s replicates, or nil when s is a primary.
+func (c *Cluster) primaryOf(s *Server) *Server {
+	cc := redis.NewClient(&redis.Options{Addr: s.Addr})
+	defer cc.Close()
+	role, err := cc.Do(context.Background(), "ROLE").Slice()
+	if err != nil || len(role) < 3 || role[0] != "slave" {
+		return nil
+	}
+	addr := net.JoinHostPort(fmt.Sprint(role[1]), fmt.Sprint(role[2]))
+	for _, p := range c.servers {
+		if p.Addr == addr {
+			return p
+		}
+	}
+	return nil
+}
+
+// Failover kills the primary that serves key's hash slot, once its replica holds everything it
+// wrote, then waits until the cluster has promoted the replica and is whole again.
+func (c *Cluster) Failover(key string) {
+	c.t.Helper()
+	ctx := context.Background()
+	any := redis.NewClient(&redis.Options{Addr: c.servers[0].Addr})
+	slot, err := any.ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	slots, err := any.ClusterSlots(ctx).Result()
+	any.Close()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var primaryAddr string
+	for _, r := range slots {
+		if int64(r.Start) <= slot && slot <= int64(r.End) {
+			primaryAddr = r.Nodes[0].Addr
+		}
+	}
+	var primary, replica *Server
+	for _, s := range c.servers {
+		if s.Addr == primaryAddr {
+			primary = s
+		}
+	}
+	for _, s := range c.servers {
+		if primary != nil && c.primaryOf(s) == primary {
+			replica = s
+		}
+	}
+	if primary == nil || replica == nil {
+		c.t.Fatalf("slot %d: primary %q, no replica of it among %d servers", slot, primaryAddr, len(c.servers))
+	}
+	waitFor(c.t, 15*time.Second, "the replica to catch up before the failover", func() error { return inSync(primary, replica) })
+	primary.Kill()
+	waitFor(c.t, 60*time.Second, "the cluster to promote the replica", func() error {
+		rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
+		defer rc.Close()
+		role, err := rc.Do(ctx, "ROLE").Slice()
+		if err != nil {
+			return err
+		}
+		if role[0] != "master" {
+			return fmt.Errorf("%s is still a %v", replica.Addr, role[0])
+		}
+		info, err := rc.ClusterInfo(ctx).Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "cluster_state:ok") {
+			return errors.New("cluster state not ok")
+		}
+		return nil
+	})
 }
 
 // URL is the redis+cluster URL of the cluster.

@@ -1,0 +1,371 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/regoauth/regoauth/authz/input"
+	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/policy"
+)
+
+// Caller is who performs an operation: a principal authenticated by the front end that received
+// the call (the HTTP API, the console), and the address the call came from.
+type Caller struct {
+	Principal keystore.Principal
+	// ClientIP is the address the call came from, when known.
+	ClientIP string
+	// owned is the principal's reservations, read on its first authorization.
+	owned []string
+}
+
+// Forbidden is a refusal by the admin policy.
+type Forbidden struct {
+	Operation  string
+	Reasons    []string
+	DecisionID string
+}
+
+func (f *Forbidden) Error() string {
+	return fmt.Sprintf("%s is not permitted: %s", f.Operation, joinReasons(f.Reasons))
+}
+
+// authorize asks the policy whether the caller may perform operation on target.
+func (a *API) authorize(ctx context.Context, c *Caller, operation string, target policy.AdminTarget) error {
+	if c.owned == nil {
+		owned, err := a.store.ListOwnership(ctx, c.Principal.Account.Name)
+		if err != nil {
+			return err
+		}
+		c.owned = make([]string, 0, len(owned))
+		for _, o := range owned {
+			c.owned = append(c.owned, o.Repository)
+		}
+	}
+	in := &policy.AdminInput{Principal: input.Principal(c.Principal), Operation: operation, Target: target, Owned: c.owned}
+	d, err := a.authz.Authorize(ctx, in)
+	if err != nil {
+		return fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
+	}
+	if !d.Allow {
+		return &Forbidden{Operation: operation, Reasons: d.Reasons, DecisionID: d.ID}
+	}
+	return nil
+}
+
+// Permits reports whether the policy would let the caller perform operation on target; a front
+// end uses it to offer only what may succeed. The operation itself decides again.
+func (a *API) Permits(ctx context.Context, c *Caller, operation string, target policy.AdminTarget) (bool, error) {
+	err := a.authorize(ctx, c, operation, target)
+	var f *Forbidden
+	if errors.As(err, &f) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Whoami describes the caller.
+func (a *API) Whoami(c *Caller) Whoami {
+	return Whoami{Account: c.Principal.Account, Key: c.Principal.Key.Redacted()}
+}
+
+// ListAccounts lists every account.
+func (a *API) ListAccounts(ctx context.Context, c *Caller) ([]keystore.Account, error) {
+	if err := a.authorize(ctx, c, "accounts.list", policy.AdminTarget{}); err != nil {
+		return nil, err
+	}
+	return a.store.ListAccounts(ctx)
+}
+
+// PageAccounts returns one page of the accounts a query selects ("accounts.list").
+func (a *API) PageAccounts(ctx context.Context, c *Caller, q keystore.AccountQuery) (keystore.AccountPage, error) {
+	if q.Offset < 0 || q.Limit < 1 || q.Limit > 1000 {
+		return keystore.AccountPage{}, fmt.Errorf("%w: a page holds 1 to 1000 rows from offset 0 on", keystore.ErrInvalid)
+	}
+	if err := a.authorize(ctx, c, "accounts.list", policy.AdminTarget{}); err != nil {
+		return keystore.AccountPage{}, err
+	}
+	return a.store.PageAccounts(ctx, q)
+}
+
+// CreateAccount creates an account.
+func (a *API) CreateAccount(ctx context.Context, c *Caller, req AccountRequest) (keystore.Account, error) {
+	acct := keystore.Account{Name: req.Name, Groups: req.Groups, Roles: req.Roles, Created: a.opts.Now().UTC()}
+	if err := acct.Validate(); err != nil {
+		return keystore.Account{}, err
+	}
+	if err := a.authorize(ctx, c, "accounts.create", policy.AdminTarget{Account: req.Name}); err != nil {
+		return keystore.Account{}, err
+	}
+	if err := a.store.CreateAccount(ctx, acct); err != nil {
+		return keystore.Account{}, err
+	}
+	return acct, nil
+}
+
+// GetAccount reads one account.
+func (a *API) GetAccount(ctx context.Context, c *Caller, name string) (keystore.Account, error) {
+	if err := a.authorize(ctx, c, "accounts.get", policy.AdminTarget{Account: name}); err != nil {
+		return keystore.Account{}, err
+	}
+	return a.store.GetAccount(ctx, name)
+}
+
+// UpdateAccount changes an account's groups, roles or disabled flag.
+func (a *API) UpdateAccount(ctx context.Context, c *Caller, name string, req AccountUpdate) (keystore.Account, error) {
+	if err := a.authorize(ctx, c, "accounts.update", policy.AdminTarget{Account: name}); err != nil {
+		return keystore.Account{}, err
+	}
+	acct, err := a.store.GetAccount(ctx, name)
+	if err != nil {
+		return keystore.Account{}, err
+	}
+	if req.Groups != nil {
+		acct.Groups = *req.Groups
+	}
+	if req.Roles != nil {
+		acct.Roles = *req.Roles
+	}
+	if req.Disabled != nil {
+		acct.Disabled = *req.Disabled
+	}
+	if err := a.store.UpdateAccount(ctx, acct); err != nil {
+		return keystore.Account{}, err
+	}
+	return acct, nil
+}
+
+// ListKeys lists keys without their hashes: one account's, or all when account is empty.
+func (a *API) ListKeys(ctx context.Context, c *Caller, account string) ([]keystore.Key, error) {
+	if err := a.authorize(ctx, c, "keys.list", policy.AdminTarget{Account: account}); err != nil {
+		return nil, err
+	}
+	return a.store.ListKeys(ctx, account)
+}
+
+// CreateKey creates an API key for req.Account (the caller's when empty); the result carries
+// its secret, the only time it is ever shown.
+func (a *API) CreateKey(ctx context.Context, c *Caller, req KeyRequest) (KeyCreated, error) {
+	if req.Account == "" {
+		req.Account = c.Principal.Account.Name
+	}
+	now := a.opts.Now().UTC().Truncate(1e9)
+	k := keystore.Key{Account: req.Account, Name: req.Name, Created: now, Restrictions: req.Restrictions}
+	if req.ExpiresIn != "" {
+		d, err := ParseDuration(req.ExpiresIn)
+		if err != nil {
+			return KeyCreated{}, err
+		}
+		k.Expires = now.Add(d)
+	}
+	if err := errors.Join(keystore.ValidateName("account", k.Account), keystore.ValidateKeyName(k.Name), k.Restrictions.Validate()); err != nil {
+		return KeyCreated{}, err
+	}
+	if err := a.authorize(ctx, c, "keys.create", policy.AdminTarget{Account: req.Account}); err != nil {
+		return KeyCreated{}, err
+	}
+	plain, id, hash, err := keystore.NewAPIKey(a.opts.Random)
+	if err != nil {
+		return KeyCreated{}, err
+	}
+	k.ID, k.Hash = id, hash
+	if err := a.store.CreateKey(ctx, k); err != nil {
+		return KeyCreated{}, err
+	}
+	return KeyCreated{Secret: plain, Key: k.Redacted()}, nil
+}
+
+// RevokeKey revokes a key at once.
+func (a *API) RevokeKey(ctx context.Context, c *Caller, id string) (keystore.Key, error) {
+	target := policy.AdminTarget{KeyID: id}
+	k, err := a.store.GetKey(ctx, id)
+	switch {
+	case err == nil:
+		target.Account = k.Account
+	case !errors.Is(err, keystore.ErrNotFound):
+		return keystore.Key{}, err
+	}
+	// Authorize before saying whether the key exists, so ids cannot be probed.
+	if err := a.authorize(ctx, c, "keys.revoke", target); err != nil {
+		return keystore.Key{}, err
+	}
+	if err != nil {
+		return keystore.Key{}, err
+	}
+	if err := a.store.RevokeKey(ctx, id); err != nil {
+		return keystore.Key{}, err
+	}
+	k.Revoked = true
+	return k.Redacted(), nil
+}
+
+// ownerOf returns the account that owns repository, or "" when nobody does.
+func (a *API) ownerOf(ctx context.Context, repository string) (string, error) {
+	if repository == "" {
+		return "", nil
+	}
+	o, err := a.store.GetOwnership(ctx, repository)
+	if errors.Is(err, keystore.ErrNotFound) {
+		return "", nil
+	}
+	return o.Owner, err
+}
+
+func (a *API) grantTarget(ctx context.Context, req GrantRequest) (keystore.Subject, policy.AdminTarget, error) {
+	subject, err := req.Subject()
+	if err != nil {
+		return subject, policy.AdminTarget{}, err
+	}
+	target := policy.AdminTarget{Account: req.Account, Group: req.Group, Repository: req.Repository, Actions: req.Actions}
+	target.Owner, err = a.ownerOf(ctx, req.Repository)
+	return subject, target, err
+}
+
+// ListGrants lists grant rows (ended ones included, with their end), filtered by the non-empty
+// fields of req.
+func (a *API) ListGrants(ctx context.Context, c *Caller, req GrantRequest) ([]keystore.Grant, error) {
+	f := keystore.GrantFilter{Repository: req.Repository}
+	target := policy.AdminTarget{Account: req.Account, Group: req.Group, Repository: req.Repository}
+	if req.Account != "" || req.Group != "" {
+		subject, err := req.Subject()
+		if err != nil {
+			return nil, err
+		}
+		f.Subject = &subject
+	}
+	var err error
+	if target.Owner, err = a.ownerOf(ctx, req.Repository); err != nil {
+		return nil, err
+	}
+	if err := a.authorize(ctx, c, "grants.list", target); err != nil {
+		return nil, err
+	}
+	return a.store.ListGrants(ctx, f)
+}
+
+// PageGrants returns one page of every grant row a query selects; reading grants across
+// subjects and repositories is "grants.list" without a target (admins, by default).
+func (a *API) PageGrants(ctx context.Context, c *Caller, q keystore.GrantQuery) (keystore.GrantPage, error) {
+	if q.Offset < 0 || q.Limit < 1 || q.Limit > 1000 {
+		return keystore.GrantPage{}, fmt.Errorf("%w: a page holds 1 to 1000 rows from offset 0 on", keystore.ErrInvalid)
+	}
+	if err := a.authorize(ctx, c, "grants.list", policy.AdminTarget{}); err != nil {
+		return keystore.GrantPage{}, err
+	}
+	if q.Now.IsZero() {
+		q.Now = a.opts.Now()
+	}
+	return a.store.PageGrants(ctx, q)
+}
+
+// AddGrant adds actions to the row of (subject, repository), with the end req gives (none when
+// it gives none), and returns the row.
+func (a *API) AddGrant(ctx context.Context, c *Caller, req GrantRequest) (keystore.Grant, error) {
+	subject, target, err := a.grantTarget(ctx, req)
+	if err != nil {
+		return keystore.Grant{}, err
+	}
+	end, err := grantEnd(req, a.opts.Now())
+	if err != nil {
+		return keystore.Grant{}, err
+	}
+	g := keystore.Grant{Subject: subject, Repository: req.Repository, Actions: req.Actions, Expires: end}
+	if err := g.Validate(); err != nil {
+		return keystore.Grant{}, err
+	}
+	target.Expires = input.Instant(end)
+	if err := a.authorize(ctx, c, "grants.add", target); err != nil {
+		return keystore.Grant{}, err
+	}
+	if subject.Kind == keystore.SubjectAccount {
+		// A grant to an account that does not exist is almost always a typo.
+		if _, err := a.store.GetAccount(ctx, subject.Name); err != nil {
+			return keystore.Grant{}, err
+		}
+	}
+	if err := a.store.PutGrant(ctx, g); err != nil {
+		return keystore.Grant{}, err
+	}
+	rows, err := a.store.ListGrants(ctx, keystore.GrantFilter{Subject: &subject, Repository: g.Repository})
+	if err != nil || len(rows) != 1 {
+		return g, err
+	}
+	return rows[0], nil
+}
+
+// RemoveGrant removes actions from a row, or the whole row when req names none.
+func (a *API) RemoveGrant(ctx context.Context, c *Caller, req GrantRequest) error {
+	if req.ExpiresIn != "" || !req.Expires.IsZero() {
+		return fmt.Errorf("%w: an end applies to adding a grant, not to removing one", keystore.ErrInvalid)
+	}
+	subject, target, err := a.grantTarget(ctx, req)
+	if err != nil {
+		return err
+	}
+	if err := errors.Join(keystore.ValidateSubject(subject), keystore.ValidatePattern(req.Repository)); err != nil {
+		return err
+	}
+	if len(req.Actions) > 0 {
+		if err := keystore.ValidateActions(req.Actions); err != nil {
+			return err
+		}
+	}
+	if err := a.authorize(ctx, c, "grants.remove", target); err != nil {
+		return err
+	}
+	return a.store.RemoveGrant(ctx, subject, req.Repository, req.Actions)
+}
+
+// ListRepositories lists reservations: one owner's, or all when owner is empty.
+func (a *API) ListRepositories(ctx context.Context, c *Caller, owner string) ([]keystore.Ownership, error) {
+	if err := a.authorize(ctx, c, "repos.list", policy.AdminTarget{Account: owner, Owner: owner}); err != nil {
+		return nil, err
+	}
+	return a.store.ListOwnership(ctx, owner)
+}
+
+// PageRepositories returns one page of every reservation a query selects; reading everyone's
+// reservations is "repos.list" without a target (admins, by default).
+func (a *API) PageRepositories(ctx context.Context, c *Caller, q keystore.OwnershipQuery) (keystore.OwnershipPage, error) {
+	if q.Offset < 0 || q.Limit < 1 || q.Limit > 1000 {
+		return keystore.OwnershipPage{}, fmt.Errorf("%w: a page holds 1 to 1000 rows from offset 0 on", keystore.ErrInvalid)
+	}
+	if err := a.authorize(ctx, c, "repos.list", policy.AdminTarget{}); err != nil {
+		return keystore.OwnershipPage{}, err
+	}
+	return a.store.PageOwnership(ctx, q)
+}
+
+// ReserveRepository records that req.Owner (the caller when empty) owns a repository name.
+func (a *API) ReserveRepository(ctx context.Context, c *Caller, req RepositoryRequest) (keystore.Ownership, error) {
+	if req.Owner == "" {
+		req.Owner = c.Principal.Account.Name
+	}
+	if err := errors.Join(keystore.ValidatePattern(req.Repository), keystore.ValidateName("account", req.Owner)); err != nil {
+		return keystore.Ownership{}, err
+	}
+	if err := a.authorize(ctx, c, "repos.reserve", policy.AdminTarget{Account: req.Owner, Repository: req.Repository}); err != nil {
+		return keystore.Ownership{}, err
+	}
+	o := keystore.Ownership{Repository: req.Repository, Owner: req.Owner, Created: a.opts.Now().UTC().Truncate(1e9)}
+	if err := a.store.Reserve(ctx, o); err != nil {
+		return keystore.Ownership{}, err
+	}
+	return o, nil
+}
+
+// ReleaseRepository removes a reservation.
+func (a *API) ReleaseRepository(ctx context.Context, c *Caller, name string) error {
+	owner, err := a.ownerOf(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := a.authorize(ctx, c, "repos.release", policy.AdminTarget{Repository: name, Owner: owner}); err != nil {
+		return err
+	}
+	if owner == "" {
+		return fmt.Errorf("repository %q: %w", name, keystore.ErrNotFound)
+	}
+	return a.store.Release(ctx, name)
+}

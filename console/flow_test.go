@@ -1,0 +1,138 @@
+package console_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regoauth/regoauth/keystore"
+)
+
+func wantIn(t *testing.T, p page, what ...string) {
+	t.Helper()
+	for _, w := range what {
+		if !strings.Contains(p.body, w) {
+			t.Fatalf("page (HTTP %d) lacks %q:\n%s", p.status, w, p.body)
+		}
+	}
+}
+
+// TestSellerAndBuyer: a seller creates a key (shown once with its docker login command), sells
+// pull on its listing until a date, sees who holds what until when, and revokes; the buyer sees
+// the purchase, and sees it end when its time comes, as does the explanation.
+func TestSellerAndBuyer(t *testing.T) {
+	f := newFixture(t, false)
+	alice := f.as("alice")
+
+	alice.get("/console/keys")
+	p := alice.post("/console/keys", url.Values{"csrf": {alice.csrf()}, "name": {"laptop"}, "expires": {"30d"}, "repos": {"shop/alice, previews/*"}})
+	wantStatus(t, p, http.StatusOK, "create a key")
+	wantIn(t, p, "shown only this once", "docker login registry.test --username alice --password-stdin", `data-copy="secret"`)
+	keys, _ := f.store.ListKeys(ctx, "alice")
+	var made keystore.Key
+	for _, k := range keys {
+		if k.Name == "laptop" {
+			made = k
+		}
+	}
+	if made.ID == "" || !made.Expires.Equal(f.clock.Now().Add(30*24*time.Hour)) || len(made.Restrictions.Repositories) != 2 {
+		t.Fatalf("created key = %+v", made)
+	}
+	if p := alice.get("/console/keys"); !strings.Contains(p.body, made.ID) || strings.Contains(p.body, "rak_") {
+		t.Fatal("the key list lacks the new key, or shows a secret")
+	}
+
+	p = alice.get("/console/repo?name=shop/alice")
+	wantStatus(t, p, http.StatusOK, "listing page")
+	wantIn(t, p, "account buyer", "no end", "Grant pull")
+	for name, tt := range map[string]struct{ account, until, field string }{
+		"unknown buyer":  {"nobody", "", "There is no account named"},
+		"bad date":       {"mallory", "next week", "Enter a date and time"},
+		"past date":      {"mallory", "2026-02-01T00:00", "must be in the future"},
+		"bad name":       {"Mallory!", "", "Enter the buyer"},
+		"past, instant":  {"mallory", "2026-03-01T11:59:59", "must be in the future"},
+		"bad with space": {"mallory", "2026-03-02 12:00", "Enter a date and time"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := alice.post("/console/repo/sell", url.Values{"csrf": {alice.csrf()}, "repository": {"shop/alice"}, "account": {tt.account}, "until": {tt.until}})
+			if p.status < 400 {
+				t.Fatalf("HTTP %d", p.status)
+			}
+			wantIn(t, p, tt.field, `aria-invalid="true"`)
+		})
+	}
+	p = alice.post("/console/repo/sell", url.Values{"csrf": {alice.csrf()}, "repository": {"shop/alice"}, "account": {"mallory"}, "until": {"2026-03-01T18:00"}})
+	if p.status != http.StatusSeeOther || p.location != "/console/repo?name=shop%2Falice&done=sold" {
+		t.Fatalf("sale: %d %s\n%s", p.status, p.location, p.body)
+	}
+	wantIn(t, alice.get(p.location), "Pull access is granted", "account mallory", "until 2026-03-01 18:00 UTC")
+
+	mallory := f.as("mallory")
+	wantIn(t, mallory.get("/console/access"), "shop/alice", "pull", "until 2026-03-01 18:00 UTC")
+	p = alice.get("/console/explain?account=mallory&repository=shop/alice&action=pull")
+	wantIn(t, p, "allowed", "account:mallory shop/alice: pull (until 2026-03-01T18:00:00Z)")
+
+	f.clock.Add(7 * time.Hour) // past the end, within the sessions' 12 hours
+	wantIn(t, mallory.get("/console/access"), "ended 2026-03-01 18:00 UTC")
+	wantIn(t, alice.get("/console/repo?name=shop/alice"), "ended 2026-03-01 18:00 UTC")
+	p = alice.get("/console/explain?account=mallory&repository=shop/alice&action=pull")
+	wantIn(t, p, "refused")
+	if strings.Contains(p.body, "account:mallory shop/alice") {
+		t.Fatal("an ended grant reached the policy input")
+	}
+
+	p = alice.get("/console/repo/revoke?name=shop/alice&account=buyer")
+	wantIn(t, p, "Revoke buyer’s pull on shop/alice?", "Cancel")
+	p = alice.post("/console/repo/revoke", url.Values{"csrf": {alice.csrf()}, "repository": {"shop/alice"}, "account": {"buyer"}})
+	wantStatus(t, p, http.StatusSeeOther, "revoke the buyer")
+	if g, _ := f.store.ListGrants(ctx, keystore.GrantFilter{Subject: &keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"}}); len(g) != 0 {
+		t.Fatalf("buyer still holds %+v", g)
+	}
+}
+
+// TestAdminPages: accounts are created (a bad name is explained next to the field), edited and
+// disabled; grants and reservations are filtered and paged; keys are found by id.
+func TestAdminPages(t *testing.T) {
+	f := newFixture(t, false)
+	for i := range 120 {
+		must(t, f.store.PutGrant(ctx, keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"},
+			Repository: fmt.Sprintf("shop/item%03d", i), Actions: []string{"pull"}, Expires: f.clock.Now().Add(time.Duration(i-10) * time.Hour)}))
+	}
+	b := f.as("admin")
+	b.get("/console/admin/accounts")
+	p := b.post("/console/admin/accounts", url.Values{"csrf": {b.csrf()}, "name": {"Bad Name"}, "groups": {"sellers"}})
+	wantStatus(t, p, http.StatusBadRequest, "bad account name")
+	wantIn(t, p, `id="name-error"`, "An account name is", `value="sellers"`)
+	p = b.post("/console/admin/accounts", url.Values{"csrf": {b.csrf()}, "name": {"carol"}, "groups": {"sellers, buyers"}})
+	if p.status != http.StatusSeeOther || !strings.Contains(p.location, "/console/admin/account?name=carol") {
+		t.Fatalf("create: %d %s\n%s", p.status, p.location, p.body)
+	}
+	wantIn(t, b.get(p.location), "The account is created", `value="sellers, buyers"`)
+	p = b.post("/console/admin/account", url.Values{"csrf": {b.csrf()}, "name": {"carol"}, "groups": {"buyers"}, "roles": {""}, "disabled": {"1"}})
+	wantStatus(t, p, http.StatusSeeOther, "update")
+	if a, _ := f.store.GetAccount(ctx, "carol"); !a.Disabled || len(a.Groups) != 1 || a.Groups[0] != "buyers" {
+		t.Fatalf("carol = %+v", a)
+	}
+	wantIn(t, b.get("/console/admin/accounts?q=carol"), "carol", "disabled")
+
+	p = b.get("/console/admin/grants?subject=account:buyer")
+	wantIn(t, p, "Rows 1–50 of 121", "page 1 of 3", "Next page")
+	p = b.get("/console/admin/grants?subject=account:buyer&page=3")
+	wantIn(t, p, "Rows 101–121 of 121", "Previous page", "shop/item119")
+	p = b.get("/console/admin/grants?state=ended")
+	wantIn(t, p, "11 rows", "shop/item000", "shop/item010", "ended")
+	p = b.get("/console/admin/grants?repository=item05")
+	wantIn(t, p, "10 rows", "shop/item050", "shop/item059")
+
+	wantIn(t, b.get("/console/admin/repos?owner=ali"), "shop/alice", "1 row")
+	wantIn(t, b.get("/console/admin/repos?owner=nobody&page=7"), "No reservation matches")
+	wantIn(t, b.get("/console/admin/grants?subject=nobody"), "No grant matches")
+	wantIn(t, b.get("/console/admin/grants?subject=account:buyer&page=99"), "Rows 101–121 of 121")
+	id := keyID(f.keys["mallory"])
+	wantIn(t, b.get("/console/admin/keys?id="+id[:5]), id, "mallory")
+	wantIn(t, b.get("/console/admin/keys?id=ab"), "at least the first 4 characters")
+	wantIn(t, b.get("/console/admin/status"), "This server does not report its status")
+}

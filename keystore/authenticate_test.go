@@ -1,0 +1,54 @@
+package keystore
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+type loaderFunc func(ctx context.Context, id string) (Principal, error)
+
+func (f loaderFunc) LoadPrincipal(ctx context.Context, id string) (Principal, error) {
+	return f(ctx, id)
+}
+
+// TestAuthenticateDropsEndedGrants: whatever a store returns (a cache, a store whose clock
+// lags), authentication hands on only the grants that have not ended at its own now.
+func TestAuthenticateDropsEndedGrants(t *testing.T) {
+	plain, id, hash, err := NewAPIKey(zeroReader{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	p := Principal{
+		Key:     Key{ID: id, Account: "buyer", Hash: hash},
+		Account: Account{Name: "buyer"},
+		Grants: []Grant{
+			{Repository: "ended", Actions: []string{"pull"}, Expires: now},
+			{Repository: "live", Actions: []string{"pull"}, Expires: now.Add(time.Nanosecond)},
+			{Repository: "forever", Actions: []string{"pull"}},
+		},
+	}
+	s := loaderFunc(func(context.Context, string) (Principal, error) { return p, nil })
+	for name, auth := range map[string]func() (Principal, error){
+		"api key": func() (Principal, error) { return Authenticate(context.Background(), s, "buyer", plain, now) },
+		"key id":  func() (Principal, error) { return AuthenticateKey(context.Background(), s, id, "buyer", now) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := auth()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Grants) != 2 || got.Grants[0].Repository != "live" || got.Grants[1].Repository != "forever" {
+				t.Fatalf("grants = %+v, want live and forever", got.Grants)
+			}
+		})
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
