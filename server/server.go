@@ -215,19 +215,21 @@ func (s *Server) Run(ctx context.Context, extra ...Actor) error {
 }
 
 // shutdown stops the listeners within the grace period of the serving configuration: /readyz
-// answers 503 at once and, for the drain delay, requests are still served but every response
-// closes its connection, so that load balancers take the server out and clients reconnect to
-// another replica; then the listeners close (new connections are refused) and the requests in
-// flight finish. Those still running when the grace period ends are cut off, and that is an
-// error. An actor failing during the drain delay ends it early.
+// answers 503 at once and, for the drain delay, requests are still served, so that load
+// balancers take the server out before anything is refused; then the listeners close (new
+// connections are refused), idle kept-alive connections are closed, and the requests in flight
+// finish, their responses closing their connections. Clients then reconnect, through the load
+// balancer, to another replica (Go's HTTP client, in docker and the other registry clients,
+// retries an idempotent request whose kept-alive connection was closed under it). Keep-alives
+// stay on during the drain delay on purpose: turned off, every request would open a connection,
+// and those still in the listen queue when the listener closes would be reset. Requests still
+// running when the grace period ends are cut off, and that is an error. An actor failing during
+// the drain delay ends it early.
 func (s *Server) shutdown(listeners []*httpListener, failed <-chan struct{}) error {
 	cfg := s.gen.Load().cfg.Shutdown
 	grace, delay := time.Duration(cfg.GracePeriod), time.Duration(cfg.DrainDelay)
 	start := time.Now()
 	s.draining.Store(true)
-	for _, l := range listeners {
-		l.srv.SetKeepAlivesEnabled(false)
-	}
 	s.logger.Info("shutting down: not ready, still serving during the drain delay", "drain_delay", delay.String(), "grace_period", grace.String())
 	select {
 	case <-time.After(delay):

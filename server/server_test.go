@@ -350,7 +350,7 @@ func slowRequest(t *testing.T, addr, key string) (finish func(), answer <-chan s
 }
 
 // TestShutdownDrainsThenCloses: once told to stop, the server answers /readyz with 503 at once
-// but goes on serving for the drain delay, each response closing its connection; then new
+// but goes on serving for the drain delay; then new
 // connections are refused, the request in flight is answered, and Run returns without error
 // well within the grace period.
 func TestShutdownDrainsThenCloses(t *testing.T) {
@@ -377,8 +377,8 @@ func TestShutdownDrainsThenCloses(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !resp.Close {
-		t.Fatalf("a token during the drain delay: %d, connection closed after it: %v", resp.StatusCode, resp.Close)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("a token during the drain delay: %d", resp.StatusCode)
 	}
 
 	for {
