@@ -382,8 +382,17 @@ func TestSIGHUPReloadsUnderLoad(t *testing.T) {
 	if failed > 0 {
 		t.Fatalf("%d of %d token requests failed", failed, len(results))
 	}
-	// Every token was signed by the key that should have signed it then.
+	// Every token was signed by the key that should have signed it then: its kid names the key,
+	// and distribution's verifier trusting that key alone accepts it.
 	all := []string{certFile(0), certFile(1), certFile(2), certFile(3)}
+	keyOf := map[string]int{}
+	for k := range keys {
+		key, err := tokens.LoadKeyFiles(keyFile(k), "", tokens.KIDThumbprint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyOf[key.KID] = k
+	}
 	signedBy := make([]int, len(keys))
 	for _, r := range results {
 		lowest, highest := 0, 0 // the swaps done before it started, and begun before it ended
@@ -395,11 +404,16 @@ func TestSIGHUPReloadsUnderLoad(t *testing.T) {
 				highest++
 			}
 		}
-		signer := -1
-		for k := range keys {
-			if verifiedBy(r.token, regA, certFile(k)) == nil {
-				signer = k
-			}
+		tk, err := disttoken.NewToken(r.token, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer, ok := keyOf[tk.JWT.Headers[0].KeyID]
+		if !ok {
+			t.Fatalf("a token with kid %q, of none of the keys", tk.JWT.Headers[0].KeyID)
+		}
+		if err := verifiedBy(r.token, regA, certFile(signer)); err != nil {
+			t.Fatalf("a token with the kid of key %d is not verified by key %d: %v", signer, signer, err)
 		}
 		if signer < lowest || signer > highest {
 			t.Fatalf("a token requested between %s and %s was signed by key %d, want key %d to %d",
