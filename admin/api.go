@@ -13,13 +13,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
 
+	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 )
@@ -51,7 +52,7 @@ type Store interface {
 	ListGrants(ctx context.Context, f keystore.GrantFilter) ([]keystore.Grant, error)
 	PageGrants(ctx context.Context, q keystore.GrantQuery) (keystore.GrantPage, error)
 
-	Reserve(ctx context.Context, o keystore.Ownership) error
+	Reserve(ctx context.Context, o keystore.Ownership, maxOwned int) error
 	GetOwnership(ctx context.Context, repository string) (keystore.Ownership, error)
 	ListOwnership(ctx context.Context, owner string) ([]keystore.Ownership, error)
 	PageOwnership(ctx context.Context, q keystore.OwnershipQuery) (keystore.OwnershipPage, error)
@@ -73,9 +74,12 @@ type Deps struct {
 
 // Options configure the API.
 type Options struct {
-	Logger *slog.Logger
-	Now    func() time.Time
-	Random io.Reader
+	// TrustedProxies are the peers whose X-Forwarded-For is believed for the client address, as
+	// on the token endpoint: the admin policy checks a key's networks against that address.
+	TrustedProxies []netip.Prefix
+	Logger         *slog.Logger
+	Now            func() time.Time
+	Random         io.Reader
 }
 
 // API serves the admin endpoints.
@@ -85,6 +89,9 @@ type API struct {
 	explainer Explainer // nil when explaining is off
 	opts      Options
 	router    *mux.Router
+	// explaining holds a slot while an explanation is computed: one traced evaluation costs
+	// tens of times a decision, so they run one at a time and a second is refused at once.
+	explaining chan struct{}
 }
 
 // New returns the admin API handler, to be mounted at Prefix.
@@ -101,7 +108,8 @@ func New(deps Deps, opts Options) (*API, error) {
 	if opts.Random == nil {
 		opts.Random = rand.Reader
 	}
-	a := &API{store: deps.Store, authz: deps.Authorizer, explainer: deps.Explainer, opts: opts, router: mux.NewRouter()}
+	a := &API{store: deps.Store, authz: deps.Authorizer, explainer: deps.Explainer, opts: opts, router: mux.NewRouter(),
+		explaining: make(chan struct{}, 1)}
 	// Full paths on one router rather than a PathPrefix subrouter: mux 1.8.1 answers a wrong
 	// method inside a subrouter with 404 instead of 405 (gorilla/mux#739).
 	r := a.router
@@ -149,7 +157,8 @@ func (a *API) handle(fn handlerFunc) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
-		c := &call{r: r, caller: &Caller{Principal: p, ClientIP: clientIP(r)}}
+		addr := input.ClientAddress(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), a.opts.TrustedProxies)
+		c := &call{r: r, caller: &Caller{Principal: p, ClientIP: addr.String()}}
 		status, body, err := fn(ctx, c)
 		if err != nil {
 			a.opts.Logger.Info("admin request failed", "path", r.URL.Path, "method", r.Method, "account", p.Account.Name, "key_id", p.Key.ID, "error", err)
@@ -161,15 +170,6 @@ func (a *API) handle(fn handlerFunc) http.HandlerFunc {
 		}
 		writeJSON(w, status, body)
 	}
-}
-
-// clientIP is the peer address of r.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // authenticate accepts "Bearer <api key>" or Basic "<account>:<api key>".

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -347,6 +348,54 @@ func TestPagedListingsAreForAdmins(t *testing.T) {
 	for _, q := range []keystore.GrantQuery{{Limit: 0}, {Limit: 1001}, {Offset: -1, Limit: 5}} {
 		if _, err := api.PageGrants(ctx, root, q); !errors.Is(err, keystore.ErrInvalid) {
 			t.Fatalf("PageGrants(%+v) = %v, want ErrInvalid", q, err)
+		}
+	}
+}
+
+// allowAll is an admin policy that permits every operation: what the API itself enforces is
+// what remains.
+type allowAll struct{}
+
+func (allowAll) Authorize(context.Context, *policy.AdminInput) (policy.AdminDecision, error) {
+	return policy.AdminDecision{Allow: true}, nil
+}
+
+// A key's restrictions are ceilings on every key it creates, whatever the admin policy allows:
+// a new key inherits each restriction it does not narrow, and may not widen one.
+func TestKeyRestrictionsAreCeilingsOfTheKeysAKeyCreates(t *testing.T) {
+	env := testenv.New(t)
+	api, err := admin.New(admin.Deps{Store: env.Store, Authorizer: allowAll{}}, admin.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	f := &fixture{Env: env, t: t, server: srv}
+	f.Account("user1")
+	ceiling := keystore.Restrictions{Actions: []string{"pull"}, Repositories: []string{"shop/*", "tools"}, CIDRs: []string{"127.0.0.0/8"}}
+	parent := f.client(f.Key("user1", func(k *keystore.Key) { k.Restrictions = ceiling }))
+
+	inherited := must(parent.CreateKey(ctx, admin.KeyRequest{}))
+	if !reflect.DeepEqual(inherited.Restrictions, ceiling) {
+		t.Fatalf("a key created without restrictions has %+v, want the creator's %+v", inherited.Restrictions, ceiling)
+	}
+	narrower := keystore.Restrictions{Actions: []string{"pull"}, Repositories: []string{"shop/app", "tools"}, CIDRs: []string{"127.0.0.1/32"}}
+	got := must(parent.CreateKey(ctx, admin.KeyRequest{Restrictions: narrower}))
+	if !reflect.DeepEqual(got.Restrictions, narrower) {
+		t.Fatalf("a narrower key has %+v, want %+v", got.Restrictions, narrower)
+	}
+	for name, r := range map[string]keystore.Restrictions{
+		"more actions":         {Actions: []string{"pull", "push"}},
+		"another repository":   {Repositories: []string{"other"}},
+		"a wider pattern":      {Repositories: []string{"shop/**"}},
+		"a pattern within one": {Repositories: []string{"shop/a*"}},
+		"a wider network":      {CIDRs: []string{"0.0.0.0/0"}},
+		"another network":      {CIDRs: []string{"10.0.0.0/8"}},
+	} {
+		if _, err := parent.CreateKey(ctx, admin.KeyRequest{Restrictions: r}); err == nil {
+			t.Errorf("a key with %s than its creator was created", name)
+		} else {
+			wantStatus(t, err, http.StatusBadRequest)
 		}
 	}
 }

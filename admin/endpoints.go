@@ -14,8 +14,9 @@ import (
 // The HTTP endpoints decode a request, call the operation of the same name (operations.go) and
 // encode its result; every decision is in the operation, which the console calls too.
 
-func (a *API) whoami(_ context.Context, c *call) (int, any, error) {
-	return http.StatusOK, a.Whoami(c.caller), nil
+func (a *API) whoami(ctx context.Context, c *call) (int, any, error) {
+	w, err := a.Whoami(ctx, c.caller)
+	return http.StatusOK, w, err
 }
 
 func (a *API) listAccounts(ctx context.Context, c *call) (int, any, error) {

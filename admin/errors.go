@@ -11,6 +11,9 @@ import (
 
 var errMethod = errors.New("method not allowed")
 
+// errBusy refuses work the server does one at a time while another is running.
+var errBusy = errors.New("another explanation is being computed; retry in a moment")
+
 // errorBody is every admin error response.
 type errorBody struct {
 	Error      string   `json:"error"`
@@ -30,6 +33,8 @@ func writeError(w http.ResponseWriter, err error) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="regoauth admin"`)
 	case errors.As(err, &f):
 		status, body.Code, body.Reasons, body.DecisionID = http.StatusForbidden, "forbidden", f.Reasons, f.DecisionID
+	case errors.Is(err, keystore.ErrLimit):
+		status, body.Code = http.StatusForbidden, "limit"
 	case errors.Is(err, keystore.ErrInvalid):
 		status, body.Code = http.StatusBadRequest, "invalid"
 	case errors.Is(err, keystore.ErrNotFound):
@@ -40,6 +45,9 @@ func writeError(w http.ResponseWriter, err error) {
 		status, body.Code = http.StatusConflict, "conflict"
 	case errors.Is(err, errMethod):
 		status, body.Code = http.StatusMethodNotAllowed, "method_not_allowed"
+	case errors.Is(err, errBusy):
+		status, body.Code = http.StatusServiceUnavailable, "busy"
+		w.Header().Set("Retry-After", "1")
 	case errors.Is(err, keystore.ErrUnavailable), errors.Is(err, policy.ErrNotReady):
 		status, body.Code, body.Error = http.StatusServiceUnavailable, "unavailable", "temporarily unavailable"
 	default:

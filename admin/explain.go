@@ -65,10 +65,16 @@ func (a *API) Explain(ctx context.Context, c *Caller, req ExplainRequest) (polic
 	if err != nil {
 		return policy.Explanation{}, err
 	}
-	if req.Account != c.Principal.Account.Name {
-		// Whoever asks about another account learns which of the requested repositories it
-		// owns, not the rest of its reservations.
+	if req.Account != c.Principal.Account.Name || len(c.Principal.Key.Restrictions.Repositories) > 0 {
+		// Whoever asks about another account, or with a key limited to repositories, learns
+		// which of the requested repositories it owns, not the rest of its reservations.
 		in.Owned = slices.DeleteFunc(in.Owned, func(r string) bool { return !requested(r, scopes) })
+	}
+	select {
+	case a.explaining <- struct{}{}:
+		defer func() { <-a.explaining }()
+	default:
+		return policy.Explanation{}, errBusy
 	}
 	x, err := a.explainer.Explain(ctx, in)
 	if err != nil {

@@ -1,10 +1,13 @@
 package admin_test
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/regoauth/regoauth/admin"
+	"github.com/regoauth/regoauth/internal/testenv"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 )
@@ -120,5 +123,47 @@ func TestExplainForOwners(t *testing.T) {
 			_, err := owner.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: scopes})
 			wantStatus(t, err, http.StatusForbidden)
 		})
+	}
+}
+
+// blockingExplainer holds every explanation until released.
+type blockingExplainer struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (b blockingExplainer) Explain(context.Context, *policy.Input) (policy.Explanation, error) {
+	b.started <- struct{}{}
+	<-b.release
+	return policy.Explanation{}, nil
+}
+
+// Explanations run one at a time: a traced evaluation costs tens of decisions, so a second
+// caller is refused at once (503, Retry-After) rather than queued behind the first.
+func TestExplanationsRunOneAtATime(t *testing.T) {
+	env := testenv.New(t)
+	x := blockingExplainer{started: make(chan struct{}), release: make(chan struct{})}
+	api, err := admin.New(admin.Deps{Store: env.Store, Authorizer: env.Engine, Explainer: x}, admin.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	f := &fixture{Env: env, t: t, server: srv}
+	f.Admin("admin")
+	f.admin = f.client(f.Key("admin", nil))
+	req := admin.ExplainRequest{Account: "admin", Scopes: []string{"repository:a:pull"}}
+	first := make(chan error, 1)
+	go func() { _, err := f.admin.Explain(ctx, req); first <- err }()
+	<-x.started
+	_, err = f.admin.Explain(ctx, req)
+	wantStatus(t, err, http.StatusServiceUnavailable)
+	close(x.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	go func() { <-x.started }()
+	if _, err := f.admin.Explain(ctx, req); err != nil {
+		t.Fatalf("after the first finished: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/keystore"
@@ -14,10 +15,14 @@ import (
 // the call (the HTTP API, the console), and the address the call came from.
 type Caller struct {
 	Principal keystore.Principal
-	// ClientIP is the address the call came from, when known.
+	// ClientIP is the address the call came from, trusted proxies considered (as the token
+	// endpoint reads it): the admin policy checks a key's networks against it, and a key limited
+	// to networks gets nothing when it is unknown.
 	ClientIP string
 	// owned is the principal's reservations, read on its first authorization.
 	owned []string
+	// decision is the policy's last allow: it may carry limits the write must keep.
+	decision policy.AdminDecision
 }
 
 // Forbidden is a refusal by the admin policy.
@@ -38,12 +43,13 @@ func (a *API) authorize(ctx context.Context, c *Caller, operation string, target
 		if err != nil {
 			return err
 		}
-		c.owned = make([]string, 0, len(owned))
+		names := make([]string, 0, len(owned))
 		for _, o := range owned {
-			c.owned = append(c.owned, o.Repository)
+			names = append(names, o.Repository)
 		}
+		c.owned = keystore.LiteralRepositories(names)
 	}
-	in := &policy.AdminInput{Principal: input.Principal(c.Principal), Operation: operation, Target: target, Owned: c.owned}
+	in := &policy.AdminInput{Principal: input.Principal(c.Principal), Client: policy.Client{IP: c.ClientIP}, Operation: operation, Target: target, Owned: c.owned}
 	d, err := a.authz.Authorize(ctx, in)
 	if err != nil {
 		return fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
@@ -51,6 +57,7 @@ func (a *API) authorize(ctx context.Context, c *Caller, operation string, target
 	if !d.Allow {
 		return &Forbidden{Operation: operation, Reasons: d.Reasons, DecisionID: d.ID}
 	}
+	c.decision = d
 	return nil
 }
 
@@ -65,9 +72,13 @@ func (a *API) Permits(ctx context.Context, c *Caller, operation string, target p
 	return err == nil, err
 }
 
-// Whoami describes the caller.
-func (a *API) Whoami(c *Caller) Whoami {
-	return Whoami{Account: c.Principal.Account, Key: c.Principal.Key.Redacted()}
+// Whoami describes the caller. It is decided like every other call: a key used from outside its
+// networks learns nothing, not even which account it belongs to.
+func (a *API) Whoami(ctx context.Context, c *Caller) (Whoami, error) {
+	if err := a.authorize(ctx, c, "whoami", policy.AdminTarget{Account: c.Principal.Account.Name}); err != nil {
+		return Whoami{}, err
+	}
+	return Whoami{Account: c.Principal.Account, Key: c.Principal.Key.Redacted()}, nil
 }
 
 // ListAccounts lists every account.
@@ -162,7 +173,24 @@ func (a *API) CreateKey(ctx context.Context, c *Caller, req KeyRequest) (KeyCrea
 	if err := errors.Join(keystore.ValidateName("account", k.Account), keystore.ValidateKeyName(k.Name), k.Restrictions.Validate()); err != nil {
 		return KeyCreated{}, err
 	}
-	if err := a.authorize(ctx, c, "keys.create", policy.AdminTarget{Account: req.Account}); err != nil {
+	// A key never creates a key that outlives it or can do more than itself, whoever it
+	// creates the key for and whatever the policy allows: the caller's expiry and restrictions
+	// are ceilings, inherited when the request leaves them out.
+	parent := c.Principal.Key
+	if !parent.Expires.IsZero() {
+		switch {
+		case k.Expires.IsZero():
+			k.Expires = parent.Expires
+		case k.Expires.After(parent.Expires):
+			return KeyCreated{}, fmt.Errorf("%w: the API key creating this one expires at %s; a key it creates cannot expire later", keystore.ErrInvalid, parent.Expires.UTC().Format(time.RFC3339))
+		}
+	}
+	var err error
+	if k.Restrictions, err = k.Restrictions.Within(parent.Restrictions); err != nil {
+		return KeyCreated{}, err
+	}
+	target := policy.AdminTarget{Account: req.Account, Expires: input.Instant(k.Expires), Restrictions: input.Restrictions(k.Restrictions)}
+	if err := a.authorize(ctx, c, "keys.create", target); err != nil {
 		return KeyCreated{}, err
 	}
 	plain, id, hash, err := keystore.NewAPIKey(a.opts.Random)
@@ -200,9 +228,11 @@ func (a *API) RevokeKey(ctx context.Context, c *Caller, id string) (keystore.Key
 	return k.Redacted(), nil
 }
 
-// ownerOf returns the account that owns repository, or "" when nobody does.
+// ownerOf returns the account that owns repository, or "" when nobody does. Only a literal
+// repository name has an owner: a grant pattern is never looked up as a reservation, so no
+// record that reads as a pattern (an earlier version stored them) makes anyone its owner.
 func (a *API) ownerOf(ctx context.Context, repository string) (string, error) {
-	if repository == "" {
+	if keystore.ValidateRepository(repository) != nil {
 		return "", nil
 	}
 	o, err := a.store.GetOwnership(ctx, repository)
@@ -311,10 +341,27 @@ func (a *API) RemoveGrant(ctx context.Context, c *Caller, req GrantRequest) erro
 			return err
 		}
 	}
+	// The policy judges what the call removes: the named actions, or, without any, the whole
+	// row as it is now. The store is then told exactly those actions, so an action added to the
+	// row meanwhile is not removed unjudged.
+	rows, err := a.store.ListGrants(ctx, keystore.GrantFilter{Subject: &subject, Repository: req.Repository})
+	if err != nil {
+		return err
+	}
+	target.Actions = req.Actions
+	if len(target.Actions) == 0 {
+		target.Actions = []string{}
+		if len(rows) == 1 {
+			target.Actions = rows[0].Actions
+		}
+	}
 	if err := a.authorize(ctx, c, "grants.remove", target); err != nil {
 		return err
 	}
-	return a.store.RemoveGrant(ctx, subject, req.Repository, req.Actions)
+	if len(rows) == 0 {
+		return fmt.Errorf("grant %q: %w", subject.String()+" "+req.Repository, keystore.ErrNotFound)
+	}
+	return a.store.RemoveGrant(ctx, subject, req.Repository, target.Actions)
 }
 
 // ListRepositories lists reservations: one owner's, or all when owner is empty.
@@ -342,29 +389,38 @@ func (a *API) ReserveRepository(ctx context.Context, c *Caller, req RepositoryRe
 	if req.Owner == "" {
 		req.Owner = c.Principal.Account.Name
 	}
-	if err := errors.Join(keystore.ValidatePattern(req.Repository), keystore.ValidateName("account", req.Owner)); err != nil {
+	o := keystore.Ownership{Repository: req.Repository, Owner: req.Owner, Created: a.opts.Now().UTC().Truncate(1e9)}
+	if err := o.Validate(); err != nil {
 		return keystore.Ownership{}, err
 	}
 	if err := a.authorize(ctx, c, "repos.reserve", policy.AdminTarget{Account: req.Owner, Repository: req.Repository}); err != nil {
 		return keystore.Ownership{}, err
 	}
-	o := keystore.Ownership{Repository: req.Repository, Owner: req.Owner, Created: a.opts.Now().UTC().Truncate(1e9)}
-	if err := a.store.Reserve(ctx, o); err != nil {
+	// The policy's limit on reservations is checked by the store in the same write.
+	if err := a.store.Reserve(ctx, o, c.decision.MaxOwned); err != nil {
 		return keystore.Ownership{}, err
 	}
 	return o, nil
 }
 
-// ReleaseRepository removes a reservation.
+// ReleaseRepository removes a reservation, and with it every grant on exactly that name (see
+// keystore.Store.Release).
 func (a *API) ReleaseRepository(ctx context.Context, c *Caller, name string) error {
-	owner, err := a.ownerOf(ctx, name)
-	if err != nil {
+	// The record itself, not ownerOf: a reservation an earlier version stored as a pattern can
+	// still be released, by whoever may release a name nobody owns (admins).
+	o, err := a.store.GetOwnership(ctx, name)
+	if err != nil && !errors.Is(err, keystore.ErrNotFound) {
 		return err
+	}
+	found := err == nil
+	owner := o.Owner
+	if keystore.ValidateRepository(name) != nil {
+		owner = ""
 	}
 	if err := a.authorize(ctx, c, "repos.release", policy.AdminTarget{Repository: name, Owner: owner}); err != nil {
 		return err
 	}
-	if owner == "" {
+	if !found {
 		return fmt.Errorf("repository %q: %w", name, keystore.ErrNotFound)
 	}
 	return a.store.Release(ctx, name)

@@ -54,6 +54,10 @@ type RefreshTokens interface {
 // MaxFormBytes bounds a POST body; real token requests are a few hundred bytes.
 const MaxFormBytes = 16 << 10
 
+// maxClientField bounds what a client names itself (client_id, User-Agent) wherever it is kept:
+// the audit log, the policy input, and so the decision cache's key.
+const maxClientField = 256
+
 // Options configure a Handler.
 type Options struct {
 	// Services are the registry service names tokens may be issued for (each is the audience of
@@ -215,7 +219,7 @@ func (h *Handler) parse(w http.ResponseWriter, r *http.Request) (request, error)
 
 func (h *Handler) parseGET(r *http.Request) (request, error) {
 	q := r.URL.Query()
-	req := request{method: "GET", clientID: q.Get("client_id"), offline: q.Get("offline_token") == "true"}
+	req := request{method: "GET", clientID: truncate(q.Get("client_id"), maxClientField), offline: q.Get("offline_token") == "true"}
 	var err error
 	if req.service, err = h.service(q.Get("service")); err != nil {
 		return req, err
@@ -251,7 +255,7 @@ func (h *Handler) parsePOST(w http.ResponseWriter, r *http.Request) (request, er
 		return req, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	f := r.PostForm
-	req.clientID = f.Get("client_id")
+	req.clientID = truncate(f.Get("client_id"), maxClientField)
 	req.offline = f.Get("access_type") == "offline"
 	var err error
 	if req.service, err = h.service(f.Get("service")); err != nil {
@@ -320,7 +324,7 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 		}
 	}
 
-	client := policy.Client{IP: ev.clientIP, ID: req.clientID, UserAgent: truncate(r.UserAgent(), 256)}
+	client := policy.Client{IP: ev.clientIP, ID: req.clientID, UserAgent: truncate(r.UserAgent(), maxClientField)}
 	in := input.Token(req.service, client, principal, req.scopes)
 	t := time.Now()
 	d, err := h.decider.Decide(ctx, in)
@@ -415,41 +419,14 @@ func scopeString(scopes []policy.Scope) string {
 	return strings.Join(parts, " ")
 }
 
-// clientIP is the peer address, or the nearest untrusted hop of X-Forwarded-For when the peer
-// is a trusted proxy.
+// clientIP is the address the request comes from.
 func (h *Handler) clientIP(r *http.Request) netip.Addr { return ClientIP(r, h.opts.TrustedProxies) }
 
 // ClientIP is the address a request came from: the peer, or, when the peer is a trusted proxy,
-// the last address of X-Forwarded-For that is not one.
+// the last address of X-Forwarded-For that is not one (input.ClientAddress, which the admin
+// API reads too).
 func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
-	peer, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.IPv6Unspecified()
-	}
-	isTrusted := func(a netip.Addr) bool {
-		for _, p := range trusted {
-			if p.Contains(a) {
-				return true
-			}
-		}
-		return false
-	}
-	addr := peer.Addr().Unmap()
-	if !isTrusted(addr) {
-		return addr
-	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-	for i := len(hops) - 1; i >= 0; i-- {
-		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			break
-		}
-		addr = hop.Unmap()
-		if !isTrusted(addr) {
-			break
-		}
-	}
-	return addr
+	return input.ClientAddress(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
 }
 
 func truncate(s string, n int) string {

@@ -519,3 +519,54 @@ func TestHandlersShareMetrics(t *testing.T) {
 		t.Fatalf("regoauth_token_requests_total = %v over two handlers, want 3", issued)
 	}
 }
+
+// recordingDecider keeps the last input it was asked about.
+type recordingDecider struct {
+	inner authz.Decider
+	last  *policy.Input
+}
+
+func (r *recordingDecider) Decide(ctx context.Context, in *policy.Input) (policy.Decision, error) {
+	r.last = in
+	return r.inner.Decide(ctx, in)
+}
+
+// A client chooses its client_id and User-Agent: both are cut to a bounded length before they
+// reach the audit log, the policy input and with it the decision cache's key.
+func TestClientFieldsAreBounded(t *testing.T) {
+	e := newEnv(t)
+	rec := &recordingDecider{inner: e.Engine}
+	e.handler = e.newHandler(authz.Deps{Decider: rec}, authz.Options{Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
+	long := strings.Repeat("x", 8000)
+	const limit = 256 + len("…")
+	for _, send := range []func() result{
+		func() result {
+			r := httptest.NewRequest("GET", "/token?"+q("repository:image:pull")+"&client_id="+long, nil)
+			r.SetBasicAuth("user1", e.keys["user1"])
+			r.Header.Set("User-Agent", long)
+			return e.do(r)
+		},
+		func() result {
+			return e.post(url.Values{"grant_type": {"password"}, "username": {"user1"}, "password": {e.keys["user1"]},
+				"service": {service}, "scope": {"repository:image:pull"}, "client_id": {long}})
+		},
+	} {
+		e.logs.Reset()
+		if res := send(); res.status != http.StatusOK {
+			t.Fatalf("status %d: %s", res.status, res.raw)
+		}
+		if n := len(rec.last.Client.ID); n > limit || n == 0 {
+			t.Fatalf("client id of %d bytes reached the policy", n)
+		}
+		if n := len(rec.last.Client.UserAgent); n > limit {
+			t.Fatalf("user agent of %d bytes reached the policy", n)
+		}
+		var ev map[string]any
+		if err := json.Unmarshal(e.logs.Bytes(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if id, _ := ev["client_id"].(string); len(id) > limit || id == "" {
+			t.Fatalf("client_id of %d bytes in the audit log", len(id))
+		}
+	}
+}

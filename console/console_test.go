@@ -91,7 +91,7 @@ func newFixture(t *testing.T, tls bool) *fixture {
 		must(t, store.CreateAccount(ctx, a))
 		f.keys[a.Name] = f.newKey(a.Name, keystore.Restrictions{})
 	}
-	must(t, store.Reserve(ctx, keystore.Ownership{Repository: "shop/alice", Owner: "alice", Created: f.clock.Now()}))
+	must(t, store.Reserve(ctx, keystore.Ownership{Repository: "shop/alice", Owner: "alice", Created: f.clock.Now()}, 0))
 	must(t, store.PutGrant(ctx, keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"}, Repository: "shop/alice", Actions: []string{"pull"}}))
 	return f
 }

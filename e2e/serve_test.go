@@ -59,7 +59,7 @@ func seedStore(t *testing.T, path string, accounts []account, grants []keystore.
 		}
 	}
 	for repo, owner := range owned {
-		if err := store.Reserve(ctx, keystore.Ownership{Repository: repo, Owner: owner, Created: time.Now().UTC()}); err != nil {
+		if err := store.Reserve(ctx, keystore.Ownership{Repository: repo, Owner: owner, Created: time.Now().UTC()}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}

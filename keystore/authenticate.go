@@ -75,6 +75,10 @@ func check(p Principal, username string, now time.Time) error {
 		return fmt.Errorf("%w: key %s expired", ErrBadCredentials, p.Key.ID)
 	case p.Account.Disabled:
 		return fmt.Errorf("%w: account %s is disabled", ErrBadCredentials, p.Account.Name)
+	case p.Key.Restrictions.withinLimits() != nil:
+		// Stored before the limits existed: every decision about it would cost the server
+		// what the limits are there to prevent. A new key with fewer restrictions works.
+		return fmt.Errorf("%w: key %s has more restrictions than a key may hold (%d repository patterns, %d networks)", ErrBadCredentials, p.Key.ID, MaxKeyRepositories, MaxKeyCIDRs)
 	}
 	return nil
 }

@@ -20,6 +20,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
 	ErrInvalid  = errors.New("invalid")
+	// ErrLimit means a write would exceed a limit the caller set (e.g. reservations per owner).
+	ErrLimit = errors.New("limit reached")
 	// ErrUnavailable means the backend could not be reached; callers fail closed.
 	ErrUnavailable = errors.New("store unavailable")
 	// ErrConflict is a write, or an imported record, at odds with what the store holds.
@@ -317,13 +319,20 @@ type Store interface {
 	// many thousands of rows: a console page shows one page of them.
 	PageGrants(ctx context.Context, q GrantQuery) (GrantPage, error)
 
-	// Reserve records ownership of a repository name; ErrExists if it is already owned.
-	Reserve(ctx context.Context, o Ownership) error
+	// Reserve records ownership of one literal repository name (see ValidateRepository; a
+	// pattern is ErrInvalid); ErrExists if it is already owned. When maxOwned > 0 it is also
+	// ErrLimit if the owner already holds maxOwned reservations: the count and the write are one
+	// atomic step, so concurrent reservations never exceed the limit.
+	Reserve(ctx context.Context, o Ownership, maxOwned int) error
 	GetOwnership(ctx context.Context, repository string) (Ownership, error)
 	ListOwnership(ctx context.Context, owner string) ([]Ownership, error)
 	// PageOwnership returns one page of the reservations a query selects, as fast on many
 	// thousands of them as PageGrants.
 	PageOwnership(ctx context.Context, q OwnershipQuery) (OwnershipPage, error)
+	// Release removes the reservation of repository and, in the same atomic write, every grant
+	// whose repository is exactly that name, to accounts and to groups: rights tied to the name
+	// belonged to its listing, and must not pass to the next owner. Grants on patterns that
+	// match the name stay. ErrNotFound if the name is not reserved.
 	Release(ctx context.Context, repository string) error
 
 	// CreateSession stores a new session; it is gone by itself once it expires.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -228,7 +227,7 @@ func readImport(r io.Reader) (*importSet, error) {
 			set.grants = append(set.grants, g)
 		case rec.Ownership != nil:
 			o := *rec.Ownership
-			if err = errors.Join(ValidatePattern(o.Repository), ValidateName("owner", o.Owner)); err == nil {
+			if err = o.Validate(); err == nil {
 				err = dup(line, "repository", o.Repository)
 			}
 			set.ownerships = append(set.ownerships, o)

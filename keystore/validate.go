@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+
+	"github.com/distribution/reference"
 )
 
 // Actions a grant may carry on a repository.
@@ -21,6 +23,47 @@ var (
 
 // MaxPatternLength bounds a repository pattern; registries cap names at 255 bytes.
 const MaxPatternLength = 255
+
+// Limits on the lists a record holds. Every token decision about an account reads its key's
+// restrictions and its groups and roles, and an account writes its own keys' restrictions: so
+// each list is bounded, and no account can make the decisions about it cost more than a small
+// multiple of an ordinary one (16 patterns x 32 scopes is 512 matches of 16 distinct globs).
+const (
+	MaxKeyRepositories = 16
+	MaxKeyCIDRs        = 16
+	MaxGroups          = 32
+	MaxRoles           = 16
+)
+
+// repositoryName is distribution's grammar for a repository name, anchored.
+var repositoryName = regexp.MustCompile(`^` + reference.NameRegexp.String() + `$`)
+
+// ValidateRepository checks one literal repository name, as a reservation holds and a token
+// scope names: distribution's grammar (path components of a-z 0-9 joined by '.', '_', '__' or
+// '-' runs, separated by '/', optionally after a host that may hold dots and a :port), at most
+// 255 characters, and lower case throughout. A name that passes holds no glob syntax, so a rule
+// that compares it with a requested name never matches more than that one repository.
+func ValidateRepository(name string) error {
+	if len(name) > MaxPatternLength || !repositoryName.MatchString(name) || strings.ToLower(name) != name {
+		return fmt.Errorf("%w: repository name %q: one literal lower-case repository name is required (no '*', at most %d characters)", ErrInvalid, name, MaxPatternLength)
+	}
+	return nil
+}
+
+// LiteralRepositories returns names without those that hold a '*'. Stores validate every name
+// they are given with ValidateRepository, so only a record an earlier version wrote can fail it;
+// those versions validated names as patterns (segments of a-z 0-9 . _ : - and '*'), so '*' is
+// the only glob syntax such a record can hold, and the only way it could be read as more than
+// one repository. Dropping them is all it takes, and costs nothing on the token path.
+func LiteralRepositories(names []string) []string {
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if !strings.Contains(n, "*") {
+			out = append(out, n)
+		}
+	}
+	return out
+}
 
 // ValidateName checks an account, group or role name: 1–64 lowercase letters, digits, '.', '_'
 // or '-', starting and ending with a letter or digit, so that it is also a valid repository path
@@ -46,14 +89,21 @@ func ValidatePattern(p string) error {
 	return nil
 }
 
-// ValidateActions checks that actions is a non-empty list of grantable actions.
+// ValidateActions checks that actions is a non-empty list of grantable actions, each once.
 func ValidateActions(actions []string) error {
 	if len(actions) == 0 {
 		return fmt.Errorf("%w: at least one action is required (%s)", ErrInvalid, strings.Join(GrantActions, ", "))
 	}
-	for _, a := range actions {
+	return validateActionList("action", actions)
+}
+
+func validateActionList(what string, actions []string) error {
+	for i, a := range actions {
 		if !slices.Contains(GrantActions, a) {
-			return fmt.Errorf("%w: action %q: must be one of %s", ErrInvalid, a, strings.Join(GrantActions, ", "))
+			return fmt.Errorf("%w: %s %q: must be one of %s", ErrInvalid, what, a, strings.Join(GrantActions, ", "))
+		}
+		if slices.Contains(actions[:i], a) {
+			return fmt.Errorf("%w: %s %q is listed twice", ErrInvalid, what, a)
 		}
 	}
 	return nil
@@ -74,9 +124,17 @@ func (g Grant) Validate() error {
 	return errors.Join(ValidateSubject(g.Subject), ValidatePattern(g.Repository), ValidateActions(g.Actions))
 }
 
+// Validate checks an ownership record: one literal repository name and an account name.
+func (o Ownership) Validate() error {
+	return errors.Join(ValidateRepository(o.Repository), ValidateName("owner", o.Owner))
+}
+
 // Validate checks every field of an account.
 func (a Account) Validate() error {
 	errs := []error{ValidateName("account", a.Name)}
+	if len(a.Groups) > MaxGroups || len(a.Roles) > MaxRoles {
+		errs = append(errs, fmt.Errorf("%w: an account has at most %d groups and %d roles", ErrInvalid, MaxGroups, MaxRoles))
+	}
 	for _, g := range a.Groups {
 		errs = append(errs, ValidateName("group", g))
 	}
@@ -88,12 +146,10 @@ func (a Account) Validate() error {
 
 // Validate checks a key's restrictions.
 func (r Restrictions) Validate() error {
-	var errs []error
-	for _, a := range r.Actions {
-		if !slices.Contains(GrantActions, a) {
-			errs = append(errs, fmt.Errorf("%w: restricted action %q: must be one of %s", ErrInvalid, a, strings.Join(GrantActions, ", ")))
-		}
+	if err := r.withinLimits(); err != nil {
+		return err // before looking at each of thousands
 	}
+	errs := []error{validateActionList("restricted action", r.Actions)}
 	for _, p := range r.Repositories {
 		errs = append(errs, ValidatePattern(p))
 	}
@@ -103,6 +159,14 @@ func (r Restrictions) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// withinLimits checks only the sizes of the lists: cheap enough for every authentication.
+func (r Restrictions) withinLimits() error {
+	if len(r.Repositories) > MaxKeyRepositories || len(r.CIDRs) > MaxKeyCIDRs || len(r.Actions) > len(GrantActions) {
+		return fmt.Errorf("%w: a key is limited to at most %d repository patterns and %d networks", ErrInvalid, MaxKeyRepositories, MaxKeyCIDRs)
+	}
+	return nil
 }
 
 // ValidateKeyName checks a key's human label: up to 64 printable characters.
@@ -124,9 +188,6 @@ func (k Key) Validate() error {
 	}
 	return errors.Join(append(errs, ValidateName("account", k.Account), ValidateKeyName(k.Name), k.Restrictions.Validate())...)
 }
-
-// Validate checks an ownership record before it is stored.
-func (o Ownership) Validate() error { return ValidatePattern(o.Repository) }
 
 // Validate checks the one record r carries, as its single write does: r must carry exactly one
 // account, key, grant or ownership.

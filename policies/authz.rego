@@ -38,6 +38,8 @@ requested[i] := {action | some action in scope.actions} if {
 #   data.regoauth.config, over these defaults:
 #   public_repositories: patterns anyone, anonymous included, may pull;
 #   personal_namespaces: whether every account has personal_namespace_actions on "<account>/*";
+#   reserved_namespaces: first path segments that are no account's personal namespace (shared
+#   namespaces; extensions claim theirs with a set "namespaces");
 #   deny: rules that override every permission, each {"repositories": [patterns],
 #   "actions": [actions, all when absent], "subjects": ["account:A", "group:G", "role:R",
 #   "anonymous", "*"; everyone when absent], "except": [subjects], "reason": "..."};
@@ -47,6 +49,7 @@ default_config := {
 	"public_repositories": [],
 	"personal_namespaces": false,
 	"personal_namespace_actions": ["delete", "pull", "push"],
+	"reserved_namespaces": [],
 	"deny": [],
 	"admin_roles": ["admin"],
 	"catalog_roles": ["admin"],
@@ -121,23 +124,57 @@ permit[i] contains action if {
 	some action in grant.actions
 }
 
+# repository_name(name) holds for one literal repository name: distribution's grammar in lower
+# case (path components of a-z 0-9 joined by ".", "_", "__" or "-" runs, separated by "/",
+# optionally after a host with dots and a :port), at most 255 characters. No glob syntax passes,
+# so a rule comparing such a name with a requested one never reaches another repository. The
+# server validates reservations and scopes with the same grammar.
+repository_name(name) if {
+	is_string(name)
+	count(name) <= 255
+	regex.match(repository_name_pattern, name)
+}
+
+repository_name_pattern := `^(?:(?:(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9])(?:\.(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9]))*|\[(?:[a-f0-9:]+)\])(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*$`
+
+# owned are the repositories the principal reserved: literal names only. A reservation is one
+# name; a record that reads as a pattern (an earlier version stored them; '*' is the only glob
+# syntax one can hold) is ownership of nothing. Every rule that asks "does the principal own
+# this?" reads this set, not input.owned. (A string test, not repository_name: this set is
+# computed for every token decision.)
+owned contains name if {
+	authenticated
+	some name in input.owned
+	not contains(name, "*")
+}
+
 # METADATA
 # title: owner
 # description: The owner of a reserved repository may pull, push and delete it.
 permit[i] contains action if {
-	authenticated
 	some i, scope in input.scopes
 	scope.type == "repository"
-	scope.name in input.owned
+	owned[scope.name]
 	some action in repository_actions
 }
 
+# shared_namespaces are first path segments that belong to no account: those the configuration
+# reserves and those extensions claim (a set "namespaces" in their package, e.g. organisations).
+# Account names and namespaces must not alias: the personal namespace rule never reaches into
+# one, and the admin policy refuses an account named like one.
+shared_namespaces contains ns if some ns in config.reserved_namespaces
+
+shared_namespaces contains ns if some ns in data.regoauth.extensions[_].namespaces
+
 # METADATA
 # title: personal namespace
-# description: With personal_namespaces on, every account has its namespace "<account>/*".
+# description: |
+#   With personal_namespaces on, every account has its namespace "<account>/*", unless its name
+#   is a shared namespace (reserved_namespaces, or claimed by an extension).
 permit[i] contains action if {
 	config.personal_namespaces == true
 	authenticated
+	not shared_namespaces[input.principal.account]
 	some i, scope in input.scopes
 	scope.type == "repository"
 	in_personal_namespace(scope.name)

@@ -292,3 +292,25 @@ test_extension_denies_with_reason if {
 test_unknown_scope_types_get_nothing if {
 	access(user("admin", {"roles": ["admin"]}), [], [{"type": "plugin", "name": "x", "actions": ["pull"]}]) == {"plugin:x": []}
 }
+
+# An owned name that reads as a pattern (a record from an earlier version) is ownership of
+# nothing: the owner rule compares literal names only.
+test_owned_patterns_own_nothing if {
+	d := decide(user("user1", {}), [], ["shop/*", "shop/**", "shop/prem*"], [repo("shop/premium", ["pull", "push"]), repo("shop/*", ["pull"])])
+	{e.name: e.actions | some e in d.access} == {"shop/premium": [], "shop/*": []}
+}
+
+# A shared namespace — listed in config.reserved_namespaces or claimed by an extension (an
+# organisation, a marketplace's shop) — is nobody's personal namespace, even an account's named
+# like it.
+test_shared_namespaces_are_nobodys_personal_namespace if {
+	scopes := [repo("team/app", ["pull", "push"]), repo("acme/api", ["push"])]
+	cfg := {"personal_namespaces": true, "reserved_namespaces": ["team"]}
+	ext := {"orgs": {"namespaces": {"acme"}}}
+	team := access(user("team", {}), [], scopes) with data.regoauth.config as cfg with data.regoauth.extensions as ext
+	team == {"repository:team/app": [], "repository:acme/api": []}
+	acme := access(user("acme", {}), [], scopes) with data.regoauth.config as cfg with data.regoauth.extensions as ext
+	acme == {"repository:team/app": [], "repository:acme/api": []}
+	bob := access(user("bob", {}), [], [repo("bob/app", ["push"])]) with data.regoauth.config as cfg with data.regoauth.extensions as ext
+	bob == {"repository:bob/app": ["push"]}
+}

@@ -114,10 +114,9 @@ func (in *Input) value() ast.Value {
 	for i, s := range in.Scopes {
 		scopes[i] = s.term()
 	}
-	client := object{}.addString(keyIP, in.Client.IP).addOptional(keyID, in.Client.ID).addOptional(keyUserAgent, in.Client.UserAgent)
 	return object{}.
 		addString(keyService, in.Service).
-		add(keyClient, client.term()).
+		add(keyClient, in.Client.term()).
 		add(keyPrincipal, in.Principal.term()).
 		add(keyGrants, ast.ArrayTerm(grants...)).
 		add(keyOwned, stringTerms(in.Owned)).
@@ -151,6 +150,10 @@ func actionsKey(actions []string) (uint64, bool) {
 	return key, true
 }
 
+func (c Client) term() *ast.Term {
+	return object{}.addString(keyIP, c.IP).addOptional(keyID, c.ID).addOptional(keyUserAgent, c.UserAgent).term()
+}
+
 func (s Scope) term() *ast.Term {
 	return object{}.addString(keyType, s.Type).addOptional(keyClass, s.Class).addString(keyName, s.Name).add(keyActions, stringTerms(s.Actions)).term()
 }
@@ -161,22 +164,26 @@ func (p Principal) term() *ast.Term {
 		add(keyGroups, stringTerms(p.Groups)).
 		add(keyRoles, stringTerms(p.Roles))
 	if p.Key != nil {
-		key := object{}.addString(keyID, p.Key.ID).addOptional(keyName, p.Key.Name)
+		key := object{}.addString(keyID, p.Key.ID).addOptional(keyName, p.Key.Name).addOptional(keyExpires, p.Key.Expires)
 		if r := p.Key.Restrictions; r != nil {
-			ro := object{}
-			for _, f := range []struct {
-				name *ast.Term
-				v    []string
-			}{{keyActions, r.Actions}, {keyRepositories, r.Repositories}, {keyCIDRs, r.CIDRs}} {
-				if len(f.v) > 0 {
-					ro = ro.add(f.name, stringTerms(f.v))
-				}
-			}
-			key = key.add(keyRestrictions, ro.term())
+			key = key.add(keyRestrictions, r.term())
 		}
 		o = o.add(keyKey, key.term())
 	}
 	return o.term()
+}
+
+func (r *Restrictions) term() *ast.Term {
+	ro := object{}
+	for _, f := range []struct {
+		name *ast.Term
+		v    []string
+	}{{keyActions, r.Actions}, {keyRepositories, r.Repositories}, {keyCIDRs, r.CIDRs}} {
+		if len(f.v) > 0 {
+			ro = ro.add(f.name, stringTerms(f.v))
+		}
+	}
+	return ro.term()
 }
 
 func (in *AdminInput) value() ast.Value {
@@ -184,11 +191,15 @@ func (in *AdminInput) value() ast.Value {
 	target := object{}.addOptional(keyAccount, t.Account).addOptional(keyGroup, t.Group).
 		addOptional(keyRepository, t.Repository).addOptional(keyKeyID, t.KeyID).addOptional(keyOwner, t.Owner).
 		addOptional(keyExpires, t.Expires)
-	if len(t.Actions) > 0 {
+	if t.Actions != nil {
 		target = target.add(keyActions, stringTerms(t.Actions))
+	}
+	if t.Restrictions != nil {
+		target = target.add(keyRestrictions, t.Restrictions.term())
 	}
 	return object{}.
 		add(keyPrincipal, in.Principal.term()).
+		add(keyClient, in.Client.term()).
 		addString(keyOperation, in.Operation).
 		add(keyTarget, target.term()).
 		add(keyOwned, stringTerms(in.Owned)).

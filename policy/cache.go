@@ -19,21 +19,36 @@ type decisionCache struct {
 	mu    sync.Mutex
 	epoch uint64
 	lru   *lru.Cache[uint64, cachedDecision]
+	// bytes is what the entries hold, by estimate; max bounds it.
+	bytes, max int64
 }
 
 type cachedDecision struct {
 	query int
 	input ast.Value
 	ev    evaluation
+	size  int64
 }
 
-func newDecisionCache(size int) *decisionCache {
-	if size <= 0 {
+// The cache is bounded by bytes, not entries: an input's size is chosen by its caller (a key's
+// restrictions, an account's groups), so a count of entries bounds nothing. An entry's size is
+// an estimate of what its input and decision keep on the heap, on the high side (shared terms
+// are counted once per entry); an entry over a sixty-fourth of the budget is not kept at all, so
+// that no single caller can empty the cache of everyone else's decisions in a few requests.
+func newDecisionCache(maxBytes int64) *decisionCache {
+	if maxBytes <= 0 {
 		return nil
 	}
-	c, _ := lru.New[uint64, cachedDecision](size)
-	return &decisionCache{lru: c}
+	c := &decisionCache{max: maxBytes}
+	// The entry count is no limit of its own: entries of at least minEntryBytes fill the budget
+	// before it.
+	l, _ := lru.NewWithEvict(int(max(maxBytes/minEntryBytes, 1)), func(_ uint64, d cachedDecision) { c.bytes -= d.size })
+	c.lru = l
+	return c
 }
+
+// minEntryBytes is the smallest size estimate of an entry (its bookkeeping).
+const minEntryBytes = 256
 
 // key hashes the query with the input; entries also keep the input to rule out collisions.
 func cacheKey(q query, input ast.Value) uint64 { return uint64(input.Hash())*31 + uint64(q) }
@@ -64,11 +79,76 @@ func (c *decisionCache) put(q query, input ast.Value, ev evaluation, epoch uint6
 	if c == nil || !ev.rev.deterministic {
 		return
 	}
+	size := minEntryBytes + valueSize(input) + docSize(ev.doc)
+	if size > c.max/64 {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.epoch == epoch {
-		c.lru.Add(cacheKey(q, input), cachedDecision{query: int(q), input: input, ev: ev})
+	if c.epoch != epoch {
+		return
 	}
+	key := cacheKey(q, input)
+	c.lru.Remove(key) // a replaced entry gives its bytes back through the eviction callback
+	c.lru.Add(key, cachedDecision{query: int(q), input: input, ev: ev, size: size})
+	c.bytes += size
+	for c.bytes > c.max {
+		if _, _, ok := c.lru.RemoveOldest(); !ok {
+			break
+		}
+	}
+}
+
+// size reports the bytes the entries hold, by estimate.
+func (c *decisionCache) size() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes
+}
+
+// valueSize estimates the heap an OPA value holds: its strings, and the terms, elements and
+// hash-table entries around them (figures from the ast types' layouts, rounded up).
+func valueSize(v ast.Value) int64 {
+	switch x := v.(type) {
+	case ast.String:
+		return 32 + int64(len(x))
+	case ast.Number:
+		return 32 + int64(len(x))
+	case *ast.Array:
+		n := int64(64)
+		x.Foreach(func(t *ast.Term) { n += 64 + valueSize(t.Value) })
+		return n
+	case ast.Object:
+		n := int64(128)
+		x.Foreach(func(k, v *ast.Term) { n += 160 + valueSize(k.Value) + valueSize(v.Value) })
+		return n
+	case ast.Set:
+		n := int64(128)
+		x.Foreach(func(t *ast.Term) { n += 128 + valueSize(t.Value) })
+		return n
+	}
+	return 32
+}
+
+// docSize estimates the heap a decision document (JSON-like Go values) holds.
+func docSize(doc any) int64 {
+	switch x := doc.(type) {
+	case string:
+		return 16 + int64(len(x))
+	case map[string]any:
+		n := int64(64)
+		for k, v := range x {
+			n += 48 + int64(len(k)) + docSize(v)
+		}
+		return n
+	case []any:
+		n := int64(32)
+		for _, v := range x {
+			n += 16 + docSize(v)
+		}
+		return n
+	}
+	return 16
 }
 
 // onCommit runs inside every committing write transaction of the store.

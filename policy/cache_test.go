@@ -12,7 +12,7 @@ import (
 func cachedEngine(t *testing.T, rego string) (*Engine, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	e := New(Options{DecisionCache: 100, Registerer: reg})
+	e := New(Options{DecisionCacheBytes: 1 << 20, Registerer: reg})
 	if err := e.LoadFS(ctx, fstest.MapFS{"p.rego": {Data: []byte(rego)}}, "t"); err != nil {
 		t.Fatal(err)
 	}

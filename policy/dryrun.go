@@ -112,10 +112,14 @@ func (c *comparer) check(job comparison) {
 // that grant the same agree.
 func outcome(q query, ev evaluation) string {
 	if q == queryAdmin {
-		if allow, _ := parseAdminDecision(ev.doc); ev.defined && allow {
-			return "allow"
+		var d AdminDecision
+		if !ev.defined || parseAdminDecision(ev.doc, &d) != nil || !d.Allow {
+			return "deny"
 		}
-		return "deny"
+		if d.MaxOwned > 0 {
+			return fmt.Sprintf("allow (max_owned %d)", d.MaxOwned)
+		}
+		return "allow"
 	}
 	var d Decision
 	if !ev.defined || parseDecision(ev.doc, &d) != nil {

@@ -10,6 +10,7 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -56,8 +57,9 @@ type Options struct {
 	ID         string
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
-	// DecisionCache is how many recent decisions of a deterministic policy are kept (0: none).
-	DecisionCache int
+	// DecisionCacheBytes bounds, in bytes, the recent decisions of a deterministic policy that
+	// are kept (0: none). See decisionCache for what an entry is counted as.
+	DecisionCacheBytes int64
 }
 
 // query indexes the prepared decision queries of a revision.
@@ -142,7 +144,7 @@ func New(opts Options) *Engine {
 		metrics: newMetrics(opts.Registerer),
 		status:  newBundleStatus(),
 		done:    make(chan struct{}),
-		cache:   newDecisionCache(opts.DecisionCache),
+		cache:   newDecisionCache(opts.DecisionCacheBytes),
 	}
 	e.initErr = e.init()
 	return e
@@ -531,15 +533,31 @@ func (e *Engine) Authorize(ctx context.Context, in *AdminInput) (AdminDecision, 
 		e.metrics.outcomes.WithLabelValues("admin", "undefined").Inc()
 		return d, nil
 	}
-	d.Allow, d.Reasons = parseAdminDecision(ev.doc)
+	if err := parseAdminDecision(ev.doc, &d); err != nil {
+		e.metrics.outcomes.WithLabelValues("admin", "malformed").Inc()
+		e.opts.Logger.Warn("malformed admin decision treated as deny", "decision_id", d.ID, "error", err)
+		return AdminDecision{ID: d.ID, Reasons: []string{"the admin policy's decision is malformed"}}, nil
+	}
 	e.metrics.outcomes.WithLabelValues("admin", "defined").Inc()
 	return d, nil
 }
 
-func parseAdminDecision(doc any) (allow bool, reasons []string) {
+// parseAdminDecision reads {"allow": bool, "reasons": [...], "max_owned": N}. A limit that is
+// present but not a positive whole number makes the decision malformed: a limit the server
+// cannot read must not read as no limit.
+func parseAdminDecision(doc any, d *AdminDecision) error {
 	obj, _ := doc.(map[string]any)
-	allow, _ = obj["allow"].(bool)
-	return allow, stringList(obj["reasons"])
+	d.Allow, _ = obj["allow"].(bool)
+	d.Reasons = stringList(obj["reasons"])
+	if raw, ok := obj["max_owned"]; ok {
+		n, ok := raw.(json.Number)
+		v, err := n.Int64()
+		if !ok || err != nil || v < 1 || v > 1<<31 {
+			return fmt.Errorf("max_owned %v is not a positive whole number", raw)
+		}
+		d.MaxOwned = int(v)
+	}
+	return nil
 }
 
 func single(rs rego.ResultSet) (any, bool) {

@@ -188,9 +188,48 @@ func TestASTMatchesJSON(t *testing.T) {
 		Grants: []Grant{}, Owned: []string{}, Scopes: []Scope{}}
 	assertSameValue(t, anon, anon.value())
 
-	admin := &AdminInput{Principal: in.Principal, Operation: "grants.add", Owned: []string{"x"},
+	admin := &AdminInput{Principal: in.Principal, Client: Client{IP: "10.1.2.3"}, Operation: "grants.add", Owned: []string{"x"},
 		Target: AdminTarget{Account: "a", Repository: "r", Actions: []string{"pull"}, Owner: "o", Expires: "2026-12-31T00:00:00Z"}}
 	assertSameValue(t, admin, admin.value())
+	in.Principal.Key.Expires = "2026-03-01T12:02:00Z"
+	assertSameValue(t, in, in.value())
+	keys := &AdminInput{Principal: in.Principal, Client: Client{IP: "10.1.2.3"}, Operation: "keys.create", Owned: []string{},
+		Target: AdminTarget{Account: "a", Expires: "2026-03-01T12:01:00Z", Restrictions: &Restrictions{Repositories: []string{"a/*"}}}}
+	assertSameValue(t, keys, keys.value())
+	// A removal of nothing still says so: an empty list, not an absent one.
+	admin.Target.Actions = []string{}
+	assertSameValue(t, admin, admin.value())
+	admin.Target.Actions = nil
+	assertSameValue(t, admin, admin.value())
+}
+
+// TestAdminLimitsAreReadOrRefused reads max_owned from an admin decision; a limit the server
+// cannot read is a malformed decision, a deny, never "no limit".
+func TestAdminLimitsAreReadOrRefused(t *testing.T) {
+	for _, tt := range []struct {
+		limit string
+		allow bool
+		max   int
+	}{
+		{`"max_owned": 20`, true, 20},
+		{`"max_owned": 0`, false, 0},
+		{`"max_owned": -1`, false, 0},
+		{`"max_owned": 2.5`, false, 0},
+		{`"max_owned": "20"`, false, 0},
+		{`"max_owned": null`, false, 0},
+	} {
+		t.Run(tt.limit, func(t *testing.T) {
+			e := New(Options{})
+			src := "package regoauth.admin\n\ndecision := {\"allow\": true, \"reasons\": [], " + tt.limit + "}\n"
+			if err := e.LoadFS(ctx, fstest.MapFS{"a.rego": {Data: []byte(src)}}, "a"); err != nil {
+				t.Fatal(err)
+			}
+			d, err := e.Authorize(ctx, &AdminInput{Principal: Principal{Anonymous: true, Groups: []string{}, Roles: []string{}}, Operation: "repos.reserve"})
+			if err != nil || d.Allow != tt.allow || d.MaxOwned != tt.max {
+				t.Fatalf("decision = %+v, %v; want allow %v, max_owned %d", d, err, tt.allow, tt.max)
+			}
+		})
+	}
 }
 
 func assertSameValue(t *testing.T, v any, got ast.Value) {

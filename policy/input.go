@@ -32,8 +32,10 @@ type Principal struct {
 
 // Key is the API key (or the key behind a refresh token) the principal authenticated with.
 type Key struct {
-	ID           string        `json:"id"`
-	Name         string        `json:"name,omitempty"`
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+	// Expires is when the key stops working (RFC 3339, UTC), absent when it does not expire.
+	Expires      string        `json:"expires,omitempty"`
 	Restrictions *Restrictions `json:"restrictions,omitempty"`
 }
 
@@ -90,6 +92,8 @@ func (d Decision) Allowed(typ, name string) []string {
 // AdminInput is the document an admin API call is authorized on.
 type AdminInput struct {
 	Principal Principal `json:"principal"`
+	// Client is where the call comes from (the address as the token endpoint reads it).
+	Client Client `json:"client"`
 	// Operation names the call, e.g. "grants.add" or "keys.create".
 	Operation string `json:"operation"`
 	// Target is what the call acts on; only the fields the operation has are set.
@@ -99,15 +103,23 @@ type AdminInput struct {
 
 // AdminTarget is the object of an admin operation.
 type AdminTarget struct {
-	Account    string   `json:"account,omitempty"`
-	Group      string   `json:"group,omitempty"`
-	Repository string   `json:"repository,omitempty"`
-	Actions    []string `json:"actions,omitempty"`
-	KeyID      string   `json:"key_id,omitempty"`
+	Account    string `json:"account,omitempty"`
+	Group      string `json:"group,omitempty"`
+	Repository string `json:"repository,omitempty"`
+	// Actions are the actions a grant operation adds or removes: for a removal, the actions it
+	// actually removes (the row's, when the caller names none; empty when there is no row).
+	// Absent for other operations.
+	Actions []string `json:"actions,omitzero"`
+	KeyID   string   `json:"key_id,omitempty"`
 	// Owner is the account that owns Repository, when it is owned.
 	Owner string `json:"owner,omitempty"`
-	// Expires is the end of a grant being added (RFC 3339, UTC), absent when it does not end.
+	// Expires is, for grants.add, the end of the grant being added, and for keys.create the
+	// expiry of the key being created, after the caller key's ceilings are applied (RFC 3339,
+	// UTC); absent when it does not end.
 	Expires string `json:"expires,omitempty"`
+	// Restrictions are, for keys.create, those of the key being created, after the caller key's
+	// ceilings are applied.
+	Restrictions *Restrictions `json:"restrictions,omitempty"`
 }
 
 // AdminDecision is whether an admin operation may proceed.
@@ -115,4 +127,7 @@ type AdminDecision struct {
 	ID      string
 	Allow   bool
 	Reasons []string
+	// MaxOwned, when > 0, is the most reservations the target account may hold once a
+	// repos.reserve is done ("max_owned" in the decision); the store checks it in the write.
+	MaxOwned int
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -116,20 +117,20 @@ type PolicyConfig struct {
 	// DryRun is a candidate policy evaluated beside the active one: disagreements are logged
 	// and counted, tokens are never affected.
 	DryRun *PolicySource `yaml:"dry_run"`
-	// DecisionCache keeps this many recent decisions of a deterministic policy (one that calls
-	// no nondeterministic builtin such as time.now_ns or http.send); every policy or data change
-	// empties it. 0 turns it off.
-	DecisionCache *int `yaml:"decision_cache"`
+	// DecisionCache is how much memory recent decisions of a deterministic policy (one that
+	// calls no nondeterministic builtin such as time.now_ns or http.send) may hold, as a size
+	// such as 64MiB; every policy or data change empties it. 0 turns it off.
+	DecisionCache *ByteSize `yaml:"decision_cache"`
 }
 
-// defaultDecisionCache is the decision cache size when the configuration does not set one.
-const defaultDecisionCache = 10000
+// defaultDecisionCache is the decision cache's size when the configuration does not set one.
+const defaultDecisionCache = 64 << 20
 
-func (p PolicyConfig) decisionCache() int {
+func (p PolicyConfig) decisionCache() int64 {
 	if p.DecisionCache == nil {
 		return defaultDecisionCache
 	}
-	return *p.DecisionCache
+	return int64(*p.DecisionCache)
 }
 
 // PolicySource is a set of bundles: the built-in library, a local bundle directory or tarball
@@ -276,6 +277,35 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// ByteSize is a size in bytes, written with a unit: 512KiB, 64MiB, 1GiB (or 0).
+type ByteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	factor int64
+}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+
+// UnmarshalYAML reads a size with its unit. A bare number other than 0 is refused rather than
+// read as bytes: decision_cache once counted entries, and 10000 must not quietly become 10 KB.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v := strings.TrimSpace(n.Value)
+	if v == "0" {
+		*b = 0
+		return nil
+	}
+	for _, u := range byteUnits {
+		if num, ok := strings.CutSuffix(v, u.suffix); ok {
+			x, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+			if err != nil || x < 0 || x > (1<<50)/u.factor {
+				break
+			}
+			*b = ByteSize(x * u.factor)
+			return nil
+		}
+	}
+	return fmt.Errorf("line %d: %q is not a size: use a whole number with a unit, e.g. 64MiB, 512KiB, 1GiB (or 0)", n.Line, n.Value)
+}
+
 // Secret is a value given inline, or read from an environment variable or a file:
 //
 //	url: redis://…            # inline
@@ -420,8 +450,8 @@ func (c Config) Validate() error {
 		add("store.cache: ttl must be between 0 (off) and %s, size at least 0", maxCacheTTL)
 	}
 	errs = append(errs, c.Policy.validate("policy")...)
-	if c.Policy.decisionCache() < 0 {
-		add("policy.decision_cache: must be 0 (off) or more")
+	if n := c.Policy.decisionCache(); n != 0 && n < 1<<20 {
+		add("policy.decision_cache: %d bytes is too small to hold decisions; use 0 (off) or at least 1MiB", n)
 	}
 	if c.Policy.DryRun != nil {
 		errs = append(errs, c.Policy.DryRun.validate("policy.dry_run")...)

@@ -166,3 +166,40 @@ func TestPolicyConfig(t *testing.T) {
 		})
 	}
 }
+
+// policy.decision_cache is a size in memory: a bare number is refused rather than read as bytes
+// (it once counted entries, and 10000 must not quietly become 10 KB).
+func TestDecisionCacheSize(t *testing.T) {
+	base := "issuer: regoauth\nservices: [r]\nlisten: {addr: \"127.0.0.1:5001\"}\nsigning: {key_file: k, cert_file: c}\nstore: {url: \"bolt:///tmp/x.db\"}\n"
+	for _, tt := range []struct {
+		value string
+		want  int64
+		err   string
+	}{
+		{"", defaultDecisionCache, ""},
+		{"64MiB", 64 << 20, ""},
+		{"1GiB", 1 << 30, ""},
+		{"0", 0, ""},
+		{"10000", 0, "not a size"},
+		{"64MB", 0, "not a size"},
+		{"-1MiB", 0, "not a size"},
+		{"512KiB", 0, "too small"},
+	} {
+		t.Run(tt.value, func(t *testing.T) {
+			body := base
+			if tt.value != "" {
+				body += "policy: {decision_cache: " + tt.value + "}\n"
+			}
+			cfg, err := LoadConfig(writeConfig(t, body))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error = %v, want one saying %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || cfg.Policy.decisionCache() != tt.want {
+				t.Fatalf("decision cache = %d, %v; want %d", cfg.Policy.decisionCache(), err, tt.want)
+			}
+		})
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -30,7 +29,7 @@ var ErrNoConfigFile = errors.New("the server was not started from a configuratio
 
 // generation is what a reload replaces: the signing key, the JWKS and the refresh codec (the
 // keyring), the listeners' TLS certificates, and the token endpoint built for the issuer,
-// services, limits and proxies of one configuration. It is built whole, never changed, and
+// services and limits of one configuration. It is built whole, never changed, and
 // swapped in with one atomic store: a request sees one generation from start to end, so no
 // token is signed by a new key under the settings of the old configuration, or the reverse.
 type generation struct {
@@ -38,8 +37,6 @@ type generation struct {
 	cfg    Config
 	keys   *keyring
 	token  http.Handler
-	// proxies are the parsed trusted_proxies.
-	proxies []netip.Prefix
 	// certs are the listeners' certificates, by listener name ("token", "metrics").
 	certs map[string]*tls.Certificate
 	// storeURL is the resolved store URL, compared on reload (the store changes only with a
@@ -53,7 +50,9 @@ type generation struct {
 
 // restartOnly are the settings a running server does not change: the listeners' addresses and
 // whether they speak TLS (their certificates do reload), the store, the policy sources (whose
-// bundles reload by themselves), the in-flight limit, logging and file watching. A reload that
+// bundles reload by themselves), the in-flight limit, the trusted proxies (one client address
+// for the token endpoint, the admin API and the console, which are built once), logging, the
+// console and file watching. A reload that
 // changes one is refused whole and names them, so that what serves is always one configuration
 // file as written, never a mix of the new file and the old process.
 var restartOnly = []restartEntry{
@@ -69,6 +68,7 @@ var restartOnly = []restartEntry{
 	{"store", false, func(c Config) any { return c.Store }},
 	{"policy", false, func(c Config) any { return c.Policy }},
 	{"limits.max_in_flight", false, func(c Config) any { return c.Limits.MaxInFlight }},
+	{"trusted_proxies", false, func(c Config) any { return c.TrustedProxies }},
 	{"log", false, func(c Config) any { return c.Log }},
 	{"console", false, func(c Config) any { return c.Console }},
 	{"reload", false, func(c Config) any { return c.Reload.watch() }},
@@ -155,14 +155,11 @@ func loadGeneration(cfg Config, configFile string) (*generation, error) {
 	if g.storeURL, err = cfg.Store.URL.Resolve(); err != nil {
 		return nil, fmt.Errorf("store.url: %w", err)
 	}
-	for _, p := range cfg.TrustedProxies {
-		g.proxies = append(g.proxies, netip.MustParsePrefix(p)) // validated with the configuration
-	}
 	return g, nil
 }
 
 // tokenEndpoint is the token handler of one generation: its signer, refresh codec, services,
-// limits and trusted proxies, over the server's store, policy and key-use recorder.
+// limits, over the server's store, policy, key-use recorder and trusted proxies.
 func (s *Server) tokenEndpoint(g *generation) (http.Handler, error) {
 	return authz.New(authz.Deps{
 		Directory: s.store, Decider: s.engine, Issuer: g.keys.signer, Usage: s.usage, Refresh: g.keys.refresh,
@@ -170,7 +167,7 @@ func (s *Server) tokenEndpoint(g *generation) (http.Handler, error) {
 		Services:       g.cfg.Services,
 		MaxScopes:      g.cfg.Limits.MaxScopes,
 		MaxScopeLength: g.cfg.Limits.MaxScopeLength,
-		TrustedProxies: g.proxies,
+		TrustedProxies: s.proxies,
 		Logger:         s.logger.With("component", "token"),
 		Registerer:     s.registry,
 	})
@@ -178,7 +175,7 @@ func (s *Server) tokenEndpoint(g *generation) (http.Handler, error) {
 
 // Reload reads the configuration file again and swaps in a generation built from it: signing
 // keys, published keys, refresh secrets, TLS certificates, issuer, services, token TTL, scope
-// limits, trusted proxies and the shutdown settings. A configuration that does not load, names
+// limits and the shutdown settings. A configuration that does not load, names
 // a file that does not parse, or changes a restart-only setting is refused, logged and counted;
 // the running generation keeps serving. trigger says what asked for the reload, for the log.
 // Reloads are serialized; requests are never blocked by one.

@@ -21,7 +21,7 @@ import (
 // Anything else is a JSON 404.
 func (s *Server) Handler() (http.Handler, error) {
 	adminAPI, err := admin.New(admin.Deps{Store: s.store, Authorizer: s.engine, Explainer: s.engine},
-		admin.Options{Logger: s.logger.With("component", "admin")})
+		admin.Options{TrustedProxies: s.proxies, Logger: s.logger.With("component", "admin")})
 	if err != nil {
 		return nil, err
 	}
@@ -54,8 +54,6 @@ func (s *Server) Handler() (http.Handler, error) {
 }
 
 // mountConsole serves the web console at console.path, its operations those of the admin API.
-// Its settings change only with a restart; the trusted proxies it reads client addresses with are
-// those of the serving generation.
 func (s *Server) mountConsole(mux *http.ServeMux, ops *admin.API) error {
 	cfg := s.cfg.Console
 	registry := cfg.Registry
@@ -65,7 +63,7 @@ func (s *Server) mountConsole(mux *http.ServeMux, ops *admin.API) error {
 	c, err := console.New(s.store, ops, console.Options{
 		Prefix: cfg.Path, Registry: registry, SessionTTL: time.Duration(cfg.SessionTTL),
 		SecureCookies: cfg.SecureCookies,
-		ClientIP:      func(r *http.Request) netip.Addr { return authz.ClientIP(r, s.gen.Load().proxies) },
+		ClientIP:      func(r *http.Request) netip.Addr { return authz.ClientIP(r, s.proxies) },
 		Health:        consoleHealth{s}, Logger: s.logger.With("component", "console"),
 	})
 	if err != nil {

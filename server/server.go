@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,8 @@ type Server struct {
 	// candidate is the dry-run policy, when one is configured.
 	candidate *policy.Engine
 	usage     *keystore.UsageTracker
+	// proxies are the parsed trusted_proxies.
+	proxies []netip.Prefix
 
 	// gen is the serving generation; Reload swaps it, reloadMu serializes reloads.
 	gen           atomic.Pointer[generation]
@@ -89,6 +92,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	s := &Server{cfg: cfg, configFile: opts.ConfigFile, logger: opts.Logger, registry: newRegistry(opts.Version),
 		clock: opts.Now, settle: settle}
 	s.reloadMetrics = newReloadMetrics(s.registry)
+	for _, p := range cfg.TrustedProxies {
+		s.proxies = append(s.proxies, netip.MustParsePrefix(p)) // validated with the configuration
+	}
 	g, err := loadGeneration(cfg, opts.ConfigFile)
 	if err != nil {
 		return nil, err

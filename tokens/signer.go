@@ -1,7 +1,11 @@
 package tokens
 
 import (
+	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +15,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"golang.org/x/crypto/cryptobyte"
+	"golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // MinTTL is the shortest token lifetime: clients assume a token lives at least a minute.
@@ -37,14 +43,22 @@ type Claims struct {
 	Access    []Access `json:"access"`
 }
 
-// Signer issues registry tokens with one active key.
+// Signer issues registry tokens with one active key. The protected header never changes for a
+// key, so it is encoded once; each token costs its claims, one digest and one signature.
 type Signer struct {
 	key    *Key
-	signer jose.Signer
 	issuer string
 	ttl    time.Duration
 	now    func() time.Time
 	random io.Reader
+	// header is the base64url protected header followed by the ".".
+	header []byte
+	hash   crypto.Hash
+	// ecSize is the size of each of r and s in an ECDSA signature (0 for RSA): JWS (RFC 7518
+	// section 3.4) wants them as fixed-size big-endian integers, not in ASN.1.
+	ecSize int
+	// sigLen is the length of a signature in the token.
+	sigLen int
 }
 
 // SignerOptions configure a Signer.
@@ -65,19 +79,38 @@ func NewSigner(key *Key, opts SignerOptions) (*Signer, error) {
 	if opts.TTL < MinTTL {
 		return nil, fmt.Errorf("token TTL %s is below the minimum of %s", opts.TTL, MinTTL)
 	}
-	so := (&jose.SignerOptions{}).WithType("JWT").WithHeader(jose.HeaderKey("kid"), key.KID)
-	if len(key.Chain) > 0 {
-		x5c := make([]string, len(key.Chain))
-		for i, c := range key.Chain {
-			x5c[i] = base64.StdEncoding.EncodeToString(c.Raw)
+	s := &Signer{key: key, issuer: opts.Issuer, ttl: opts.TTL, now: opts.Now, random: opts.Random}
+	switch key.Algorithm {
+	case jose.ES256:
+		s.hash, s.ecSize = crypto.SHA256, 32
+	case jose.ES384:
+		s.hash, s.ecSize = crypto.SHA384, 48
+	case jose.RS256:
+		pub, ok := key.Public().(*rsa.PublicKey)
+		if !ok {
+			return nil, errors.New("preparing signer: RS256 needs an RSA key")
 		}
-		so = so.WithHeader(jose.HeaderKey("x5c"), x5c)
+		s.hash, s.sigLen = crypto.SHA256, pub.Size()
+	default:
+		return nil, fmt.Errorf("preparing signer: unsupported algorithm %q", key.Algorithm)
 	}
-	js, err := jose.NewSigner(jose.SigningKey{Algorithm: key.Algorithm, Key: key.Private}, so)
+	header := struct {
+		Alg string   `json:"alg"`
+		Kid string   `json:"kid"`
+		Typ string   `json:"typ"`
+		X5c []string `json:"x5c,omitempty"`
+	}{Alg: string(key.Algorithm), Kid: key.KID, Typ: "JWT"}
+	for _, c := range key.Chain {
+		header.X5c = append(header.X5c, base64.StdEncoding.EncodeToString(c.Raw))
+	}
+	raw, err := json.Marshal(header)
 	if err != nil {
 		return nil, fmt.Errorf("preparing signer: %w", err)
 	}
-	s := &Signer{key: key, signer: js, issuer: opts.Issuer, ttl: opts.TTL, now: opts.Now, random: opts.Random}
+	s.header = append(base64.RawURLEncoding.AppendEncode(nil, raw), '.')
+	if s.ecSize > 0 {
+		s.sigLen = 2 * s.ecSize
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -118,17 +151,73 @@ func (s *Signer) Sign(subject, audience string, access []Access) (Token, error) 
 		ID:        hex.EncodeToString(jti[:]),
 		Access:    access,
 	}
-	payload, err := json.Marshal(c)
+	var buf [1024]byte
+	payload := c.appendJSON(buf[:0])
+	// One buffer holds the whole token: header, payload and signature, base64url each.
+	enc := base64.RawURLEncoding
+	out := make([]byte, 0, len(s.header)+enc.EncodedLen(len(payload))+1+enc.EncodedLen(s.sigLen))
+	out = append(out, s.header...)
+	out = enc.AppendEncode(out, payload)
+	digest, err := s.digest(out)
 	if err != nil {
 		return Token{}, err
 	}
-	obj, err := s.signer.Sign(payload)
+	sig, err := s.key.Private.Sign(rand.Reader, digest, s.hash)
 	if err != nil {
 		return Token{}, fmt.Errorf("signing: %w", err)
 	}
-	raw, err := obj.CompactSerialize()
-	if err != nil {
-		return Token{}, err
+	if s.ecSize > 0 {
+		var fixed [2 * 66]byte
+		if sig, err = rawECDSA(fixed[:0], sig, s.ecSize); err != nil {
+			return Token{}, fmt.Errorf("signing: %w", err)
+		}
 	}
-	return Token{Raw: raw, IssuedAt: now, ExpiresIn: s.ttl, Claims: c}, nil
+	out = append(out, '.')
+	out = enc.AppendEncode(out, sig)
+	return Token{Raw: string(out), IssuedAt: now, ExpiresIn: s.ttl, Claims: c}, nil
+}
+
+func (s *Signer) digest(signingInput []byte) ([]byte, error) {
+	switch s.hash {
+	case crypto.SHA256:
+		sum := sha256.Sum256(signingInput)
+		return sum[:], nil
+	case crypto.SHA384:
+		sum := sha512.Sum384(signingInput)
+		return sum[:], nil
+	}
+	return nil, fmt.Errorf("signing: unsupported hash %v", s.hash)
+}
+
+// rawECDSA appends to dst an ASN.1 ECDSA signature in the form JWS wants: r and s as size-byte
+// big-endian integers, one after the other.
+func rawECDSA(dst, der []byte, size int) ([]byte, error) {
+	var r, sv cryptobyte.String
+	in := cryptobyte.String(der)
+	var seq cryptobyte.String
+	if !in.ReadASN1(&seq, asn1.SEQUENCE) || !in.Empty() ||
+		!readUnsigned(&seq, &r) || !readUnsigned(&seq, &sv) || !seq.Empty() ||
+		len(r) > size || len(sv) > size {
+		return nil, errors.New("malformed ECDSA signature")
+	}
+	for _, v := range [2]cryptobyte.String{r, sv} {
+		for range size - len(v) {
+			dst = append(dst, 0)
+		}
+		dst = append(dst, v...)
+	}
+	return dst, nil
+}
+
+// readUnsigned reads a non-negative ASN.1 INTEGER as its big-endian bytes, leading zeros removed.
+func readUnsigned(s *cryptobyte.String, out *cryptobyte.String) bool {
+	var b cryptobyte.String
+	if !s.ReadASN1(&b, asn1.INTEGER) || len(b) == 0 || b[0]&0x80 != 0 {
+		return false
+	}
+	for len(b) > 1 && b[0] == 0 {
+		b = b[1:]
+	}
+	*out = b
+	return true
 }

@@ -17,11 +17,16 @@ import (
 // Principal is what the policy reads about an authenticated principal.
 func Principal(p keystore.Principal) policy.Principal {
 	out := policy.Principal{Account: p.Account.Name, Groups: nonNil(p.Account.Groups), Roles: nonNil(p.Account.Roles),
-		Key: &policy.Key{ID: p.Key.ID, Name: p.Key.Name}}
-	if r := p.Key.Restrictions; !r.IsZero() {
-		out.Key.Restrictions = &policy.Restrictions{Actions: r.Actions, Repositories: r.Repositories, CIDRs: r.CIDRs}
-	}
+		Key: &policy.Key{ID: p.Key.ID, Name: p.Key.Name, Expires: Instant(p.Key.Expires), Restrictions: Restrictions(p.Key.Restrictions)}}
 	return out
+}
+
+// Restrictions is a key's restrictions as the policy reads them: nil when there are none.
+func Restrictions(r keystore.Restrictions) *policy.Restrictions {
+	if r.IsZero() {
+		return nil
+	}
+	return &policy.Restrictions{Actions: r.Actions, Repositories: r.Repositories, CIDRs: r.CIDRs}
 }
 
 // Anonymous is the principal of a request without credentials.
@@ -38,7 +43,7 @@ func Token(service string, client policy.Client, p *keystore.Principal, scopes [
 		return in
 	}
 	in.Principal = Principal(*p)
-	in.Owned = nonNil(p.Owned)
+	in.Owned = keystore.LiteralRepositories(p.Owned)
 	for _, g := range p.Grants {
 		if Relevant(g.Repository, scopes) {
 			in.Grants = append(in.Grants, policy.Grant{Subject: g.Subject.String(), Repository: g.Repository, Actions: g.Actions, Expires: Instant(g.Expires)})

@@ -6,8 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/distribution/reference"
-
+	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/policy"
 )
 
@@ -24,7 +23,6 @@ var repositoryActions = []string{"delete", "pull", "push"}
 var (
 	// The resource type grammar: a lowercase word, optionally with a class in parentheses.
 	typePattern      = regexp.MustCompile(`^([a-z0-9]+)(?:\(([a-z0-9]+)\))?$`)
-	repositoryName   = regexp.MustCompile(`^` + reference.NameRegexp.String() + `$`)
 	actionPattern    = regexp.MustCompile(`^(?:[a-z]+|\*)$`)
 	registryResource = regexp.MustCompile(`^[a-z0-9]+$`)
 )
@@ -73,7 +71,9 @@ func parseScope(raw string) (policy.Scope, bool) {
 	s := policy.Scope{Type: m[1], Class: m[2], Name: raw[first+1 : last]}
 	switch s.Type {
 	case "repository":
-		if len(s.Name) > 255 || !repositoryName.MatchString(s.Name) {
+		// The grammar reservations are held to: a name no reservation, grant or namespace
+		// can spell (upper case) is no repository the server issues rights on.
+		if keystore.ValidateRepository(s.Name) != nil {
 			return policy.Scope{}, false
 		}
 	case "registry":

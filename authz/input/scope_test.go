@@ -34,6 +34,12 @@ func TestParseScopes(t *testing.T) {
 		{"unknown type ignored", []string{"tenant:acme:pull", "repository:a:pull"}, []policy.Scope{repo("a", "pull")}},
 		{"malformed ignored", []string{"repository:a", "repository", ":a:pull", "repository::pull", "repository:a:", "Repository:a:pull"}, nil},
 		{"invalid name ignored", []string{"repository:UPPER:pull", "repository:a//b:pull", "repository:-a:pull", "repository:" + strings.Repeat("a", 256) + ":pull"}, nil},
+		// A repository name is lower case throughout: a registry host in the first segment may
+		// hold dots and a :port, but an upper-case name is no repository a grant, a reservation
+		// or a namespace can name, so it is dropped rather than left to broad patterns.
+		{"upper case in the first segment ignored", []string{"repository:Shop/app:pull", "repository:Example.com/app:pull", "repository:HOST:5000/app:pull", "repository:[::1]:5000/App:pull"}, nil},
+		{"dots and a port in the first segment kept", []string{"repository:example.com/app:pull", "repository:host:5000/app:pull", "repository:my.app/x:pull"},
+			[]policy.Scope{repo("example.com/app", "pull"), repo("host:5000/app", "pull"), repo("my.app/x", "pull")}},
 		{"odd actions dropped, others kept", []string{"repository:a:pull,,PUSH,fly,push"}, []policy.Scope{repo("a", "fly", "pull", "push")}},
 		{"extra whitespace", []string{"  repository:a:pull\trepository:b:pull  "}, []policy.Scope{repo("a", "pull"), repo("b", "pull")}},
 	}

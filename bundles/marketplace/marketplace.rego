@@ -7,10 +7,16 @@
 #   data.regoauth.extensions; settings are in data.marketplace.
 package regoauth.extensions.marketplace
 
+import data.regoauth.authz
+
 settings := data.marketplace
 
-# A listing is one name directly under the listing namespace: shop/NAME.
+# A listing is one literal repository name directly under the listing namespace: shop/NAME, never
+# a pattern such as shop/* (whose seller would sell every listing). The server hands the policy
+# only names and patterns it validated, in which '*' is the only glob syntax; a string test keeps
+# this cheap on every token decision.
 listing(name) if {
+	not contains(name, "*")
 	parts := split(name, "/")
 	count(parts) == 2
 	parts[0] == settings.listing_namespace
@@ -26,6 +32,10 @@ listing_of_preview(name) := concat("/", [settings.listing_namespace, parts[1]]) 
 
 authenticated if input.principal.anonymous == false
 
+# The listing and preview namespaces are shared (see the library's shared_namespaces): with
+# personal namespaces on, no account named "shop" holds every listing.
+namespaces := {settings.listing_namespace, settings.preview_namespace}
+
 seller if {
 	authenticated
 	settings.seller_group in input.principal.groups
@@ -40,7 +50,7 @@ permit contains ["repository", scope.name, action] if {
 	authenticated
 	some scope in input.scopes
 	scope.type == "repository"
-	listing_of_preview(scope.name) in input.owned
+	authz.owned[listing_of_preview(scope.name)]
 	some action in scope.actions
 	action in {"pull", "push", "delete"}
 }
@@ -54,7 +64,7 @@ deny contains {"type": "repository", "name": scope.name, "action": action, "reas
 	some scope in input.scopes
 	scope.type == "repository"
 	listing(scope.name)
-	not scope.name in input.owned
+	not authz.owned[scope.name]
 	some action in scope.actions
 	action == "push"
 }
@@ -63,9 +73,9 @@ deny contains {"type": "repository", "name": scope.name, "action": "delete", "re
 	some scope in input.scopes
 	scope.type == "repository"
 	listing(scope.name)
-	not scope.name in input.owned
+	not authz.owned[scope.name]
 	"delete" in scope.actions
-	not data.regoauth.authz.is_admin
+	not authz.is_admin
 }
 
 # METADATA
@@ -78,6 +88,17 @@ admin_allow if {
 	input.target.account == input.principal.account
 	listing(input.target.repository)
 	count(input.owned) < settings.max_listings_per_seller
+}
+
+# METADATA
+# title: the listing limit
+# description: |
+#   The limit goes into the decision (max_owned), and the server checks it in the same write as
+#   the reservation, so concurrent reservations never exceed it.
+admin_max_owned := settings.max_listings_per_seller if {
+	input.operation == "repos.reserve"
+	seller
+	input.target.account == input.principal.account
 }
 
 # METADATA
@@ -94,14 +115,20 @@ admin_allow if {
 # title: checkout records purchases
 # description: |
 #   The checkout service (role checkout) grants and revokes pull on a reserved listing for one
-#   buyer account: the purchase, and its refund.
+#   buyer account: the purchase, and its refund. Its key must permit the write: unrestricted, or
+#   limited only to networks the call comes from and to repositories covering the listing (e.g.
+#   shop/*); a read-only key records nothing.
 admin_allow if {
 	input.operation in {"grants.add", "grants.remove"}
 	authenticated
 	settings.checkout_role in input.principal.roles
+	data.regoauth.admin.key_permits_write
 	listing(input.target.repository)
 	input.target.owner != ""
 	input.target.account != ""
 	not input.target.group
-	object.get(input.target, "actions", ["pull"]) == ["pull"]
+	actions := input.target.actions
+	every action in actions {
+		action == "pull"
+	}
 }

@@ -10,6 +10,10 @@ package regoauth.extensions.teams
 
 orgs := data.teams.organisations
 
+# Every organisation's name is a shared namespace (see the library's shared_namespaces): no
+# account's personal namespace, and no account may be named so.
+namespaces contains org if some org, _ in orgs
+
 authenticated if input.principal.anonymous == false
 
 # [org, team] for every team the principal belongs to.
@@ -94,4 +98,15 @@ admin_allow if {
 	not input.principal.key.restrictions
 	some org in owned_orgs
 	in_namespace(org, input.target.repository)
+	reservation_is_a_name
+}
+
+# Grants may name patterns inside the namespace; a reservation is one literal name.
+reservation_is_a_name if not input.operation in {"repos.reserve", "repos.release"}
+
+# One literal repository name, in the library's grammar (read as data: a bundle is built on its
+# own, so it cannot call the library's functions).
+reservation_is_a_name if {
+	count(input.target.repository) <= 255
+	regex.match(data.regoauth.authz.repository_name_pattern, input.target.repository)
 }

@@ -81,6 +81,11 @@ cases := [
 		"access": {"repository:bob/scratch": ["pull", "push"]},
 	},
 	{
+		"name": "an account named like an organisation has no personal namespace there",
+		"input": token_input(principal("acme", [], []), [repo("acme/api", all), repo("acme/scratch", ["pull", "push"])]),
+		"access": {"repository:acme/api": [], "repository:acme/scratch": []},
+	},
+	{
 		"name": "no team, no access",
 		"input": token_input(principal("mallory", ["acme.nonexistent"], []), [repo("acme/api", ["pull"])]),
 		"access": {"repository:acme/api": []},
@@ -104,6 +109,21 @@ admin_cases := [
 		"name": "owners reserve names in their namespace",
 		"input": admin_input(principal("olga", ["acme.owners"], []), "repos.reserve", {"account": "bob", "repository": "acme/new"}),
 		"allow": true,
+	},
+	{
+		"name": "owners reserve no pattern",
+		"input": admin_input(principal("alice", [], []), "repos.reserve", {"account": "bob", "repository": "acme/*"}),
+		"allow": false,
+	},
+	{
+		"name": "no account is named like an organisation",
+		"input": admin_input(principal("root", [], ["admin"]), "accounts.create", {"account": "globex"}),
+		"allow": false,
+	},
+	{
+		"name": "no reservation in another account's personal namespace",
+		"input": admin_input(principal("root", [], ["admin"]), "repos.reserve", {"account": "alice", "repository": "bob/app"}),
+		"allow": false,
 	},
 	{
 		"name": "team members do not manage grants",
@@ -143,3 +163,51 @@ test_frozen_reason if {
 	d := authz.decision with input as token_input(principal("gina", [], []), [repo("globex/app", ["push"])])
 	d.reasons == ["repository:globex/app push: organisation globex is frozen"]
 }
+
+# The group ORG.owners is organisation ownership; a team that happens to be named "owners" is
+# only a team: its members are not the organisation's owners.
+test_a_team_named_owners_is_not_ownership if {
+	orgs := {"acme": {"owners": [], "teams": {"owners": {"members": ["tina"], "repositories": {"acme/docs": "read"}}}}}
+	tina := principal("tina", [], [])
+	a := access(token_input(tina, [repo("acme/docs", ["pull"]), repo("acme/x", ["push"])])) with data.teams.organisations as orgs
+	a == {"repository:acme/docs": ["pull"], "repository:acme/x": []}
+	not admin.decision.allow with input as admin_input(tina, "grants.add", {"account": "x", "repository": "acme/x", "actions": ["pull"]})
+		with data.teams.organisations as orgs
+	olga := principal("olga", ["acme.owners"], [])
+	b := access(token_input(olga, [repo("acme/x", ["push"])])) with data.teams.organisations as orgs
+	b == {"repository:acme/x": ["push"]}
+}
+
+restricted_keys := {
+	"read-only": {"actions": ["pull"]},
+	"limited to another repository": {"repositories": ["acme/only-this"]},
+	"limited to other networks": {"cidrs": ["10.0.0.0/8"]},
+}
+
+# The bundle's admin_allow rule, for each operation it allows an owner: with a restricted key
+# neither the rule nor the decision allows it.
+test_admin_allow_holds_key_restrictions if {
+	alice := principal("alice", [], [])
+	writes := [
+		["grants.add", {"account": "bob", "repository": "acme/api", "actions": ["push"]}],
+		["grants.remove", {"account": "bob", "repository": "acme/api", "actions": ["push"]}],
+		["repos.reserve", {"account": "bob", "repository": "acme/new"}],
+		["repos.release", {"repository": "acme/new", "owner": "bob"}],
+		["grants.list", {"repository": "acme/api"}],
+	]
+	every w in writes {
+		data.regoauth.extensions.teams.admin_allow with input as admin_input(alice, w[0], w[1])
+	}
+	leaks := [[operation, kind] |
+		some [operation, target] in writes
+		some kind, r in restricted_keys
+		p := object.union(alice, {"key": {"id": "restricted", "restrictions": r}})
+		call := object.union(admin_input(p, operation, target), {"client": {"ip": "127.0.0.1"}})
+		allowed_by_rule_or_decision(call)
+	]
+	leaks == []
+}
+
+allowed_by_rule_or_decision(call) if data.regoauth.extensions.teams.admin_allow with input as call
+
+allowed_by_rule_or_decision(call) if admin.decision.allow with input as call

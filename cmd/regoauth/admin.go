@@ -391,7 +391,7 @@ func reposCommand(f *clientFlags) *cobra.Command {
 	f.register(cmd)
 	var owner, listOwner string
 	reserve := &cobra.Command{
-		Use: "reserve NAME [--owner ACCOUNT]", Short: "Reserve a repository name; its owner may push, pull, delete and sell pull on it", Args: cobra.ExactArgs(1),
+		Use: "reserve NAME [--owner ACCOUNT]", Short: "Reserve one repository name (no pattern); its owner may push, pull, delete and sell pull on it", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
 			if err != nil {
@@ -421,7 +421,7 @@ func reposCommand(f *clientFlags) *cobra.Command {
 	}
 	list.Flags().StringVar(&listOwner, "owner", "", "only this account's repositories")
 	release := &cobra.Command{
-		Use: "release NAME", Short: "Release a reserved repository name", Args: cobra.ExactArgs(1),
+		Use: "release NAME", Short: "Release a reserved repository name, and every grant on exactly that name", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
 			if err != nil {

@@ -50,6 +50,8 @@ var allowed = map[string][]string{
 
 	// Measurement and proof.
 	"bench/redisscale": {"internal/secretfile", "keystore", "keystore/redisstore"},
+	"bench/keycost":    {"admin", "internal/secretfile", "keystore"},
+	"bench/tokenload":  {"internal/secretfile", "keystore", "tokens"},
 	"e2e":              {},
 	"e2e/registry3":    {"devstack"},
 	"docs":             {},

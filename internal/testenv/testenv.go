@@ -82,5 +82,5 @@ func (e *Env) GrantTo(subject keystore.Subject, repository string, actions ...st
 // Reserve records that owner owns repository.
 func (e *Env) Reserve(repository, owner string) {
 	e.T.Helper()
-	e.must(e.Store.Reserve(context.Background(), keystore.Ownership{Repository: repository, Owner: owner, Created: e.Created}))
+	e.must(e.Store.Reserve(context.Background(), keystore.Ownership{Repository: repository, Owner: owner, Created: e.Created}, 0))
 }

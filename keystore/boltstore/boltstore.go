@@ -342,7 +342,7 @@ func writeRecord(tx *bolt.Tx, r keystore.Record) error {
 	case r.Grant != nil:
 		return putGrant(tx, *r.Grant)
 	}
-	return reserve(tx, *r.Ownership)
+	return reserve(tx, *r.Ownership, 0)
 }
 
 // GetKey reads one key, hash included.
@@ -554,18 +554,26 @@ func (s *Store) PageGrants(_ context.Context, q keystore.GrantQuery) (page keyst
 	return page, err
 }
 
-// Reserve records ownership of a repository name.
-func (s *Store) Reserve(_ context.Context, o keystore.Ownership) error {
-	return s.write(keystore.Record{Ownership: &o})
+// Reserve records ownership of a repository name, within maxOwned per owner when it is > 0.
+func (s *Store) Reserve(_ context.Context, o keystore.Ownership, maxOwned int) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error { return reserve(tx, o, maxOwned) })
 }
 
-func reserve(tx *bolt.Tx, o keystore.Ownership) error {
+// reserve writes o, refusing when the owner already holds maxOwned names (0: no limit): the
+// count is read in the transaction that writes.
+func reserve(tx *bolt.Tx, o keystore.Ownership, maxOwned int) error {
 	if tx.Bucket(bucketAccounts).Get([]byte(o.Owner)) == nil {
 		return fmt.Errorf("account %q: %w", o.Owner, keystore.ErrNotFound)
 	}
 	b := tx.Bucket(bucketOwners)
 	if b.Get([]byte(o.Repository)) != nil {
 		return fmt.Errorf("repository %q: %w", o.Repository, keystore.ErrExists)
+	}
+	if maxOwned > 0 && len(suffixes(tx.Bucket(bucketOwnedBy), join(o.Owner, ""))) >= maxOwned {
+		return fmt.Errorf("account %q holds %d reservations: %w", o.Owner, maxOwned, keystore.ErrLimit)
 	}
 	if err := put(b, []byte(o.Repository), o); err != nil {
 		return err
@@ -644,7 +652,8 @@ func (s *Store) PageOwnership(_ context.Context, q keystore.OwnershipQuery) (pag
 	return page, err
 }
 
-// Release removes ownership of a repository.
+// Release removes ownership of a repository and, in the same transaction, every grant on
+// exactly that name, found through the by-repository index.
 func (s *Store) Release(_ context.Context, repository string) error {
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketOwners)
@@ -655,7 +664,19 @@ func (s *Store) Release(_ context.Context, repository string) error {
 		if err := b.Delete([]byte(repository)); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketOwnedBy).Delete(join(o.Owner, repository))
+		if err := tx.Bucket(bucketOwnedBy).Delete(join(o.Owner, repository)); err != nil {
+			return err
+		}
+		grants, on := tx.Bucket(bucketGrants), tx.Bucket(bucketGrantsOn)
+		for _, subject := range suffixes(on, join(repository, "")) {
+			if err := grants.Delete(join(subject, repository)); err != nil {
+				return err
+			}
+			if err := on.Delete(join(repository, subject)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

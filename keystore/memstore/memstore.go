@@ -273,9 +273,27 @@ func (s *Store) grantsLocked(f keystore.GrantFilter) []keystore.Grant {
 	return out
 }
 
-// Reserve records ownership of a repository name.
-func (s *Store) Reserve(_ context.Context, o keystore.Ownership) error {
-	return s.WriteBatch(context.Background(), []keystore.Record{{Ownership: &o}})
+// Reserve records ownership of a repository name, within maxOwned per owner when it is > 0.
+func (s *Store) Reserve(_ context.Context, o keystore.Ownership, maxOwned int) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if maxOwned > 0 {
+		held := 0
+		for _, x := range s.owners {
+			if x.Owner == o.Owner {
+				held++
+			}
+		}
+		if held >= maxOwned {
+			if _, ok := s.accounts[o.Owner]; ok {
+				return fmt.Errorf("account %q holds %d reservations: %w", o.Owner, maxOwned, keystore.ErrLimit)
+			}
+		}
+	}
+	return s.writeLocked(keystore.Record{Ownership: &o})
 }
 
 // GetOwnership reads who owns a repository.
@@ -310,6 +328,12 @@ func (s *Store) Release(_ context.Context, repository string) error {
 		return notFound("repository", repository)
 	}
 	delete(s.owners, repository)
+	// Every grant on exactly the released name goes with it (see keystore.Store.Release).
+	for row := range s.grants {
+		if row.repository == repository {
+			delete(s.grants, row)
+		}
+	}
 	return nil
 }
 

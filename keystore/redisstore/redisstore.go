@@ -177,7 +177,7 @@ func (s *Store) fail(op string, err error, what map[string]string) error {
 	for _, m := range []struct {
 		prefix   string
 		sentinel error
-	}{{"NOTFOUND ", keystore.ErrNotFound}, {"EXISTS ", keystore.ErrExists}, {"CONFLICT ", keystore.ErrConflict}} {
+	}{{"NOTFOUND ", keystore.ErrNotFound}, {"EXISTS ", keystore.ErrExists}, {"CONFLICT ", keystore.ErrConflict}, {"LIMIT ", keystore.ErrLimit}} {
 		if msg := err.Error(); strings.HasPrefix(msg, m.prefix) {
 			s.health.up()
 			kind := strings.TrimPrefix(msg, m.prefix)
@@ -653,9 +653,17 @@ func (s *Store) PageGrants(ctx context.Context, q keystore.GrantQuery) (keystore
 	return page, err
 }
 
-// Reserve records ownership of a repository name.
-func (s *Store) Reserve(ctx context.Context, o keystore.Ownership) error {
-	return s.write(ctx, keystore.Record{Ownership: &o})
+// Reserve records ownership of a repository name, within maxOwned per owner when it is > 0
+// (counted by the script that writes).
+func (s *Store) Reserve(ctx context.Context, o keystore.Ownership, maxOwned int) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	w, err := s.reserveWrite(o, maxOwned)
+	if err != nil {
+		return err
+	}
+	return s.run(ctx, w)
 }
 
 // GetOwnership reads who owns a repository.
@@ -758,9 +766,11 @@ func (s *Store) PageOwnership(ctx context.Context, q keystore.OwnershipQuery) (k
 	return page, nil
 }
 
-// Release removes ownership of a repository.
+// Release removes ownership of a repository and every grant on exactly that name, in one
+// script.
 func (s *Store) Release(ctx context.Context, repository string) error {
-	err := release.Run(ctx, s.client, []string{s.ownerKey(repository), s.reposKey()}, s.channel, s.prefix, repository).Err()
+	keys := []string{s.ownerKey(repository), s.reposKey(), s.grantsOnKey(repository), s.subjectsKey()}
+	err := release.Run(ctx, s.client, keys, s.channel, s.prefix, repository).Err()
 	// The owner is known only to the script; empty this replica's cache rather than guess.
 	s.changed("*")
 	return s.fail("release", err, map[string]string{"repository": repository})

@@ -62,6 +62,7 @@ func TestInvalidationReachesOtherReplicas(t *testing.T) {
 	raw := srv.Client()
 
 	buyers := keystore.Subject{Kind: keystore.SubjectGroup, Name: "buyers"}
+	must(t, a.CreateAccount(ctx, keystore.Account{Name: "seller"}))
 	setup := func(t *testing.T, name string) (keystore.Key, string) {
 		if err := a.CreateAccount(ctx, keystore.Account{Name: name, Groups: []string{"buyers"}}); err != nil && !errors.Is(err, keystore.ErrExists) {
 			t.Fatal(err)
@@ -130,6 +131,25 @@ func TestInvalidationReachesOtherReplicas(t *testing.T) {
 			}},
 		{"remove a group's grant",
 			func(t *testing.T, k keystore.Key) { must(t, a.RemoveGrant(ctx, buyers, "shop/app", nil)) },
+			func(k keystore.Key, plain string) bool {
+				p, err := keystore.Authenticate(ctx, b, k.Account, plain, time.Now())
+				return err == nil && !slices.Contains(repos(p), "shop/app")
+			}},
+		{"release a name granted to the account",
+			func(t *testing.T, k keystore.Key) {
+				// Owned by another account: only the message about the grantee can tell b.
+				must(t, a.Reserve(ctx, keystore.Ownership{Repository: k.Account + "/own", Owner: "seller"}, 0))
+				must(t, a.Release(ctx, k.Account+"/own"))
+			},
+			func(k keystore.Key, plain string) bool {
+				p, err := keystore.Authenticate(ctx, b, k.Account, plain, time.Now())
+				return err == nil && !slices.Contains(repos(p), k.Account+"/own")
+			}},
+		{"release a name granted to a group",
+			func(t *testing.T, k keystore.Key) {
+				must(t, a.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller"}, 0))
+				must(t, a.Release(ctx, "shop/app"))
+			},
 			func(k keystore.Key, plain string) bool {
 				p, err := keystore.Authenticate(ctx, b, k.Account, plain, time.Now())
 				return err == nil && !slices.Contains(repos(p), "shop/app")
@@ -330,7 +350,7 @@ func TestLoadPrincipalIsOneRoundTrip(t *testing.T) {
 	} {
 		must(t, s.PutGrant(ctx, g))
 	}
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "alice/app", Owner: "alice"}))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "alice/app", Owner: "alice"}, 0))
 	if _, err := s.LoadPrincipal(ctx, k.ID); err != nil { // loads the script into Redis' cache
 		t.Fatal(err)
 	}

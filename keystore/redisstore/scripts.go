@@ -146,10 +146,12 @@ return 1
 `)
 
 // reserve: KEYS ownership, owner's repositories, repositories, owner account; ARGV channel,
-// message, repository, json.
+// message, repository, json, the most reservations the owner may hold (0: no limit).
 var reserve = redis.NewScript(`
 if redis.call('EXISTS', KEYS[4]) == 0 then return redis.error_reply('NOTFOUND account') end
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('EXISTS repository') end
+local max = tonumber(ARGV[5])
+if max > 0 and redis.call('SCARD', KEYS[2]) >= max then return redis.error_reply('LIMIT reservations') end
 redis.call('SET', KEYS[1], ARGV[4])
 redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[3], 0, ARGV[3])
@@ -157,7 +159,10 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1
 `)
 
-// release: KEYS ownership, repositories; ARGV channel, prefix, repository.
+// release: KEYS ownership, repositories, the repository's subjects, subjects; ARGV channel,
+// prefix, repository. It removes the reservation and every grant row whose repository is exactly
+// the released name, whoever holds it, and tells replicas who changed: each subject, or
+// everyone when many did (one message each would make every replica scan its cache as often).
 var release = redis.NewScript(`
 local o = redis.call('GET', KEYS[1])
 if not o then return redis.error_reply('NOTFOUND repository') end
@@ -165,6 +170,25 @@ local owner = cjson.decode(o)['owner']
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[3])
 redis.call('SREM', ARGV[2] .. 'oa:' .. owner, ARGV[3])
+local subjects = redis.call('SMEMBERS', KEYS[3])
+for _, sub in ipairs(subjects) do
+  local rows = ARGV[2] .. 'g:' .. sub
+  redis.call('HDEL', rows, ARGV[3])
+  if redis.call('EXISTS', rows) == 0 then redis.call('ZREM', KEYS[4], sub) end
+end
+redis.call('DEL', KEYS[3])
+if #subjects > 32 then
+  redis.call('PUBLISH', ARGV[1], '*')
+  return 1
+end
 redis.call('PUBLISH', ARGV[1], 'a ' .. owner)
+for _, sub in ipairs(subjects) do
+  local kind, name = string.match(sub, '^(%a+):(.*)$')
+  if kind == 'group' then
+    redis.call('PUBLISH', ARGV[1], 'g ' .. name)
+  else
+    redis.call('PUBLISH', ARGV[1], 'a ' .. name)
+  end
+end
 return 1
 `)

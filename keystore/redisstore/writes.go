@@ -60,7 +60,12 @@ func (s *Store) recordWrite(r keystore.Record) (writeCall, error) {
 		}
 		return w, nil
 	}
-	o := *r.Ownership
+	return s.reserveWrite(*r.Ownership, 0)
+}
+
+// reserveWrite is a reservation, refused when the owner already holds maxOwned names (0: no
+// limit).
+func (s *Store) reserveWrite(o keystore.Ownership, maxOwned int) (writeCall, error) {
 	rec, err := json.Marshal(o)
 	if err != nil {
 		return writeCall{}, err
@@ -68,8 +73,8 @@ func (s *Store) recordWrite(r keystore.Record) (writeCall, error) {
 	msg := accountChanged(o.Owner)
 	return writeCall{op: "reserve", script: reserve,
 		keys:    []string{s.ownerKey(o.Repository), s.ownedByKey(o.Owner), s.reposKey(), s.accountKey(o.Owner)},
-		args:    []any{s.channel, msg, o.Repository, string(rec)},
-		what:    map[string]string{"account": o.Owner, "repository": o.Repository},
+		args:    []any{s.channel, msg, o.Repository, string(rec), maxOwned},
+		what:    map[string]string{"account": o.Owner, "repository": o.Repository, "reservations": o.Owner},
 		changed: msg}, nil
 }
 

@@ -105,7 +105,7 @@ func Seed(t testing.TB, s keystore.Store) int {
 		must(t, s.PutGrant(ctx, g))
 		n++
 	}
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: created}))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: created}, 0))
 	return n + 1
 }
 

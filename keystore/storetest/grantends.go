@@ -189,7 +189,7 @@ func testPageOwnership(t *testing.T, s keystore.Store) {
 		must(t, s.CreateAccount(ctx, acct(fmt.Sprintf("seller%d", i))))
 	}
 	for i := range 23 {
-		must(t, s.Reserve(ctx, keystore.Ownership{Repository: fmt.Sprintf("shop/item%02d", i), Owner: fmt.Sprintf("seller%d", i%5), Created: now}))
+		must(t, s.Reserve(ctx, keystore.Ownership{Repository: fmt.Sprintf("shop/item%02d", i), Owner: fmt.Sprintf("seller%d", i%5), Created: now}, 0))
 	}
 	listed, err := s.ListOwnership(ctx, "")
 	must(t, err)

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -52,12 +53,42 @@ func testValidation(t *testing.T, s keystore.Store) {
 	bad.Hash = []byte("short")
 	wantErr(t, s.CreateKey(ctx, bad), keystore.ErrInvalid)
 
+	// What an account may ask for itself is bounded: 16 repository patterns and 16 networks
+	// per key, each action once, 32 groups and 16 roles per account.
+	many := func(n int, format string) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf(format, i)
+		}
+		return out
+	}
+	for name, r := range map[string]keystore.Restrictions{
+		"17 patterns":      {Repositories: many(17, "a%d/*")},
+		"17 networks":      {CIDRs: many(17, "10.0.%d.0/24")},
+		"repeated actions": {Actions: []string{"pull", "pull"}},
+		"too many actions": {Actions: []string{"pull", "push", "delete", "pull"}},
+	} {
+		k, _ := NewKey(t, "alice")
+		k.Restrictions = r
+		if err := s.CreateKey(ctx, k); !errors.Is(err, keystore.ErrInvalid) {
+			t.Errorf("a key with %s: %v, want ErrInvalid", name, err)
+		}
+	}
+	atLimit, _ := NewKey(t, "alice")
+	atLimit.Restrictions = keystore.Restrictions{Repositories: many(16, "a%d/*"), CIDRs: many(16, "10.0.%d.0/24"), Actions: []string{"delete", "pull", "push"}}
+	must(t, s.CreateKey(ctx, atLimit))
+	wantErr(t, s.CreateAccount(ctx, keystore.Account{Name: "groupie", Groups: many(33, "g%d"), Created: now}), keystore.ErrInvalid)
+	wantErr(t, s.CreateAccount(ctx, keystore.Account{Name: "roller", Roles: many(17, "r%d"), Created: now}), keystore.ErrInvalid)
+	must(t, s.CreateAccount(ctx, keystore.Account{Name: "member", Groups: many(32, "g%d"), Roles: many(16, "r%d"), Created: now}))
+	wantErr(t, s.UpdateAccount(ctx, keystore.Account{Name: "member", Groups: many(33, "g%d")}), keystore.ErrInvalid)
+
 	alice := keystore.Subject{Kind: keystore.SubjectAccount, Name: "alice"}
 	for _, g := range []keystore.Grant{
 		{Subject: alice, Repository: "image", Actions: []string{"fly"}},
 		{Subject: alice, Repository: "image", Actions: nil},
 		{Subject: alice, Repository: "Image", Actions: []string{"pull"}},
 		{Subject: alice, Repository: "a//b", Actions: []string{"pull"}},
+		{Subject: alice, Repository: "image", Actions: []string{"pull", "pull"}},
 		{Subject: keystore.Subject{Kind: "team", Name: "x"}, Repository: "image", Actions: []string{"pull"}},
 	} {
 		wantErr(t, s.PutGrant(ctx, g), keystore.ErrInvalid)
@@ -249,10 +280,10 @@ func testGrantIndexes(t *testing.T, s keystore.Store) {
 
 func testOwnership(t *testing.T, s keystore.Store) {
 	must(t, s.CreateAccount(ctx, acct("seller")))
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: now}))
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/tool", Owner: "seller", Created: now}))
-	wantErr(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: now}), keystore.ErrExists)
-	wantErr(t, s.Reserve(ctx, keystore.Ownership{Repository: "other", Owner: "nobody", Created: now}), keystore.ErrNotFound)
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: now}, 0))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/tool", Owner: "seller", Created: now}, 0))
+	wantErr(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: now}, 0), keystore.ErrExists)
+	wantErr(t, s.Reserve(ctx, keystore.Ownership{Repository: "other", Owner: "nobody", Created: now}, 0), keystore.ErrNotFound)
 
 	o, err := s.GetOwnership(ctx, "shop/app")
 	must(t, err)
@@ -293,8 +324,8 @@ func testLoadPrincipal(t *testing.T, s keystore.Store) {
 	for _, g := range grants {
 		must(t, s.PutGrant(ctx, g))
 	}
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "alice/app", Owner: "alice", Created: now}))
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "bob/app", Owner: "bob", Created: now}))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "alice/app", Owner: "alice", Created: now}, 0))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "bob/app", Owner: "bob", Created: now}, 0))
 
 	p, err := s.LoadPrincipal(ctx, k.ID)
 	must(t, err)
@@ -349,7 +380,7 @@ func testChangesVisibleAtOnce(t *testing.T, s keystore.Store) {
 	if got := grants(); !slices.Equal(got, []string{"own"}) {
 		t.Fatalf("after removing the group's grant: %v", got)
 	}
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "alice/app", Owner: "alice", Created: now}))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "alice/app", Owner: "alice", Created: now}, 0))
 	if p, err := s.LoadPrincipal(ctx, k.ID); err != nil || !slices.Equal(p.Owned, []string{"alice/app"}) {
 		t.Fatalf("after reserving: owned %v, %v", p.Owned, err)
 	}

@@ -48,7 +48,7 @@ func testSurvivesDisruption(t *testing.T, s keystore.Store, disrupt func(t *test
 	k, plain := NewKey(t, "alice")
 	must(t, s.CreateKey(ctx, k))
 	must(t, s.PutGrant(ctx, keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "sellers"}, Repository: "shop/*", Actions: []string{"push"}}))
-	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "alice", Created: now}))
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "alice", Created: now}, 0))
 	if _, err := s.LoadPrincipal(ctx, k.ID); err != nil {
 		t.Fatal(err)
 	}

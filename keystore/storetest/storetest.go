@@ -86,6 +86,9 @@ func RunWith(t *testing.T, newStore NewStore, opts Options) {
 	tests = append(tests, []test{
 		{"ChangesVisibleAtOnce", testChangesVisibleAtOnce},
 		{"Ownership", testOwnership},
+		{"ReservationIsLiteral", testReservationIsLiteral},
+		{"ReleaseTakesGrants", testReleaseTakesGrants},
+		{"ReserveLimit", testReserveLimit},
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"Validation", testValidation},
 		{"GetKeys", testGetKeys},

@@ -1,0 +1,546 @@
+package admin_test
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/regoauth/regoauth/admin"
+	"github.com/regoauth/regoauth/keystore"
+)
+
+// Each test here is an account with a legitimate key trying to reach what it must not, through
+// the admin API and GET /token, on bolt and on Redis.
+
+// A reservation is one literal repository name: a pattern reserved as a listing would make its
+// "owner" the seller of every name it matches.
+func TestReservationIsOneLiteralName(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{Bundle: "marketplace"})
+		sam := s.client(s.account("sam", "sellers"))
+		bobKey := s.account("bob", "buyers")
+		eveKey := s.account("eve", "sellers")
+		eve := s.client(eveKey)
+		if _, err := eve.ReserveRepository(t.Context(), admin.RepositoryRequest{Repository: "shop/premium"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"shop/*", "shop/**", "shop/prem*", "shop/premium*", "*/premium", "Shop/premium", "shop/Premium", "shop//premium", "shop/premium/"} {
+			_, err := sam.ReserveRepository(t.Context(), admin.RepositoryRequest{Repository: name})
+			if status(err) != http.StatusBadRequest {
+				t.Errorf("seller reserving %q: %v, want HTTP 400", name, err)
+			}
+			// Whatever the answer, the seller must not sell what the name matches.
+			_, err = sam.AddGrant(t.Context(), admin.GrantRequest{Account: "bob", Repository: name, Actions: []string{"pull"}})
+			if status(err) < 400 {
+				t.Errorf("seller granted pull on %q", name)
+			}
+		}
+		if s.pulls("bob", bobKey, "shop/premium") {
+			t.Fatal("a buyer of another seller pulls eve's listing")
+		}
+		// Without a bundle's rules, an admin's reservation of a pattern would do the same.
+		for _, name := range []string{"team/*", "team/**", "team/x*"} {
+			_, err := s.admin.ReserveRepository(t.Context(), admin.RepositoryRequest{Repository: name, Owner: "sam"})
+			if status(err) != http.StatusBadRequest {
+				t.Errorf("admin reserving %q: %v, want HTTP 400", name, err)
+			}
+		}
+		if list, err := s.admin.ListRepositories(t.Context(), ""); err != nil || len(list) != 1 {
+			t.Fatalf("reservations = %+v, %v; want eve's only", list, err)
+		}
+	})
+}
+
+// A pattern-like reservation written by an earlier version is still listed (so an admin can see
+// and release it), but no rule reads it as ownership.
+func TestPatternReservationInTheStoreIsIgnored(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{Bundle: "marketplace"})
+		samKey := s.account("sam", "sellers")
+		sam := s.client(samKey)
+		bobKey := s.account("bob", "buyers")
+		eve := s.client(s.account("eve", "sellers"))
+		if _, err := eve.ReserveRepository(t.Context(), admin.RepositoryRequest{Repository: "shop/premium"}); err != nil {
+			t.Fatal(err)
+		}
+		s.rawOwnership("shop/*", "sam")
+
+		for _, who := range []string{"bob", "sam"} {
+			_, err := sam.AddGrant(t.Context(), admin.GrantRequest{Account: who, Repository: "shop/*", Actions: []string{"pull"}})
+			if status(err) != http.StatusForbidden {
+				t.Errorf("owner of a stored pattern granting %s pull on it: %v, want HTTP 403", who, err)
+			}
+		}
+		if s.pulls("bob", bobKey, "shop/premium") || s.pulls("sam", samKey, "shop/premium") {
+			t.Fatal("a stored pattern reservation reaches eve's listing")
+		}
+		if got := s.access("sam", samKey, "repository:previews/premium:push"); len(got["previews/premium"]) != 0 {
+			t.Fatalf("a stored pattern reservation publishes eve's preview: %v", got)
+		}
+		list, err := s.admin.ListRepositories(t.Context(), "sam")
+		if err != nil || len(list) != 1 || list[0].Repository != "shop/*" {
+			t.Fatalf("sam's reservations = %+v, %v", list, err)
+		}
+		if err := s.admin.ReleaseRepository(t.Context(), "shop/*"); err != nil {
+			t.Fatalf("releasing the stored pattern: %v", err)
+		}
+	})
+}
+
+// Releasing a name takes every right on that exact name with it, so the next owner of the name
+// does not inherit the previous owner's buyers.
+func TestReleaseTakesTheGrantsOnTheName(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{Bundle: "marketplace"})
+		samKey := s.account("sam", "sellers")
+		sam := s.client(samKey)
+		bobKey := s.account("bob", "buyers")
+		staffKey := s.account("stella", "staff")
+		eveKey := s.account("eve", "sellers")
+		eve := s.client(eveKey)
+		ctx := t.Context()
+
+		if _, err := sam.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/app"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range []struct {
+			c   *admin.Client
+			req admin.GrantRequest
+		}{
+			{sam, admin.GrantRequest{Account: "bob", Repository: "shop/app", Actions: []string{"pull"}}},
+			{sam, admin.GrantRequest{Account: "sam", Repository: "shop/app", Actions: []string{"pull"}}},
+			{s.admin, admin.GrantRequest{Group: "buyers", Repository: "shop/app", Actions: []string{"pull"}}},
+			{s.admin, admin.GrantRequest{Group: "staff", Repository: "shop/*", Actions: []string{"pull"}}},
+			{s.admin, admin.GrantRequest{Account: "bob", Repository: "shop/app2", Actions: []string{"pull"}}},
+		} {
+			if _, err := g.c.AddGrant(ctx, g.req); err != nil {
+				t.Fatalf("grant %+v: %v", g.req, err)
+			}
+		}
+		if !s.pulls("bob", bobKey, "shop/app") {
+			t.Fatal("the buyer does not pull before the release")
+		}
+		if err := sam.ReleaseRepository(ctx, "shop/app"); err != nil {
+			t.Fatal(err)
+		}
+		left, err := s.admin.ListGrants(ctx, admin.GrantRequest{Repository: "shop/app"})
+		if err != nil || len(left) != 0 {
+			t.Fatalf("grants on shop/app after its release = %+v, %v", left, err)
+		}
+		for _, other := range []string{"shop/*", "shop/app2"} {
+			if kept, err := s.admin.ListGrants(ctx, admin.GrantRequest{Repository: other}); err != nil || len(kept) != 1 {
+				t.Fatalf("grants on %s after releasing shop/app = %+v, %v; want it kept", other, kept, err)
+			}
+		}
+
+		if _, err := eve.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/app"}); err != nil {
+			t.Fatal(err)
+		}
+		for user, key := range map[string]string{"bob": bobKey, "sam": samKey} {
+			if s.pulls(user, key, "shop/app") {
+				t.Errorf("%s still pulls shop/app after sam released it and eve reserved it", user)
+			}
+		}
+		if !s.pulls("stella", staffKey, "shop/app") || !s.pulls("eve", eveKey, "shop/app") {
+			t.Fatal("the pattern grant or the new owner lost pull")
+		}
+	})
+}
+
+func actionsOf(grants []keystore.Grant, subject string) []string {
+	for _, g := range grants {
+		if g.Subject.String() == subject {
+			return slices.Clone(g.Actions)
+		}
+	}
+	return nil
+}
+
+// A key's restrictions hold on every admin endpoint, reads included: a key limited to a network
+// gets nothing from outside it, a key limited to repositories nothing beyond them.
+func TestKeyRestrictionsHoldOnTheAdminAPI(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{})
+		ctx := t.Context()
+		s.account("user1")
+		must(s.admin.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/app", Owner: "user1"}))
+		must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: "user1", Repository: "shop/app", Actions: []string{"pull"}}))
+
+		// The test's requests come from 127.0.0.1.
+		elsewhere := s.client(s.newKey("root", admin.KeyRequest{Restrictions: keystore.Restrictions{CIDRs: []string{"10.0.0.0/8"}}}))
+		userElsewhere := s.client(s.newKey("user1", admin.KeyRequest{Restrictions: keystore.Restrictions{CIDRs: []string{"10.0.0.0/8", "192.168.0.0/16"}}}))
+		for name, err := range map[string]error{
+			"whoami":              second(elsewhere.Whoami(ctx)),
+			"list accounts":       second(elsewhere.ListAccounts(ctx)),
+			"get an account":      second(elsewhere.GetAccount(ctx, "user1")),
+			"list keys":           second(elsewhere.ListKeys(ctx, "")),
+			"list grants":         second(elsewhere.ListGrants(ctx, admin.GrantRequest{})),
+			"list repositories":   second(elsewhere.ListRepositories(ctx, "")),
+			"explain":             second(elsewhere.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:shop/app:pull"}})),
+			"own keys":            second(userElsewhere.ListKeys(ctx, "user1")),
+			"own account":         second(userElsewhere.GetAccount(ctx, "user1")),
+			"own grants":          second(userElsewhere.ListGrants(ctx, admin.GrantRequest{Account: "user1"})),
+			"own repositories":    second(userElsewhere.ListRepositories(ctx, "user1")),
+			"owned name's grants": second(userElsewhere.ListGrants(ctx, admin.GrantRequest{Repository: "shop/app"})),
+			"whoami of the user":  second(userElsewhere.Whoami(ctx)),
+		} {
+			if status(err) != http.StatusForbidden {
+				t.Errorf("a key limited to other networks: %s: %v, want HTTP 403", name, err)
+			}
+		}
+
+		// A key limited to repositories reads only what concerns them.
+		limited := s.client(s.newKey("root", admin.KeyRequest{Restrictions: keystore.Restrictions{Repositories: []string{"shop/app"}}}))
+		if _, err := limited.ListGrants(ctx, admin.GrantRequest{Repository: "shop/app"}); err != nil {
+			t.Errorf("a key limited to shop/app listing its grants: %v", err)
+		}
+		// It may have a request of shop/app explained, and sees no reservation but shop/app,
+		// even of its own account.
+		must(s.admin.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "hidden/thing", Owner: "user1"}))
+		own := s.client(s.newKey("user1", admin.KeyRequest{Restrictions: keystore.Restrictions{Repositories: []string{"shop/app"}}}))
+		for who, c := range map[string]*admin.Client{"an admin's key": limited, "user1's own key": own} {
+			x, err := c.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:shop/app:pull"}})
+			if err != nil {
+				t.Errorf("%s limited to shop/app explaining a request of it: %v", who, err)
+			} else if !slices.Equal(x.Input.Owned, []string{"shop/app"}) {
+				t.Errorf("%s limited to shop/app is shown the reservations %v", who, x.Input.Owned)
+			}
+		}
+		for name, err := range map[string]error{
+			"list accounts":           second(limited.ListAccounts(ctx)),
+			"list keys":               second(limited.ListKeys(ctx, "")),
+			"list every grant":        second(limited.ListGrants(ctx, admin.GrantRequest{})),
+			"grants of another name":  second(limited.ListGrants(ctx, admin.GrantRequest{Repository: "other"})),
+			"an account's grants":     second(limited.ListGrants(ctx, admin.GrantRequest{Account: "user1"})),
+			"list repositories":       second(limited.ListRepositories(ctx, "")),
+			"explain of another name": second(limited.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:other:pull"}})),
+			"explain of two names":    second(limited.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:shop/app:pull", "repository:other:pull"}})),
+		} {
+			if status(err) != http.StatusForbidden {
+				t.Errorf("a key limited to shop/app: %s: %v, want HTTP 403", name, err)
+			}
+		}
+	})
+}
+
+// The admin API reads the client address as GET /token does: X-Forwarded-For counts only from
+// a trusted proxy.
+func TestAdminAPIReadsTheClientAddressLikeTheTokenEndpoint(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		proxies []netip.Prefix
+		via     string
+		inside  bool
+	}{
+		{"direct, outside", nil, "", false},
+		{"a forged header from an untrusted peer", nil, "10.1.2.3", false},
+		{"through a trusted proxy, inside", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "10.1.2.3", true},
+		{"through a trusted proxy, outside", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "192.0.2.1", false},
+		{"a trusted proxy without the header", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStack(t, "bolt", stackOptions{TrustedProxies: tt.proxies})
+			s.account("user1")
+			must(s.admin.AddGrant(t.Context(), admin.GrantRequest{Account: "user1", Repository: "app", Actions: []string{"pull"}}))
+			key := s.newKey("user1", admin.KeyRequest{Restrictions: keystore.Restrictions{CIDRs: []string{"10.0.0.0/8"}}})
+			_, err := s.clientVia(key, tt.via).ListKeys(t.Context(), "user1")
+			if got := err == nil; got != tt.inside {
+				t.Fatalf("admin API answers: %v, want inside=%v", err, tt.inside)
+			}
+			// GET /token, through the same path, agrees.
+			q := url.Values{"service": {service}, "scope": {"repository:app:pull"}}
+			req, _ := http.NewRequestWithContext(t.Context(), "GET", s.server.URL+"/token?"+q.Encode(), nil)
+			req.SetBasicAuth("user1", key)
+			if tt.via != "" {
+				req.Header.Set("X-Forwarded-For", tt.via)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body tokenBody
+			json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if pulls := strings.Contains(accessClaim(t, body.Token), `"pull"`); pulls != tt.inside {
+				t.Fatalf("token endpoint grants pull: %v, want %v", pulls, tt.inside)
+			}
+		})
+	}
+}
+
+// accessClaim is the raw access claim of a token (the stack's access verifies; here only the
+// comparison with the admin API matters).
+func accessClaim(t *testing.T, token string) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %q", token)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims struct {
+		Access json.RawMessage `json:"access"`
+	}
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		t.Fatal(err)
+	}
+	return string(claims.Access)
+}
+
+// A removal without actions removes the whole row, so the policy must judge the row's actions:
+// an owner, or the checkout role, may remove pull, never the push an admin granted.
+func TestRemovalIsJudgedOnWhatItRemoves(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{Bundle: "marketplace"})
+		ctx := t.Context()
+		sam := s.client(s.account("sam", "sellers"))
+		s.account("bob", "buyers")
+		s.account("carol", "buyers")
+		checkout := s.client(s.role("shopfront", "checkout"))
+		must(sam.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/app"}))
+		must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: "bob", Repository: "shop/app", Actions: []string{"pull", "push"}}))
+		must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: "carol", Repository: "shop/app", Actions: []string{"delete", "pull"}}))
+		rows := func() []keystore.Grant {
+			t.Helper()
+			return must(s.admin.ListGrants(ctx, admin.GrantRequest{Repository: "shop/app"}))
+		}
+
+		for who, c := range map[string]*admin.Client{"the owner": sam, "checkout": checkout} {
+			for _, account := range []string{"bob", "carol"} {
+				err := c.RemoveGrant(ctx, admin.GrantRequest{Account: account, Repository: "shop/app"})
+				if status(err) != http.StatusForbidden {
+					t.Errorf("%s removing %s's whole row: %v, want HTTP 403", who, account, err)
+				}
+			}
+		}
+		if got := rows(); !slices.Equal(actionsOf(got, "account:bob"), []string{"pull", "push"}) || !slices.Equal(actionsOf(got, "account:carol"), []string{"delete", "pull"}) {
+			t.Fatalf("rows after refused removals = %+v", got)
+		}
+		// Pull alone is theirs to take back.
+		if err := sam.RemoveGrant(ctx, admin.GrantRequest{Account: "bob", Repository: "shop/app", Actions: []string{"pull"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := checkout.RemoveGrant(ctx, admin.GrantRequest{Account: "carol", Repository: "shop/app", Actions: []string{"pull"}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := rows(); !slices.Equal(actionsOf(got, "account:bob"), []string{"push"}) || !slices.Equal(actionsOf(got, "account:carol"), []string{"delete"}) {
+			t.Fatalf("rows after removing pull = %+v", got)
+		}
+		// A row holding only pull goes whole; a row that is not there is not found.
+		must(sam.AddGrant(ctx, admin.GrantRequest{Account: "sam", Repository: "shop/app", Actions: []string{"pull"}}))
+		if err := sam.RemoveGrant(ctx, admin.GrantRequest{Account: "sam", Repository: "shop/app"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := sam.RemoveGrant(ctx, admin.GrantRequest{Account: "sam", Repository: "shop/app"}); status(err) != http.StatusNotFound {
+			t.Fatalf("removing a row that is gone: %v, want HTTP 404", err)
+		}
+	})
+}
+
+// With personal namespaces on, an account named like an organisation would get push in the
+// organisation's namespace. teams ships personal namespaces on, organisations acme and globex.
+func TestPersonalNamespacesDoNotAliasOrganisations(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{Bundle: "teams"})
+		ctx := t.Context()
+		for _, name := range []string{"acme", "globex"} {
+			if _, err := s.admin.CreateAccount(ctx, admin.AccountRequest{Name: name}); status(err) != http.StatusForbidden {
+				t.Errorf("creating an account named like organisation %s: %v, want HTTP 403", name, err)
+			}
+		}
+		// An account that existed before the organisation did gets nothing in its namespace.
+		if err := s.store.CreateAccount(ctx, keystore.Account{Name: "acme"}); err != nil && !errors.Is(err, keystore.ErrExists) {
+			t.Fatal(err)
+		}
+		acme := s.newKey("acme", admin.KeyRequest{})
+		got := s.access("acme", acme, "repository:acme/api:push,pull", "repository:acme/scratch:push")
+		if len(got["acme/api"]) != 0 || len(got["acme/scratch"]) != 0 {
+			t.Fatalf("account acme in organisation acme's namespace: %v", got)
+		}
+		bob := s.account("bob")
+		if got := s.access("bob", bob, "repository:bob/scratch:push"); !slices.Equal(got["bob/scratch"], []string{"push"}) {
+			t.Fatalf("bob's personal namespace: %v", got)
+		}
+		s.account("alice")
+		if _, err := s.admin.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "bob/app", Owner: "alice"}); status(err) != http.StatusForbidden {
+			t.Fatalf("reserving bob/app for alice: %v, want HTTP 403", err)
+		}
+	})
+}
+
+// The marketplace's max_listings_per_seller (20) holds however many reservations a seller sends
+// at once: the count and the write are one step.
+func TestListingLimitHoldsUnderConcurrency(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{Bundle: "marketplace"})
+		sam := s.client(s.account("sam", "sellers"))
+		var wg sync.WaitGroup
+		var ok, refused atomic.Int64
+		for i := range 40 {
+			wg.Go(func() {
+				_, err := sam.ReserveRepository(t.Context(), admin.RepositoryRequest{Repository: fmt.Sprintf("shop/l%d", i)})
+				switch status(err) {
+				case http.StatusCreated, http.StatusOK:
+					ok.Add(1)
+				case http.StatusForbidden:
+					refused.Add(1)
+				default:
+					t.Errorf("reservation %d: %v", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		list := must(s.admin.ListRepositories(t.Context(), "sam"))
+		if len(list) != 20 || ok.Load() != 20 || refused.Load() != 20 {
+			t.Fatalf("%d reservations held (%d accepted, %d refused), want exactly 20", len(list), ok.Load(), refused.Load())
+		}
+	})
+}
+
+// A registry may send names whose first segment reads as a host: lower case with dots or a
+// :port they are ordinary names, matched like any other segment; upper case is no repository
+// anything can name, and gets nothing, even for an admin.
+func TestFirstSegmentNames(t *testing.T) {
+	s := newStack(t, "bolt", stackOptions{})
+	ctx := t.Context()
+	key := s.account("user1")
+	must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: "user1", Repository: "*/app", Actions: []string{"pull"}}))
+	must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: "user1", Repository: "**", Actions: []string{"push"}}))
+	got := s.access("user1", key, "repository:example.com/app:pull,push", "repository:host:5000/app:pull", "repository:Acme/app:pull,push", "repository:Example.com/app:pull")
+	want := map[string][]string{"example.com/app": {"pull", "push"}, "host:5000/app": {"pull"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("access = %v, want %v", got, want)
+	}
+	rootKey := s.newKey("root", admin.KeyRequest{})
+	if got := s.access("root", rootKey, "repository:Acme/app:pull,push,delete"); len(got) != 0 {
+		t.Fatalf("an admin's token for an upper-case name: %v", got)
+	}
+}
+
+// An account gives its own key restrictions; their number is bounded, so that no key makes
+// every decision about it expensive.
+func TestKeyRestrictionsAreBounded(t *testing.T) {
+	s := newStack(t, "bolt", stackOptions{})
+	self := s.client(s.account("user1"))
+	many := func(n int, format string) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf(format, i)
+		}
+		return out
+	}
+	for name, r := range map[string]keystore.Restrictions{
+		"patterns": {Repositories: many(17, "user1/a%d*")},
+		"networks": {CIDRs: many(17, "10.0.%d.0/24")},
+		"actions":  {Actions: []string{"pull", "pull", "pull"}},
+	} {
+		if _, err := self.CreateKey(t.Context(), admin.KeyRequest{Restrictions: r}); status(err) != http.StatusBadRequest {
+			t.Errorf("a key with too many %s: %v, want HTTP 400", name, err)
+		}
+	}
+	if _, err := self.CreateKey(t.Context(), admin.KeyRequest{Restrictions: keystore.Restrictions{Repositories: many(16, "user1/a%d*"), CIDRs: many(16, "10.0.%d.0/24")}}); err != nil {
+		t.Fatalf("a key at the limits: %v", err)
+	}
+	pulls := make([]string, 1000)
+	for i := range pulls {
+		pulls[i] = "pull"
+	}
+	if _, err := s.admin.AddGrant(t.Context(), admin.GrantRequest{Account: "user1", Repository: "x", Actions: pulls}); status(err) != http.StatusBadRequest {
+		t.Fatalf("a grant of pull a thousand times: %v, want HTTP 400", err)
+	}
+}
+
+// A key never creates a key that outlives it: a key made to expire in two minutes must not
+// leave behind one that works forever.
+func TestAKeyNeverOutlivesTheKeyThatMadeIt(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{})
+		ctx := t.Context()
+		s.account("user1")
+		s.account("user2")
+		must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: "user1", Repository: "app", Actions: []string{"pull"}}))
+		must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: "user2", Repository: "app", Actions: []string{"pull"}}))
+		short := s.client(s.newKey("user1", admin.KeyRequest{ExpiresIn: "2m"}))
+		parent := must(short.Whoami(ctx)).Key
+
+		child, err := short.CreateKey(ctx, admin.KeyRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if child.Expires.IsZero() || child.Expires.After(parent.Expires) {
+			t.Fatalf("a key expiring at %v created one expiring at %v", parent.Expires, child.Expires)
+		}
+		if _, err := short.CreateKey(ctx, admin.KeyRequest{ExpiresIn: "30d"}); status(err) != http.StatusBadRequest {
+			t.Fatalf("asking for a longer life: %v, want HTTP 400", err)
+		}
+		// An admin's temporary key is bound the same way, for keys of other accounts too.
+		tempAdmin := s.client(s.newKey("root", admin.KeyRequest{ExpiresIn: "2m"}))
+		other, err := tempAdmin.CreateKey(ctx, admin.KeyRequest{Account: "user2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		if !s.pulls("user1", child.Secret, "app") || !s.pulls("user2", other.Secret, "app") {
+			t.Fatal("the new keys do not work before the expiry")
+		}
+		s.advance(3 * time.Minute)
+		for user, key := range map[string]string{"user1": child.Secret, "user2": other.Secret} {
+			if status, _ := s.token(user, key, "repository:app:pull"); status != http.StatusUnauthorized {
+				t.Errorf("%s's key made by an expired key: HTTP %d, want 401", user, status)
+			}
+		}
+	})
+}
+
+// The marketplace's checkout role records purchases only with a key whose restrictions cover
+// the write: a read-only checkout key, or one limited to another listing or to other networks,
+// sells nothing.
+func TestCheckoutKeysKeepTheirRestrictions(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{Bundle: "marketplace"})
+		ctx := t.Context()
+		sam := s.client(s.account("sam", "sellers"))
+		bobKey := s.account("bob", "buyers")
+		must(sam.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/app"}))
+		must(sam.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/only-this"}))
+		s.role("shopfront", "checkout")
+		purchase := admin.GrantRequest{Account: "bob", Repository: "shop/app", Actions: []string{"pull"}}
+		for name, r := range map[string]keystore.Restrictions{
+			"read-only":              {Actions: []string{"pull"}},
+			"limited to one listing": {Repositories: []string{"shop/only-this"}},
+			"limited to networks":    {CIDRs: []string{"10.0.0.0/8"}},
+		} {
+			checkout := s.client(s.newKey("shopfront", admin.KeyRequest{Restrictions: r}))
+			if _, err := checkout.AddGrant(ctx, purchase); status(err) != http.StatusForbidden {
+				t.Errorf("a %s checkout key records a purchase: %v, want HTTP 403", name, err)
+			}
+		}
+		if s.pulls("bob", bobKey, "shop/app") {
+			t.Fatal("the buyer pulls after purchases by restricted checkout keys")
+		}
+		// A key limited to the listings it sells (here every listing) still records them.
+		shop := s.client(s.newKey("shopfront", admin.KeyRequest{Restrictions: keystore.Restrictions{Repositories: []string{"shop/*"}}}))
+		must(shop.AddGrant(ctx, purchase))
+		must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: "bob", Repository: "shop/only-this", Actions: []string{"pull"}}))
+		ro := s.client(s.newKey("shopfront", admin.KeyRequest{Restrictions: keystore.Restrictions{Actions: []string{"pull"}}}))
+		if err := ro.RemoveGrant(ctx, admin.GrantRequest{Account: "bob", Repository: "shop/only-this", Actions: []string{"pull"}}); status(err) != http.StatusForbidden {
+			t.Fatalf("a read-only checkout key refunds: %v, want HTTP 403", err)
+		}
+		if !s.pulls("bob", bobKey, "shop/app") || !s.pulls("bob", bobKey, "shop/only-this") {
+			t.Fatal("a purchase by a checkout key limited to the shop was lost")
+		}
+	})
+}
