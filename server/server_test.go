@@ -41,7 +41,7 @@ var ctx = context.Background()
 
 // testConfig is a complete configuration over files in a temporary folder: a signing key, a
 // bolt store, the built-in policy.
-func testConfig(t *testing.T) Config {
+func testConfig(t testing.TB) Config {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := Defaults()
