@@ -239,9 +239,9 @@ type Limits struct {
 }
 
 // Shutdown is what SIGTERM (or Ctrl-C) does. /readyz answers 503 at once while requests are
-// still served for DrainDelay, so that load balancers polling it stop sending new ones and
-// clients on kept-alive connections are told to reconnect (elsewhere); then the listeners close,
-// new connections are refused, and requests in flight finish. GracePeriod bounds all of it,
+// still served for DrainDelay, so that load balancers polling it stop sending new ones; then the
+// listeners close, new connections are refused, kept-alive connections are closed once idle,
+// and requests in flight finish. GracePeriod bounds all of it,
 // from the signal to the exit: set it below the orchestrator's own limit (Kubernetes'
 // terminationGracePeriodSeconds, 30 s by default; compose's stop_grace_period, 10 s).
 type Shutdown struct {
