@@ -70,6 +70,7 @@ func rootCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	root.AddCommand(serveCommand(), devCommand(), bootstrapCommand(), signingCommand(), exportCommand(), importCommand())
+	root.AddCommand(initCommand(), healthcheckCommand())
 	client := &clientFlags{}
 	root.AddCommand(accountsCommand(client), keysCommand(client), grantsCommand(client), reposCommand(client), whoamiCommand(client))
 	root.AddCommand(policyCommand(client))

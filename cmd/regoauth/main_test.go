@@ -28,6 +28,8 @@ func TestExitCodes(t *testing.T) {
 		{"missing argument", []string{"accounts", "create"}, 2, "accepts 1 arg"},
 		{"extra argument", []string{"whoami", "extra"}, 2, "unknown command"},
 		{"missing required flag", []string{"serve"}, 2, "--config is required"},
+		{"init without its configuration", []string{"init"}, 2, "--config is required"},
+		{"healthcheck of a URL that is not http", []string{"healthcheck", "--url", "ftp://x/healthz"}, 2, "want an http"},
 		{"no API key", []string{"accounts", "list"}, 2, "no API key"},
 		{"unsupported store URL", []string{"export", "--store", "mysql://x"}, 2, "unsupported store URL"},
 		{"missing configuration file", []string{"serve", "--config", missing}, 1, "no such file"},

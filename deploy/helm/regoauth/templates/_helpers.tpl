@@ -1,0 +1,92 @@
+{{/* The release's names and labels. */}}
+{{- define "regoauth.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "regoauth.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "regoauth.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "regoauth.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "regoauth.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "regoauth.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "regoauth.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "regoauth.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Secret names: an existing one, or the one the chart creates. */}}
+{{- define "regoauth.storeSecret" -}}
+{{- .Values.store.existingSecret | default (printf "%s-store" (include "regoauth.fullname" .)) }}
+{{- end }}
+
+{{- define "regoauth.signingSecret" -}}
+{{- .Values.signing.existingSecret | default (printf "%s-signing" (include "regoauth.fullname" .)) }}
+{{- end }}
+
+{{- define "regoauth.refreshSecret" -}}
+{{- .Values.refreshTokens.existingSecret | default (printf "%s-refresh" (include "regoauth.fullname" .)) }}
+{{- end }}
+
+{{/* Where the pod sees its files. */}}
+{{- define "regoauth.paths" -}}
+config: /etc/regoauth/config/regoauth.yaml
+signingKey: /etc/regoauth/signing/signing-key.pem
+signingCert: /etc/regoauth/signing/signing-cert.pem
+refreshSecret: /etc/regoauth/refresh/secret
+tlsCert: /etc/regoauth/tls/tls.crt
+tlsKey: /etc/regoauth/tls/tls.key
+{{- end }}
+
+{{/* regoauth.yaml: the values' config with what the chart owns set over it. */}}
+{{- define "regoauth.config" -}}
+{{- $paths := include "regoauth.paths" . | fromYaml }}
+{{- $cfg := deepCopy .Values.config }}
+{{- range $k := list "listen" "metrics" "signing" "refresh_tokens" }}
+{{- if hasKey $cfg $k }}
+{{- fail (printf "config.%s is set by the chart; use the chart's values instead" $k) }}
+{{- end }}
+{{- end }}
+{{- $listen := dict "addr" ":5001" }}
+{{- if .Values.tls.existingSecret }}
+{{- $_ := set $listen "tls" (dict "cert_file" $paths.tlsCert "key_file" $paths.tlsKey) }}
+{{- end }}
+{{- $_ := set $cfg "listen" $listen }}
+{{- $_ := set $cfg "metrics" (dict "addr" (printf ":%d" (int .Values.metrics.port))) }}
+{{- $_ := set $cfg "signing" (dict "key_file" $paths.signingKey "cert_file" $paths.signingCert "kid" .Values.signing.kid) }}
+{{- if .Values.refreshTokens.enabled }}
+{{- $_ := set $cfg "refresh_tokens" (dict "secrets" (list (dict "file" $paths.refreshSecret)) "ttl" .Values.refreshTokens.ttl) }}
+{{- end }}
+{{- $store := deepCopy (default dict $cfg.store) }}
+{{- if hasKey $store "url" }}
+{{- fail "config.store.url is set by the chart; use store.existingSecret or store.url" }}
+{{- end }}
+{{- $_ := set $store "url" (dict "env" "REGOAUTH_STORE_URL") }}
+{{- $_ := set $cfg "store" $store }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{- define "regoauth.scheme" -}}
+{{- if .Values.tls.existingSecret }}HTTPS{{ else }}HTTP{{ end }}
+{{- end }}

@@ -1,0 +1,708 @@
+package helmtest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+)
+
+const chart = "../regoauth"
+
+// helm returns the helm program: skipped without it, a failure under REGOAUTH_E2E=1 (CI).
+func helm(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("helm"); err == nil {
+		return p
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		if p := filepath.Join(home, "go", "bin", "helm"); fileExists(p) {
+			return p
+		}
+	}
+	if os.Getenv("REGOAUTH_E2E") == "1" {
+		t.Fatal("helm is not installed, and REGOAUTH_E2E=1 requires it")
+	}
+	t.Skip("helm is not installed")
+	return ""
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// valuesFiles are the chart's ci/*.yaml, each a way to install it.
+func valuesFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(chart, "ci", "*.yaml"))
+	if err != nil || len(files) < 3 {
+		t.Fatalf("values files in %s/ci: %v, %v", chart, files, err)
+	}
+	return files
+}
+
+func runHelm(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := exec.Command(helm(t), args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("helm %s: %w\n%s%s", strings.Join(args, " "), err, out.String(), errOut.String())
+	}
+	return out.String(), nil
+}
+
+// rendered is one install's manifests, decoded.
+type rendered struct {
+	values          string
+	deployment      *appsv1.Deployment
+	services        []*corev1.Service
+	configMaps      map[string]*corev1.ConfigMap
+	secrets         map[string]*corev1.Secret
+	serviceAccounts []*corev1.ServiceAccount
+	pdbs            []*policyv1.PodDisruptionBudget
+	serviceMonitors []*monitoringv1.ServiceMonitor
+}
+
+// render runs helm template and decodes every document strictly into its API type: an unknown
+// or misplaced field, a wrong type or a duplicate key is an error, as the API server's strict
+// field validation would make it.
+func render(t *testing.T, values string) *rendered {
+	t.Helper()
+	out, err := runHelm(t, "template", "rel", chart, "--namespace", "registry", "-f", values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rendered{values: values, configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}}
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(out)))
+	for {
+		doc, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal(doc, &tm); err != nil {
+			t.Fatal(err)
+		}
+		if tm.Kind == "" {
+			continue // a document holding only comments
+		}
+		var obj any
+		switch tm.APIVersion + "/" + tm.Kind {
+		case "apps/v1/Deployment":
+			if r.deployment != nil {
+				t.Fatal("two Deployments")
+			}
+			r.deployment = &appsv1.Deployment{}
+			obj = r.deployment
+		case "v1/Service":
+			s := &corev1.Service{}
+			r.services, obj = append(r.services, s), s
+		case "v1/ConfigMap":
+			obj = &corev1.ConfigMap{}
+		case "v1/Secret":
+			obj = &corev1.Secret{}
+		case "v1/ServiceAccount":
+			s := &corev1.ServiceAccount{}
+			r.serviceAccounts, obj = append(r.serviceAccounts, s), s
+		case "policy/v1/PodDisruptionBudget":
+			p := &policyv1.PodDisruptionBudget{}
+			r.pdbs, obj = append(r.pdbs, p), p
+		case "monitoring.coreos.com/v1/ServiceMonitor":
+			m := &monitoringv1.ServiceMonitor{}
+			r.serviceMonitors, obj = append(r.serviceMonitors, m), m
+		default:
+			t.Fatalf("%s renders a %s %s the test does not know", values, tm.APIVersion, tm.Kind)
+		}
+		if err := decodeStrict(doc, obj); err != nil {
+			t.Fatalf("%s: a %s does not decode strictly: %v\n%s", values, tm.Kind, err, doc)
+		}
+		switch o := obj.(type) {
+		case *corev1.ConfigMap:
+			r.configMaps[o.Name] = o
+		case *corev1.Secret:
+			r.secrets[o.Name] = o
+		}
+	}
+	if r.deployment == nil {
+		t.Fatalf("%s renders no Deployment", values)
+	}
+	return r
+}
+
+// decodeStrict decodes a YAML manifest the way the API server's strict field validation does:
+// duplicate keys, unknown fields and fields in the wrong case are errors.
+func decodeStrict(doc []byte, obj any) error {
+	j, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		return err
+	}
+	strictErrs, err := kjson.UnmarshalStrict(j, obj, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strictErrs...)
+}
+
+func TestDecodeStrictRefuses(t *testing.T) {
+	for _, doc := range []string{
+		"apiVersion: apps/v1\nkind: Deployment\nspec:\n  replica: 2\n",                 // unknown
+		"apiVersion: apps/v1\nkind: Deployment\nspec:\n  Replicas: 2\n",                // wrong case
+		"apiVersion: apps/v1\nkind: Deployment\nspec:\n  replicas: 2\n  replicas: 3\n", // duplicate
+		"apiVersion: apps/v1\nkind: Deployment\nspec:\n  replicas: two\n",              // wrong type
+	} {
+		if err := decodeStrict([]byte(doc), &appsv1.Deployment{}); err == nil {
+			t.Errorf("accepted:\n%s", doc)
+		}
+	}
+	if err := decodeStrict([]byte("apiVersion: apps/v1\nkind: Deployment\nspec:\n  replicas: 2\n"), &appsv1.Deployment{}); err != nil {
+		t.Errorf("refused a valid manifest: %v", err)
+	}
+}
+
+func TestChartLints(t *testing.T) {
+	for _, v := range valuesFiles(t) {
+		if out, err := runHelm(t, "lint", "--strict", chart, "-f", v); err != nil {
+			t.Errorf("%s: %v\n%s", v, err, out)
+		}
+	}
+}
+
+func TestChartManifests(t *testing.T) {
+	for _, v := range valuesFiles(t) {
+		t.Run(filepath.Base(v), func(t *testing.T) {
+			r := render(t, v)
+			checkPod(t, r)
+			checkSelectors(t, r)
+			checkMounts(t, r)
+		})
+	}
+}
+
+// checkPod holds the pod to the restricted Pod Security Standard and the probes to the server's
+// endpoints.
+func checkPod(t *testing.T, r *rendered) {
+	t.Helper()
+	pod := r.deployment.Spec.Template.Spec
+	psc := pod.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 {
+		t.Errorf("the pod may run as root: %+v", psc)
+	}
+	if psc == nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("the pod's seccomp profile is not RuntimeDefault: %+v", psc)
+	}
+	if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+		t.Error("the pod mounts a service account token it never uses")
+	}
+	if pod.HostNetwork || pod.HostPID || pod.HostIPC {
+		t.Error("the pod shares a host namespace")
+	}
+	if len(pod.Containers) != 1 || len(pod.InitContainers) != 0 {
+		t.Fatalf("want one container, got %d (+%d init)", len(pod.Containers), len(pod.InitContainers))
+	}
+	c := pod.Containers[0]
+	sc := c.SecurityContext
+	switch {
+	case sc == nil:
+		t.Fatal("the container has no security context")
+	case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+		t.Error("privilege escalation is allowed")
+	case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+		t.Error("the root filesystem is writable")
+	case sc.Privileged != nil && *sc.Privileged:
+		t.Error("the container is privileged")
+	case sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0:
+		t.Errorf("capabilities are not exactly drop ALL: %+v", sc.Capabilities)
+	case sc.RunAsUser != nil && *sc.RunAsUser == 0:
+		t.Error("the container runs as root")
+	}
+
+	ports := map[string]int32{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	probe := func(name string, p *corev1.Probe, path string) {
+		t.Helper()
+		switch {
+		case p == nil || p.HTTPGet == nil:
+			t.Errorf("%s probe: none, or not HTTP", name)
+		case p.HTTPGet.Path != path:
+			t.Errorf("%s probe: path %s, want %s", name, p.HTTPGet.Path, path)
+		case p.HTTPGet.Port.StrVal != "http" || ports["http"] != 5001:
+			t.Errorf("%s probe: port %v, want the token listener (http, 5001)", name, p.HTTPGet.Port)
+		case p.PeriodSeconds < 1 || p.TimeoutSeconds < 1 || p.FailureThreshold < 1:
+			t.Errorf("%s probe: timing %+v", name, p)
+		}
+	}
+	probe("liveness", c.LivenessProbe, "/healthz")
+	probe("readiness", c.ReadinessProbe, "/readyz")
+	probe("startup", c.StartupProbe, "/healthz")
+	tlsListener := slices.ContainsFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Name == "tls" })
+	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+		if want := map[bool]corev1.URIScheme{true: corev1.URISchemeHTTPS, false: corev1.URISchemeHTTP}[tlsListener]; p != nil && p.HTTPGet != nil && p.HTTPGet.Scheme != want {
+			t.Errorf("probe scheme %s, want %s (TLS listener: %v)", p.HTTPGet.Scheme, want, tlsListener)
+		}
+	}
+
+	for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if q, ok := c.Resources.Requests[res]; !ok || q.IsZero() {
+			t.Errorf("no %s request", res)
+		}
+	}
+	if q, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok || q.Cmp(c.Resources.Requests[corev1.ResourceMemory]) < 0 {
+		t.Errorf("memory limit %v below the request", q)
+	}
+
+	// The pod must be gone before Kubernetes' grace period ends: the preStop pause plus the
+	// server's drain (which the server keeps shorter than 30 s) fit in it.
+	grace := int64(30)
+	if pod.TerminationGracePeriodSeconds != nil {
+		grace = *pod.TerminationGracePeriodSeconds
+	}
+	var pause int64
+	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
+		if c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Exec != nil {
+			t.Error("preStop is not a sleep action (the image has no shell)")
+		} else {
+			pause = c.Lifecycle.PreStop.Sleep.Seconds
+		}
+	}
+	if grace > 30 || pause > 10 || grace-pause < 15 {
+		t.Errorf("grace period %ds with a %ds preStop pause leaves the server %ds to drain", grace, pause, grace-pause)
+	}
+	if r.deployment.Spec.Strategy.RollingUpdate == nil || r.deployment.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue() != 0 {
+		t.Error("a rolling update may take a replica down before its successor is ready")
+	}
+}
+
+// checkSelectors makes sure the Service, the PodDisruptionBudget and the ServiceMonitor select
+// the pods (and only through labels the pods carry), and name ports that exist.
+func checkSelectors(t *testing.T, r *rendered) {
+	t.Helper()
+	podLabels := labels.Set(r.deployment.Spec.Template.Labels)
+	sel, err := metav1.LabelSelectorAsSelector(r.deployment.Spec.Selector)
+	if err != nil || !sel.Matches(podLabels) {
+		t.Fatalf("the Deployment's selector does not match its pods: %v", err)
+	}
+	containerPorts := map[string]bool{}
+	for _, p := range r.deployment.Spec.Template.Spec.Containers[0].Ports {
+		containerPorts[p.Name] = true
+	}
+	if len(r.services) != 1 {
+		t.Fatalf("want one Service, got %d", len(r.services))
+	}
+	svc := r.services[0]
+	if len(svc.Spec.Selector) == 0 || !labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) {
+		t.Errorf("the Service does not select the pods: %v", svc.Spec.Selector)
+	}
+	svcPorts := map[string]bool{}
+	for _, p := range svc.Spec.Ports {
+		svcPorts[p.Name] = true
+		if !containerPorts[p.TargetPort.StrVal] {
+			t.Errorf("Service port %s targets %v, which the container does not have", p.Name, p.TargetPort)
+		}
+	}
+	replicas := int32(1)
+	if r.deployment.Spec.Replicas != nil {
+		replicas = *r.deployment.Spec.Replicas
+	}
+	if replicas > 1 && len(r.pdbs) != 1 {
+		t.Errorf("%d replicas and %d PodDisruptionBudgets", replicas, len(r.pdbs))
+	}
+	for _, p := range r.pdbs {
+		s, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
+		if err != nil || s.Empty() || !s.Matches(podLabels) {
+			t.Errorf("the PodDisruptionBudget does not select the pods: %v", err)
+		}
+		if p.Spec.MaxUnavailable == nil || p.Spec.MaxUnavailable.IntValue() < 1 || int32(p.Spec.MaxUnavailable.IntValue()) >= replicas {
+			t.Errorf("maxUnavailable %v with %d replicas: drains would block or take every replica", p.Spec.MaxUnavailable, replicas)
+		}
+	}
+	for _, m := range r.serviceMonitors {
+		s, err := metav1.LabelSelectorAsSelector(&m.Spec.Selector)
+		if err != nil || s.Empty() || !s.Matches(labels.Set(svc.Labels)) {
+			t.Errorf("the ServiceMonitor does not select the Service: %v", err)
+		}
+		if len(m.Spec.Endpoints) != 1 || !svcPorts[m.Spec.Endpoints[0].Port] || m.Spec.Endpoints[0].Path != "/metrics" {
+			t.Errorf("the ServiceMonitor scrapes %+v", m.Spec.Endpoints)
+		}
+	}
+	if sa := r.deployment.Spec.Template.Spec.ServiceAccountName; len(r.serviceAccounts) != 1 || r.serviceAccounts[0].Name != sa {
+		t.Errorf("the pod's service account %q is not the one rendered", sa)
+	}
+}
+
+// checkMounts follows every file regoauth's configuration names to a mounted ConfigMap or Secret
+// key, and the store URL to a Secret key in the environment.
+func checkMounts(t *testing.T, r *rendered) {
+	t.Helper()
+	pod := r.deployment.Spec.Template.Spec
+	c := pod.Containers[0]
+	cm, ok := r.configMaps[pod.Volumes[0].ConfigMap.Name]
+	if !ok || pod.Volumes[0].Name != "config" {
+		t.Fatalf("the first volume is not the rendered configuration")
+	}
+	var cfg struct {
+		Listen struct {
+			Addr string            `json:"addr"`
+			TLS  map[string]string `json:"tls"`
+		} `json:"listen"`
+		Metrics struct {
+			Addr string `json:"addr"`
+		} `json:"metrics"`
+		Signing       map[string]string `json:"signing"`
+		RefreshTokens struct {
+			Secrets []map[string]string `json:"secrets"`
+		} `json:"refresh_tokens"`
+		Store struct {
+			URL map[string]string `json:"url"`
+		} `json:"store"`
+	}
+	if err := yaml.Unmarshal([]byte(cm.Data["regoauth.yaml"]), &cfg); err != nil {
+		t.Fatalf("regoauth.yaml: %v", err)
+	}
+	if cfg.Listen.Addr != ":5001" || cfg.Metrics.Addr != fmt.Sprintf(":%d", port(c, "metrics")) {
+		t.Errorf("listeners %q and %q do not match the container ports", cfg.Listen.Addr, cfg.Metrics.Addr)
+	}
+	args := strings.Join(c.Args, " ")
+	files := []string{strings.TrimPrefix(args, "serve --config "), cfg.Signing["key_file"], cfg.Signing["cert_file"]}
+	for _, s := range cfg.RefreshTokens.Secrets {
+		files = append(files, s["file"])
+	}
+	if cfg.Listen.TLS != nil {
+		files = append(files, cfg.Listen.TLS["cert_file"], cfg.Listen.TLS["key_file"])
+	}
+	for _, f := range files {
+		if f == "" || !provided(t, r, f) {
+			t.Errorf("%s: no mounted ConfigMap or Secret key provides it (args %q)", f, args)
+		}
+	}
+	env := cfg.Store.URL["env"]
+	var ref *corev1.SecretKeySelector
+	for _, e := range c.Env {
+		if e.Name == env && e.ValueFrom != nil {
+			ref = e.ValueFrom.SecretKeyRef
+		}
+	}
+	if env == "" || ref == nil {
+		t.Fatalf("store.url is not read from an environment variable set from a Secret: %v", cfg.Store.URL)
+	}
+	if s, ok := r.secrets[ref.Name]; ok {
+		if _, ok := s.Data[ref.Key]; !ok {
+			t.Errorf("Secret %s has no key %s for the store URL", ref.Name, ref.Key)
+		}
+	}
+}
+
+func port(c corev1.Container, name string) int32 {
+	for _, p := range c.Ports {
+		if p.Name == name {
+			return p.ContainerPort
+		}
+	}
+	return -1
+}
+
+// provided reports whether path is a file of a read-only ConfigMap or Secret mount whose key is
+// present when the chart rendered that object (an existing Secret is the operator's to fill).
+func provided(t *testing.T, r *rendered, path string) bool {
+	t.Helper()
+	pod := r.deployment.Spec.Template.Spec
+	for _, m := range pod.Containers[0].VolumeMounts {
+		rel, ok := strings.CutPrefix(path, m.MountPath+"/")
+		if !ok || strings.Contains(rel, "/") {
+			continue
+		}
+		if !m.ReadOnly {
+			t.Errorf("mount %s is writable", m.MountPath)
+		}
+		for _, v := range pod.Volumes {
+			if v.Name != m.Name {
+				continue
+			}
+			var items []corev1.KeyToPath
+			var keys map[string]bool
+			switch {
+			case v.ConfigMap != nil:
+				items = v.ConfigMap.Items
+				if cm, ok := r.configMaps[v.ConfigMap.Name]; ok {
+					keys = map[string]bool{}
+					for k := range cm.Data {
+						keys[k] = true
+					}
+				}
+			case v.Secret != nil:
+				items = v.Secret.Items
+				if s, ok := r.secrets[v.Secret.SecretName]; ok {
+					keys = map[string]bool{}
+					for k := range s.Data {
+						keys[k] = true
+					}
+					for k := range s.StringData {
+						keys[k] = true
+					}
+				}
+				if v.Secret.DefaultMode != nil && *v.Secret.DefaultMode&0o007 != 0 {
+					t.Errorf("secret volume %s is readable by others: %o", v.Name, *v.Secret.DefaultMode)
+				}
+			default:
+				return false
+			}
+			key := rel
+			if len(items) > 0 {
+				key = ""
+				for _, it := range items {
+					if it.Path == rel {
+						key = it.Key
+					}
+				}
+			}
+			return key != "" && (keys == nil || keys[key])
+		}
+	}
+	return false
+}
+
+// TestChartRefusesIncompleteValues: an install that could not work fails at render time with a
+// message saying what to set, never renders pods that crash.
+func TestChartRefusesIncompleteValues(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  []string
+		want string
+	}{
+		{"no store", []string{"signing.generate=true"}, "store: give existingSecret"},
+		{"no signing key", []string{"store.url=redis://r:6379"}, "signing: give existingSecret"},
+		{"a key without its certificate", []string{"store.url=redis://r:6379", "signing.key=x"}, "signing: give existingSecret"},
+		{"listen set in config", []string{"store.url=redis://r:6379", "signing.generate=true", "config.listen.addr=:80"}, "config.listen is set by the chart"},
+		{"store URL in config", []string{"store.url=redis://r:6379", "signing.generate=true", "config.store.url=redis://x"}, "config.store.url is set by the chart"},
+		{"a short refresh secret", []string{"store.url=redis://r:6379", "signing.generate=true", "refreshTokens.secret=short"}, "at least 32 bytes"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := []string{"template", "rel", chart}
+			for _, s := range c.set {
+				args = append(args, "--set", s)
+			}
+			_, err := runHelm(t, args...)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("helm template --set %v: %v; want an error saying %q", c.set, err, c.want)
+			}
+		})
+	}
+}
+
+// TestChartConfigLoads gives regoauth itself each rendered configuration, with the pod's files
+// laid out as its mounts would: the ConfigMap and chart-made Secrets as rendered, the existing
+// Secrets a values file names made up (a fresh signing key and certificate, a random secret).
+// `regoauth signing jwks` decodes the configuration strictly, validates it and loads the signing
+// key and certificate, so an option regoauth does not know, a file no mount provides or a key
+// the certificate does not hold fails here instead of in a crash-looping pod.
+func TestChartConfigLoads(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "regoauth")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/regoauth")
+	build.Dir = "../../.."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building regoauth: %v\n%s", err, out)
+	}
+	for _, v := range valuesFiles(t) {
+		t.Run(filepath.Base(v), func(t *testing.T) {
+			r := render(t, v)
+			root := t.TempDir()
+			layOut(t, bin, r, root)
+			c := r.deployment.Spec.Template.Spec.Containers[0]
+			config := filepath.Join(root, strings.TrimPrefix(strings.Join(c.Args, " "), "serve --config "))
+			raw, err := os.ReadFile(config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The pod's absolute paths, under this test's root.
+			text := strings.ReplaceAll(string(raw), " /etc/regoauth/", " "+root+"/etc/regoauth/")
+			for _, p := range regexpAbsPaths(text, root) {
+				if !fileExists(p) {
+					// A file of a volume the operator provides (e.g. a policy bundle).
+					writeFile(t, p, []byte("made up by the test"))
+				}
+			}
+			writeFile(t, config, []byte(text))
+			cmd := exec.Command(bin, "signing", "jwks", "--config", config)
+			cmd.Env = append(os.Environ(), "REGOAUTH_STORE_URL=redis://127.0.0.1:1/0")
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), `"keys"`) {
+				t.Fatalf("regoauth refuses the rendered configuration: %v\n%s\n%s", err, out, text)
+			}
+		})
+	}
+}
+
+// regexpAbsPaths lists the paths under root that text names.
+func regexpAbsPaths(text, root string) []string {
+	var paths []string
+	for _, f := range strings.Fields(text) {
+		f = strings.Trim(f, `"',{}[]`)
+		if strings.HasPrefix(f, root+"/") {
+			paths = append(paths, f)
+		}
+	}
+	return paths
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// layOut writes the files of the container's ConfigMap and Secret mounts under root.
+func layOut(t *testing.T, bin string, r *rendered, root string) {
+	t.Helper()
+	pod := r.deployment.Spec.Template.Spec
+	// One made-up key pair stands for every existing Secret holding a key and a certificate.
+	dir := t.TempDir()
+	gen := exec.Command(bin, "signing", "generate", "--key", filepath.Join(dir, "key.pem"), "--cert", filepath.Join(dir, "cert.pem"))
+	if out, err := gen.CombinedOutput(); err != nil {
+		t.Fatalf("signing generate: %v\n%s", err, out)
+	}
+	keyPEM, _ := os.ReadFile(filepath.Join(dir, "key.pem"))
+	certPEM, _ := os.ReadFile(filepath.Join(dir, "cert.pem"))
+	madeUp := func(key string) []byte {
+		switch {
+		case strings.Contains(key, "key"):
+			return keyPEM
+		case strings.Contains(key, "crt") || strings.Contains(key, "cert"):
+			return certPEM
+		}
+		return []byte("0123456789abcdef0123456789abcdef0123456789abcdef")
+	}
+	for _, m := range pod.Containers[0].VolumeMounts {
+		for _, v := range pod.Volumes {
+			if v.Name != m.Name {
+				continue
+			}
+			var data map[string][]byte
+			var items []corev1.KeyToPath
+			switch {
+			case v.ConfigMap != nil:
+				items = v.ConfigMap.Items
+				if cm, ok := r.configMaps[v.ConfigMap.Name]; ok {
+					data = map[string][]byte{}
+					for k, s := range cm.Data {
+						data[k] = []byte(s)
+					}
+				}
+			case v.Secret != nil:
+				items = v.Secret.Items
+				if s, ok := r.secrets[v.Secret.SecretName]; ok {
+					data = s.Data
+				} else if len(items) == 0 {
+					// An existing kubernetes.io/tls Secret.
+					data = map[string][]byte{corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM}
+				}
+			default:
+				continue
+			}
+			if len(items) == 0 {
+				for k, b := range data {
+					writeFile(t, filepath.Join(root, m.MountPath, k), b)
+				}
+			}
+			for _, it := range items {
+				b, ok := data[it.Key]
+				if data == nil {
+					b, ok = madeUp(it.Key), true
+				}
+				if !ok {
+					t.Fatalf("volume %s: the rendered object has no key %s", v.Name, it.Key)
+				}
+				writeFile(t, filepath.Join(root, m.MountPath, it.Path), b)
+			}
+		}
+	}
+}
+
+// TestChartValuesDocumented holds the values table of docs/deploy.md to values.yaml: every
+// value the chart reads is in the table (itself or a map holding it), and every value in the
+// table exists.
+func TestChartValuesDocumented(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(chart, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(raw, &values); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../../../docs/deploy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(doc), "<!-- values:start -->")
+	table, _, ok2 := strings.Cut(table, "<!-- values:end -->")
+	if !ok || !ok2 {
+		t.Fatal("docs/deploy.md has no values table markers")
+	}
+	documented := map[string]bool{}
+	for _, line := range strings.Split(table, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 3 || !strings.Contains(cells[1], "`") {
+			continue
+		}
+		for _, k := range strings.Split(cells[1], ",") {
+			k = strings.Trim(strings.TrimSpace(k), "`")
+			documented[k] = true
+			if _, ok := lookupValue(values, k); !ok {
+				t.Errorf("docs/deploy.md documents %s, which values.yaml does not have", k)
+			}
+		}
+	}
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			path := prefix + k
+			if documented[path] {
+				continue
+			}
+			if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
+				walk(path+".", sub)
+				continue
+			}
+			t.Errorf("values.yaml has %s, which docs/deploy.md does not document", path)
+		}
+	}
+	walk("", values)
+}
+
+func lookupValue(values map[string]any, path string) (any, bool) {
+	var cur any = values
+	for _, part := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[part]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
