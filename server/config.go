@@ -241,9 +241,10 @@ type Limits struct {
 // Shutdown is what SIGTERM (or Ctrl-C) does. /readyz answers 503 at once while requests are
 // still served for DrainDelay, so that load balancers polling it stop sending new ones; then the
 // listeners close, new connections are refused, kept-alive connections are closed once idle,
-// and requests in flight finish. GracePeriod bounds all of it,
-// from the signal to the exit: set it below the orchestrator's own limit (Kubernetes'
-// terminationGracePeriodSeconds, 30 s by default; compose's stop_grace_period, 10 s).
+// and requests in flight finish. GracePeriod bounds all of it, from the signal until the last
+// request is answered; flushing key use and decision logs follows. Set it a few seconds below
+// the orchestrator's own limit (Kubernetes' terminationGracePeriodSeconds, 30 s by default;
+// compose's stop_grace_period, 10 s).
 type Shutdown struct {
 	GracePeriod Duration `yaml:"grace_period"`
 	DrainDelay  Duration `yaml:"drain_delay"`
