@@ -52,9 +52,10 @@ type generation struct {
 // whether they speak TLS (their certificates do reload), the store, the policy sources (whose
 // bundles reload by themselves), the in-flight limit, the trusted proxies (one client address
 // for the token endpoint, the admin API and the console, which are built once), logging, the
-// console and file watching. A reload that
-// changes one is refused whole and names them, so that what serves is always one configuration
-// file as written, never a mix of the new file and the old process.
+// console and file watching. A reload that changes one is refused whole and names them, so that
+// what serves is always one configuration file as written, never a mix of the new file and the
+// old process. A key missing here is reloadable: TestReloadAppliesEveryReloadableKey makes each
+// new key be put on one side or the other.
 var restartOnly = []restartEntry{
 	{"listen.addr", false, func(c Config) any { return c.Listen.Addr }},
 	{"listen.tls", true, func(c Config) any { return c.Listen.TLS != nil }},
