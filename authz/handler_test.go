@@ -488,6 +488,38 @@ func TestIntersect(t *testing.T) {
 	}
 }
 
+// TestHandlersShareMetrics: a handler built again on the same registry, as a server does when it
+// reloads its configuration, counts on in the series of the one before instead of failing.
+func TestHandlersShareMetrics(t *testing.T) {
+	e := newEnv(t)
+	reg := prometheus.NewRegistry()
+	first := e.newHandler(authz.Deps{}, authz.Options{Registerer: reg})
+	second := e.newHandler(authz.Deps{}, authz.Options{Registerer: reg})
+	for _, h := range []*authz.Handler{first, second, second} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/token?"+q("repository:image:pull"), nil))
+		if w.Code != http.StatusOK {
+			t.Fatalf("anonymous request: %d %s", w.Code, w.Body)
+		}
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var issued float64
+	for _, f := range families {
+		if f.GetName() != "regoauth_token_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			issued += m.GetCounter().GetValue()
+		}
+	}
+	if issued != 3 {
+		t.Fatalf("regoauth_token_requests_total = %v over two handlers, want 3", issued)
+	}
+}
+
 // recordingDecider keeps the last input it was asked about.
 type recordingDecider struct {
 	inner authz.Decider

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -36,9 +37,29 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.stages, m.actions)
+		m.requests = register(reg, m.requests)
+		m.duration = register(reg, m.duration)
+		m.stages = register(reg, m.stages)
+		m.actions = register(reg, m.actions)
 	}
 	return m
+}
+
+// register registers c, or returns the collector registered before under the same name: a
+// handler built again on the same registry (a server reloading its configuration builds a new
+// one) goes on counting in the same series.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	panic(err)
 }
 
 func (m *metrics) stage(name string, start time.Time) {

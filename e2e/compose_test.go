@@ -132,7 +132,8 @@ func (c *composeStack) promQuery(q string) ([]struct {
 // TestCompose proves docker-compose.yml as a user runs it: first start with no manual step, an
 // account and key made with the CLI in the container, docker login, push, a push the registry
 // refuses, pull by digest, Prometheus scraping regoauth with the project's rules, and every key,
-// grant and image kept across `down` and `up`.
+// grant and image kept across `down` and `up`; in between, a reload on SIGHUP and a graceful stop
+// with exit status 0.
 func TestCompose(t *testing.T) {
 	t.Parallel()
 	docker := tool(t, "docker")
@@ -283,6 +284,27 @@ func TestCompose(t *testing.T) {
 		}
 		time.Sleep(2 * time.Second)
 	}
+
+	// SIGHUP reaches regoauth as the container's first process and reloads its configuration.
+	c.must("kill", "-s", "HUP", "regoauth")
+	deadline = time.Now().Add(30 * time.Second)
+	for logs := ""; !strings.Contains(logs, `"msg":"configuration reloaded"`); logs = c.run("logs", "regoauth").out {
+		if strings.Contains(logs, `"msg":"configuration reload refused`) || time.Now().After(deadline) {
+			t.Fatalf("no reload after SIGHUP:\n%s", tail(logs, 20))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	// SIGTERM: regoauth drains, says so, and exits 0 well within compose's stop_grace_period.
+	start = time.Now()
+	c.must("stop", "regoauth")
+	stopped := time.Since(start)
+	if code := strings.TrimSpace(run(t, nil, docker, "inspect", "-f", "{{.State.ExitCode}}", regoauth).out); code != "0" {
+		t.Fatalf("regoauth exited with status %s after docker compose stop", code)
+	}
+	if logs := c.run("logs", "regoauth").out; !strings.Contains(logs, "every request in flight was answered") {
+		t.Fatalf("no graceful stop in regoauth's log:\n%s", tail(logs, 20))
+	}
+	t.Logf("docker compose stop regoauth: %s, exit status 0", stopped.Round(100*time.Millisecond))
 
 	// down and up keep the signing key (the registry still trusts it), the store (alice's key
 	// and grant) and the registry's storage.

@@ -40,6 +40,8 @@ type server struct {
 	keyFile, certFile string
 	kid               tokens.KIDMode
 	proc              *process
+	// config is what the configuration file was written from, for rewrite.
+	config serveConfig
 
 	verifyOnce sync.Once
 	verifyOpts disttoken.VerifyOptions
@@ -67,9 +69,12 @@ type serveConfig struct {
 	storeURL          string // bolt in dir when empty; given through the environment, as a secret
 	cache             string // the store.cache section, e.g. "{ttl: 1m, size: 1000}"
 	policy            string // the policy section
-	extra             string // more top-level sections, as YAML (e.g. "limits: {…}")
 	noAdmin           bool   // do not bootstrap an admin (the store is down)
 	anyReadiness      bool   // return once /readyz answers, ready or not
+	// refreshSecrets are the refresh token secret files, the first signing; the one beside the
+	// signing key when empty.
+	refreshSecrets []string
+	extra          string // more top-level keys, e.g. "shutdown: {drain_delay: 1s}"
 }
 
 // startServer writes a configuration, bootstraps an admin and runs `regoauth serve`.
@@ -101,15 +106,20 @@ func startServer(t *testing.T, c serveConfig) *server {
 	if ca := filepath.Join(filepath.Dir(s.certFile), "ca-cert.pem"); isFile(ca) {
 		s.Trust = ca
 	}
-	secret := filepath.Join(filepath.Dir(s.keyFile), "refresh-secret")
-	if !isFile(secret) {
-		writeFile(t, secret, strings.Repeat("s3cr3t", 8), 0o600)
+	if len(c.refreshSecrets) == 0 {
+		secret := filepath.Join(filepath.Dir(s.keyFile), "refresh-secret")
+		if !isFile(secret) {
+			writeFile(t, secret, strings.Repeat("s3cr3t", 8), 0o600)
+		}
+		c.refreshSecrets = []string{secret}
 	}
 	if c.storeURL == "" {
 		c.storeURL = "bolt://" + filepath.Join(c.dir, "store.db")
 	}
+	c.keyFile, c.certFile = s.keyFile, s.certFile
+	s.config = c
 	env := []string{"REGOAUTH_E2E_STORE_URL=" + c.storeURL}
-	path := writeFile(t, filepath.Join(c.dir, "regoauth.yaml"), c.yaml(s, secret), 0o600)
+	path := writeFile(t, s.configFile(), c.yaml(), 0o600)
 	if !c.noAdmin {
 		s.AdminKey = strings.TrimSpace(must(t, env, binary, "bootstrap", "--config", path))
 	}
@@ -122,8 +132,27 @@ func startServer(t *testing.T, c serveConfig) *server {
 	return s
 }
 
+// configFile is the path of a serve's configuration file.
+func (s *server) configFile() string { return filepath.Join(s.Dir, "regoauth.yaml") }
+
+// rewrite writes the configuration file again from the one the server started with, changed by
+// edit, and puts it in place by rename, as a deploy does; SIGHUP then reloads it. (The server's
+// own verify keeps trusting the key it started with.)
+func (s *server) rewrite(t *testing.T, edit func(c *serveConfig)) {
+	t.Helper()
+	c := s.config
+	c.services = slices.Clone(c.services)
+	c.publish = slices.Clone(c.publish)
+	c.refreshSecrets = slices.Clone(c.refreshSecrets)
+	edit(&c)
+	tmp := writeFile(t, s.configFile()+".new", c.yaml(), 0o600)
+	if err := os.Rename(tmp, s.configFile()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // yaml is the configuration file: the one place the harness writes one.
-func (c serveConfig) yaml(s *server, secret string) string {
+func (c serveConfig) yaml() string {
 	var b strings.Builder
 	list := func(values []string) string {
 		quoted := make([]string, len(values))
@@ -133,11 +162,15 @@ func (c serveConfig) yaml(s *server, secret string) string {
 		return "[" + strings.Join(quoted, ", ") + "]"
 	}
 	fmt.Fprintf(&b, "issuer: %s\nservices: %s\nlisten: {addr: %q}\n", serveIssuer, list(c.services), c.addr)
-	fmt.Fprintf(&b, "signing:\n  key_file: %q\n  kid: %s\n  publish: %s\n", s.keyFile, c.kid, list(c.publish))
+	fmt.Fprintf(&b, "signing:\n  key_file: %q\n  kid: %s\n  publish: %s\n", c.keyFile, c.kid, list(c.publish))
 	if c.x5c {
-		fmt.Fprintf(&b, "  cert_file: %q\n", s.certFile)
+		fmt.Fprintf(&b, "  cert_file: %q\n", c.certFile)
 	}
-	fmt.Fprintf(&b, "refresh_tokens: {secrets: [{file: %q}]}\n", secret)
+	secrets := make([]string, len(c.refreshSecrets))
+	for i, f := range c.refreshSecrets {
+		secrets[i] = fmt.Sprintf("{file: %q}", f)
+	}
+	fmt.Fprintf(&b, "refresh_tokens: {secrets: [%s]}\n", strings.Join(secrets, ", "))
 	b.WriteString("store:\n  url: {env: REGOAUTH_E2E_STORE_URL}\n")
 	if c.cache != "" {
 		fmt.Fprintf(&b, "  cache: %s\n", c.cache)

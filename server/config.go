@@ -35,6 +35,7 @@ type Config struct {
 	Policy        PolicyConfig  `yaml:"policy"`
 	Limits        Limits        `yaml:"limits"`
 	Shutdown      Shutdown      `yaml:"shutdown"`
+	Reload        Reload        `yaml:"reload"`
 
 	// TrustedProxies are networks whose X-Forwarded-For header is believed.
 	TrustedProxies []string `yaml:"trusted_proxies"`
@@ -269,14 +270,26 @@ type FailureBudget struct {
 
 func (a AuthFailures) enabled() bool { return a.Enabled == nil || *a.Enabled }
 
-// Shutdown is what SIGTERM (or Ctrl-C) does: /readyz answers 503 at once while requests are
-// still served for DrainDelay, so that a load balancer polling it stops sending new ones; then
-// the listeners close (new connections are refused) and requests in flight have Timeout to
-// finish.
+// Shutdown is what SIGTERM (or Ctrl-C) does. /readyz answers 503 at once while requests are
+// still served for DrainDelay, so that load balancers polling it stop sending new ones; then the
+// listeners close, new connections are refused, kept-alive connections are closed once idle,
+// and requests in flight finish. GracePeriod bounds all of it, from the signal until the last
+// request is answered; flushing key use and decision logs follows. Set it a few seconds below
+// the orchestrator's own limit (Kubernetes' terminationGracePeriodSeconds, 30 s by default;
+// compose's stop_grace_period, 10 s).
 type Shutdown struct {
-	DrainDelay Duration `yaml:"drain_delay"`
-	Timeout    Duration `yaml:"timeout"`
+	GracePeriod Duration `yaml:"grace_period"`
+	DrainDelay  Duration `yaml:"drain_delay"`
 }
+
+// Reload says whether a change of the configuration file, or of a key, certificate or secret
+// file it names, reloads the server the way SIGHUP does.
+type Reload struct {
+	Watch *bool `yaml:"watch"`
+}
+
+// watch reports whether files are watched (the default).
+func (r Reload) watch() bool { return r.Watch == nil || *r.Watch }
 
 // Log sets the log format (json or text) and level (debug, info, warn, error).
 type Log struct {
@@ -403,7 +416,7 @@ func Defaults() Config {
 			IPv6Prefix:     64,
 			Tracked:        100_000,
 		}},
-		Shutdown: Shutdown{Timeout: Duration(10 * time.Second)},
+		Shutdown: Shutdown{GracePeriod: Duration(20 * time.Second)},
 		Log:      Log{Format: "json", Level: "info"},
 		Console:  Console{Path: "/console", SessionTTL: Duration(12 * time.Hour)},
 	}
@@ -493,8 +506,8 @@ func (c Config) Validate() error {
 		add("limits: max_scopes >= 1, max_scope_length >= 64 and max_in_flight >= 1 are required")
 	}
 	errs = append(errs, c.Limits.AuthFailures.validate("limits.auth_failures")...)
-	if d, t := time.Duration(c.Shutdown.DrainDelay), time.Duration(c.Shutdown.Timeout); d < 0 || t < time.Second {
-		add("shutdown: drain_delay must be 0 or more, timeout at least 1s")
+	if g, d := time.Duration(c.Shutdown.GracePeriod), time.Duration(c.Shutdown.DrainDelay); g < time.Second || d < 0 || d >= g {
+		add("shutdown: grace_period must be at least 1s, drain_delay 0 or more and shorter than grace_period (got %s and %s)", g, d)
 	}
 	for i, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {

@@ -214,22 +214,6 @@ func TestNegativeCacheConfig(t *testing.T) {
 	}
 }
 
-func TestShutdownConfig(t *testing.T) {
-	base := "issuer: x\nservices: [r]\nsigning: {key_file: k}\nstore: {url: \"bolt:///tmp/x.db\"}\n"
-	cfg, err := LoadConfig(writeConfig(t, base))
-	if err != nil || cfg.Shutdown.DrainDelay != 0 || time.Duration(cfg.Shutdown.Timeout) != 10*time.Second {
-		t.Fatalf("defaults: %+v %v", cfg.Shutdown, err)
-	}
-	cfg, err = LoadConfig(writeConfig(t, base+"shutdown: {drain_delay: 5s}\n"))
-	if err != nil || time.Duration(cfg.Shutdown.DrainDelay) != 5*time.Second || time.Duration(cfg.Shutdown.Timeout) != 10*time.Second {
-		t.Fatalf("drain_delay alone: %+v %v", cfg.Shutdown, err)
-	}
-	_, err = LoadConfig(writeConfig(t, base+"shutdown: {drain_delay: -1s, timeout: 0s}\n"))
-	if err == nil || !strings.Contains(err.Error(), "shutdown") {
-		t.Fatalf("bad shutdown: %v", err)
-	}
-}
-
 // policy.decision_cache is a size in memory: a bare number is refused rather than read as bytes
 // (it once counted entries, and 10000 must not quietly become 10 KB).
 func TestDecisionCacheSize(t *testing.T) {

@@ -22,8 +22,13 @@ func TestConfigReferenceMatchesTypes(t *testing.T) {
 		t.Fatal("docs/configuration.md has no config:start … config:end table")
 	}
 	var documented []string
-	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z0-9_.]+)` \\|").FindAllStringSubmatch(doc[start:end], -1) {
+	reloads := map[string]string{} // key -> its reload column
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z0-9_.]+)` \\|.*?[^\\\\]\\|.*?[^\\\\]\\| (yes|restart) \\|").FindAllStringSubmatch(doc[start:end], -1) {
 		documented = append(documented, m[1])
+		reloads[m[1]] = m[2]
+	}
+	if rows := strings.Count(doc[start:end], "\n| `"); rows != len(documented) {
+		t.Fatalf("%d rows in the table, %d read with a reload column of yes or restart", rows, len(documented))
 	}
 	accepted := configKeys(reflect.TypeOf(Config{}), "")
 	if len(documented) == 0 || len(accepted) == 0 {
@@ -42,6 +47,16 @@ func TestConfigReferenceMatchesTypes(t *testing.T) {
 	for _, d := range documented {
 		if !slices.ContainsFunc(accepted, func(key string) bool { return key == d || strings.HasPrefix(key, d+".") }) {
 			t.Errorf("docs/configuration.md documents %q, which the configuration does not accept", d)
+		}
+	}
+
+	// The reload column is what Reload does: restart exactly for the keys it refuses to change.
+	for _, d := range documented {
+		restart := slices.ContainsFunc(restartOnly, func(r restartEntry) bool {
+			return !r.toggle && (d == r.key || strings.HasPrefix(d, r.key+"."))
+		})
+		if want := map[bool]string{true: "restart", false: "yes"}[restart]; reloads[d] != want {
+			t.Errorf("docs/configuration.md says %q reloads: %s; the server: %s", d, reloads[d], want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/regoauth/regoauth/tokens"
@@ -14,6 +15,8 @@ type keyring struct {
 	signer  *tokens.Signer
 	jwks    []byte
 	refresh *tokens.RefreshCodec // nil when refresh tokens are off
+	// published are the kids of the JWKS, the signing key's first: what a reload logs.
+	published []string
 }
 
 func loadKeyring(cfg Config) (*keyring, error) {
@@ -25,7 +28,7 @@ func loadKeyring(cfg Config) (*keyring, error) {
 	if k.signer, err = tokens.NewSigner(key, tokens.SignerOptions{Issuer: cfg.Issuer, TTL: time.Duration(cfg.TokenTTL)}); err != nil {
 		return nil, err
 	}
-	if k.jwks, err = publishedKeys(key, cfg.Signing); err != nil {
+	if k.jwks, k.published, err = publishedKeys(key, cfg.Signing); err != nil {
 		return nil, err
 	}
 	if k.refresh, err = refreshCodec(cfg.RefreshTokens); err != nil {
@@ -41,22 +44,26 @@ func JWKS(cfg Signing) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return publishedKeys(key, cfg)
+	jwks, _, err := publishedKeys(key, cfg)
+	return jwks, err
 }
 
-// publishedKeys is the JWKS of the active key and every key listed in signing.publish.
-func publishedKeys(active *tokens.Key, cfg Signing) ([]byte, error) {
+// publishedKeys is the JWKS of the active key and every key listed in signing.publish, and
+// their kids.
+func publishedKeys(active *tokens.Key, cfg Signing) ([]byte, []string, error) {
 	keys := []tokens.PublicKey{active.PublicKey()}
+	kids := []string{active.KID}
 	for _, f := range cfg.Publish {
 		k, err := tokens.LoadPublicKeyFile(f, tokens.KIDMode(cfg.KID))
 		if err != nil {
-			return nil, fmt.Errorf("signing.publish: %w", err)
+			return nil, nil, fmt.Errorf("signing.publish: %w", err)
 		}
-		if k.KID != active.KID {
-			keys = append(keys, k)
+		if !slices.Contains(kids, k.KID) {
+			keys, kids = append(keys, k), append(kids, k.KID)
 		}
 	}
-	return tokens.JWKS(keys...)
+	jwks, err := tokens.JWKS(keys...)
+	return jwks, kids, err
 }
 
 func refreshCodec(cfg RefreshTokens) (*tokens.RefreshCodec, error) {

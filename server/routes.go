@@ -20,36 +20,21 @@ import (
 // API, /healthz, /readyz, the JWKS, and /metrics unless metrics have a listener of their own.
 // Anything else is a JSON 404.
 func (s *Server) Handler() (http.Handler, error) {
-	proxies := make([]netip.Prefix, 0, len(s.cfg.TrustedProxies))
-	for _, p := range s.cfg.TrustedProxies {
-		proxies = append(proxies, netip.MustParsePrefix(p))
-	}
-	token, err := authz.New(authz.Deps{
-		Directory: s.store, Decider: s.engine, Issuer: s.keys.signer, Usage: s.usage, Refresh: s.keys.refresh, Throttle: s.guard,
-	}, authz.Options{
-		Services:       s.cfg.Services,
-		MaxScopes:      s.cfg.Limits.MaxScopes,
-		MaxScopeLength: s.cfg.Limits.MaxScopeLength,
-		TrustedProxies: proxies,
-		Logger:         s.logger.With("component", "token"),
-		Registerer:     s.registry,
-	})
-	if err != nil {
-		return nil, err
-	}
 	adminDeps := admin.Deps{Store: s.store, Authorizer: s.engine, Explainer: s.engine}
 	if s.guard != nil { // a nil *Guard in the interface would not read as "none"
 		adminDeps.Throttle = s.guard
 	}
-	adminAPI, err := admin.New(adminDeps, admin.Options{TrustedProxies: proxies, Logger: s.logger.With("component", "admin")})
+	adminAPI, err := admin.New(adminDeps, admin.Options{TrustedProxies: s.proxies, Logger: s.logger.With("component", "admin")})
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/token", token)
+	// The token endpoint and the JWKS are those of the serving generation, read once per
+	// request: a reload swaps them between requests, never within one.
+	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) { s.gen.Load().token.ServeHTTP(w, r) })
 	mux.Handle(admin.Prefix+"/", adminAPI)
 	if s.cfg.Console.Enabled {
-		if err := s.mountConsole(mux, adminAPI, proxies); err != nil {
+		if err := s.mountConsole(mux, adminAPI); err != nil {
 			return nil, err
 		}
 	}
@@ -60,7 +45,7 @@ func (s *Server) Handler() (http.Handler, error) {
 	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
-		w.Write(s.keys.jwks)
+		w.Write(s.gen.Load().keys.jwks)
 	})
 	if s.cfg.Metrics == nil {
 		mux.Handle("GET /metrics", s.metricsHandler())
@@ -72,7 +57,7 @@ func (s *Server) Handler() (http.Handler, error) {
 }
 
 // mountConsole serves the web console at console.path, its operations those of the admin API.
-func (s *Server) mountConsole(mux *http.ServeMux, ops *admin.API, proxies []netip.Prefix) error {
+func (s *Server) mountConsole(mux *http.ServeMux, ops *admin.API) error {
 	cfg := s.cfg.Console
 	registry := cfg.Registry
 	if registry == "" {
@@ -81,7 +66,7 @@ func (s *Server) mountConsole(mux *http.ServeMux, ops *admin.API, proxies []neti
 	opts := console.Options{
 		Prefix: cfg.Path, Registry: registry, SessionTTL: time.Duration(cfg.SessionTTL),
 		SecureCookies: cfg.SecureCookies,
-		ClientIP:      func(r *http.Request) netip.Addr { return authz.ClientIP(r, proxies) },
+		ClientIP:      func(r *http.Request) netip.Addr { return authz.ClientIP(r, s.proxies) },
 		Health:        consoleHealth{s}, Logger: s.logger.With("component", "console"),
 	}
 	if s.guard != nil { // sign-ins spend the budgets of the token endpoint and the admin API
@@ -119,9 +104,6 @@ type readiness struct {
 // deciding). Every reason to be not ready is decided here, so that a server draining before it
 // stops can say so in one more line.
 func (s *Server) readiness(ctx context.Context) readiness {
-	if s.draining.Load() {
-		return readiness{status: map[string]any{"shutting_down": true}}
-	}
 	pst := s.engine.Status()
 	r := readiness{ready: pst.Ready, status: map[string]any{"policy": pst.Revision, "policy_status": pst, "store": "ok"}}
 	if !r.ready {
@@ -134,6 +116,9 @@ func (s *Server) readiness(ctx context.Context) readiness {
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
 		r.status["store"], r.ready = "unreachable", false
+	}
+	if s.draining.Load() {
+		r.status["shutdown"], r.ready = "draining", false
 	}
 	return r
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,16 +11,20 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/regoauth/regoauth/internal/secretfile"
+	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/redisstore/redistest"
 )
 
@@ -35,7 +41,7 @@ var ctx = context.Background()
 
 // testConfig is a complete configuration over files in a temporary folder: a signing key, a
 // bolt store, the built-in policy.
-func testConfig(t *testing.T) Config {
+func testConfig(t testing.TB) Config {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := Defaults()
@@ -275,5 +281,164 @@ func TestListenServesTLSAndStops(t *testing.T) {
 
 	if _, err := Listen("swapped", Listener{Addr: freeAddr(t), TLS: &TLS{CertFile: keyFile, KeyFile: certFile}}, nil, slog.New(slog.DiscardHandler)); err == nil {
 		t.Fatal("a listener with its certificate and key swapped was accepted")
+	}
+}
+
+// runServer runs a server on a free loopback address until the returned stop is called; Run's
+// result arrives on the channel. The store holds one account, "alice", whose API key is
+// returned.
+func runServer(t *testing.T, cfg Config) (addr, key string, stop context.CancelFunc, done <-chan error) {
+	t.Helper()
+	cfg.Listen.Addr = freeAddr(t)
+	s := newServer(t, cfg)
+	now := time.Now().UTC()
+	key, id, hash, err := keystore.NewAPIKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Store().CreateAccount(ctx, keystore.Account{Name: "alice", Created: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Store().CreateKey(ctx, keystore.Key{ID: id, Account: "alice", Name: "test", Hash: hash, Created: now}); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(runCtx) }()
+	t.Cleanup(cancel)
+	for i := 0; ; i++ {
+		resp, err := http.Get("http://" + cfg.Listen.Addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if i == 100 {
+			t.Fatalf("not ready: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cfg.Listen.Addr, key, cancel, errc
+}
+
+// slowRequest starts a token request (POST, the password grant) whose body is held back until
+// the returned function is called: a request in flight that a stop must wait for. (A request
+// whose headers are still arriving when the stop begins is not in flight: net/http drops it.)
+func slowRequest(t *testing.T, addr, key string) (finish func(), answer <-chan string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	form := url.Values{"grant_type": {"password"}, "service": {"registry.example.com"}, "scope": {"repository:a:pull"},
+		"username": {"alice"}, "password": {key}}.Encode()
+	fmt.Fprintf(conn, "POST /token HTTP/1.1\r\nHost: regoauth\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", len(form), form[:10])
+	out := make(chan string, 1)
+	go func() {
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			out <- "error: " + err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		out <- strconv.Itoa(resp.StatusCode) + " " + string(raw)
+	}()
+	return func() { io.WriteString(conn, form[10:]) }, out
+}
+
+// TestShutdownDrainsThenCloses: once told to stop, the server answers /readyz with 503 at once
+// but goes on serving for the drain delay; then new
+// connections are refused, the request in flight is answered, and Run returns without error
+// well within the grace period.
+func TestShutdownDrainsThenCloses(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Shutdown = Shutdown{GracePeriod: Duration(5 * time.Second), DrainDelay: Duration(600 * time.Millisecond)}
+	addr, key, stop, done := runServer(t, cfg)
+	finish, answer := slowRequest(t, addr, key)
+	time.Sleep(100 * time.Millisecond) // the slow request's headers have arrived
+
+	stopped := time.Now()
+	stop()
+	time.Sleep(50 * time.Millisecond)
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(raw), `"shutdown":"draining"`) {
+		t.Fatalf("/readyz during the drain delay: %d %s", resp.StatusCode, raw)
+	}
+	resp, err = http.Get("http://" + addr + "/token?service=registry.example.com&scope=repository:a:pull")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("a token during the drain delay: %d", resp.StatusCode)
+	}
+
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("after the drain delay: %v, want the connection refused", err)
+			}
+			break
+		}
+		conn.Close()
+		if time.Since(stopped) > 3*time.Second {
+			t.Fatal("the listener still accepts connections 3s after the stop")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := time.Since(stopped); d < 600*time.Millisecond {
+		t.Fatalf("the listener closed %s after the stop, before the drain delay", d)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned (%v) with a request in flight", err)
+	default:
+	}
+	finish()
+	if a := <-answer; !strings.HasPrefix(a, "200 ") || !strings.Contains(a, `"access_token"`) {
+		t.Fatalf("the request in flight: %s", a)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within the grace period")
+	}
+}
+
+// TestShutdownCutsOffAtTheGracePeriod: a request still in flight when the grace period ends is
+// cut off, and Run says so.
+func TestShutdownCutsOffAtTheGracePeriod(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Shutdown = Shutdown{GracePeriod: Duration(time.Second)}
+	addr, key, stop, done := runServer(t, cfg)
+	_, answer := slowRequest(t, addr, key)
+	time.Sleep(100 * time.Millisecond)
+	stopped := time.Now()
+	stop()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "cut off") {
+			t.Fatalf("Run: %v", err)
+		}
+		if d := time.Since(stopped); d < time.Second || d > 2*time.Second {
+			t.Fatalf("Run returned %s after the stop, want the 1s grace period", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if a := <-answer; !strings.HasPrefix(a, "error") {
+		t.Fatalf("the request cut off: %s", a)
 	}
 }

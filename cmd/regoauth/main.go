@@ -29,6 +29,12 @@ func (e usageError) Unwrap() error { return e.error }
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts a graceful stop; a second one ends the process at once (the
+	// signals' default action), for an operator who will not wait for the drain.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	err := rootCommand().ExecuteContext(ctx)
 	if err == nil {
 		return

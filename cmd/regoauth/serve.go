@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -25,6 +28,21 @@ func (f *configFlag) load() (server.Config, error) {
 	return server.LoadConfig(f.path)
 }
 
+// reloadOn reloads the server's configuration at every signal on sig. A refused reload is
+// logged and counted by the server, which keeps serving the configuration it has.
+func reloadOn(sig <-chan os.Signal, s *server.Server) server.Actor {
+	return func(ctx context.Context) error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-sig:
+				s.Reload("SIGHUP")
+			}
+		}
+	}
+}
+
 func serveCommand() *cobra.Command {
 	var config configFlag
 	var checkOnly bool
@@ -33,11 +51,18 @@ func serveCommand() *cobra.Command {
 		Short: "Run the token server from a configuration file",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Before anything slow, so that a SIGHUP arriving during the start waits for the
+			// server instead of ending the process (its default action).
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			cfg, err := config.load()
 			if err != nil {
 				return err
 			}
-			s, err := server.New(cmd.Context(), cfg, server.Options{Logger: server.NewLogger(cfg.Log, os.Stderr), Version: version})
+			s, err := server.New(cmd.Context(), cfg, server.Options{
+				Logger: server.NewLogger(cfg.Log, os.Stderr), Version: version, ConfigFile: config.path,
+			})
 			if err != nil {
 				return err
 			}
@@ -49,7 +74,7 @@ func serveCommand() *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), "configuration OK")
 				return nil
 			}
-			return s.Run(cmd.Context())
+			return s.Run(cmd.Context(), reloadOn(hup, s))
 		},
 	}
 	config.register(cmd)

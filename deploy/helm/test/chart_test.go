@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -271,26 +272,57 @@ func checkPod(t *testing.T, r *rendered) {
 		t.Errorf("memory limit %v below the request", q)
 	}
 
-	// The pod must be gone before Kubernetes' grace period ends: the preStop pause plus the
-	// server's drain (which the server keeps shorter than 30 s) fit in it.
-	grace := int64(30)
+	// The pod must be gone before Kubernetes' grace period ends: the preStop pause, then the
+	// server's own stop (shutdown.grace_period, its drain delay included), then a few seconds
+	// for flushing key use and decision logs, fit in it. Something must let the endpoints drop
+	// the pod before its listener closes: the pause or the drain delay.
+	grace := 30 * time.Second
 	if pod.TerminationGracePeriodSeconds != nil {
-		grace = *pod.TerminationGracePeriodSeconds
+		grace = time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
 	}
-	var pause int64
+	var pause time.Duration
 	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
 		if c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Exec != nil {
 			t.Error("preStop is not a sleep action (the image has no shell)")
 		} else {
-			pause = c.Lifecycle.PreStop.Sleep.Seconds
+			pause = time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
 		}
 	}
-	if grace > 30 || pause > 10 || grace-pause < 15 {
-		t.Errorf("grace period %ds with a %ds preStop pause leaves the server %ds to drain", grace, pause, grace-pause)
+	stop, drain := serverShutdown(t, r)
+	if grace > 30*time.Second || pause+stop+5*time.Second > grace || pause+drain == 0 || drain >= stop {
+		t.Errorf("a %s preStop pause and the server's shutdown {grace_period: %s, drain_delay: %s} do not fit Kubernetes' %s grace period with the endpoints dropped first",
+			pause, stop, drain, grace)
 	}
 	if r.deployment.Spec.Strategy.RollingUpdate == nil || r.deployment.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue() != 0 {
 		t.Error("a rolling update may take a replica down before its successor is ready")
 	}
+}
+
+// serverShutdown is the shutdown section of the rendered configuration, with the server's
+// defaults (20s, 0s) for what it leaves out.
+func serverShutdown(t *testing.T, r *rendered) (grace, drain time.Duration) {
+	t.Helper()
+	pod := r.deployment.Spec.Template.Spec
+	var cfg struct {
+		Shutdown struct {
+			GracePeriod string `json:"grace_period"`
+			DrainDelay  string `json:"drain_delay"`
+		} `json:"shutdown"`
+	}
+	if err := yaml.Unmarshal([]byte(r.configMaps[pod.Volumes[0].ConfigMap.Name].Data["regoauth.yaml"]), &cfg); err != nil {
+		t.Fatalf("regoauth.yaml: %v", err)
+	}
+	parse := func(v string, def time.Duration) time.Duration {
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+		return d
+	}
+	return parse(cfg.Shutdown.GracePeriod, 20*time.Second), parse(cfg.Shutdown.DrainDelay, 0)
 }
 
 // checkSelectors makes sure the Service, the PodDisruptionBudget and the ServiceMonitor select
