@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/regoauth/regoauth/internal/redissub"
 	"github.com/regoauth/regoauth/keystore"
 )
 
@@ -54,7 +55,7 @@ type Store struct {
 	metrics *metrics
 	health  health
 	// live is the state of the invalidation channel; the cache serves only while it is alive.
-	live  *liveness
+	live  *redissub.Liveness
 	cache *keystore.PrincipalCache // nil when off
 	now   func() time.Time
 	// reloadTopology asks a Cluster client to read the slot map again (nil otherwise).
@@ -103,9 +104,9 @@ func New(client redis.UniversalClient, mode Mode, prefix string, opts Options) *
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	if opts.CacheTTL > 0 || opts.NegativeTTL > 0 {
-		s.live = &liveness{now: opts.Now}
+		s.live = &redissub.Liveness{Now: opts.Now}
 		s.cache = keystore.NewPrincipalCache(keystore.CacheOptions{
-			TTL: opts.CacheTTL, Size: opts.CacheSize, NegativeTTL: opts.NegativeTTL, Usable: s.live.alive, Now: opts.Now,
+			TTL: opts.CacheTTL, Size: opts.CacheSize, NegativeTTL: opts.NegativeTTL, Usable: s.live.Alive, Now: opts.Now,
 			Observe: func(outcome string) { s.metrics.cache.WithLabelValues(outcome).Inc() },
 		})
 		s.done.Add(1)
