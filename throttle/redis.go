@@ -21,7 +21,8 @@ import (
 // replicas share what they learn instead: when a failure spends a budget, the replica that saw
 // it publishes the key and how long it is blocked, and every replica remembers that locally.
 // While this replica's subscription is not proven alive (a ping answered within the last
-// redissub.MaxSilence), it asks Redis instead, so a lost message never lets a blocked key through.
+// redissub.MaxSilence), it asks Redis instead, so a lost message never lets a blocked key
+// through.
 type Redis struct {
 	limiter *redis_rate.Limiter
 	client  redis.UniversalClient
