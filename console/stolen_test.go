@@ -1,6 +1,10 @@
 package console_test
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -35,6 +39,38 @@ func TestStolenCookieStaysInsideTheKeysNetworks(t *testing.T) {
 				t.Fatalf("the cookie used from %s: HTTP %d to %q, want the sign-in page", from, p.status, p.location)
 			}
 		})
+	}
+}
+
+// TestStoreHoldsOnlyTheSessionCookiesHash: the store keeps a session under the SHA-256 of the
+// cookie's secret, so whoever reads the store (a backup, a Redis replica) cannot present a
+// session's cookie.
+func TestStoreHoldsOnlyTheSessionCookiesHash(t *testing.T) {
+	f := newFixture(t, false)
+	b := f.as("alice")
+	u, _ := url.Parse(f.srv.URL + "/console/")
+	var secret []byte
+	for _, ck := range b.c.Jar.Cookies(u) {
+		if strings.HasSuffix(ck.Name, "regoauth_session") {
+			raw, err := base64.RawURLEncoding.DecodeString(ck.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			secret = raw
+		}
+	}
+	if len(secret) == 0 {
+		t.Fatal("no session cookie after sign-in")
+	}
+	sum := sha256.Sum256(secret)
+	rec, err := f.store.GetSession(ctx, hex.EncodeToString(sum[:]))
+	if err != nil || rec.Account != "alice" {
+		t.Fatalf("the session under the hash of its cookie: %+v, %v", rec, err)
+	}
+	for _, id := range []string{hex.EncodeToString(secret), base64.RawURLEncoding.EncodeToString(secret)} {
+		if _, err := f.store.GetSession(ctx, id); !errors.Is(err, keystore.ErrNotFound) {
+			t.Fatalf("the store holds a session under the cookie's secret itself (%s): %v", id, err)
+		}
 	}
 }
 
