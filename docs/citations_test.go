@@ -19,7 +19,7 @@ var (
 	citedRegoTest = regexp.MustCompile(`\btest_[a-z0-9_]+`)
 	// citedWithFile is a run of cited names followed by the file that declares them:
 	// "`TestA`, `TestB` (`admin/api_test.go`)". Only the first file in the parentheses counts.
-	citedWithFile = regexp.MustCompile("((?:`(?:Test|Benchmark|Fuzz|test_)[A-Za-z0-9_]*`(?:, | and | or )?)+) \\(`([^`]+\\.(?:go|rego))`")
+	citedWithFile = regexp.MustCompile("((?:`(?:Test|Benchmark|Fuzz|test_)[A-Za-z0-9_]*`(?:,\\s+|\\s+and\\s+|\\s+or\\s+)?)+)\\s+\\(`([^`]+\\.(?:go|rego))`")
 	quoted        = regexp.MustCompile("`([^`]+)`")
 	goTestFunc    = regexp.MustCompile(`(?m)^func ((?:Test|Benchmark|Fuzz)[A-Z0-9_][A-Za-z0-9_]*)\(`)
 	regoTestRule  = regexp.MustCompile(`(?m)^(test_[a-z0-9_]+)\b`)
