@@ -41,7 +41,8 @@ type Options struct {
 	// changes to it and the files it names are watched (unless reload.watch is false). Without
 	// it the configuration is fixed for the life of the server (dev mode).
 	ConfigFile string
-	// Now is the clock (time.Now when nil).
+	// Now is the clock (time.Now when nil): the token endpoint and the admin API judge key
+	// expiry and grant ends by it.
 	Now func() time.Time
 }
 
