@@ -51,6 +51,7 @@ var allowed = map[string][]string{
 	"internal/opacli":     {},
 	"internal/testenv":    {"keystore", "keystore/memstore", "policies", "policy"},
 	"internal/layout":     {},
+	"internal/isolation":  {},
 
 	// Measurement and proof.
 	"bench/redisscale": {"internal/secretfile", "keystore", "keystore/redisstore"},
