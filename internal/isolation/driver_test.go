@@ -223,6 +223,8 @@ func (tg *target) do(o op) (bool, error) {
 		return true, nil
 	case errors.As(err, &apiErr) && apiErr.Status >= 400 && apiErr.Status < 500:
 		return false, nil
+	case errors.Is(err, keystore.ErrInvalid): // refused by the client before it was sent
+		return false, nil
 	}
 	return false, fmt.Errorf("%s: %w", o, err)
 }
