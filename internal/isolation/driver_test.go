@@ -209,6 +209,9 @@ func (tg *target) do(o op) (bool, error) {
 	case "reserve":
 		_, err = c.ReserveRepository(ctx, admin.RepositoryRequest{Repository: o.Repo, Owner: o.Owner})
 	case "release":
+		if o.Raw {
+			return tg.rawRelease(o)
+		}
 		err = c.ReleaseRepository(ctx, o.Repo)
 	case "grant":
 		_, err = c.AddGrant(ctx, admin.GrantRequest{Account: o.Account, Group: o.Group, Repository: o.Repo, Actions: o.Actions, ExpiresIn: o.Expires})
@@ -227,6 +230,29 @@ func (tg *target) do(o op) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("%s: %w", o, err)
+}
+
+// rawRelease sends DELETE /admin/v1/repositories/NAME with the name as it is, following
+// redirects as clients do.
+func (tg *target) rawRelease(o op) (bool, error) {
+	req, err := http.NewRequest("DELETE", tg.url+admin.Prefix+"/repositories/"+o.Repo, nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tg.keys[o.Actor])
+	resp, err := tg.hc.Do(req)
+	if err != nil {
+		return false, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode < 300:
+		return true, nil
+	case resp.StatusCode >= 400 && resp.StatusCode < 500:
+		return false, nil
+	}
+	return false, fmt.Errorf("%s: HTTP %d", o, resp.StatusCode)
 }
 
 func nonNil(s []string) []string {

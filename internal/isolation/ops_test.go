@@ -35,6 +35,9 @@ type op struct {
 	Owner   string
 	Actions []string
 	Advance time.Duration
+	// Raw sends a release as plain HTTP with the name in the path as it is, as curl would,
+	// rather than through the admin client (which refuses names a path cleaner would change).
+	Raw bool
 }
 
 func (o op) String() string {
@@ -89,6 +92,9 @@ func (o op) String() string {
 		}
 	case "release":
 		fmt.Fprintf(&b, "repos release %q", o.Repo)
+		if o.Raw {
+			b.WriteString(" (plain DELETE of the path)")
+		}
 	case "grant":
 		fmt.Fprintf(&b, "grants add %s %q %v", subject(), o.Repo, o.Actions)
 		if o.Expires != "" {
@@ -500,6 +506,7 @@ func (g *generator) op(m *model) op {
 		if owned := sortedKeys(m.owners); len(owned) > 0 && g.r.IntN(3) > 0 {
 			o.Repo = pick(g.r, owned)
 		}
+		o.Raw = g.r.IntN(3) == 0
 	case n < 82:
 		o.Kind = "grant"
 		g.grantTarget(m, &o, mine)
