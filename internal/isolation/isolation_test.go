@@ -17,12 +17,13 @@ import (
 // Knobs, all optional:
 //
 //	REGOAUTH_ISOLATION_SEED   the seed (printed by every run; a failure prints the command)
-//	REGOAUTH_ISOLATION_STEPS  steps per configuration (default 600; 40 with -short)
-//	REGOAUTH_ISOLATION_TIME   wall time for all configurations together (default 75s; 10s with -short)
-//	REGOAUTH_ISOLATION_ONLY   run only the configurations whose name contains this (e.g. redis/teams)
+//	REGOAUTH_ISOLATION_STEPS        steps per configuration (default 800; 40 with -short)
+//	REGOAUTH_ISOLATION_TIME         wall time for all configurations together (default 60s; 10s with -short)
+//	REGOAUTH_ISOLATION_ONLY         only the configurations whose name holds this (e.g. redis/teams)
+//	REGOAUTH_ISOLATION_SHRINK_TIME  how long a failure may be shrunk (default 90s)
 const (
-	defaultSteps      = 600
-	defaultTime       = 75 * time.Second
+	defaultSteps      = 800
+	defaultTime       = 60 * time.Second
 	shortSteps        = 40
 	shortTime         = 10 * time.Second
 	sequenceLength    = 50
