@@ -42,6 +42,9 @@ type config struct {
 	bundle  *bundleModel
 	// redisURL is the redis-server of a redis configuration; each server gets its own prefix.
 	redisURL string
+	// index is the configuration's place in the full list: with the seed, it seeds its
+	// sequences, whichever configurations run.
+	index uint64
 }
 
 func (c config) String() string { return c.backend + "/" + c.bundle.name }

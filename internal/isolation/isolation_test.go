@@ -71,7 +71,7 @@ func TestIsolationModel(t *testing.T) {
 	var configs []config
 	for _, backend := range []string{"bolt", "redis"} {
 		for _, b := range []*bundleModel{library, marketplace, teams} {
-			configs = append(configs, config{backend: backend, bundle: b})
+			configs = append(configs, config{backend: backend, bundle: b, index: uint64(len(configs))})
 		}
 	}
 	only := os.Getenv("REGOAUTH_ISOLATION_ONLY")
@@ -91,15 +91,15 @@ func TestIsolationModel(t *testing.T) {
 			}
 			// Each configuration gets an equal share of the time that is left.
 			share := time.Until(deadline) / time.Duration(len(configs)-i)
-			runConfig(t, cfg, seed, uint64(i), int(steps), time.Now().Add(share))
+			runConfig(t, cfg, seed, int(steps), time.Now().Add(share))
 		})
 	}
 }
 
 // runConfig runs sequences of cfg until steps or the deadline, each from a fresh server.
-func runConfig(t *testing.T, cfg config, seed, index uint64, steps int, deadline time.Time) {
+func runConfig(t *testing.T, cfg config, seed uint64, steps int, deadline time.Time) {
 	dir := t.TempDir()
-	r := rand.New(rand.NewPCG(seed, index))
+	r := rand.New(rand.NewPCG(seed, cfg.index))
 	began := time.Now()
 	var total stats
 	sequences := 0
