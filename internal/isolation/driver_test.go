@@ -63,8 +63,17 @@ type target struct {
 
 var prefixes atomic.Int64
 
-// bundleDirs caches each bundle's directory without its tests, per test binary.
+// bundleDirs caches each bundle's directory without its tests, per test binary; TestMain
+// removes them.
 var bundleDirs = map[string]string{}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, d := range bundleDirs {
+		os.RemoveAll(d)
+	}
+	os.Exit(code)
+}
 
 func bundleDir(t testing.TB, name string) string {
 	if d, ok := bundleDirs[name]; ok {

@@ -23,16 +23,15 @@ var clientIP = netip.MustParseAddr("127.0.0.1")
 type bundleModel struct {
 	name string
 	// shared are first path segments that are no account's personal namespace.
-	shared            []string
-	personal          bool
-	personalActions   []string
-	public            []string
-	adminRoles        []string
-	extraPermit       func(m *model, p *mPrincipal, repo string) []string
-	extraDeny         func(m *model, p *mPrincipal, repo string) []string
-	adminAllow        func(m *model, c *mCaller, op string, t mTarget) bool
-	configDeny        func(p *mPrincipal, repo string) []string
-	reservationsLimit int
+	shared          []string
+	personal        bool
+	personalActions []string
+	public          []string
+	adminRoles      []string
+	extraPermit     func(m *model, p *mPrincipal, repo string) []string
+	extraDeny       func(m *model, p *mPrincipal, repo string) []string
+	adminAllow      func(m *model, c *mCaller, op string, t mTarget) bool
+	configDeny      func(p *mPrincipal, repo string) []string
 }
 
 type mAccount struct {
@@ -362,7 +361,7 @@ func listing(name string) bool {
 
 var marketplace = &bundleModel{
 	name: "marketplace", shared: []string{"shop", "previews"}, public: []string{"previews/*"},
-	adminRoles: []string{"admin"}, reservationsLimit: 20,
+	adminRoles: []string{"admin"},
 	extraPermit: func(m *model, p *mPrincipal, repo string) []string {
 		// The seller of shop/NAME publishes its preview previews/NAME.
 		if parts := strings.Split(repo, "/"); len(parts) == 2 && parts[0] == "previews" && m.owners["shop/"+parts[1]] == p.acct.name {
@@ -385,6 +384,7 @@ var marketplace = &bundleModel{
 		unrestricted := !c.key.restr.any()
 		switch op {
 		case "repos.reserve":
+			// max_listings_per_seller is 20 in the bundle's data.
 			return seller && unrestricted && t.account == c.acct.name && listing(t.repository) && len(m.owned(&c.mPrincipal)) < 20
 		case "repos.release":
 			return seller && unrestricted && listing(t.repository) && t.owner == c.acct.name
@@ -396,7 +396,8 @@ var marketplace = &bundleModel{
 	},
 }
 
-// teamsData is bundles/teams/data.json's organisations.
+// teamModel is a team of bundles/teams/data.json: its members, and its role (as actions) per
+// repository pattern.
 type teamModel struct {
 	members []string
 	repos   map[string][]string // pattern -> actions of its role
@@ -406,7 +407,8 @@ var (
 	read     = []string{"pull"}
 	write    = []string{"pull", "push"}
 	maintain = []string{"delete", "pull", "push"}
-	orgs     = map[string]struct {
+	// orgs are the organisations of bundles/teams/data.json.
+	orgs = map[string]struct {
 		owners []string
 		frozen bool
 		teams  map[string]teamModel
