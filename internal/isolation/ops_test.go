@@ -454,6 +454,9 @@ func (g *generator) op(m *model) op {
 	}
 	if len(keyless) > 0 && g.r.IntN(4) == 0 {
 		o.Actor, o.Kind, o.Label, o.Account = "root", "key", fmt.Sprintf("k%d", g.next), pick(g.r, sortedKeys(keyless))
+		if g.r.IntN(3) == 0 {
+			o.Restr = g.restrictions(nil)
+		}
 		return o
 	}
 	var p *mPrincipal
@@ -461,7 +464,12 @@ func (g *generator) op(m *model) op {
 		p = a
 	}
 	mine := g.relevant(m, p)
-	switch n := g.r.IntN(100); {
+	n := g.r.IntN(100)
+	if len(mine) > 0 && g.r.IntN(3) == 0 {
+		// A caller with names of its own often acts on them: sells, refunds, releases.
+		n = pick(g.r, []int{40, 50, 70, 90})
+	}
+	switch {
 	case n < 5:
 		return g.createAccount(o)
 	case n < 13:
@@ -482,14 +490,7 @@ func (g *generator) op(m *model) op {
 		}
 		o.Expires = pick(g.r, expiryPool)
 		if g.r.IntN(2) == 0 {
-			switch g.r.IntN(3) {
-			case 0:
-				o.Restr.actions = []string{"pull"}
-			case 1:
-				o.Restr.repos = g.subset(append(patternPool, mine...), 2)
-			default:
-				o.Restr.cidrs = []string{pick(g.r, cidrPool)}
-			}
+			o.Restr = g.restrictions(mine)
 		}
 	case n < 30:
 		o.Kind, o.Key = "revoke", pick(g.r, labels)
@@ -561,6 +562,21 @@ func (g *generator) relevant(m *model, p *mPrincipal) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// restrictions are one kind of key restriction: read-only, repository patterns (some of them
+// names the caller has a say on), or a network.
+func (g *generator) restrictions(mine []string) mRestrictions {
+	var r mRestrictions
+	switch g.r.IntN(3) {
+	case 0:
+		r.actions = []string{"pull"}
+	case 1:
+		r.repos = g.subset(append(slices.Clone(patternPool), mine...), 2)
+	default:
+		r.cidrs = []string{pick(g.r, cidrPool)}
+	}
+	return r
 }
 
 func (g *generator) createAccount(o op) op {
