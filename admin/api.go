@@ -123,6 +123,9 @@ func New(deps Deps, opts Options) (*API, error) {
 	// Full paths on one router rather than a PathPrefix subrouter: mux 1.8.1 answers a wrong
 	// method inside a subrouter with 404 instead of 405 (gorilla/mux#739).
 	r := a.router
+	// A path is taken as it is sent: cleaned, DELETE .../repositories/shop/x/../premium would
+	// be redirected to .../shop/premium, which clients follow with the same method and key.
+	r.SkipClean(true)
 	r.HandleFunc(Prefix+"/whoami", a.handle(a.whoami)).Methods("GET")
 	r.HandleFunc(Prefix+"/accounts", a.handle(a.listAccounts)).Methods("GET")
 	r.HandleFunc(Prefix+"/accounts", a.handle(a.createAccount)).Methods("POST")

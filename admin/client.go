@@ -176,8 +176,13 @@ func (c *Client) ListRepositories(ctx context.Context, owner string) (list []key
 	return list, c.do(ctx, "GET", "/repositories", optional("owner", owner), nil, &list)
 }
 
-// ReleaseRepository removes ownership of a repository name.
+// ReleaseRepository removes ownership of a repository name. A name with an empty, "." or ".."
+// segment is refused before it is sent: in a URL path, a proxy or a router that cleans paths
+// would release another name (DELETE .../shop/x/../premium is .../shop/premium to them).
 func (c *Client) ReleaseRepository(ctx context.Context, name string) error {
+	if name == "" || !keystore.CleanPath(name) {
+		return fmt.Errorf("%w: repository name %q: an empty, \".\" or \"..\" segment would name another path", keystore.ErrInvalid, name)
+	}
 	return c.do(ctx, "DELETE", "/repositories/"+name, nil, nil, nil)
 }
 

@@ -544,3 +544,42 @@ func TestCheckoutKeysKeepTheirRestrictions(t *testing.T) {
 		}
 	})
 }
+
+// A name is taken as it is sent: a release of shop/x/../premium is no release of shop/premium,
+// whether a router or a client would clean the path; patterns with dot segments are refused.
+func TestUncleanNamesNameNothingElse(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{})
+		ctx := t.Context()
+		s.account("sam")
+		rootKey := s.newKey("root", admin.KeyRequest{})
+		must(s.admin.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/premium", Owner: "sam"}))
+		noRedirects := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		for _, name := range []string{"shop/x/../premium", "shop//premium", "shop/./premium", "x/../shop/premium"} {
+			req, _ := http.NewRequestWithContext(ctx, "DELETE", s.server.URL+admin.Prefix+"/repositories/"+name, nil)
+			req.Header.Set("Authorization", "Bearer "+rootKey)
+			resp, err := noRedirects.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotFound {
+				t.Errorf("DELETE .../repositories/%s: HTTP %d, want 404", name, resp.StatusCode)
+			}
+			if err := s.admin.ReleaseRepository(ctx, name); !errors.Is(err, keystore.ErrInvalid) {
+				t.Errorf("the client releasing %q: %v, want it refused before sending", name, err)
+			}
+		}
+		if list := must(s.admin.ListRepositories(ctx, "sam")); len(list) != 1 {
+			t.Fatalf("sam's reservations = %+v; an unclean name released shop/premium", list)
+		}
+		for _, pattern := range []string{"shop/../premium", "./shop/app", "shop/."} {
+			if _, err := s.admin.AddGrant(ctx, admin.GrantRequest{Account: "sam", Repository: pattern, Actions: []string{"pull"}}); status(err) != http.StatusBadRequest {
+				t.Errorf("a grant on %q: %v, want HTTP 400", pattern, err)
+			}
+			if _, err := s.admin.CreateKey(ctx, admin.KeyRequest{Account: "sam", Restrictions: keystore.Restrictions{Repositories: []string{pattern}}}); status(err) != http.StatusBadRequest {
+				t.Errorf("a key limited to %q: %v, want HTTP 400", pattern, err)
+			}
+		}
+	})
+}

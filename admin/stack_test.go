@@ -172,8 +172,14 @@ func newStack(t *testing.T, backend string, o stackOptions) *stack {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/token", token)
-	mux.Handle(admin.Prefix+"/", api)
-	s.server = httptest.NewServer(mux)
+	// As the server does: the admin API gets its paths as sent, never cleaned by ServeMux.
+	s.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, admin.Prefix+"/") {
+			api.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(s.server.Close)
 
 	if err := s.store.CreateAccount(t.Context(), keystore.Account{Name: "root", Roles: []string{"admin"}, Created: now()}); err != nil {

@@ -82,7 +82,7 @@ func TestValidation(t *testing.T) {
 			t.Errorf("ValidatePattern(%q) = %v", p, err)
 		}
 	}
-	for _, p := range []string{"", "/a", "a/", "a//b", "A", "a b", "a/{b,c}", "a/[bc]", "a?", strings.Repeat("a", 256)} {
+	for _, p := range []string{"", "/a", "a/", "a//b", "A", "a b", "a/{b,c}", "a/[bc]", "a?", strings.Repeat("a", 256), "a/../b", "./a", "a/.", "..", "a/./b"} {
 		if err := keystore.ValidatePattern(p); !errors.Is(err, keystore.ErrInvalid) {
 			t.Errorf("ValidatePattern(%q) = %v, want ErrInvalid", p, err)
 		}

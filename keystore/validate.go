@@ -76,7 +76,9 @@ func ValidateName(kind, name string) error {
 }
 
 // ValidatePattern checks a repository pattern: '/'-separated segments of a-z 0-9 . _ - : and
-// '*' (within a segment), or a whole segment "**" (any depth).
+// '*' (within a segment), or a whole segment "**" (any depth). A segment "." or ".." is
+// refused: it matches no repository, and a path cleaner (a proxy, a router, a link) reads it as
+// another name.
 func ValidatePattern(p string) error {
 	if p == "" || len(p) > MaxPatternLength {
 		return fmt.Errorf("%w: repository pattern must be 1-%d characters", ErrInvalid, MaxPatternLength)
@@ -85,8 +87,22 @@ func ValidatePattern(p string) error {
 		if !segmentPattern.MatchString(seg) {
 			return fmt.Errorf("%w: repository pattern %q: segment %q may hold only a-z 0-9 . _ - : and *", ErrInvalid, p, seg)
 		}
+		if seg == "." || seg == ".." {
+			return fmt.Errorf("%w: repository pattern %q: a segment %q names no repository", ErrInvalid, p, seg)
+		}
 	}
 	return nil
+}
+
+// CleanPath reports whether name, read as a path, is clean: no empty, "." or ".." segment,
+// so that nothing between a client and the server reads it as another name.
+func CleanPath(name string) bool {
+	for seg := range strings.SplitSeq(name, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidateActions checks that actions is a non-empty list of grantable actions, each once.

@@ -173,6 +173,7 @@ func (s *Server) tokenEndpoint(g *generation) (http.Handler, error) {
 		TrustedProxies: s.proxies,
 		Logger:         s.logger.With("component", "token"),
 		Registerer:     s.registry,
+		Now:            s.clock,
 	})
 }
 

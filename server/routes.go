@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -24,7 +25,7 @@ func (s *Server) Handler() (http.Handler, error) {
 	if s.guard != nil { // a nil *Guard in the interface would not read as "none"
 		adminDeps.Throttle = s.guard
 	}
-	adminAPI, err := admin.New(adminDeps, admin.Options{TrustedProxies: s.proxies, Logger: s.logger.With("component", "admin")})
+	adminAPI, err := admin.New(adminDeps, admin.Options{TrustedProxies: s.proxies, Logger: s.logger.With("component", "admin"), Now: s.clock})
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +54,21 @@ func (s *Server) Handler() (http.Handler, error) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
 	})
-	return limitInFlight(mux, s.cfg.Limits.MaxInFlight, s.registry), nil
+	return limitInFlight(adminPathsAsSent(mux, adminAPI), s.cfg.Limits.MaxInFlight, s.registry), nil
+}
+
+// adminPathsAsSent hands the admin API its requests before ServeMux cleans their paths:
+// ServeMux would answer DELETE /admin/v1/repositories/shop/x/../premium with a 307 to
+// .../shop/premium, which clients follow with the same method and key, releasing a name the
+// caller never named.
+func adminPathsAsSent(mux *http.ServeMux, adminAPI http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, admin.Prefix+"/") {
+			adminAPI.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // mountConsole serves the web console at console.path, its operations those of the admin API.

@@ -41,7 +41,8 @@ type Options struct {
 	// changes to it and the files it names are watched (unless reload.watch is false). Without
 	// it the configuration is fixed for the life of the server (dev mode).
 	ConfigFile string
-	// Now is the clock (time.Now when nil).
+	// Now is the clock (time.Now when nil): the token endpoint, the admin API and the store
+	// judge key expiry and grant ends by it.
 	Now func() time.Time
 }
 
@@ -108,7 +109,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		s.stopPolicy()
 		return nil, err
 	}
-	if s.store, err = OpenStore(ctx, cfg.Store, s.logger, s.registry); err != nil {
+	if s.store, err = openStore(ctx, cfg.Store, s.logger, s.registry, s.clock); err != nil {
 		s.stopPolicy()
 		return nil, err
 	}

@@ -444,3 +444,19 @@ func TestShutdownCutsOffAtTheGracePeriod(t *testing.T) {
 		t.Fatalf("the request cut off: %s", a)
 	}
 }
+
+// The admin API gets its paths as sent: a DELETE of .../repositories/shop/x/../premium is never
+// redirected to .../shop/premium (clients follow a 307 with the same method and key).
+func TestAdminPathsAreNotCleaned(t *testing.T) {
+	h, err := newServer(t, testConfig(t)).Handler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/admin/v1/repositories/shop/x/../premium", "/admin/v1/repositories/shop//premium", "/admin/v1/accounts/../keys"} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("DELETE", path, nil))
+		if w.Code/100 == 3 || !strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
+			t.Errorf("DELETE %s: HTTP %d (Location %q), want the admin API's own answer", path, w.Code, w.Header().Get("Location"))
+		}
+	}
+}

@@ -47,6 +47,11 @@ func Redact(u string) string { return redisstore.Redact(u) }
 // Redis store opens even while Redis is unreachable: a server then starts not ready, refuses
 // tokens with 503, and recovers by itself when Redis answers. Store metrics go to reg.
 func OpenStore(ctx context.Context, cfg StoreConfig, logger *slog.Logger, reg prometheus.Registerer) (keystore.Store, error) {
+	return openStore(ctx, cfg, logger, reg, nil)
+}
+
+// openStore is OpenStore with the clock grant ends are judged by (time.Now when nil).
+func openStore(ctx context.Context, cfg StoreConfig, logger *slog.Logger, reg prometheus.Registerer, now func() time.Time) (keystore.Store, error) {
 	u, err := cfg.URL.Resolve()
 	if err != nil {
 		return nil, fmt.Errorf("store.url: %w", err)
@@ -57,12 +62,12 @@ func OpenStore(ctx context.Context, cfg StoreConfig, logger *slog.Logger, reg pr
 	}
 	ttl := time.Duration(cfg.Cache.TTL)
 	if kind == storeBolt {
-		return boltstore.OpenWith(location, boltstore.Options{CacheTTL: ttl, CacheSize: cfg.Cache.Size, NegativeTTL: time.Duration(cfg.Cache.NegativeTTL)})
+		return boltstore.OpenWith(location, boltstore.Options{CacheTTL: ttl, CacheSize: cfg.Cache.Size, NegativeTTL: time.Duration(cfg.Cache.NegativeTTL), Now: now})
 	}
 	logger = logger.With("component", "store")
 	redisstore.RouteClientLogs(logger)
 	s, err := redisstore.Open(location, redisstore.Options{
-		CacheTTL: ttl, CacheSize: cfg.Cache.Size, NegativeTTL: time.Duration(cfg.Cache.NegativeTTL), Logger: logger, Registerer: reg,
+		CacheTTL: ttl, CacheSize: cfg.Cache.Size, NegativeTTL: time.Duration(cfg.Cache.NegativeTTL), Logger: logger, Registerer: reg, Now: now,
 	})
 	if err != nil {
 		return nil, err

@@ -51,9 +51,10 @@ var allowed = map[string][]string{
 	"internal/secretfile": {"tokens"},
 	"internal/opacli":     {},
 	// A Redis subscription proven alive by pings: cache invalidations and blocked keys.
-	"internal/redissub": {},
-	"internal/testenv":  {"keystore", "keystore/memstore", "policies", "policy"},
-	"internal/layout":   {},
+	"internal/redissub":  {},
+	"internal/testenv":   {"keystore", "keystore/memstore", "policies", "policy"},
+	"internal/layout":    {},
+	"internal/isolation": {},
 
 	// Measurement and proof.
 	"bench/redisscale": {"internal/secretfile", "keystore", "keystore/redisstore"},
