@@ -37,6 +37,13 @@ func newFixture(t *testing.T, withExplainer ...bool) *fixture {
 	if len(withExplainer) > 0 && withExplainer[0] {
 		deps.Explainer = env.Engine
 	}
+	return serveFixture(t, env, deps)
+}
+
+// serveFixture serves the admin API built from deps over env, with an admin account and a
+// client holding its key.
+func serveFixture(t *testing.T, env *testenv.Env, deps admin.Deps) *fixture {
+	t.Helper()
 	api, err := admin.New(deps, admin.Options{})
 	if err != nil {
 		t.Fatal(err)

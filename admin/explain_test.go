@@ -3,7 +3,6 @@ package admin_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/regoauth/regoauth/admin"
@@ -143,20 +142,12 @@ func (b blockingExplainer) Explain(context.Context, *policy.Input) (policy.Expla
 func TestExplanationsRunOneAtATime(t *testing.T) {
 	env := testenv.New(t)
 	x := blockingExplainer{started: make(chan struct{}), release: make(chan struct{})}
-	api, err := admin.New(admin.Deps{Store: env.Store, Authorizer: env.Engine, Explainer: x}, admin.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api)
-	t.Cleanup(srv.Close)
-	f := &fixture{Env: env, t: t, server: srv}
-	f.Admin("admin")
-	f.admin = f.client(f.Key("admin", nil))
+	f := serveFixture(t, env, admin.Deps{Store: env.Store, Authorizer: env.Engine, Explainer: x})
 	req := admin.ExplainRequest{Account: "admin", Scopes: []string{"repository:a:pull"}}
 	first := make(chan error, 1)
 	go func() { _, err := f.admin.Explain(ctx, req); first <- err }()
 	<-x.started
-	_, err = f.admin.Explain(ctx, req)
+	_, err := f.admin.Explain(ctx, req)
 	wantStatus(t, err, http.StatusServiceUnavailable)
 	close(x.release)
 	if err := <-first; err != nil {

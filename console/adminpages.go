@@ -33,6 +33,20 @@ func paginate[T any](items []T, r *http.Request, path string) ([]T, pager) {
 	return items[(p.Page-1)*pageSize : p.Last], p
 }
 
+// storePage has the store read the page of a listing the request names, or the last page when
+// that one is past the end. fetch reads the rows from offset and says how many it read of how
+// many there are; the pager links to path.
+func storePage[P any](r *http.Request, path string, fetch func(offset int) (res P, rows, total int, err error)) (P, pager, error) {
+	page := requestedPage(r)
+	res, rows, total, err := fetch((page - 1) * pageSize)
+	if err == nil && rows == 0 && total > 0 {
+		// Past the last page: show the last one.
+		page = (total + pageSize - 1) / pageSize
+		res, _, total, err = fetch((page - 1) * pageSize)
+	}
+	return res, pageOf(total, page, r, path), err
+}
+
 // requestedPage is the page a listing asks for, from 1.
 func requestedPage(r *http.Request) int {
 	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
@@ -79,19 +93,16 @@ func (c *Console) accountsPage(w http.ResponseWriter, r *http.Request, s *sessio
 func (c *Console) renderAccounts(w http.ResponseWriter, r *http.Request, s *session, f accountForm, status int, formErr string) {
 	d := accountsData{Filter: strings.TrimSpace(r.URL.Query().Get("q")), Form: f}
 	query := keystore.AccountQuery{Contains: d.Filter, Limit: pageSize}
-	page := requestedPage(r)
-	query.Offset = (page - 1) * pageSize
-	res, err := c.ops.PageAccounts(r.Context(), s.caller, query)
-	if err == nil && len(res.Accounts) == 0 && res.Total > 0 {
-		page = (res.Total + pageSize - 1) / pageSize
-		query.Offset = (page - 1) * pageSize
-		res, err = c.ops.PageAccounts(r.Context(), s.caller, query)
-	}
+	res, p, err := storePage(r, c.path("/admin/accounts"), func(offset int) (keystore.AccountPage, int, int, error) {
+		query.Offset = offset
+		res, err := c.ops.PageAccounts(r.Context(), s.caller, query)
+		return res, len(res.Accounts), res.Total, err
+	})
 	if err != nil {
 		c.failErr(w, r, s, err)
 		return
 	}
-	d.Accounts, d.Pager = res.Accounts, pageOf(res.Total, page, r, c.path("/admin/accounts"))
+	d.Accounts, d.Pager = res.Accounts, p
 	v := c.newView(r, s, "Accounts")
 	v.Nav, v.Error, v.Data = "accounts", formErr, d
 	c.render(w, r, status, "accounts", v)
@@ -214,20 +225,16 @@ func (c *Console) grantsPage(w http.ResponseWriter, r *http.Request, s *session)
 	default:
 		d.State = ""
 	}
-	page := requestedPage(r)
-	query.Offset = (page - 1) * pageSize
-	res, err := c.ops.PageGrants(r.Context(), s.caller, query)
-	if err == nil && len(res.Grants) == 0 && res.Total > 0 {
-		// Past the last page: show the last one.
-		page = (res.Total + pageSize - 1) / pageSize
-		query.Offset = (page - 1) * pageSize
-		res, err = c.ops.PageGrants(r.Context(), s.caller, query)
-	}
+	res, p, err := storePage(r, c.path("/admin/grants"), func(offset int) (keystore.GrantPage, int, int, error) {
+		query.Offset = offset
+		res, err := c.ops.PageGrants(r.Context(), s.caller, query)
+		return res, len(res.Grants), res.Total, err
+	})
 	if err != nil {
 		c.failErr(w, r, s, err)
 		return
 	}
-	d.Grants, d.Pager = res.Grants, pageOf(res.Total, page, r, c.path("/admin/grants"))
+	d.Grants, d.Pager = res.Grants, p
 	v := c.newView(r, s, "All grants")
 	v.Nav, v.Data = "grants", d
 	c.render(w, r, http.StatusOK, "grants", v)
@@ -244,19 +251,16 @@ func (c *Console) reservationsPage(w http.ResponseWriter, r *http.Request, s *se
 	q := r.URL.Query()
 	d := reservationsData{Owner: strings.TrimSpace(q.Get("owner")), Repository: strings.TrimSpace(q.Get("repository"))}
 	query := keystore.OwnershipQuery{Owner: d.Owner, Repository: d.Repository, Limit: pageSize}
-	page := requestedPage(r)
-	query.Offset = (page - 1) * pageSize
-	res, err := c.ops.PageRepositories(r.Context(), s.caller, query)
-	if err == nil && len(res.Ownerships) == 0 && res.Total > 0 {
-		page = (res.Total + pageSize - 1) / pageSize
-		query.Offset = (page - 1) * pageSize
-		res, err = c.ops.PageRepositories(r.Context(), s.caller, query)
-	}
+	res, p, err := storePage(r, c.path("/admin/repos"), func(offset int) (keystore.OwnershipPage, int, int, error) {
+		query.Offset = offset
+		res, err := c.ops.PageRepositories(r.Context(), s.caller, query)
+		return res, len(res.Ownerships), res.Total, err
+	})
 	if err != nil {
 		c.failErr(w, r, s, err)
 		return
 	}
-	d.Owned, d.Pager = res.Ownerships, pageOf(res.Total, page, r, c.path("/admin/repos"))
+	d.Owned, d.Pager = res.Ownerships, p
 	v := c.newView(r, s, "All reservations")
 	v.Nav, v.Data = "reservations", d
 	c.render(w, r, http.StatusOK, "reservations", v)

@@ -55,7 +55,7 @@ type fixture struct {
 	keys    map[string]string
 }
 
-func newFixture(t *testing.T, tls bool) *fixture {
+func newFixture(t *testing.T, tls bool, configure ...func(*console.Options)) *fixture {
 	t.Helper()
 	f := &fixture{t: t, clock: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}, limiter: &countingLimiter{}, keys: map[string]string{}}
 	store, err := boltstore.OpenWith(filepath.Join(t.TempDir(), "store.db"), boltstore.Options{CacheTTL: time.Minute, Now: f.clock.Now})
@@ -72,7 +72,11 @@ func newFixture(t *testing.T, tls bool) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := console.New(store, ops, console.Options{Registry: "registry.test", Now: f.clock.Now, Limiter: f.limiter})
+	opts := console.Options{Registry: "registry.test", Now: f.clock.Now, Limiter: f.limiter}
+	for _, fn := range configure {
+		fn(&opts)
+	}
+	c, err := console.New(store, ops, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,6 +70,7 @@ func loadPages(prefix string) (*pages, error) {
 		"join":     func(s []string) string { return strings.Join(s, ", ") },
 		"subject":  func(s keystore.Subject) string { return string(s.Kind) + " " + s.Name },
 		"keyState": keyState,
+		"columns":  func(labels ...string) []string { return labels },
 	}
 	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
 	if err != nil {

@@ -189,17 +189,25 @@ func keyAllowsAddr(k keystore.Key, addr netip.Addr) bool {
 // page wraps a GET handler that needs a session.
 func (c *Console) page(fn func(w http.ResponseWriter, r *http.Request, s *session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s, err := c.session(r)
-		if errors.Is(err, errNoSession) {
-			c.toSignin(w, r)
-			return
+		if s, ok := c.requireSession(w, r); ok {
+			fn(w, r, s)
 		}
-		if err != nil {
-			c.failErr(w, r, nil, err)
-			return
-		}
-		fn(w, r, s)
 	}
+}
+
+// requireSession returns the request's session. Without one it sends the browser to sign in,
+// on any other failure it shows the error, and reports false.
+func (c *Console) requireSession(w http.ResponseWriter, r *http.Request) (*session, bool) {
+	s, err := c.session(r)
+	if errors.Is(err, errNoSession) {
+		c.toSignin(w, r)
+		return nil, false
+	}
+	if err != nil {
+		c.failErr(w, r, nil, err)
+		return nil, false
+	}
+	return s, true
 }
 
 // action wraps a POST handler that changes something: it needs a session, a same-origin
@@ -209,13 +217,8 @@ func (c *Console) action(fn func(w http.ResponseWriter, r *http.Request, s *sess
 		if !c.formOK(w, r) {
 			return
 		}
-		s, err := c.session(r)
-		if errors.Is(err, errNoSession) {
-			c.toSignin(w, r)
-			return
-		}
-		if err != nil {
-			c.failErr(w, r, nil, err)
+		s, ok := c.requireSession(w, r)
+		if !ok {
 			return
 		}
 		if !csrfValid(mustToken(c, r), "session", r.PostForm.Get(csrfField)) {

@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/regoauth/regoauth/keystore"
 )
@@ -373,6 +374,43 @@ func TestConsoleInABrowser(t *testing.T) {
 	if len(unlabelled) > 0 {
 		t.Fatalf("fields without a label: %v", unlabelled)
 	}
+
+	// With the keyboard alone: Tab reaches the sign-in fields, the focused field shows a
+	// visible outline, and Enter signs in.
+	keys := newPerson("keyboard")
+	keys.open("/signin")
+	keys.tabTo("account")
+	keys.shot("19-keyboard-focus")
+	outline, err := chromedp.Run(keys.ctx, chromedp.Evaluate[string](`(() => {
+		const s = getComputedStyle(document.activeElement);
+		return s.outlineStyle + " " + s.outlineWidth; })()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasPrefix(outline, "none") || strings.HasSuffix(outline, " 0px") {
+		t.Fatalf("the focused field shows no outline: %q", outline)
+	}
+	keys.do("type the account", chromedp.KeyEvent("seller"))
+	keys.tabTo("key")
+	keys.do("type the key", chromedp.KeyEvent(sellerKey))
+	keys.do("Enter", chromedp.KeyEvent(kb.Enter))
+	keys.do("signed in by keyboard", chromedp.WaitVisible(chromedp.CSS("form.signout")))
+}
+
+// tabTo presses Tab until the element with the id has the focus, failing after 20 presses.
+func (p *person) tabTo(id string) {
+	p.t.Helper()
+	for range 20 {
+		p.do("Tab", chromedp.KeyEvent(kb.Tab))
+		active, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](`document.activeElement ? document.activeElement.id : ""`))
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		if active == id {
+			return
+		}
+	}
+	p.t.Fatalf("%s: Tab never reached #%s", p.name, id)
 }
 
 // bundleWithoutTests copies a bundle directory without its _test.rego files, as operators ship

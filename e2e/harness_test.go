@@ -126,7 +126,13 @@ func run(t *testing.T, env []string, name string, args ...string) result {
 // runIn is run in the working directory dir with stdin as the program's standard input.
 func runIn(t *testing.T, dir string, env []string, stdin string, name string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	return runLimited(t, 2*time.Minute, dir, env, stdin, name, args...)
+}
+
+// runLimited is runIn with a time limit of its own, for builds that compile the whole module.
+func runLimited(t *testing.T, limit time.Duration, dir string, env []string, stdin string, name string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir

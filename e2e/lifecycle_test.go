@@ -20,7 +20,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -180,21 +179,7 @@ func metricsOverTLS(t *testing.T, addr string, roots *x509.CertPool, name string
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		if slices.ContainsFunc(labels, func(l string) bool { return !strings.Contains(line, l) }) {
-			continue
-		}
-		var v float64
-		fmt.Sscanf(line[strings.LastIndex(line, " ")+1:], "%g", &v)
-		sum += v
-	}
-	return sum
+	return sumSamples(resp.Body, name, labels...)
 }
 
 // reloadWith sends sig to the server and returns its log record about the reload it caused: the

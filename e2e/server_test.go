@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"crypto"
 	"crypto/x509"
 	"encoding/json"
@@ -299,21 +300,25 @@ func (s *server) metric(t *testing.T, name string, labels ...string) float64 {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	return sumSamples(resp.Body, name, labels...)
+}
+
+// sumSamples is the sum of the samples of the metric family name, in the Prometheus text
+// format, whose labels contain every one of the given label pairs.
+func sumSamples(metrics io.Reader, name string, labels ...string) float64 {
 	var sum float64
-	for line := range strings.SplitSeq(string(raw), "\n") {
+	sc := bufio.NewScanner(metrics)
+	for sc.Scan() {
+		line := sc.Text()
 		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
 		}
-		match := true
-		for _, l := range labels {
-			match = match && strings.Contains(line, l)
+		if slices.ContainsFunc(labels, func(l string) bool { return !strings.Contains(line, l) }) {
+			continue
 		}
-		if match {
-			var v float64
-			fmt.Sscanf(line[strings.LastIndex(line, " ")+1:], "%g", &v)
-			sum += v
-		}
+		var v float64
+		fmt.Sscanf(line[strings.LastIndex(line, " ")+1:], "%g", &v)
+		sum += v
 	}
 	return sum
 }

@@ -17,38 +17,43 @@ import (
 // not decided, so a narrower glob is refused — name the repositories instead). The result is
 // ErrInvalid when r is wider.
 func (r Restrictions) Within(ceiling Restrictions) (Restrictions, error) {
-	out := Restrictions{Actions: r.Actions, Repositories: r.Repositories, CIDRs: r.CIDRs}
-	if len(ceiling.Actions) > 0 {
-		if len(r.Actions) == 0 {
-			out.Actions = slices.Clone(ceiling.Actions)
-		}
-		for _, a := range r.Actions {
-			if !slices.Contains(ceiling.Actions, a) {
-				return Restrictions{}, fmt.Errorf("%w: action %q: the key creating this one may only %s", ErrInvalid, a, strings.Join(ceiling.Actions, ", "))
-			}
+	actions, err := narrow(r.Actions, ceiling.Actions, slices.Contains, func(a string) error {
+		return fmt.Errorf("%w: action %q: the key creating this one may only %s", ErrInvalid, a, strings.Join(ceiling.Actions, ", "))
+	})
+	if err != nil {
+		return Restrictions{}, err
+	}
+	cidrs, err := narrow(r.CIDRs, ceiling.CIDRs, func(outer []string, c string) bool { return insideOne(c, outer) }, func(c string) error {
+		return fmt.Errorf("%w: network %s is not inside the networks of the key creating this one (%s)", ErrInvalid, c, strings.Join(ceiling.CIDRs, ", "))
+	})
+	if err != nil {
+		return Restrictions{}, err
+	}
+	repos, err := narrow(r.Repositories, ceiling.Repositories, func(outer []string, p string) bool { return coveredByOne(p, outer) }, func(p string) error {
+		return fmt.Errorf("%w: repository pattern %q is not one of the patterns of the key creating this one (%s), nor one name they match", ErrInvalid, p, strings.Join(ceiling.Repositories, ", "))
+	})
+	if err != nil {
+		return Restrictions{}, err
+	}
+	return Restrictions{Actions: actions, Repositories: repos, CIDRs: cidrs}, nil
+}
+
+// narrow is one list of Within: asked when the ceiling sets none, else asked (the ceiling's
+// own when empty) with every entry inside the ceiling, or the error wider gives for the first
+// entry that is not.
+func narrow(asked, ceiling []string, inside func(ceiling []string, entry string) bool, wider func(entry string) error) ([]string, error) {
+	if len(ceiling) == 0 {
+		return asked, nil
+	}
+	if len(asked) == 0 {
+		return slices.Clone(ceiling), nil
+	}
+	for _, e := range asked {
+		if !inside(ceiling, e) {
+			return nil, wider(e)
 		}
 	}
-	if len(ceiling.CIDRs) > 0 {
-		if len(r.CIDRs) == 0 {
-			out.CIDRs = slices.Clone(ceiling.CIDRs)
-		}
-		for _, c := range r.CIDRs {
-			if !insideOne(c, ceiling.CIDRs) {
-				return Restrictions{}, fmt.Errorf("%w: network %s is not inside the networks of the key creating this one (%s)", ErrInvalid, c, strings.Join(ceiling.CIDRs, ", "))
-			}
-		}
-	}
-	if len(ceiling.Repositories) > 0 {
-		if len(r.Repositories) == 0 {
-			out.Repositories = slices.Clone(ceiling.Repositories)
-		}
-		for _, p := range r.Repositories {
-			if !coveredByOne(p, ceiling.Repositories) {
-				return Restrictions{}, fmt.Errorf("%w: repository pattern %q is not one of the patterns of the key creating this one (%s), nor one name they match", ErrInvalid, p, strings.Join(ceiling.Repositories, ", "))
-			}
-		}
-	}
-	return out, nil
+	return asked, nil
 }
 
 func insideOne(cidr string, ceiling []string) bool {

@@ -29,6 +29,16 @@ func (r *touchRecorder) TouchKeys(_ context.Context, used map[string]time.Time) 
 	return nil
 }
 
+// runAndStop starts u and stops it at once, as a server does that shuts down, and returns what
+// Run returned.
+func runAndStop(u *keystore.UsageTracker) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- u.Run(ctx) }()
+	cancel()
+	return <-done
+}
+
 func TestUsageTrackerBatchesAndRetries(t *testing.T) {
 	rec := &touchRecorder{fail: true}
 	u := keystore.NewUsageTracker(rec, time.Hour, nil)
@@ -56,11 +66,7 @@ func TestUsageTrackerFlushesOnStop(t *testing.T) {
 	rec := &touchRecorder{}
 	u := keystore.NewUsageTracker(rec, time.Hour, nil)
 	u.Used("a", time.Unix(5, 0))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- u.Run(ctx) }()
-	cancel()
-	if err := <-done; err != nil {
+	if err := runAndStop(u); err != nil {
 		t.Fatal(err)
 	}
 	if len(rec.calls) != 1 {
@@ -75,11 +81,7 @@ func TestUsageTrackerStopsCleanlyWhenTheStoreCannotWrite(t *testing.T) {
 	var logs bytes.Buffer
 	u := keystore.NewUsageTracker(rec, time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
 	u.Used("a", time.Unix(5, 0))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- u.Run(ctx) }()
-	cancel()
-	if err := <-done; err != nil {
+	if err := runAndStop(u); err != nil {
 		t.Fatalf("Run = %v", err)
 	}
 	if !strings.Contains(logs.String(), "level=WARN") {

@@ -289,6 +289,18 @@ test_extension_permits if {
 	a == {"repository:shop/demo": ["pull"], "repository:shop/other": []}
 }
 
+# An extension's permit is a permission like a grant: the key's restrictions still deny what
+# they exclude, and deny rules still override it.
+test_extension_permit_obeys_key_restrictions_and_deny_rules if {
+	ext := {"shop": {"permit": {["repository", "shop/demo", "pull"], ["repository", "shop/demo", "push"]}}}
+	limited := user("user1", {"key": {"id": "k1", "restrictions": {"repositories": ["ci/*"]}}})
+	access(limited, [], [repo("shop/demo", ["pull"])]) == {"repository:shop/demo": []} with data.regoauth.extensions as ext
+	read_only := user("user1", {"key": {"id": "k2", "restrictions": {"actions": ["pull"]}}})
+	access(read_only, [], [repo("shop/demo", ["pull", "push"])]) == {"repository:shop/demo": ["pull"]} with data.regoauth.extensions as ext
+	cfg := {"deny": [{"repositories": ["shop/**"], "actions": ["push"]}]}
+	access(user("user1", {}), [], [repo("shop/demo", ["pull", "push"])]) == {"repository:shop/demo": ["pull"]} with data.regoauth.extensions as ext with data.regoauth.config as cfg
+}
+
 test_extension_denies_with_reason if {
 	ext := {"shop": {"deny": {{"type": "repository", "name": "image", "action": "pull", "reason": "listing suspended"}}}}
 	access(user("user1", {}), story_grants, [repo("image", ["pull"])]) == {"repository:image": []} with data.regoauth.extensions as ext

@@ -2,9 +2,7 @@ package throttle
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +12,8 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/regoauth/regoauth/internal/redissub"
 )
 
 // Redis keeps budgets in Redis, shared by every replica, with redis_rate (GCRA, one script per
@@ -21,7 +21,8 @@ import (
 // replicas share what they learn instead: when a failure spends a budget, the replica that saw
 // it publishes the key and how long it is blocked, and every replica remembers that locally.
 // While this replica's subscription is not proven alive (a ping answered within the last
-// maxSilence), it asks Redis instead, so a lost message never lets a blocked key through.
+// redissub.MaxSilence), it asks Redis instead, so a lost message never lets a blocked key
+// through.
 type Redis struct {
 	limiter *redis_rate.Limiter
 	client  redis.UniversalClient
@@ -35,20 +36,14 @@ type Redis struct {
 	// needs no look at the keys.
 	blockedUntil atomic.Int64
 
-	mu         sync.Mutex
-	subscribed bool
-	lastPong   time.Time
+	// live is the state of the subscription to blocked keys.
+	live redissub.Liveness
 
 	stop context.CancelFunc
 	done sync.WaitGroup
 }
 
 var _ Backend = (*Redis)(nil)
-
-const (
-	pingEvery  = 200 * time.Millisecond
-	maxSilence = 800 * time.Millisecond
-)
 
 // RedisOptions configure a Redis backend.
 type RedisOptions struct {
@@ -78,7 +73,7 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	r := &Redis{
 		limiter: redis_rate.NewLimiter(client), client: client,
 		prefix: opts.Prefix + "throttle:", channel: opts.Prefix + "throttle",
-		logger: opts.Logger, now: opts.Now,
+		logger: opts.Logger, now: opts.Now, live: redissub.Liveness{Now: opts.Now},
 		blocked: expirable.NewLRU[string, time.Time](opts.Size, nil, max(opts.Forget, time.Second)),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -113,7 +108,7 @@ func (r *Redis) Wait(ctx context.Context, key string, l Limit) (time.Duration, e
 	if until, ok := r.blocked.Get(key); ok && until.After(now) {
 		return until.Sub(now), nil
 	}
-	if r.live() {
+	if r.live.Alive() {
 		return 0, nil
 	}
 	res, err := r.limiter.AllowN(ctx, r.prefix+key, rateLimit(l), 0)
@@ -142,7 +137,7 @@ func (r *Redis) Spend(ctx context.Context, key string, l Limit) (bool, time.Dura
 // Idle reports that this replica knows of no spent budget and would not ask Redis: Wait would
 // answer 0 for every key.
 func (r *Redis) Idle() bool {
-	return r.now().UnixNano() >= r.blockedUntil.Load() && r.live()
+	return r.now().UnixNano() >= r.blockedUntil.Load() && r.live.Alive()
 }
 
 func (r *Redis) block(key string, wait time.Duration) {
@@ -154,79 +149,17 @@ func (r *Redis) block(key string, wait time.Duration) {
 	r.blocked.Add(key, until)
 }
 
-func (r *Redis) live() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.subscribed && r.now().Sub(r.lastPong) < maxSilence
-}
-
-func (r *Redis) setSubscribed(on bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.subscribed = on
-	if on {
-		r.lastPong = r.now()
-	}
-}
-
-func (r *Redis) pong() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.lastPong = r.now()
-}
-
-// watch listens for blocked keys until ctx ends. It pings through its own subscription: a pong
-// arrives after every message published before the ping, so while pongs keep coming no message
-// can be pending longer than a ping period.
+// watch listens for blocked keys until ctx ends.
 func (r *Redis) watch(ctx context.Context) {
-	ps := r.client.Subscribe(ctx, r.channel)
-	defer ps.Close()
-	var lastPing time.Time
-	for ctx.Err() == nil {
-		if time.Since(lastPing) >= pingEvery {
-			lastPing = time.Now()
-			if err := ps.Ping(ctx); err != nil {
-				r.setSubscribed(false)
-				sleep(ctx, pingEvery)
-				continue
-			}
+	r.live.Watch(ctx, r.client, r.channel, nil, func(payload string) {
+		key, ms, ok := strings.Cut(payload, " ")
+		n, err := strconv.ParseInt(ms, 10, 64)
+		if ok && err == nil && n > 0 {
+			r.block(key, time.Duration(n)*time.Millisecond)
 		}
-		msg, err := ps.ReceiveTimeout(ctx, pingEvery)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			if ctx.Err() == nil {
-				r.setSubscribed(false)
-				sleep(ctx, pingEvery)
-			}
-			continue
-		}
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" && m.Channel == r.channel {
-				r.setSubscribed(true)
-			}
-		case *redis.Message:
-			key, ms, ok := strings.Cut(m.Payload, " ")
-			n, err := strconv.ParseInt(ms, 10, 64)
-			if ok && err == nil && n > 0 {
-				r.block(key, time.Duration(n)*time.Millisecond)
-			}
-		case *redis.Pong:
-			r.pong()
-		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
+	})
 }
 
 // Live reports whether the subscription is proven alive, so that checks are answered from
 // memory.
-func (r *Redis) Live() bool { return r.live() }
+func (r *Redis) Live() bool { return r.live.Alive() }

@@ -25,16 +25,17 @@ var allowed = map[string][]string{
 	"policies": {},
 	"bundles":  {},
 
-	// Key store backends and their test kits know the keystore contract only.
+	// Key store backends and their test kits know the keystore contract only; Redis also the
+	// subscription liveness it shares with throttle's Redis backend.
 	"keystore/boltstore":            {"keystore"},
-	"keystore/redisstore":           {"keystore"},
+	"keystore/redisstore":           {"internal/redissub", "keystore"},
 	"keystore/memstore":             {"keystore"},
 	"keystore/storetest":            {"keystore"},
 	"keystore/redisstore/redistest": {},
 
 	// Failure budgets of authentication: a library of its own, in process or in Redis. authz
 	// and admin know its refusals only by their Retry-After.
-	"throttle": {},
+	"throttle": {"internal/redissub"},
 
 	// The consumers of the leaves, each through its own small interfaces.
 	"authz/input": {"keystore", "policy"},
@@ -49,8 +50,10 @@ var allowed = map[string][]string{
 
 	"internal/secretfile": {"tokens"},
 	"internal/opacli":     {},
-	"internal/testenv":    {"keystore", "keystore/memstore", "policies", "policy"},
-	"internal/layout":     {},
+	// A Redis subscription proven alive by pings: cache invalidations and blocked keys.
+	"internal/redissub": {},
+	"internal/testenv":  {"keystore", "keystore/memstore", "policies", "policy"},
+	"internal/layout":   {},
 
 	// Measurement and proof.
 	"bench/redisscale": {"internal/secretfile", "keystore", "keystore/redisstore"},

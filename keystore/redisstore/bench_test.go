@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/redisstore"
 	"github.com/regoauth/regoauth/keystore/redisstore/redistest"
 	"github.com/regoauth/regoauth/keystore/storetest"
@@ -18,36 +19,20 @@ import (
 // one pipelined round trip and decoded ("store", the cache off), or served by the principal
 // cache once its invalidation channel is proven alive ("cache").
 func BenchmarkLoadPrincipal(b *testing.B) {
-	ctx := context.Background()
 	srv := redistest.Start(b)
-	for _, grants := range []int{10, 100} {
-		for _, mode := range []struct {
-			name string
-			ttl  time.Duration
-		}{{"store", 0}, {"cache", time.Minute}} {
-			b.Run(fmt.Sprintf("grants=%d/%s", grants, mode.name), func(b *testing.B) {
-				reg := prometheus.NewRegistry()
-				s, err := redisstore.Open(fmt.Sprintf("%s?prefix=b%d", srv.URL(), namespaces.Add(1)),
-					redisstore.Options{CacheTTL: mode.ttl, CacheSize: 100, Registerer: reg})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
-				keyID := storetest.BenchPrincipal(b, s, "user1", grants)
-				if mode.ttl > 0 {
-					waitForCacheHit(b, s, keyID, reg)
-				}
-				b.ReportAllocs()
-				b.ResetTimer()
-				for b.Loop() {
-					p, err := s.LoadPrincipal(ctx, keyID)
-					if err != nil || len(p.Grants) != grants {
-						b.Fatal(len(p.Grants), err)
-					}
-				}
-			})
+	storetest.BenchLoadPrincipal(b, []time.Duration{0, time.Minute}, func(b *testing.B, ttl time.Duration) (keystore.Store, func(string)) {
+		reg := prometheus.NewRegistry()
+		s, err := redisstore.Open(fmt.Sprintf("%s?prefix=b%d", srv.URL(), namespaces.Add(1)),
+			redisstore.Options{CacheTTL: ttl, CacheSize: 100, Registerer: reg})
+		if err != nil {
+			b.Fatal(err)
 		}
-	}
+		b.Cleanup(func() { s.Close() })
+		if ttl == 0 {
+			return s, nil
+		}
+		return s, func(keyID string) { waitForCacheHit(b, s, keyID, reg) }
+	})
 }
 
 // waitForCacheHit loads the principal until the cache answers: it serves only once its

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regoauth/regoauth/internal/redissub"
 	"github.com/regoauth/regoauth/keystore"
 )
 
@@ -12,8 +13,8 @@ var alice = keystore.Principal{Account: keystore.Account{Name: "alice"}}
 
 // cachingStore is the cache half of a Store, with a clock the test moves: no Redis behind it.
 func cachingStore(clock *time.Time) *Store {
-	live := &liveness{now: func() time.Time { return *clock }}
-	return &Store{live: live, cache: keystore.NewPrincipalCache(keystore.CacheOptions{TTL: time.Hour, Size: 10, Usable: live.alive})}
+	live := &redissub.Liveness{Now: func() time.Time { return *clock }}
+	return &Store{live: live, cache: keystore.NewPrincipalCache(keystore.CacheOptions{TTL: time.Hour, Size: 10, Usable: live.Alive})}
 }
 
 // cached loads id through the cache, from p on a miss, and reports whether it was a hit.
@@ -38,11 +39,11 @@ func TestCacheServesOnlyWhileTheChannelIsAlive(t *testing.T) {
 	if !cached(s, "k1", alice) {
 		t.Fatal("miss while subscribed")
 	}
-	clock = clock.Add(maxSilence)
+	clock = clock.Add(redissub.MaxSilence)
 	if cached(s, "k1", alice) {
 		t.Fatal("served although no pong came for maxSilence")
 	}
-	s.live.pong()
+	s.live.Pong()
 	if !cached(s, "k1", alice) {
 		t.Fatal("not served after a pong")
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/regoauth/regoauth/internal/redissub"
 	"github.com/regoauth/regoauth/keystore"
 )
 
@@ -54,7 +55,7 @@ type Store struct {
 	metrics *metrics
 	health  health
 	// live is the state of the invalidation channel; the cache serves only while it is alive.
-	live  *liveness
+	live  *redissub.Liveness
 	cache *keystore.PrincipalCache // nil when off
 	now   func() time.Time
 	// reloadTopology asks a Cluster client to read the slot map again (nil otherwise).
@@ -103,9 +104,9 @@ func New(client redis.UniversalClient, mode Mode, prefix string, opts Options) *
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	if opts.CacheTTL > 0 || opts.NegativeTTL > 0 {
-		s.live = &liveness{now: opts.Now}
+		s.live = &redissub.Liveness{Now: opts.Now}
 		s.cache = keystore.NewPrincipalCache(keystore.CacheOptions{
-			TTL: opts.CacheTTL, Size: opts.CacheSize, NegativeTTL: opts.NegativeTTL, Usable: s.live.alive, Now: opts.Now,
+			TTL: opts.CacheTTL, Size: opts.CacheSize, NegativeTTL: opts.NegativeTTL, Usable: s.live.Alive, Now: opts.Now,
 			Observe: func(outcome string) { s.metrics.cache.WithLabelValues(outcome).Inc() },
 		})
 		s.done.Add(1)
@@ -533,17 +534,10 @@ func (s *Store) GetKeys(ctx context.Context, ids []string) ([]keystore.Key, erro
 
 // ListKeys lists keys without hashes, ordered by id.
 func (s *Store) ListKeys(ctx context.Context, account string) ([]keystore.Key, error) {
-	var ids []string
-	var err error
-	if account == "" {
-		ids, err = s.client.ZRange(ctx, s.allKeysKey(), 0, -1).Result()
-	} else {
-		ids, err = s.client.SMembers(ctx, s.keysOfKey(account)).Result()
-	}
+	ids, err := s.names(ctx, "list keys", s.allKeysKey(), account, s.keysOfKey)
 	if err != nil {
-		return nil, s.fail("list keys", err, nil)
+		return nil, err
 	}
-	slices.Sort(ids)
 	keys, err := s.GetKeys(ctx, ids)
 	for i := range keys {
 		keys[i] = keys[i].Redacted()
@@ -610,30 +604,19 @@ func (s *Store) RemoveGrant(ctx context.Context, subject keystore.Subject, repos
 // ListGrants lists grants matching f, ordered by subject then repository.
 func (s *Store) ListGrants(ctx context.Context, f keystore.GrantFilter) ([]keystore.Grant, error) {
 	var subjects []string
-	switch {
-	case f.Subject != nil:
+	if f.Subject != nil {
 		subjects = []string{f.Subject.String()}
-	case f.Repository != "":
+	} else {
 		var err error
-		if subjects, err = s.client.SMembers(ctx, s.grantsOnKey(f.Repository)).Result(); err != nil {
-			return nil, s.fail("list grants", err, nil)
-		}
-	default:
-		var err error
-		if subjects, err = s.client.ZRange(ctx, s.subjectsKey(), 0, -1).Result(); err != nil {
-			return nil, s.fail("list grants", err, nil)
+		if subjects, err = s.names(ctx, "list grants", s.subjectsKey(), f.Repository, s.grantsOnKey); err != nil {
+			return nil, err
 		}
 	}
-	slices.Sort(subjects)
 	var out []keystore.Grant
-	err := s.batchHGetAll(ctx, "list grants", subjects, s.grantsKey, func(subject string, rows map[string]string) error {
-		kind, name, _ := strings.Cut(subject, ":")
-		for _, g := range decodeGrants(keystore.Subject{Kind: keystore.SubjectKind(kind), Name: name}, rows) {
-			if f.Repository == "" || g.Repository == f.Repository {
-				out = append(out, g)
-			}
+	err := s.batchGrants(ctx, "list grants", subjects, func(g keystore.Grant) {
+		if f.Repository == "" || g.Repository == f.Repository {
+			out = append(out, g)
 		}
-		return nil
 	})
 	return out, err
 }
@@ -648,20 +631,28 @@ func (s *Store) PageGrants(ctx context.Context, q keystore.GrantQuery) (keystore
 	subjects = slices.DeleteFunc(subjects, func(sub string) bool { return !strings.Contains(sub, q.Subject) })
 	slices.Sort(subjects)
 	var page keystore.GrantPage
-	err = s.batchHGetAll(ctx, "page grants", subjects, s.grantsKey, func(subject string, rows map[string]string) error {
+	err = s.batchGrants(ctx, "page grants", subjects, func(g keystore.Grant) {
+		if !q.Matches(g) {
+			return
+		}
+		if page.Total >= q.Offset && len(page.Grants) < q.Limit {
+			page.Grants = append(page.Grants, g)
+		}
+		page.Total++
+	})
+	return page, err
+}
+
+// batchGrants reads the grant rows of subjects in pipelined batches and hands each to fn, in
+// order.
+func (s *Store) batchGrants(ctx context.Context, op string, subjects []string, fn func(keystore.Grant)) error {
+	return s.batchHGetAll(ctx, op, subjects, s.grantsKey, func(subject string, rows map[string]string) error {
 		kind, name, _ := strings.Cut(subject, ":")
 		for _, g := range decodeGrants(keystore.Subject{Kind: keystore.SubjectKind(kind), Name: name}, rows) {
-			if !q.Matches(g) {
-				continue
-			}
-			if page.Total >= q.Offset && len(page.Grants) < q.Limit {
-				page.Grants = append(page.Grants, g)
-			}
-			page.Total++
+			fn(g)
 		}
 		return nil
 	})
-	return page, err
 }
 
 // Reserve records ownership of a repository name, within maxOwned per owner when it is > 0
@@ -697,18 +688,38 @@ func (s *Store) GetOwnership(ctx context.Context, repository string) (keystore.O
 
 // ListOwnership lists repositories owned by owner, or all when owner is empty, by name.
 func (s *Store) ListOwnership(ctx context.Context, owner string) ([]keystore.Ownership, error) {
-	var repos []string
+	repos, err := s.names(ctx, "list ownership", s.reposKey(), owner, s.ownedByKey)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]keystore.Ownership, 0, len(repos))
+	err = s.batchOwnership(ctx, "list ownership", repos, func(o keystore.Ownership) { out = append(out, o) })
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// names lists the members of a set, sorted: of all (a sorted set) when by is empty, else of
+// the set of by (a plain set).
+func (s *Store) names(ctx context.Context, op, all, by string, setOf func(string) string) ([]string, error) {
+	var names []string
 	var err error
-	if owner == "" {
-		repos, err = s.client.ZRange(ctx, s.reposKey(), 0, -1).Result()
+	if by == "" {
+		names, err = s.client.ZRange(ctx, all, 0, -1).Result()
 	} else {
-		repos, err = s.client.SMembers(ctx, s.ownedByKey(owner)).Result()
+		names, err = s.client.SMembers(ctx, setOf(by)).Result()
 	}
 	if err != nil {
-		return nil, s.fail("list ownership", err, nil)
+		return nil, s.fail(op, err, nil)
 	}
-	slices.Sort(repos)
-	out := make([]keystore.Ownership, 0, len(repos))
+	slices.Sort(names)
+	return names, nil
+}
+
+// batchOwnership reads the ownership records of repos in batches of one MGET and hands each
+// to fn, in order; a name whose record is gone is skipped.
+func (s *Store) batchOwnership(ctx context.Context, op string, repos []string, fn func(keystore.Ownership)) error {
 	for start := 0; start < len(repos); start += batchSize {
 		chunk := repos[start:min(start+batchSize, len(repos))]
 		keys := make([]string, len(chunk))
@@ -717,7 +728,7 @@ func (s *Store) ListOwnership(ctx context.Context, owner string) ([]keystore.Own
 		}
 		vals, err := s.client.MGet(ctx, keys...).Result()
 		if err != nil {
-			return nil, s.fail("list ownership", err, nil)
+			return s.fail(op, err, nil)
 		}
 		for i, v := range vals {
 			raw, ok := v.(string)
@@ -726,13 +737,13 @@ func (s *Store) ListOwnership(ctx context.Context, owner string) ([]keystore.Own
 			}
 			var o keystore.Ownership
 			if err := json.Unmarshal([]byte(raw), &o); err != nil {
-				return nil, fmt.Errorf("decoding repository %q: %w", chunk[i], err)
+				return fmt.Errorf("decoding repository %q: %w", chunk[i], err)
 			}
-			out = append(out, o)
+			fn(o)
 		}
 	}
 	s.health.up()
-	return out, nil
+	return nil
 }
 
 // PageOwnership filters repository names before reading any record, then reads the records of
@@ -745,35 +756,18 @@ func (s *Store) PageOwnership(ctx context.Context, q keystore.OwnershipQuery) (k
 	repos = slices.DeleteFunc(repos, func(r string) bool { return !strings.Contains(r, q.Repository) })
 	slices.Sort(repos)
 	var page keystore.OwnershipPage
-	for start := 0; start < len(repos); start += batchSize {
-		chunk := repos[start:min(start+batchSize, len(repos))]
-		keys := make([]string, len(chunk))
-		for i, r := range chunk {
-			keys[i] = s.ownerKey(r)
+	err = s.batchOwnership(ctx, "page ownership", repos, func(o keystore.Ownership) {
+		if !q.Matches(o) {
+			return
 		}
-		vals, err := s.client.MGet(ctx, keys...).Result()
-		if err != nil {
-			return keystore.OwnershipPage{}, s.fail("page ownership", err, nil)
+		if page.Total >= q.Offset && len(page.Ownerships) < q.Limit {
+			page.Ownerships = append(page.Ownerships, o)
 		}
-		for i, v := range vals {
-			raw, ok := v.(string)
-			if !ok {
-				continue
-			}
-			var o keystore.Ownership
-			if err := json.Unmarshal([]byte(raw), &o); err != nil {
-				return keystore.OwnershipPage{}, fmt.Errorf("decoding repository %q: %w", chunk[i], err)
-			}
-			if !q.Matches(o) {
-				continue
-			}
-			if page.Total >= q.Offset && len(page.Ownerships) < q.Limit {
-				page.Ownerships = append(page.Ownerships, o)
-			}
-			page.Total++
-		}
+		page.Total++
+	})
+	if err != nil {
+		return keystore.OwnershipPage{}, err
 	}
-	s.health.up()
 	return page, nil
 }
 

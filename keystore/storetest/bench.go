@@ -37,3 +37,36 @@ func BenchPrincipal(tb testing.TB, s keystore.Store, account string, n int) stri
 	}
 	return id
 }
+
+// BenchLoadPrincipal is the backends' LoadPrincipal benchmark, the data stage of a token
+// request: the principal of BenchPrincipal with 10 and 100 grants, loaded from a fresh store
+// for each cache TTL in ttls (0 is the cache off, named "store"; any other "cache"). open
+// returns that store, closed by a cleanup of b, and ready, when not nil, is called with the key
+// id before the clock starts (a store whose cache serves only once it is proven safe waits
+// there).
+func BenchLoadPrincipal(b *testing.B, ttls []time.Duration, open func(b *testing.B, cacheTTL time.Duration) (s keystore.Store, ready func(keyID string))) {
+	ctx := context.Background()
+	for _, grants := range []int{10, 100} {
+		for _, ttl := range ttls {
+			mode := "store"
+			if ttl > 0 {
+				mode = "cache"
+			}
+			b.Run(fmt.Sprintf("grants=%d/%s", grants, mode), func(b *testing.B) {
+				s, ready := open(b, ttl)
+				keyID := BenchPrincipal(b, s, "user1", grants)
+				if ready != nil {
+					ready(keyID)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					p, err := s.LoadPrincipal(ctx, keyID)
+					if err != nil || len(p.Grants) != grants {
+						b.Fatal(len(p.Grants), err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -132,13 +132,6 @@ func testPageGrants(t *testing.T, s keystore.Store, c *clock) {
 	must(t, s.PutGrant(ctx, keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "user01"}, Repository: "team/x", Actions: []string{"push"}}))
 	listed, err := s.ListGrants(ctx, keystore.GrantFilter{})
 	must(t, err)
-	describe := func(gs []keystore.Grant) []string {
-		var out []string
-		for _, g := range gs {
-			out = append(out, g.Subject.String()+" "+g.Repository)
-		}
-		return out
-	}
 	for _, tt := range []struct {
 		name string
 		q    keystore.GrantQuery
@@ -159,17 +152,8 @@ func testPageGrants(t *testing.T, s keystore.Store, c *clock) {
 			q.Now = c.Now()
 			page, err := s.PageGrants(ctx, q)
 			must(t, err)
-			var want []keystore.Grant
-			for _, g := range listed {
-				if q.Matches(g) {
-					want = append(want, g)
-				}
-			}
-			total := len(want)
-			want = want[min(q.Offset, len(want)):min(q.Offset+q.Limit, len(want))]
-			if page.Total != total || !slices.Equal(describe(page.Grants), describe(want)) {
-				t.Fatalf("PageGrants = %d %q\nwant %d %q", page.Total, describe(page.Grants), total, describe(want))
-			}
+			want := checkPage(t, "PageGrants", q, q.Offset, q.Limit, q.Matches, listed, page.Grants, page.Total,
+				func(g keystore.Grant) string { return g.Subject.String() + " " + g.Repository })
 			for i, g := range page.Grants {
 				if !g.Expires.Equal(want[i].Expires) || !slices.Equal(g.Actions, want[i].Actions) {
 					t.Fatalf("row %d = %+v, want %+v", i, g, want[i])
@@ -193,13 +177,6 @@ func testPageOwnership(t *testing.T, s keystore.Store) {
 	}
 	listed, err := s.ListOwnership(ctx, "")
 	must(t, err)
-	describe := func(os []keystore.Ownership) []string {
-		var out []string
-		for _, o := range os {
-			out = append(out, o.Owner+" "+o.Repository)
-		}
-		return out
-	}
 	for _, q := range []keystore.OwnershipQuery{
 		{Limit: 100}, {Limit: 5}, {Offset: 20, Limit: 5}, {Offset: 30, Limit: 5},
 		{Owner: "seller3", Limit: 100}, {Repository: "item1", Limit: 3, Offset: 2},
@@ -207,17 +184,8 @@ func testPageOwnership(t *testing.T, s keystore.Store) {
 	} {
 		page, err := s.PageOwnership(ctx, q)
 		must(t, err)
-		var want []keystore.Ownership
-		for _, o := range listed {
-			if q.Matches(o) {
-				want = append(want, o)
-			}
-		}
-		total := len(want)
-		want = want[min(q.Offset, len(want)):min(q.Offset+q.Limit, len(want))]
-		if page.Total != total || !slices.Equal(describe(page.Ownerships), describe(want)) {
-			t.Fatalf("PageOwnership(%+v) = %d %q\nwant %d %q", q, page.Total, describe(page.Ownerships), total, describe(want))
-		}
+		checkPage(t, "PageOwnership", q, q.Offset, q.Limit, q.Matches, listed, page.Ownerships, page.Total,
+			func(o keystore.Ownership) string { return o.Owner + " " + o.Repository })
 		for _, o := range page.Ownerships {
 			if !o.Created.Equal(now) {
 				t.Fatalf("record %+v lost its creation time", o)
@@ -241,13 +209,6 @@ func testPageAccounts(t *testing.T, s keystore.Store) {
 	}
 	listed, err := s.ListAccounts(ctx)
 	must(t, err)
-	names := func(as []keystore.Account) []string {
-		var out []string
-		for _, a := range as {
-			out = append(out, a.Name)
-		}
-		return out
-	}
 	for _, q := range []keystore.AccountQuery{
 		{Limit: 100}, {Limit: 5}, {Offset: 20, Limit: 5}, {Offset: 30, Limit: 5},
 		{Contains: "user1", Limit: 100}, {Contains: "sell", Limit: 3, Offset: 2}, {Contains: "audit", Limit: 10},
@@ -255,21 +216,38 @@ func testPageAccounts(t *testing.T, s keystore.Store) {
 	} {
 		page, err := s.PageAccounts(ctx, q)
 		must(t, err)
-		var want []keystore.Account
-		for _, a := range listed {
-			if q.Matches(a) {
-				want = append(want, a)
-			}
-		}
-		total := len(want)
-		want = want[min(q.Offset, len(want)):min(q.Offset+q.Limit, len(want))]
-		if page.Total != total || !slices.Equal(names(page.Accounts), names(want)) {
-			t.Fatalf("PageAccounts(%+v) = %d %q\nwant %d %q", q, page.Total, names(page.Accounts), total, names(want))
-		}
+		want := checkPage(t, "PageAccounts", q, q.Offset, q.Limit, q.Matches, listed, page.Accounts, page.Total,
+			func(a keystore.Account) string { return a.Name })
 		for i, a := range page.Accounts {
 			if !slices.Equal(a.Groups, want[i].Groups) || !slices.Equal(a.Roles, want[i].Roles) || !a.Created.Equal(now) {
 				t.Fatalf("account %+v, want %+v", a, want[i])
 			}
 		}
 	}
+}
+
+// checkPage fails unless a page of a listing (got, out of total) is what filtering the whole
+// listing with matches and cutting it at offset and limit gives, compared by label. It returns
+// the rows expected, for the caller to compare further.
+func checkPage[T any](t *testing.T, op string, q any, offset, limit int, matches func(T) bool, listed, got []T, total int, label func(T) string) []T {
+	t.Helper()
+	var want []T
+	for _, row := range listed {
+		if matches(row) {
+			want = append(want, row)
+		}
+	}
+	wantTotal := len(want)
+	want = want[min(offset, len(want)):min(offset+limit, len(want))]
+	labels := func(rows []T) []string {
+		var out []string
+		for _, row := range rows {
+			out = append(out, label(row))
+		}
+		return out
+	}
+	if total != wantTotal || !slices.Equal(labels(got), labels(want)) {
+		t.Fatalf("%s(%+v) = %d %q\nwant %d %q", op, q, total, labels(got), wantTotal, labels(want))
+	}
+	return want
 }
