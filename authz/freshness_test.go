@@ -59,7 +59,8 @@ var freshnessSeed = flag.Uint64("freshness.seed", 0, "seed of TestCachedPathMatc
 // after freshnessLag.
 //
 // It is bounded by steps and by time, and prints its seed: go test ./authz -run
-// CachedPathMatchesFresh -freshness.seed=N replays a failure.
+// CachedPathMatchesFresh -freshness.seed=N repeats the sequence of changes and requests (key
+// secrets and the instants that grants end are drawn anew).
 func TestCachedPathMatchesFreshEvaluation(t *testing.T) {
 	seed := *freshnessSeed
 	if seed == 0 {
