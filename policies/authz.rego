@@ -327,7 +327,12 @@ reasons contains sprintf("%s:%s %s: %s", [scope.type, scope.name, action, why_de
 	some action in (requested[i] - allowed[i])
 }
 
-why_denied(i, action) := "the API key's restrictions forbid it" if {
+# why_denied(i, action) says why action on the i-th scope is not allowed. An action no rule
+# denies was simply not permitted: that is settled first, since every reason below comes from
+# one of deny's own rules, and looking through them all to find none costs most of a decision.
+why_denied(i, action) := "no grant or rule permits it" if {
+	not deny[i][action]
+} else := "the API key's restrictions forbid it" if {
 	key_deny[i][action]
 } else := concat("", ["a deny rule forbids it: ", why]) if {
 	why := concat("; ", sort({object.get(config.deny[r], "reason", "no reason given") |

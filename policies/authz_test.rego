@@ -223,6 +223,13 @@ test_deny_rule_without_actions_denies_every_action if {
 	r == ["repository:quarantine/x pull: a deny rule forbids it: no reason given"]
 }
 
+# A deny rule whose reason is empty still denies; the reason falls back to the general one.
+test_deny_rule_with_an_empty_reason if {
+	cfg := {"deny": [{"repositories": ["quarantine/*"], "reason": ""}]}
+	r := reasons(user("user1", {}), [grant("**", ["pull"])], [repo("quarantine/x", ["pull"])]) with data.regoauth.config as cfg
+	r == ["repository:quarantine/x pull: no grant or rule permits it"]
+}
+
 test_deny_rule_subjects_and_exceptions if {
 	rule := {"repositories": ["**"], "actions": ["push"], "subjects": ["group:contractors"], "except": ["account:lead"]}
 	cfg := {"deny": [rule]}

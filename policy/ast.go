@@ -87,34 +87,47 @@ func stringTerms(ss []string) *ast.Term {
 func (in *Input) value() ast.Value {
 	grants := make([]*ast.Term, 0, len(in.Grants))
 	// Rows share the terms of their subject (a principal has one account and a few groups) and
-	// of their action list (there are a handful of distinct ones).
-	subjects := map[string]*ast.Term{}
-	actions := map[uint64]*ast.Term{}
+	// of their action list (there are a handful of distinct ones). Both are found by a linear
+	// search: the rows that reach a decision are those that can match a requested repository,
+	// a few, and a map would cost more than it saves.
+	var subjects []*ast.Term
+	var actions []sharedActions
 	for _, g := range in.Grants {
-		subject, ok := subjects[g.Subject]
-		if !ok {
-			subject = ast.StringTerm(g.Subject)
-			subjects[g.Subject] = subject
-		}
-		acts, ok := (*ast.Term)(nil), false
-		key, common := actionsKey(g.Actions)
-		if common {
-			acts, ok = actions[key]
-		}
-		if !ok {
-			acts = stringTerms(g.Actions)
-			if common {
-				actions[key] = acts
+		var subject *ast.Term
+		for _, t := range subjects {
+			if string(t.Value.(ast.String)) == g.Subject {
+				subject = t
+				break
 			}
 		}
-		row := object{{keySubject, subject}, {keyRepository, ast.StringTerm(g.Repository)}, {keyActions, acts}}
+		if subject == nil {
+			subject = ast.StringTerm(g.Subject)
+			subjects = append(subjects, subject)
+		}
+		var acts *ast.Term
+		key, common := actionsKey(g.Actions)
+		if common {
+			for _, a := range actions {
+				if a.key == key {
+					acts = a.term
+					break
+				}
+			}
+		}
+		if acts == nil {
+			acts = stringTerms(g.Actions)
+			if common {
+				actions = append(actions, sharedActions{key, acts})
+			}
+		}
+		row := make(object, 0, 4).add(keySubject, subject).add(keyRepository, ast.StringTerm(g.Repository)).add(keyActions, acts)
 		grants = append(grants, row.addOptional(keyExpires, g.Expires).term())
 	}
 	scopes := make([]*ast.Term, len(in.Scopes))
 	for i, s := range in.Scopes {
 		scopes[i] = s.term()
 	}
-	return object{}.
+	return make(object, 0, 6).
 		addString(keyService, in.Service).
 		add(keyClient, in.Client.term()).
 		add(keyPrincipal, in.Principal.term()).
@@ -122,6 +135,12 @@ func (in *Input) value() ast.Value {
 		add(keyOwned, stringTerms(in.Owned)).
 		add(keyScopes, ast.ArrayTerm(scopes...)).
 		term().Value
+}
+
+// sharedActions is the term of an action list, by its actionsKey.
+type sharedActions struct {
+	key  uint64
+	term *ast.Term
 }
 
 // actionsKey encodes a list of up to eight repository actions, in order, as a number; lists of
@@ -151,20 +170,20 @@ func actionsKey(actions []string) (uint64, bool) {
 }
 
 func (c Client) term() *ast.Term {
-	return object{}.addString(keyIP, c.IP).addOptional(keyID, c.ID).addOptional(keyUserAgent, c.UserAgent).term()
+	return make(object, 0, 3).addString(keyIP, c.IP).addOptional(keyID, c.ID).addOptional(keyUserAgent, c.UserAgent).term()
 }
 
 func (s Scope) term() *ast.Term {
-	return object{}.addString(keyType, s.Type).addOptional(keyClass, s.Class).addString(keyName, s.Name).add(keyActions, stringTerms(s.Actions)).term()
+	return make(object, 0, 4).addString(keyType, s.Type).addOptional(keyClass, s.Class).addString(keyName, s.Name).add(keyActions, stringTerms(s.Actions)).term()
 }
 
 func (p Principal) term() *ast.Term {
-	o := object{}.addOptional(keyAccount, p.Account).
+	o := make(object, 0, 5).addOptional(keyAccount, p.Account).
 		add(keyAnonymous, ast.InternedTerm(p.Anonymous)).
 		add(keyGroups, stringTerms(p.Groups)).
 		add(keyRoles, stringTerms(p.Roles))
 	if p.Key != nil {
-		key := object{}.addString(keyID, p.Key.ID).addOptional(keyName, p.Key.Name).addOptional(keyExpires, p.Key.Expires)
+		key := make(object, 0, 4).addString(keyID, p.Key.ID).addOptional(keyName, p.Key.Name).addOptional(keyExpires, p.Key.Expires)
 		if r := p.Key.Restrictions; r != nil {
 			key = key.add(keyRestrictions, r.term())
 		}
@@ -174,7 +193,7 @@ func (p Principal) term() *ast.Term {
 }
 
 func (r *Restrictions) term() *ast.Term {
-	ro := object{}
+	ro := make(object, 0, 3)
 	for _, f := range []struct {
 		name *ast.Term
 		v    []string
