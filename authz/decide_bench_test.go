@@ -97,36 +97,19 @@ func checkBenchDecision(b *testing.B, d policy.Decision) {
 // and 10, 100 or 1,000 grants for the account, of which the token path hands the policy those
 // that can match (see input.Relevant).
 func BenchmarkDecide(b *testing.B) {
-	e := policy.New(policy.Options{})
-	if err := e.LoadFS(context.Background(), policies.FS, policy.BuiltinBundle); err != nil {
-		b.Fatal(err)
-	}
-	base := es256NsPerOp()
-	for _, n := range []int{10, 100, 1000} {
-		b.Run(fmt.Sprintf("grants=%d", n), func(b *testing.B) {
-			p := keystore.Principal{Account: keystore.Account{Name: "user1"}, Key: keystore.Key{ID: "k1"}, Grants: accountGrants("user1", n)}
-			in := benchInput(p)
-			d, err := e.Decide(context.Background(), in)
-			if err != nil {
-				b.Fatal(err)
-			}
-			checkBenchDecision(b, d)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				if _, err := e.Decide(context.Background(), in); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/base, "x_es256_sign")
-		})
-	}
+	benchDecide(b, policy.Options{}, false)
 }
 
 // BenchmarkDecideCached is the same decision answered by the decision cache: the input is
 // still built and hashed, and the decision log and metrics still written.
 func BenchmarkDecideCached(b *testing.B) {
-	e := policy.New(policy.Options{DecisionCacheBytes: 1 << 20})
+	benchDecide(b, policy.Options{DecisionCacheBytes: 1 << 20}, true)
+}
+
+// benchDecide times one decision per iteration with an engine made with opts; with
+// buildInput, each iteration builds the input again, as the token path does.
+func benchDecide(b *testing.B, opts policy.Options, buildInput bool) {
+	e := policy.New(opts)
 	if err := e.LoadFS(context.Background(), policies.FS, policy.BuiltinBundle); err != nil {
 		b.Fatal(err)
 	}
@@ -143,7 +126,10 @@ func BenchmarkDecideCached(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				if _, err := e.Decide(context.Background(), benchInput(p)); err != nil {
+				if buildInput {
+					in = benchInput(p)
+				}
+				if _, err := e.Decide(context.Background(), in); err != nil {
 					b.Fatal(err)
 				}
 			}
