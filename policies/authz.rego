@@ -8,8 +8,10 @@
 #   extend it with packages under data.regoauth.extensions: a set "permit" of
 #   [type, name, action] and a set "deny" of {"type", "name", "action", "reason"} objects.
 #
-#   Rules are sets of [i, action] pairs, i the index of a requested scope in input.scopes: each
-#   set is computed once per decision, which keeps a decision to a few dozen microseconds.
+#   Rules are sets of [i, action] pairs, i the index of a requested scope in input.scopes. Each
+#   set is computed once per decision: rules read them whole (x in permit, object.get(allowed,
+#   i, ...)), which OPA evaluates once and keeps; a lookup by key (allowed[i], deny[i][a])
+#   would evaluate the rules again for every key.
 package regoauth.authz
 
 # The decision document: for every requested scope, the actions allowed on it (possibly none),
@@ -17,18 +19,18 @@ package regoauth.authz
 decision := {
 	"access": [entry |
 		some i, scope in input.scopes
-		entry := {"type": scope.type, "name": scope.name, "actions": sort(allowed[i])}
+		entry := {"type": scope.type, "name": scope.name, "actions": sort(object.get(allowed, i, set()))}
 	],
 	"reasons": sort(reasons),
 }
 
 # allowed[i] are the actions allowed on the i-th requested scope: those some rule permits and
 # no rule denies. Denials always win.
-allowed[i] := (requested[i] & object.get(permit, i, set())) - object.get(deny, i, set()) if {
-	some i, _ in input.scopes
-}
-
-requested[i] := {action | some action in scope.actions} if {
+allowed[i] := {action |
+	some action in scope.actions
+	[i, action] in permit
+	not [i, action] in deny
+} if {
 	some i, scope in input.scopes
 }
 
@@ -92,7 +94,7 @@ is_admin if has_role(config.admin_roles)
 # METADATA
 # title: admin
 # description: Admins may do anything to any repository.
-permit[i] contains action if {
+permit contains [i, action] if {
 	is_admin
 	some i, scope in input.scopes
 	scope.type == "repository"
@@ -102,7 +104,7 @@ permit[i] contains action if {
 # METADATA
 # title: catalog
 # description: Admins (catalog_roles) may list the catalog; the registry checks the action "*".
-permit[i] contains "*" if {
+permit contains [i, "*"] if {
 	some i, scope in input.scopes
 	scope.type == "registry"
 	scope.name == "catalog"
@@ -115,9 +117,9 @@ permit[i] contains "*" if {
 #   An ACL row of the principal or one of its groups whose pattern matches the repository: an
 #   exact name, or an anchored glob where "*" stays within one path segment and "**" crosses
 #   segments. (The server passes only the rows that can match a requested repository.)
-permit[i] contains action if {
+permit contains [i, action] if {
 	some grant in input.grants
-	subjects[grant.subject]
+	grant.subject in subjects
 	some i, scope in input.scopes
 	scope.type == "repository"
 	glob.match(grant.repository, ["/"], scope.name)
@@ -151,10 +153,10 @@ owned contains name if {
 # METADATA
 # title: owner
 # description: The owner of a reserved repository may pull, push and delete it.
-permit[i] contains action if {
+permit contains [i, action] if {
 	some i, scope in input.scopes
 	scope.type == "repository"
-	owned[scope.name]
+	scope.name in owned
 	some action in repository_actions
 }
 
@@ -171,7 +173,7 @@ shared_namespaces contains ns if some ns in data.regoauth.extensions[_].namespac
 # description: |
 #   With personal_namespaces on, every account has its namespace "<account>/*", unless its name
 #   is a shared namespace (reserved_namespaces, or claimed by an extension).
-permit[i] contains action if {
+permit contains [i, action] if {
 	config.personal_namespaces == true
 	authenticated
 	not shared_namespaces[input.principal.account]
@@ -192,7 +194,7 @@ in_personal_namespace(name) if {
 # METADATA
 # title: public repository
 # description: Anyone, anonymous included, may pull a repository matching public_repositories.
-permit[i] contains "pull" if {
+permit contains [i, "pull"] if {
 	some i, scope in input.scopes
 	scope.type == "repository"
 	some pattern in config.public_repositories
@@ -202,7 +204,7 @@ permit[i] contains "pull" if {
 # METADATA
 # title: extension
 # description: A package under data.regoauth.extensions permits it.
-permit[i] contains action if {
+permit contains [i, action] if {
 	some [typ, name, action] in data.regoauth.extensions[_].permit
 	some i, scope in input.scopes
 	scope.type == typ
@@ -215,15 +217,14 @@ restrictions := object.get(input.principal, ["key", "restrictions"], {})
 # METADATA
 # title: key restrictions
 # description: The API key's restrictions exclude it.
-deny[i] contains action if {
-	some i, actions in key_deny
-	some action in actions
+deny contains pair if {
+	some pair in key_deny
 }
 
 # METADATA
 # title: key action ceiling
 # description: A key with an action ceiling (e.g. read-only) never carries more.
-key_deny[i] contains action if {
+key_deny contains [i, action] if {
 	ceiling := restrictions.actions
 	some i, scope in input.scopes
 	some action in scope.actions
@@ -233,7 +234,7 @@ key_deny[i] contains action if {
 # METADATA
 # title: key repositories
 # description: A key limited to some repositories gets nothing elsewhere (the catalog included).
-key_deny[i] contains action if {
+key_deny contains [i, action] if {
 	patterns := restrictions.repositories
 	some i, scope in input.scopes
 	not repository_matches(scope, patterns)
@@ -245,7 +246,7 @@ key_deny[i] contains action if {
 # description: |
 #   A key limited to some networks gets nothing from anywhere else. A malformed network is an
 #   evaluation error under strict builtin errors (the server's mode) and a denial otherwise.
-key_deny[i] contains action if {
+key_deny contains [i, action] if {
 	cidrs := restrictions.cidrs
 	not address_allowed(cidrs)
 	some i, scope in input.scopes
@@ -266,9 +267,9 @@ address_allowed(cidrs) if {
 # METADATA
 # title: deny rule
 # description: A rule of config.deny matches; it overrides every permission.
-deny[i] contains action if {
+deny contains pair if {
 	some r, _ in deny_rules
-	some [i, action] in rule_denials[r]
+	some pair in rule_denials[r]
 }
 
 # deny_rules are the config.deny rules that apply to this principal, by index.
@@ -311,7 +312,7 @@ subject_listed(list) if {
 # METADATA
 # title: extension
 # description: A package under data.regoauth.extensions denies it.
-deny[i] contains d.action if {
+deny contains [i, d.action] if {
 	some [i, d] in extension_denials
 }
 
@@ -324,16 +325,17 @@ extension_denials contains [i, d] if {
 
 reasons contains sprintf("%s:%s %s: %s", [scope.type, scope.name, action, why_denied(i, action)]) if {
 	some i, scope in input.scopes
-	some action in (requested[i] - allowed[i])
+	some action in scope.actions
+	not action in object.get(allowed, i, set())
 }
 
 # why_denied(i, action) says why action on the i-th scope is not allowed. An action no rule
 # denies was simply not permitted: that is settled first, since every reason below comes from
 # one of deny's own rules, and looking through them all to find none costs most of a decision.
 why_denied(i, action) := "no grant or rule permits it" if {
-	not deny[i][action]
+	not [i, action] in deny
 } else := "the API key's restrictions forbid it" if {
-	key_deny[i][action]
+	[i, action] in key_deny
 } else := concat("", ["a deny rule forbids it: ", why]) if {
 	why := concat("; ", sort({object.get(config.deny[r], "reason", "no reason given") |
 		some r

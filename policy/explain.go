@@ -131,19 +131,33 @@ func bind(t *ast.Term, locals *ast.ValueMap) *ast.Term {
 	return t
 }
 
-// scopeActionOf reads the scope and action a library rule of the form "NAME[i] contains action"
-// fired for: i indexes the requested scopes. It returns nil for rules of other forms.
+// scopeActionOf reads the scope and action a library rule fired for, from its head: either
+// "NAME contains [i, action]" or "NAME[i] contains action", where i indexes the requested
+// scopes. It returns nil for rules of other forms.
 func scopeActionOf(rule *ast.Rule, locals *ast.ValueMap, scopes []Scope) []*ast.Term {
 	ref := rule.Head.Ref()
-	if len(ref) != 2 || rule.Head.Key == nil {
+	if rule.Head.Key == nil {
 		return nil
 	}
-	i, ok := bind(ref[1], locals).Value.(ast.Number)
+	var index, action *ast.Term
+	switch len(ref) {
+	case 1:
+		pair, ok := bind(rule.Head.Key, locals).Value.(*ast.Array)
+		if !ok || pair.Len() != 2 {
+			return nil
+		}
+		index, action = pair.Elem(0), pair.Elem(1)
+	case 2:
+		index, action = ref[1], rule.Head.Key
+	default:
+		return nil
+	}
+	i, ok := bind(index, locals).Value.(ast.Number)
 	if !ok {
 		return nil
 	}
 	n, ok := i.Int()
-	action := bind(rule.Head.Key, locals)
+	action = bind(action, locals)
 	if _, isString := action.Value.(ast.String); !ok || !isString || n < 0 || n >= len(scopes) {
 		return nil
 	}
