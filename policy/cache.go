@@ -15,10 +15,19 @@ import (
 // for the same scopes with the same grants) is answered without evaluating. The cache is emptied
 // by every commit to the store, which is every policy or data change, so it is never stale; and
 // a revision that uses a nondeterministic builtin is never cached at all.
+//
+// A decision is kept the second time its input is seen within a while, not the first: most
+// inputs are never repeated (a random repository, a pull that needs one token), and keeping
+// each of them would fill the cache with entries that are never read, costing a copy per
+// request and a heap the collector scans again and again while they age out. The inputs seen
+// once are remembered only by their hash, one word each in a fixed table.
 type decisionCache struct {
 	mu    sync.Mutex
 	epoch uint64
 	lru   *lru.Cache[uint64, cachedDecision]
+	// seen holds the keys of inputs evaluated once, each in the slot its low bits name; a
+	// later key in the same slot replaces it.
+	seen []uint64
 	// bytes is what the entries hold, by estimate; max bounds it.
 	bytes, max int64
 }
@@ -39,7 +48,7 @@ func newDecisionCache(maxBytes int64) *decisionCache {
 	if maxBytes <= 0 {
 		return nil
 	}
-	c := &decisionCache{max: maxBytes}
+	c := &decisionCache{max: maxBytes, seen: make([]uint64, seenSlots(maxBytes))}
 	// The entry count is no limit of its own: entries of at least minEntryBytes fill the budget
 	// before it.
 	l, _ := lru.NewWithEvict(int(max(maxBytes/minEntryBytes, 1)), func(_ uint64, d cachedDecision) { c.bytes -= d.size })
@@ -49,6 +58,16 @@ func newDecisionCache(maxBytes int64) *decisionCache {
 
 // minEntryBytes is the smallest size estimate of an entry (its bookkeeping).
 const minEntryBytes = 256
+
+// seenSlots is the size of the table of inputs seen once: about one slot per KiB of budget
+// (an entry counts 1-2 KiB), a power of two between 1,024 and 262,144 (8 KiB to 2 MiB).
+func seenSlots(maxBytes int64) int {
+	n := 1024
+	for n < 1<<18 && int64(n) < maxBytes>>10 {
+		n <<= 1
+	}
+	return n
+}
 
 // key hashes the query with the input; entries also keep the input to rule out collisions.
 func cacheKey(q query, input ast.Value) uint64 { return uint64(input.Hash())*31 + uint64(q) }
@@ -79,6 +98,10 @@ func (c *decisionCache) put(q query, input ast.Value, ev evaluation, epoch uint6
 	if c == nil || !ev.rev.deterministic {
 		return
 	}
+	key := cacheKey(q, input)
+	if !c.seenBefore(key) {
+		return
+	}
 	size := minEntryBytes + valueSize(input) + docSize(ev.doc)
 	if size > c.max/64 {
 		return
@@ -88,7 +111,6 @@ func (c *decisionCache) put(q query, input ast.Value, ev evaluation, epoch uint6
 	if c.epoch != epoch {
 		return
 	}
-	key := cacheKey(q, input)
 	c.lru.Remove(key) // a replaced entry gives its bytes back through the eviction callback
 	c.lru.Add(key, cachedDecision{query: int(q), input: input, ev: ev, size: size})
 	c.bytes += size
@@ -97,6 +119,18 @@ func (c *decisionCache) put(q query, input ast.Value, ev evaluation, epoch uint6
 			break
 		}
 	}
+}
+
+// seenBefore reports whether key was seen since its slot last changed, and remembers it.
+func (c *decisionCache) seenBefore(key uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	slot := &c.seen[key&uint64(len(c.seen)-1)]
+	if *slot == key {
+		return true
+	}
+	*slot = key
+	return false
 }
 
 // size reports the bytes the entries hold, by estimate.

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"testing/fstest"
 
@@ -62,7 +63,8 @@ func TestDecisionCacheServesRepeatsAndForgetsOnDataChange(t *testing.T) {
 		}
 		return d.Allowed("repository", "image")
 	}
-	for range 3 {
+	// Kept the second time it is evaluated, then served.
+	for range 4 {
 		if got := decide(); len(got) != 1 || got[0] != "pull" {
 			t.Fatalf("allowed = %v", got)
 		}
@@ -132,5 +134,29 @@ func TestDecisionCacheKeysOnGrantEnds(t *testing.T) {
 	}
 	if hits := cacheCount(t, reg, "hit"); hits != 0 {
 		t.Fatalf("cache hits = %v, want 0", hits)
+	}
+}
+
+// TestDecisionCacheKeepsOnlyRepeatedInputs: an input evaluated once is remembered by its hash
+// alone; the second evaluation keeps the decision and the third is served from it.
+func TestDecisionCacheKeepsOnlyRepeatedInputs(t *testing.T) {
+	e, reg := cachedEngine(t, dataPolicy)
+	for i := range 500 {
+		in := storyInput()
+		in.Scopes[0].Name = fmt.Sprintf("image%d", i)
+		if _, err := e.Decide(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, size := e.cache.lru.Len(), e.cache.size(); n != 0 || size != 0 {
+		t.Fatalf("500 inputs seen once left %d entries (%d bytes) in the cache", n, size)
+	}
+	for range 3 {
+		if _, err := e.Decide(ctx, storyInput()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, hits := e.cache.lru.Len(), cacheCount(t, reg, "hit"); n != 1 || hits != 1 {
+		t.Fatalf("an input seen three times: %d entries, %v hits; want 1 and 1", n, hits)
 	}
 }

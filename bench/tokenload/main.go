@@ -100,7 +100,7 @@ func main() {
 	flag.IntVar(&cfg.Threads, "threads", cfg.Threads, "wrk threads")
 	flag.DurationVar(&cfg.Duration, "duration", cfg.Duration, "one wrk run")
 	flag.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "one unrecorded run of the cold mix before the first round")
-	flag.IntVar(&cfg.WarmDecisions, "warm-decisions", cfg.WarmDecisions, "warm each server up until it has made this many decisions (the server's decision cache size fills it)")
+	flag.IntVar(&cfg.WarmDecisions, "warm-decisions", cfg.WarmDecisions, "warm each server up until it has made this many decisions (every account is in its principal cache by then)")
 	flag.DurationVar(&cfg.Ceiling, "ceiling", cfg.Ceiling, "each signing reference")
 	flag.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "times the whole sequence is measured (medians are reported)")
 	flag.IntVar(&cfg.Accounts, "accounts", cfg.Accounts, "accounts, each with one API key")

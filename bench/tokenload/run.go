@@ -271,9 +271,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	sequence := order(cfg.Stores, byStore, peer)
 
-	// Warm-up: every server serves the cold mix, unrecorded, until its decision cache has
-	// seen WarmDecisions cold decisions (it is full then) or for a minute at most; its memory
-	// then is the start of the "flat over the run" figure.
+	// Warm-up: every server serves the cold mix, unrecorded, until it has evaluated
+	// WarmDecisions cold decisions (its principal cache holds every account then; the decision
+	// cache keeps only inputs seen twice) or for a minute at most; its memory then is the start
+	// of the "flat over the run" figure.
 	for _, s := range rep.Servers {
 		deadline := time.Now().Add(time.Minute)
 		for {
