@@ -42,6 +42,12 @@ var (
 	keyOwner        = ast.StringTerm("owner")
 	keyExpires      = ast.StringTerm("expires")
 
+	// The keys of decisions.
+	keyAccess   = ast.StringTerm("access")
+	keyReasons  = ast.StringTerm("reasons")
+	keyAllow    = ast.StringTerm("allow")
+	keyMaxOwned = ast.StringTerm("max_owned")
+
 	// commonValues are values most requests repeat: actions and scope types.
 	commonValues = func() map[string]*ast.Term {
 		m := map[string]*ast.Term{}

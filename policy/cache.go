@@ -102,7 +102,7 @@ func (c *decisionCache) put(q query, input ast.Value, ev evaluation, epoch uint6
 	if !c.seenBefore(key) {
 		return
 	}
-	size := minEntryBytes + valueSize(input) + docSize(ev.doc)
+	size := minEntryBytes + valueSize(input) + valueSize(ev.value)
 	if size > c.max/64 {
 		return
 	}
@@ -162,27 +162,6 @@ func valueSize(v ast.Value) int64 {
 		return n
 	}
 	return 32
-}
-
-// docSize estimates the heap a decision document (JSON-like Go values) holds.
-func docSize(doc any) int64 {
-	switch x := doc.(type) {
-	case string:
-		return 16 + int64(len(x))
-	case map[string]any:
-		n := int64(64)
-		for k, v := range x {
-			n += 48 + int64(len(k)) + docSize(v)
-		}
-		return n
-	case []any:
-		n := int64(32)
-		for _, v := range x {
-			n += 16 + docSize(v)
-		}
-		return n
-	}
-	return 16
 }
 
 // onCommit runs inside every committing write transaction of the store.

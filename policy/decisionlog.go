@@ -40,7 +40,7 @@ func (e *Engine) logDecision(ctx context.Context, q query, id string, start time
 		}
 	}
 	if evalErr == nil && ev.defined {
-		res := ev.doc
+		res := ev.doc()
 		info.Results = &res
 	}
 	if err := e.logs.Log(ctx, info); err != nil {

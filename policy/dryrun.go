@@ -113,7 +113,7 @@ func (c *comparer) check(job comparison) {
 func outcome(q query, ev evaluation) string {
 	if q == queryAdmin {
 		var d AdminDecision
-		if !ev.defined || parseAdminDecision(ev.doc, &d) != nil || !d.Allow {
+		if !ev.defined || parseAdminDecision(ev.value, &d) != nil || !d.Allow {
 			return "deny"
 		}
 		if d.MaxOwned > 0 {
@@ -122,7 +122,7 @@ func outcome(q query, ev evaluation) string {
 		return "allow"
 	}
 	var d Decision
-	if !ev.defined || parseDecision(ev.doc, &d) != nil {
+	if !ev.defined || parseDecision(ev.value, &d) != nil {
 		return "deny all"
 	}
 	allowed := map[string]map[string]bool{}

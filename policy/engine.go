@@ -10,7 +10,6 @@ package policy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -443,9 +442,31 @@ func (e *Engine) failed(name string, err error) error {
 
 // evaluation is the result of one query against one revision.
 type evaluation struct {
-	rev     *revision
-	doc     any
+	rev *revision
+	// value is the document as OPA made it: the server reads its decisions from it without
+	// converting them to Go values first.
+	value   ast.Value
 	defined bool
+}
+
+// doc is the document as JSON-like Go values (maps, slices, json.Number), the form OPA's
+// decision logs, explanations and the admin API show; nil when it is undefined.
+func (ev evaluation) doc() any {
+	if !ev.defined {
+		return nil
+	}
+	v, err := ast.JSON(ev.value)
+	if err != nil {
+		return nil
+	}
+	return v
+}
+
+// evalOptions are the options of every evaluation: OPA's own metrics are not collected (they
+// would cost a map and timers per evaluation), and the result stays an OPA value.
+var evalOptions = []rego.EvalOption{
+	rego.EvalMetrics(opametrics.NoOp()),
+	rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, nil }),
 }
 
 // eval evaluates query q on input within one read transaction of the store: the revision it
@@ -468,7 +489,8 @@ func (e *Engine) eval(ctx context.Context, q query, input ast.Value, extra ...re
 	}
 	defer e.store.Abort(ctx, txn)
 	r := e.active.Load()
-	opts := append([]rego.EvalOption{rego.EvalParsedInput(input), rego.EvalTransaction(txn)}, extra...)
+	opts := make([]rego.EvalOption, 0, 4+len(extra))
+	opts = append(append(append(opts, evalOptions...), rego.EvalParsedInput(input), rego.EvalTransaction(txn)), extra...)
 	start := time.Now()
 	rs, err := r.prepared[q].Eval(ctx, opts...)
 	e.metrics.evalSeconds.WithLabelValues(q.label()).Observe(time.Since(start).Seconds())
@@ -477,7 +499,7 @@ func (e *Engine) eval(ctx context.Context, q query, input ast.Value, extra ...re
 		e.metrics.outcomes.WithLabelValues(q.label(), "error").Inc()
 		return ev, fmt.Errorf("evaluating %s: %w", e.queries[q], err)
 	}
-	ev.doc, ev.defined = single(rs)
+	ev.value, ev.defined = single(rs)
 	if cacheable && e.cache != nil {
 		e.metrics.cache.WithLabelValues(q.label(), "miss").Inc()
 		e.cache.put(q, input, ev, epoch)
@@ -505,7 +527,7 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 		e.metrics.outcomes.WithLabelValues("authz", "undefined").Inc()
 		return d, nil
 	}
-	if err := parseDecision(ev.doc, &d); err != nil {
+	if err := parseDecision(ev.value, &d); err != nil {
 		e.metrics.outcomes.WithLabelValues("authz", "malformed").Inc()
 		e.opts.Logger.Warn("malformed policy decision treated as deny", "decision_id", d.ID, "error", err)
 		return Decision{ID: d.ID}, nil
@@ -533,7 +555,7 @@ func (e *Engine) Authorize(ctx context.Context, in *AdminInput) (AdminDecision, 
 		e.metrics.outcomes.WithLabelValues("admin", "undefined").Inc()
 		return d, nil
 	}
-	if err := parseAdminDecision(ev.doc, &d); err != nil {
+	if err := parseAdminDecision(ev.value, &d); err != nil {
 		e.metrics.outcomes.WithLabelValues("admin", "malformed").Inc()
 		e.opts.Logger.Warn("malformed admin decision treated as deny", "decision_id", d.ID, "error", err)
 		return AdminDecision{ID: d.ID, Reasons: []string{"the admin policy's decision is malformed"}}, nil
@@ -545,14 +567,19 @@ func (e *Engine) Authorize(ctx context.Context, in *AdminInput) (AdminDecision, 
 // parseAdminDecision reads {"allow": bool, "reasons": [...], "max_owned": N}. A limit that is
 // present but not a positive whole number makes the decision malformed: a limit the server
 // cannot read must not read as no limit.
-func parseAdminDecision(doc any, d *AdminDecision) error {
-	obj, _ := doc.(map[string]any)
-	d.Allow, _ = obj["allow"].(bool)
-	d.Reasons = stringList(obj["reasons"])
-	if raw, ok := obj["max_owned"]; ok {
-		n, ok := raw.(json.Number)
-		v, err := n.Int64()
-		if !ok || err != nil || v < 1 || v > 1<<31 {
+func parseAdminDecision(doc ast.Value, d *AdminDecision) error {
+	obj, _ := doc.(ast.Object)
+	if obj == nil {
+		return nil
+	}
+	if allow, ok := field(obj, keyAllow).(ast.Boolean); ok {
+		d.Allow = bool(allow)
+	}
+	d.Reasons = stringList(field(obj, keyReasons))
+	if raw := field(obj, keyMaxOwned); raw != nil {
+		n, ok := raw.(ast.Number)
+		v, isInt := n.Int64()
+		if !ok || !isInt || v < 1 || v > 1<<31 {
 			return fmt.Errorf("max_owned %v is not a positive whole number", raw)
 		}
 		d.MaxOwned = int(v)
@@ -560,54 +587,78 @@ func parseAdminDecision(doc any, d *AdminDecision) error {
 	return nil
 }
 
-func single(rs rego.ResultSet) (any, bool) {
+func single(rs rego.ResultSet) (ast.Value, bool) {
 	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
 		return nil, false
 	}
-	return rs[0].Expressions[0].Value, true
+	v, ok := rs[0].Expressions[0].Value.(ast.Value)
+	return v, ok
 }
 
-// parseDecision reads {"access": [{"type","name","actions"}...], "reasons": [...]}.
-func parseDecision(doc any, d *Decision) error {
-	obj, ok := doc.(map[string]any)
-	if !ok {
-		return fmt.Errorf("decision is %T, want an object", doc)
+// field is obj's value at key (a string term), or nil.
+func field(obj ast.Object, key *ast.Term) ast.Value {
+	if t := obj.Get(key); t != nil {
+		return t.Value
 	}
-	entries, ok := obj["access"].([]any)
-	if !ok {
-		return errors.New(`decision has no "access" array`)
-	}
-	for _, raw := range entries {
-		entry, ok := raw.(map[string]any)
-		if !ok {
-			return fmt.Errorf("access entry is %T, want an object", raw)
-		}
-		typ, _ := entry["type"].(string)
-		name, _ := entry["name"].(string)
-		actions, ok := entry["actions"].([]any)
-		if typ == "" || name == "" || !ok {
-			return fmt.Errorf("access entry %v needs type, name and an actions array", entry)
-		}
-		s := Scope{Type: typ, Name: name, Actions: make([]string, 0, len(actions))}
-		for _, a := range actions {
-			as, ok := a.(string)
-			if !ok {
-				return fmt.Errorf("action %v is not a string", a)
-			}
-			s.Actions = append(s.Actions, as)
-		}
-		d.Access = append(d.Access, s)
-	}
-	d.Reasons = stringList(obj["reasons"])
 	return nil
 }
 
-func stringList(v any) []string {
-	list, _ := v.([]any)
-	out := make([]string, 0, len(list))
-	for _, x := range list {
-		if s, ok := x.(string); ok {
-			out = append(out, s)
+// elements are the members of an array, or of a set (which JSON shows as an array), in the
+// order JSON shows them; ok is false for anything else. An array's are read in place.
+func elements(v ast.Value) (n int, at func(int) *ast.Term, ok bool) {
+	switch x := v.(type) {
+	case *ast.Array:
+		return x.Len(), x.Elem, true
+	case ast.Set:
+		terms := x.Slice()
+		return len(terms), func(i int) *ast.Term { return terms[i] }, true
+	}
+	return 0, nil, false
+}
+
+// parseDecision reads {"access": [{"type","name","actions"}...], "reasons": [...]}.
+func parseDecision(doc ast.Value, d *Decision) error {
+	obj, ok := doc.(ast.Object)
+	if !ok {
+		return fmt.Errorf("decision is %v, want an object", ast.ValueName(doc))
+	}
+	n, entryAt, ok := elements(field(obj, keyAccess))
+	if !ok {
+		return errors.New(`decision has no "access" array`)
+	}
+	d.Access = make([]Scope, 0, n)
+	for i := range n {
+		raw := entryAt(i)
+		entry, ok := raw.Value.(ast.Object)
+		if !ok {
+			return fmt.Errorf("access entry is %v, want an object", ast.ValueName(raw.Value))
+		}
+		typ, _ := field(entry, keyType).(ast.String)
+		name, _ := field(entry, keyName).(ast.String)
+		m, action, ok := elements(field(entry, keyActions))
+		if typ == "" || name == "" || !ok {
+			return fmt.Errorf("access entry %v needs type, name and an actions array", entry)
+		}
+		s := Scope{Type: string(typ), Name: string(name), Actions: make([]string, 0, m)}
+		for j := range m {
+			as, ok := action(j).Value.(ast.String)
+			if !ok {
+				return fmt.Errorf("action %v is not a string", action(j))
+			}
+			s.Actions = append(s.Actions, string(as))
+		}
+		d.Access = append(d.Access, s)
+	}
+	d.Reasons = stringList(field(obj, keyReasons))
+	return nil
+}
+
+func stringList(v ast.Value) []string {
+	n, at, _ := elements(v)
+	out := make([]string, 0, n)
+	for i := range n {
+		if s, ok := at(i).Value.(ast.String); ok {
+			out = append(out, string(s))
 		}
 	}
 	return out

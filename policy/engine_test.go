@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -332,5 +333,35 @@ func TestOPAMetricsJoinTheRegistry(t *testing.T) {
 	}
 	if len(opa) == 0 || len(foreign) > 0 {
 		t.Fatalf("OPA's metrics %v, outside the namespace %v", opa, foreign)
+	}
+}
+
+// TestDecisionIsReadAsJSONShowsIt: the server reads decisions from OPA's values, not from their
+// JSON form, and read the same: a set as the array JSON makes of it, keys other than the
+// decision's own ignored, an action that is not a string a malformed decision (a deny).
+func TestDecisionIsReadAsJSONShowsIt(t *testing.T) {
+	for name, tt := range map[string]struct {
+		src  string
+		want []string
+	}{
+		"set of actions": {"decision := {\"access\": {{\"type\": \"repository\", \"name\": \"image\", \"actions\": {\"pull\", \"push\"}}}}", []string{"pull", "push"}},
+		"numeric key":    {"decision := {\"access\": [{\"type\": \"repository\", \"name\": \"image\", \"actions\": [\"pull\"], 1: 2}], 3: 4}", []string{"pull"}},
+		"object action":  {"decision := {\"access\": [{\"type\": \"repository\", \"name\": \"image\", \"actions\": [{\"pull\": true}]}]}", nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := New(Options{})
+			if err := load(t, e, "package regoauth.authz\n"+tt.src+"\n"); err != nil {
+				t.Fatal(err)
+			}
+			d, err := e.Decide(ctx, storyInput())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := d.Allowed("repository", "image")
+			slices.Sort(got)
+			if !slices.Equal(got, tt.want) || d.Defined != (tt.want != nil) {
+				t.Fatalf("decision = %+v, want %v allowed", d, tt.want)
+			}
+		})
 	}
 }

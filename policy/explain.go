@@ -59,10 +59,10 @@ func (e *Engine) Explain(ctx context.Context, in *Input) (Explanation, error) {
 	if err != nil {
 		return Explanation{}, err
 	}
-	x := Explanation{Revision: ev.rev.name, Input: in, Decision: ev.doc, Rules: []FiredRule{}, Actions: []ActionVerdict{}}
+	x := Explanation{Revision: ev.rev.name, Input: in, Decision: ev.doc(), Rules: []FiredRule{}, Actions: []ActionVerdict{}}
 	var d Decision
 	if ev.defined {
-		if err := parseDecision(ev.doc, &d); err != nil {
+		if err := parseDecision(ev.value, &d); err != nil {
 			d = Decision{}
 		}
 	}
