@@ -13,11 +13,13 @@ import (
 	"net/http"
 	"net/netip"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/regoauth/regoauth/authz/input"
 	"github.com/regoauth/regoauth/keystore"
@@ -75,9 +77,14 @@ type Options struct {
 	MaxScopeLength int
 	// TrustedProxies are the peers whose X-Forwarded-For is believed for the client address.
 	TrustedProxies []netip.Prefix
-	Logger         *slog.Logger
-	Registerer     prometheus.Registerer
-	Now            func() time.Time
+	// DecisionWorkers is how many requests are decided and signed at once, the CPU-bound part of
+	// the path; the others wait their turn in the order they came. 0: one per CPU the process
+	// may use (GOMAXPROCS). Without it, every request in flight shares the CPUs and a few of
+	// them, preempted again and again, take many times the median.
+	DecisionWorkers int
+	Logger          *slog.Logger
+	Registerer      prometheus.Registerer
+	Now             func() time.Time
 }
 
 // Deps are the collaborators of a Handler, all passed the same way. Directory, Decider and
@@ -105,6 +112,9 @@ type Handler struct {
 	throttle Throttle
 	opts     Options
 	metrics  *metrics
+	// workers admits DecisionWorkers requests at a time to the decision, first come first
+	// served.
+	workers *semaphore.Weighted
 }
 
 // New returns a token endpoint handler.
@@ -136,8 +146,11 @@ func New(deps Deps, opts Options) (*Handler, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.DecisionWorkers <= 0 {
+		opts.DecisionWorkers = runtime.GOMAXPROCS(0)
+	}
 	return &Handler{dir: deps.Directory, decider: deps.Decider, issuer: deps.Issuer, usage: deps.Usage, refresh: deps.Refresh,
-		throttle: deps.Throttle, opts: opts, metrics: newMetrics(opts.Registerer)}, nil
+		throttle: deps.Throttle, opts: opts, metrics: newMetrics(opts.Registerer), workers: semaphore.NewWeighted(int64(opts.DecisionWorkers))}, nil
 }
 
 // absent reports whether a collaborator is missing: nil, or an interface holding a nil pointer.
@@ -342,9 +355,17 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 		}
 	}
 
+	// Authentication may wait on the store; what follows only computes, a worker at a time.
+	t := time.Now()
+	if err := h.workers.Acquire(ctx, 1); err != nil {
+		return response{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	defer h.workers.Release(1)
+	h.metrics.stage("queue", t)
+
 	client := policy.Client{IP: ev.clientIP, ID: req.clientID, UserAgent: truncate(r.UserAgent(), maxClientField)}
 	in := input.Token(req.service, client, principal, req.scopes)
-	t := time.Now()
+	t = time.Now()
 	d, err := h.decider.Decide(ctx, in)
 	h.metrics.stage("decide", t)
 	ev.decisionID = d.ID

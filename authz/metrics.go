@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"outcome"}),
 		stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "regoauth", Subsystem: "token", Name: "stage_duration_seconds",
-			Help: "Time spent in each stage of the token path (authn, decide, sign).", Buckets: buckets,
+			Help: "Time spent in each stage of the token path (authn; queue, waiting for a decision worker; decide; sign).", Buckets: buckets,
 		}, []string{"stage"}),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "regoauth", Subsystem: "token", Name: "actions_total",

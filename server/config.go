@@ -240,6 +240,9 @@ type Limits struct {
 	MaxScopeLength int `yaml:"max_scope_length"`
 	// MaxInFlight is how many requests are served at once; more get a 503 at once.
 	MaxInFlight int `yaml:"max_in_flight"`
+	// DecisionWorkers is how many token requests are decided and signed at once; the others
+	// wait their turn in the order they came. 0: one per CPU (GOMAXPROCS).
+	DecisionWorkers int `yaml:"decision_workers"`
 	// AuthFailures limits failed authentication, on the token endpoint and the admin API.
 	AuthFailures AuthFailures `yaml:"auth_failures"`
 }
@@ -504,6 +507,9 @@ func (c Config) Validate() error {
 	}
 	if c.Limits.MaxScopes < 1 || c.Limits.MaxScopeLength < 64 || c.Limits.MaxInFlight < 1 {
 		add("limits: max_scopes >= 1, max_scope_length >= 64 and max_in_flight >= 1 are required")
+	}
+	if c.Limits.DecisionWorkers < 0 || c.Limits.DecisionWorkers > c.Limits.MaxInFlight {
+		add("limits: decision_workers must be between 0 (one per CPU) and max_in_flight")
 	}
 	errs = append(errs, c.Limits.AuthFailures.validate("limits.auth_failures")...)
 	if g, d := time.Duration(c.Shutdown.GracePeriod), time.Duration(c.Shutdown.DrainDelay); g < time.Second || d < 0 || d >= g {

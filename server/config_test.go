@@ -250,3 +250,17 @@ func TestDecisionCacheSize(t *testing.T) {
 		})
 	}
 }
+
+// limits.decision_workers is 0 (one per CPU) or a count no larger than max_in_flight.
+func TestDecisionWorkersAreBounded(t *testing.T) {
+	base := "issuer: x\nservices: [a]\nsigning: {key_file: k}\nstore: {url: \"bolt:///tmp/x.db\"}\n"
+	for value, ok := range map[string]bool{"0": true, "4": true, "1024": true, "-1": false, "1025": false} {
+		_, err := LoadConfig(writeConfig(t, base+"limits: {decision_workers: "+value+"}\n"))
+		if ok && err != nil {
+			t.Errorf("decision_workers: %s refused: %v", value, err)
+		}
+		if !ok && (err == nil || !strings.Contains(err.Error(), "decision_workers")) {
+			t.Errorf("decision_workers: %s: error %v, want one naming decision_workers", value, err)
+		}
+	}
+}

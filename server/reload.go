@@ -167,13 +167,14 @@ func (s *Server) tokenEndpoint(g *generation) (http.Handler, error) {
 	return authz.New(authz.Deps{
 		Directory: s.store, Decider: s.engine, Issuer: g.keys.signer, Usage: s.usage, Refresh: g.keys.refresh, Throttle: s.guard,
 	}, authz.Options{
-		Services:       g.cfg.Services,
-		MaxScopes:      g.cfg.Limits.MaxScopes,
-		MaxScopeLength: g.cfg.Limits.MaxScopeLength,
-		TrustedProxies: s.proxies,
-		Logger:         s.logger.With("component", "token"),
-		Registerer:     s.registry,
-		Now:            s.clock,
+		Services:        g.cfg.Services,
+		MaxScopes:       g.cfg.Limits.MaxScopes,
+		MaxScopeLength:  g.cfg.Limits.MaxScopeLength,
+		DecisionWorkers: g.cfg.Limits.DecisionWorkers,
+		TrustedProxies:  s.proxies,
+		Logger:          s.logger.With("component", "token"),
+		Registerer:      s.registry,
+		Now:             s.clock,
 	})
 }
 

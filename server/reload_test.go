@@ -454,6 +454,9 @@ func TestReloadAppliesEveryReloadableKey(t *testing.T) {
 		{"limits.max_scope_length", "limits", "{max_scopes: 1, max_scope_length: 64, max_in_flight: 1024}", func(g *generation) bool {
 			return requestToken(h, reloadService, "repository:"+strings.Repeat("a", 70)+":pull").status == http.StatusBadRequest
 		}},
+		{"limits.decision_workers", "limits", "{max_scopes: 1, max_scope_length: 64, max_in_flight: 1024, decision_workers: 3}", func(g *generation) bool {
+			return s.gen.Load().cfg.Limits.DecisionWorkers == 3 && requestToken(h, reloadService, "repository:a:pull").status == http.StatusOK
+		}},
 		{"shutdown.grace_period", "shutdown", "{grace_period: 7s}", func(g *generation) bool {
 			return time.Duration(s.gen.Load().cfg.Shutdown.GracePeriod) == 7*time.Second
 		}},
