@@ -19,6 +19,9 @@ type event struct {
 	status                              int
 	err                                 error
 	duration                            time.Duration
+	// working is true while the request holds a decision worker, which ServeHTTP gives back
+	// once the response is written and logged.
+	working bool
 }
 
 func (e event) outcome() string {

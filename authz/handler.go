@@ -211,6 +211,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	client := h.clientIP(r)
 	ev := event{clientIP: client.String()}
+	defer func() {
+		if ev.working {
+			h.workers.Release(1)
+		}
+	}()
 	req, err := h.parse(w, r)
 	if err == nil {
 		ev.service, ev.clientID, ev.requested, ev.grant = req.service, req.clientID, req.scopes, req.grant()
@@ -355,12 +360,13 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 		}
 	}
 
-	// Authentication may wait on the store; what follows only computes, a worker at a time.
+	// Authentication may wait on the store; what follows only computes, a worker at a time,
+	// until the response is written and logged.
 	t := time.Now()
 	if err := h.workers.Acquire(ctx, 1); err != nil {
 		return response{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	defer h.workers.Release(1)
+	ev.working = true
 	h.metrics.stage("queue", t)
 
 	client := policy.Client{IP: ev.clientIP, ID: req.clientID, UserAgent: truncate(r.UserAgent(), maxClientField)}

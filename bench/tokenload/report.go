@@ -275,7 +275,7 @@ func (rep *Report) print(w io.Writer) {
 		fmt.Fprintf(w, "  %s: %s; peak %s\n", s.store, strings.Join(parts, ", "), mib(s.peak.Load()))
 		if n := len(s.marks); n >= 1 {
 			last := s.marks[n-1]
-			fmt.Fprintf(w, "  %s: end ÷ after the warm-up (%.0f decisions cached) %.2f over %s of load",
+			fmt.Fprintf(w, "  %s: end ÷ after the warm-up (of %.0f cold decisions) %.2f over %s of load",
 				s.store, s.warmDecisions, float64(last.rss)/float64(s.warm), last.at.Sub(s.warmAt).Round(time.Second))
 			if n >= 2 {
 				// The heap target settles during the first block; a leak keeps growing after it.
