@@ -20,7 +20,7 @@ type event struct {
 	err                                 error
 	duration                            time.Duration
 	// working is true while the request holds a decision worker, which ServeHTTP gives back
-	// once the response is written and logged.
+	// once the response is encoded and logged, before it is written.
 	working bool
 }
 

@@ -211,35 +211,47 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	client := h.clientIP(r)
 	ev := event{clientIP: client.String()}
-	defer func() {
-		if ev.working {
-			h.workers.Release(1)
-		}
-	}()
+	defer h.release(&ev)
+	var body []byte
 	req, err := h.parse(w, r)
 	if err == nil {
 		ev.service, ev.clientID, ev.requested, ev.grant = req.service, req.clientID, req.scopes, req.grant()
 		req.client = client
 		var resp response
-		resp, err = h.issue(r.Context(), r, req, &ev)
-		if err == nil {
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Cache-Control", "no-store")
-			w.Header().Set("Pragma", "no-cache")
-			if ev.decisionID != "" {
-				w.Header().Set("Regoauth-Decision-Id", ev.decisionID)
-			}
-			json.NewEncoder(w).Encode(resp)
-			ev.status = http.StatusOK
+		if resp, err = h.issue(r.Context(), r, req, &ev); err == nil {
+			body, err = json.Marshal(resp)
 		}
 	}
+	ev.method = r.Method
 	if err != nil {
-		ev.status = WriteError(w, err)
-		ev.err = err
+		h.release(&ev)
+		ev.status, ev.err = WriteError(w, err), err
+		ev.duration = time.Since(start)
+		h.metrics.observe(ev)
+		h.log(ev)
+		return
 	}
-	ev.method, ev.duration = r.Method, time.Since(start)
+	ev.status, ev.duration = http.StatusOK, time.Since(start)
 	h.metrics.observe(ev)
 	h.log(ev)
+	// The worker is given back before the response meets the network: a client that does not
+	// read what it asked for holds its own connection, not a worker.
+	h.release(&ev)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	if ev.decisionID != "" {
+		w.Header().Set("Regoauth-Decision-Id", ev.decisionID)
+	}
+	w.Write(append(body, '\n'))
+}
+
+// release gives back the decision worker the request holds, if it holds one.
+func (h *Handler) release(ev *event) {
+	if ev.working {
+		ev.working = false
+		h.workers.Release(1)
+	}
 }
 
 func (h *Handler) parse(w http.ResponseWriter, r *http.Request) (request, error) {
@@ -361,7 +373,7 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 	}
 
 	// Authentication may wait on the store; what follows only computes, a worker at a time,
-	// until the response is written and logged.
+	// until the response is encoded and logged.
 	t := time.Now()
 	if err := h.workers.Acquire(ctx, 1); err != nil {
 		return response{}, fmt.Errorf("%w: %w", ErrUnavailable, err)

@@ -78,3 +78,52 @@ func TestDecisionWorkersTakeTurnsInOrder(t *testing.T) {
 	default:
 	}
 }
+
+// stuckWriter is a client that never reads its response: every write blocks until released.
+type stuckWriter struct {
+	header  http.Header
+	writing chan struct{}
+	release chan struct{}
+}
+
+func (w *stuckWriter) Header() http.Header { return w.header }
+func (w *stuckWriter) WriteHeader(int)     {}
+func (w *stuckWriter) Write(p []byte) (int, error) {
+	w.writing <- struct{}{}
+	<-w.release
+	return len(p), nil
+}
+
+// TestAClientThatDoesNotReadHoldsNoWorker: a response is written after its decision worker is
+// given back, so a client that never reads what it asked for (its socket full) holds its own
+// connection, not the one worker everyone else needs.
+func TestAClientThatDoesNotReadHoldsNoWorker(t *testing.T) {
+	e := newEnv(t)
+	h := e.newHandler(authz.Deps{}, authz.Options{DecisionWorkers: 1})
+	stuck := &stuckWriter{header: http.Header{}, writing: make(chan struct{}, 1), release: make(chan struct{})}
+	defer close(stuck.release)
+	r := httptest.NewRequest("GET", "/token?"+q("repository:image:pull"), nil)
+	r.SetBasicAuth("user1", e.keys["user1"])
+	go h.ServeHTTP(stuck, r)
+	select {
+	case <-stuck.writing:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stuck client's response was never written")
+	}
+	served := make(chan int, 1)
+	go func() {
+		r := httptest.NewRequest("GET", "/token?"+q("repository:image:pull"), nil)
+		r.SetBasicAuth("user1", e.keys["user1"])
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		served <- w.Code
+	}()
+	select {
+	case code := <-served:
+		if code != http.StatusOK {
+			t.Fatalf("status %d", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a request waited for the worker held by a client that does not read")
+	}
+}
