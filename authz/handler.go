@@ -222,20 +222,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			body, err = json.Marshal(resp)
 		}
 	}
-	ev.method = r.Method
+	// The worker is given back before a response meets the network: a client that does not
+	// read what it asked for holds its own connection, not a worker. A token's response is
+	// encoded and logged first, an error's written first (it is short).
 	if err != nil {
 		h.release(&ev)
 		ev.status, ev.err = WriteError(w, err), err
-		ev.duration = time.Since(start)
-		h.metrics.observe(ev)
-		h.log(ev)
-		return
+	} else {
+		ev.status = http.StatusOK
 	}
-	ev.status, ev.duration = http.StatusOK, time.Since(start)
+	ev.method, ev.duration = r.Method, time.Since(start)
 	h.metrics.observe(ev)
 	h.log(ev)
-	// The worker is given back before the response meets the network: a client that does not
-	// read what it asked for holds its own connection, not a worker.
+	if err != nil {
+		return
+	}
 	h.release(&ev)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

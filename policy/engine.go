@@ -489,8 +489,7 @@ func (e *Engine) eval(ctx context.Context, q query, input ast.Value, extra ...re
 	}
 	defer e.store.Abort(ctx, txn)
 	r := e.active.Load()
-	opts := make([]rego.EvalOption, 0, 4+len(extra))
-	opts = append(append(append(opts, evalOptions...), rego.EvalParsedInput(input), rego.EvalTransaction(txn)), extra...)
+	opts := slices.Concat(evalOptions, []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalTransaction(txn)}, extra)
 	start := time.Now()
 	rs, err := r.prepared[q].Eval(ctx, opts...)
 	e.metrics.evalSeconds.WithLabelValues(q.label()).Observe(time.Since(start).Seconds())
