@@ -65,8 +65,8 @@ func (l *Liveness) Pong() {
 	l.lastPong = l.now()
 }
 
-// Watch listens to channel until ctx ends. go-redis reconnects and resubscribes on its own.
-// Watch records each confirmation of the subscription, and each failure of a ping or a read,
+// Watch listens to channel until ctx ends. go-redis reconnects and resubscribes on its own; an
+// error reply makes Watch subscribe again. Watch records each confirmation of the subscription, and each failure of a ping or a read,
 // with set (nil: l.SetSubscribed; a set that does more must call l.SetSubscribed first), and
 // hands message the payload of every message, in order.
 func (l *Liveness) Watch(ctx context.Context, client redis.UniversalClient, channel string, set func(up bool), message func(payload string)) {
@@ -91,10 +91,20 @@ func (l *Liveness) Watch(ctx context.Context, client redis.UniversalClient, chan
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue // nothing arrived; the next ping decides
 			}
-			if ctx.Err() == nil {
-				set(false)
-				sleep(ctx, PingEvery)
+			if ctx.Err() != nil {
+				continue
 			}
+			set(false)
+			var reply redis.Error
+			if errors.As(err, &reply) {
+				// Redis answered with an error (LOADING to a ping while it reads its data
+				// after a restart, say), and go-redis may or may not have replaced the
+				// connection. Either way only a new confirmation may count as subscribed:
+				// ask for one on whatever connection is current. Without it a listener whose
+				// connection survived the error would stay down for as long as it lasts.
+				_ = ps.Subscribe(ctx, channel)
+			}
+			sleep(ctx, PingEvery)
 			continue
 		}
 		switch m := msg.(type) {

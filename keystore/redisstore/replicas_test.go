@@ -264,6 +264,68 @@ func TestFailsClosedAndRecovers(t *testing.T) {
 	waitLive(t, s)
 }
 
+// TestListensAgainAfterRedisLoads restarts Redis with data to read: for a while it answers
+// LOADING, to the listener's pings too, while the subscription it reconnected with stands. The
+// listener must come back once Redis has loaded, and the cache serve again; a listener that took
+// the error for a lost subscription and waited for a confirmation that never came stayed down
+// (every lookup going to Redis) until its connection next dropped.
+func TestListensAgainAfterRedisLoads(t *testing.T) {
+	RouteClientLogs(slog.New(slog.DiscardHandler))
+	// key-load-delay is how long Redis sleeps per key it reads at start (µs): 12,000 keys, a few seconds.
+	srv := redistest.Start(t, "--key-load-delay", "50")
+	s, _ := openStore(t, srv.URL(), Options{CacheTTL: time.Minute})
+	waitLive(t, s)
+	must(t, s.CreateAccount(ctx, keystore.Account{Name: "alice"}))
+	k, plain := storetest.NewKey(t, "alice")
+	must(t, s.CreateKey(ctx, k))
+	raw := srv.Client()
+	pipe := raw.Pipeline()
+	for i := range 12000 {
+		pipe.Set(ctx, fmt.Sprintf("filler:%d", i), "x", 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Stop()
+	srv.Restart()
+	loading := func() bool {
+		info, err := raw.Info(ctx, "persistence").Result() // INFO is answered while loading
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(info, "loading:1")
+	}
+	if !loading() {
+		t.Fatal("Redis was not loading right after the restart: the test needs a loading window")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for loading() {
+		if time.Now().After(deadline) {
+			t.Fatal("Redis did not finish loading within 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(s.metrics.listening) != 1 || !s.live.Alive() {
+		if time.Now().After(deadline) {
+			t.Fatal("the invalidation channel was still down 5s after Redis finished loading")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	hits := testutil.ToFloat64(s.metrics.cache.WithLabelValues("hit"))
+	deadline = time.Now().Add(time.Second)
+	for testutil.ToFloat64(s.metrics.cache.WithLabelValues("hit")) == hits {
+		if _, err := keystore.Authenticate(ctx, s, "alice", plain, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cache did not serve within a second of the channel coming back")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestWriteBatch: a batch writes records in order, each checked as a single write would be.
 func TestWriteBatch(t *testing.T) {
 	srv := redistest.Start(t)
