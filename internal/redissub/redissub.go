@@ -66,9 +66,10 @@ func (l *Liveness) Pong() {
 }
 
 // Watch listens to channel until ctx ends. go-redis reconnects and resubscribes on its own; an
-// error reply makes Watch subscribe again. Watch records each confirmation of the subscription, and each failure of a ping or a read,
-// with set (nil: l.SetSubscribed; a set that does more must call l.SetSubscribed first), and
-// hands message the payload of every message, in order.
+// error reply makes Watch subscribe again. Watch records each confirmation of the
+// subscription, and each failure of a ping or a read, with set (nil: l.SetSubscribed; a set
+// that does more must call l.SetSubscribed first), and hands message the payload of every
+// message, in order.
 func (l *Liveness) Watch(ctx context.Context, client redis.UniversalClient, channel string, set func(up bool), message func(payload string)) {
 	ps := client.Subscribe(ctx, channel)
 	defer ps.Close()
