@@ -2,7 +2,6 @@ package input
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -20,12 +19,43 @@ const (
 // repositoryActions is what "*" on a repository expands to: what a registry checks.
 var repositoryActions = []string{"delete", "pull", "push"}
 
-var (
-	// The resource type grammar: a lowercase word, optionally with a class in parentheses.
-	typePattern      = regexp.MustCompile(`^([a-z0-9]+)(?:\(([a-z0-9]+)\))?$`)
-	actionPattern    = regexp.MustCompile(`^(?:[a-z]+|\*)$`)
-	registryResource = regexp.MustCompile(`^[a-z0-9]+$`)
-)
+// The grammar of a scope's parts, read byte by byte (they are read on every token request; the
+// regular expressions they stand for are in scope_test.go, which holds them equal):
+//
+//	type     ^([a-z0-9]+)(?:\(([a-z0-9]+)\))?$   a lowercase word, optionally a class in parentheses
+//	action   ^(?:[a-z]+|\*)$
+//	registry ^[a-z0-9]+$                          a registry resource's name
+
+// parseType splits "type" or "type(class)".
+func parseType(s string) (typ, class string, ok bool) {
+	typ = s
+	if i := strings.IndexByte(s, '('); i >= 0 {
+		if !strings.HasSuffix(s, ")") {
+			return "", "", false
+		}
+		typ, class = s[:i], s[i+1:len(s)-1]
+		if !isWord(class, true) {
+			return "", "", false
+		}
+	}
+	return typ, class, isWord(typ, true)
+}
+
+// isWord reports whether s is one or more of a-z (and 0-9 with digits).
+func isWord(s string, digits bool) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || digits && '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func isAction(s string) bool { return s == "*" || isWord(s, false) }
 
 // ScopeError is a request that asks for too much to be evaluated.
 type ScopeError struct{ msg string }
@@ -64,11 +94,11 @@ func parseScope(raw string) (policy.Scope, bool) {
 	if first < 0 || first == last {
 		return policy.Scope{}, false
 	}
-	m := typePattern.FindStringSubmatch(raw[:first])
-	if m == nil {
+	typ, class, ok := parseType(raw[:first])
+	if !ok {
 		return policy.Scope{}, false
 	}
-	s := policy.Scope{Type: m[1], Class: m[2], Name: raw[first+1 : last]}
+	s := policy.Scope{Type: typ, Class: class, Name: raw[first+1 : last]}
 	switch s.Type {
 	case "repository":
 		// The grammar reservations are held to: a name no reservation, grant or namespace
@@ -77,7 +107,7 @@ func parseScope(raw string) (policy.Scope, bool) {
 			return policy.Scope{}, false
 		}
 	case "registry":
-		if !registryResource.MatchString(s.Name) {
+		if !isWord(s.Name, true) {
 			return policy.Scope{}, false
 		}
 	default:
@@ -88,7 +118,7 @@ func parseScope(raw string) (policy.Scope, bool) {
 		switch {
 		case a == "*" && s.Type == "repository":
 			s.Actions = append(s.Actions, repositoryActions...)
-		case actionPattern.MatchString(a):
+		case isAction(a):
 			s.Actions = append(s.Actions, a)
 		}
 	}

@@ -3,6 +3,7 @@ package input
 import (
 	"errors"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -81,6 +82,9 @@ func FuzzParseScopes(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		for _, part := range strings.FieldsFunc(s, func(r rune) bool { return r == ':' || r == ',' || r == ' ' }) {
+			checkGrammar(t, part)
+		}
 		got, err := ParseScopes([]string{s}, 8, 300)
 		if err != nil {
 			return
@@ -106,4 +110,39 @@ func FuzzParseScopes(f *testing.F) {
 			seen[key] = true
 		}
 	})
+}
+
+// The regular expressions the scope grammar's readers stand for (scope.go).
+var (
+	typePattern      = regexp.MustCompile(`^([a-z0-9]+)(?:\(([a-z0-9]+)\))?$`)
+	actionPattern    = regexp.MustCompile(`^(?:[a-z]+|\*)$`)
+	registryResource = regexp.MustCompile(`^[a-z0-9]+$`)
+)
+
+// checkGrammar holds parseType, isAction and isWord equal to the regular expressions on s.
+func checkGrammar(t *testing.T, s string) {
+	t.Helper()
+	typ, class, ok := parseType(s)
+	if m := typePattern.FindStringSubmatch(s); (m != nil) != ok || ok && (m[1] != typ || m[2] != class) {
+		t.Errorf("parseType(%q) = %q, %q, %v; the expression says %q", s, typ, class, ok, m)
+	}
+	if got, want := isAction(s), actionPattern.MatchString(s); got != want {
+		t.Errorf("isAction(%q) = %v, want %v", s, got, want)
+	}
+	if got, want := isWord(s, true), registryResource.MatchString(s); got != want {
+		t.Errorf("isWord(%q, true) = %v, want %v", s, got, want)
+	}
+}
+
+// TestScopeGrammar: the byte-by-byte readers of a scope's type, actions and registry name accept
+// exactly what their regular expressions do (FuzzParseScopes checks the same on its inputs).
+func TestScopeGrammar(t *testing.T) {
+	for _, s := range []string{
+		"", "repository", "registry", "repository(plugin)", "repository()", "(plugin)", "repository(plugin",
+		"repository)plugin(", "repository(plu(gin))", "repository(plugin)x", "repository(Plugin)", "Repository",
+		"repo9", "9", "a(b)(c)", "a(b)c)", "a)", "*", "**", "pull", "Pull", "pull1", "pu-ll", "push ", " push",
+		"catalog", "cat_alog", "é", "a\nb", "repository\n", "a\x00", "z{", "a`", "0(0)", "a(b c)",
+	} {
+		checkGrammar(t, s)
+	}
 }
