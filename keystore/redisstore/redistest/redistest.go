@@ -265,8 +265,8 @@ func (s *Sentinel) primaryAddr() (string, error) {
 	return "", lastErr
 }
 
-// Failover kills the primary once the replica holds everything it wrote, then waits until the
-// sentinels have promoted the replica and it accepts writes.
+// Failover kills the primary once the replica holds everything it wrote, then waits until
+// every sentinel names the replica as primary and it accepts writes.
 func (s *Sentinel) Failover() {
 	s.t.Helper()
 	old := s.Primary()
@@ -279,12 +279,19 @@ func (s *Sentinel) Failover() {
 	waitFor(s.t, 15*time.Second, "the replica to catch up before the failover", func() error { return inSync(old, replica) })
 	old.Kill()
 	waitFor(s.t, 60*time.Second, "the sentinels to promote the replica", func() error {
-		addr, err := s.primaryAddr()
-		if err != nil {
-			return err
-		}
-		if addr != replica.Addr {
-			return fmt.Errorf("primary is still %s", addr)
+		// Every sentinel, not just the first to answer: the others learn of the promotion a
+		// moment later, and a client that asked one of them meanwhile would be sent to the
+		// primary just killed.
+		for _, p := range s.sentinels {
+			c := redis.NewSentinelClient(&redis.Options{Addr: p.addr(), DialTimeout: time.Second})
+			hp, err := c.GetMasterAddrByName(context.Background(), s.Master).Result()
+			c.Close()
+			if err != nil {
+				return fmt.Errorf("sentinel %d: %w", p.port, err)
+			}
+			if addr := net.JoinHostPort(hp[0], hp[1]); addr != replica.Addr {
+				return fmt.Errorf("sentinel %d names %s as primary", p.port, addr)
+			}
 		}
 		c := redis.NewClient(&redis.Options{Addr: replica.Addr})
 		defer c.Close()
