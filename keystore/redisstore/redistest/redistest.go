@@ -254,15 +254,24 @@ func (s *Sentinel) Primary() *Server {
 func (s *Sentinel) primaryAddr() (string, error) {
 	var lastErr error
 	for _, p := range s.sentinels {
-		c := redis.NewSentinelClient(&redis.Options{Addr: p.addr(), DialTimeout: time.Second})
-		hp, err := c.GetMasterAddrByName(context.Background(), s.Master).Result()
-		c.Close()
+		addr, err := s.primaryNamedBy(p)
 		if err == nil {
-			return net.JoinHostPort(hp[0], hp[1]), nil
+			return addr, nil
 		}
 		lastErr = err
 	}
 	return "", lastErr
+}
+
+// primaryNamedBy is the primary's address as sentinel p knows it.
+func (s *Sentinel) primaryNamedBy(p *process) (string, error) {
+	c := redis.NewSentinelClient(&redis.Options{Addr: p.addr(), DialTimeout: time.Second})
+	defer c.Close()
+	hp, err := c.GetMasterAddrByName(context.Background(), s.Master).Result()
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(hp[0], hp[1]), nil
 }
 
 // Failover kills the primary once the replica holds everything it wrote, then waits until
@@ -283,13 +292,11 @@ func (s *Sentinel) Failover() {
 		// moment later, and a client that asked one of them meanwhile would be sent to the
 		// primary just killed.
 		for _, p := range s.sentinels {
-			c := redis.NewSentinelClient(&redis.Options{Addr: p.addr(), DialTimeout: time.Second})
-			hp, err := c.GetMasterAddrByName(context.Background(), s.Master).Result()
-			c.Close()
+			addr, err := s.primaryNamedBy(p)
 			if err != nil {
 				return fmt.Errorf("sentinel %d: %w", p.port, err)
 			}
-			if addr := net.JoinHostPort(hp[0], hp[1]); addr != replica.Addr {
+			if addr != replica.Addr {
 				return fmt.Errorf("sentinel %d names %s as primary", p.port, addr)
 			}
 		}
