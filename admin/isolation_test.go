@@ -1,6 +1,7 @@
 package admin_test
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -237,23 +238,34 @@ func TestKeyRestrictionsHoldOnTheAdminAPI(t *testing.T) {
 // The admin API reads the client address as GET /token does: X-Forwarded-For counts only from
 // a trusted proxy.
 func TestAdminAPIReadsTheClientAddressLikeTheTokenEndpoint(t *testing.T) {
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	for _, tt := range []struct {
 		name    string
 		proxies []netip.Prefix
 		via     string
+		// network is the key's (10.0.0.0/8 when empty).
+		network string
 		inside  bool
 	}{
-		{"direct, outside", nil, "", false},
-		{"a forged header from an untrusted peer", nil, "10.1.2.3", false},
-		{"through a trusted proxy, inside", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "10.1.2.3", true},
-		{"through a trusted proxy, outside", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "192.0.2.1", false},
-		{"a trusted proxy without the header", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, "", false},
+		{"direct, outside", nil, "", "", false},
+		{"a forged header from an untrusted peer", nil, "10.1.2.3", "", false},
+		{"through a trusted proxy, inside", loopback, "10.1.2.3", "", true},
+		{"through a trusted proxy, outside", loopback, "192.0.2.1", "", false},
+		{"a trusted proxy without the header", loopback, "", "", false},
+		{"through a trusted proxy that writes the port, inside", loopback, "10.1.2.3:4711", "", true},
+		{"through a trusted proxy that writes the port, outside", loopback, "192.0.2.1:4711", "", false},
+		// A key whose networks hold the proxy: a client the proxy could not name is not the
+		// proxy.
+		{"a trusted proxy without the header, the key's network holds it", loopback, "", "127.0.0.0/8", true},
+		{"through a trusted proxy, a hop it could not read", loopback, "192.0.2.1, unknown", "127.0.0.0/8", false},
+		{"through a trusted proxy, outside, the key's network holds the proxy", loopback, "192.0.2.1", "127.0.0.0/8", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStack(t, "bolt", stackOptions{TrustedProxies: tt.proxies})
 			s.account("user1")
 			must(s.admin.AddGrant(t.Context(), admin.GrantRequest{Account: "user1", Repository: "app", Actions: []string{"pull"}}))
-			key := s.newKey("user1", admin.KeyRequest{Restrictions: keystore.Restrictions{CIDRs: []string{"10.0.0.0/8"}}})
+			network := cmp.Or(tt.network, "10.0.0.0/8")
+			key := s.newKey("user1", admin.KeyRequest{Restrictions: keystore.Restrictions{CIDRs: []string{network}}})
 			_, err := s.clientVia(key, tt.via).ListKeys(t.Context(), "user1")
 			if got := err == nil; got != tt.inside {
 				t.Fatalf("admin API answers: %v, want inside=%v", err, tt.inside)
