@@ -47,8 +47,8 @@ type Store interface {
 	ListKeys(ctx context.Context, account string) ([]keystore.Key, error)
 	RevokeKey(ctx context.Context, id string) error
 
-	PutGrant(ctx context.Context, g keystore.Grant) error
-	RemoveGrant(ctx context.Context, subject keystore.Subject, repository string, actions []string) error
+	PutGrant(ctx context.Context, g keystore.Grant, guard keystore.Guard) error
+	RemoveGrant(ctx context.Context, subject keystore.Subject, repository string, actions []string, guard keystore.Guard) error
 	ListGrants(ctx context.Context, f keystore.GrantFilter) ([]keystore.Grant, error)
 	PageGrants(ctx context.Context, q keystore.GrantQuery) (keystore.GrantPage, error)
 
@@ -56,7 +56,7 @@ type Store interface {
 	GetOwnership(ctx context.Context, repository string) (keystore.Ownership, error)
 	ListOwnership(ctx context.Context, owner string) ([]keystore.Ownership, error)
 	PageOwnership(ctx context.Context, q keystore.OwnershipQuery) (keystore.OwnershipPage, error)
-	Release(ctx context.Context, repository string) error
+	Release(ctx context.Context, repository string, guard keystore.Guard) error
 }
 
 // Authorizer decides admin operations.

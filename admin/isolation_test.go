@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"cmp"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -233,6 +234,129 @@ func TestKeyRestrictionsHoldOnTheAdminAPI(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A grant, a grant's removal and a release are decided on who owns the name, then written. A
+// write of another request that lands in between — the owner's own release, sent at the same
+// moment, and another seller's reservation — must fail the write, not leave a right nobody
+// authorized: an owner granting itself pull while releasing the name would otherwise keep pull
+// on the name's next listing. Each case puts the other request's writes exactly there.
+func TestWritesDecidedOnAFormerOwnerFail(t *testing.T) {
+	pull := []string{"pull"}
+	for _, tt := range []struct {
+		name string
+		// setup runs first; between runs through the store between the decision and the
+		// write; then sam, who owned shop/app when the operation was decided, makes it.
+		setup, between func(s *stack)
+		op             func(sam *admin.Client) error
+		// rows are the grants on shop/app afterwards: none of sam's operation; eve's is
+		// whether eve still owns the name (with bob's pull when she sold it to him).
+		rows      []string
+		eves, bob bool
+	}{
+		{
+			name:    "a grant to oneself, as the name is released",
+			between: func(s *stack) { s.must(s.store.Release(s.t.Context(), "shop/app", keystore.Unguarded)) },
+			op: func(sam *admin.Client) error {
+				_, err := sam.AddGrant(context.Background(), admin.GrantRequest{Account: "sam", Repository: "shop/app", Actions: pull})
+				return err
+			},
+		},
+		{
+			name: "a grant to a buyer, as the name is released and reserved by another",
+			between: func(s *stack) {
+				s.must(s.store.Release(s.t.Context(), "shop/app", keystore.Unguarded))
+				s.must(s.store.Reserve(s.t.Context(), keystore.Ownership{Repository: "shop/app", Owner: "eve", Created: time.Now().UTC().Truncate(time.Second)}, 0))
+			},
+			op: func(sam *admin.Client) error {
+				_, err := sam.AddGrant(context.Background(), admin.GrantRequest{Account: "bob", Repository: "shop/app", Actions: pull})
+				return err
+			},
+			eves: true,
+		},
+		{
+			name: "a release, as the name is released and reserved by another who sells it",
+			between: func(s *stack) {
+				s.must(s.store.Release(s.t.Context(), "shop/app", keystore.Unguarded))
+				s.must(s.store.Reserve(s.t.Context(), keystore.Ownership{Repository: "shop/app", Owner: "eve", Created: time.Now().UTC().Truncate(time.Second)}, 0))
+				s.must(s.store.PutGrant(s.t.Context(), keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "bob"}, Repository: "shop/app", Actions: pull}, keystore.Unguarded))
+			},
+			op:   func(sam *admin.Client) error { return sam.ReleaseRepository(context.Background(), "shop/app") },
+			rows: []string{"account:bob pull"}, eves: true, bob: true,
+		},
+		{
+			name: "a buyer's removal, as the name is released and reserved by another who sells it to the same buyer",
+			setup: func(s *stack) {
+				s.must(s.store.PutGrant(s.t.Context(), keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "bob"}, Repository: "shop/app", Actions: pull}, keystore.Unguarded))
+			},
+			between: func(s *stack) {
+				s.must(s.store.Release(s.t.Context(), "shop/app", keystore.Unguarded))
+				s.must(s.store.Reserve(s.t.Context(), keystore.Ownership{Repository: "shop/app", Owner: "eve", Created: time.Now().UTC().Truncate(time.Second)}, 0))
+				s.must(s.store.PutGrant(s.t.Context(), keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "bob"}, Repository: "shop/app", Actions: pull}, keystore.Unguarded))
+			},
+			op: func(sam *admin.Client) error {
+				return sam.RemoveGrant(context.Background(), admin.GrantRequest{Account: "bob", Repository: "shop/app", Actions: pull})
+			},
+			rows: []string{"account:bob pull"}, eves: true, bob: true,
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			backends(t, func(t *testing.T, backend string) {
+				var s *stack
+				armed := false
+				s = newStack(t, backend, stackOptions{Bundle: "marketplace", BeforeWrite: func(string) {
+					if armed {
+						armed = false
+						tt.between(s)
+					}
+				}})
+				samKey := s.account("sam", "sellers")
+				sam := s.client(samKey)
+				bobKey := s.account("bob", "buyers")
+				s.account("eve", "sellers")
+				must(sam.ReserveRepository(t.Context(), admin.RepositoryRequest{Repository: "shop/app"}))
+				if tt.setup != nil {
+					tt.setup(s)
+				}
+				armed = true
+				err := tt.op(sam)
+				if armed {
+					t.Fatal("the operation made no write")
+				}
+				if status(err) != http.StatusConflict {
+					t.Fatalf("the operation answered %v, want HTTP 409: the name changed owner after it was decided", err)
+				}
+				if got := grantsOn(s, "shop/app"); !slices.Equal(got, tt.rows) {
+					t.Fatalf("grants on shop/app = %v, want %v", got, tt.rows)
+				}
+				if s.pulls("sam", samKey, "shop/app") {
+					t.Fatal("sam pulls shop/app, which it no longer owns")
+				}
+				if tt.eves {
+					if o, err := s.store.GetOwnership(t.Context(), "shop/app"); err != nil || o.Owner != "eve" {
+						t.Fatalf("shop/app: %+v, %v; want it still eve's", o, err)
+					}
+				}
+				if got := s.pulls("bob", bobKey, "shop/app"); got != tt.bob {
+					t.Fatalf("bob pulls shop/app: %v, want %v", got, tt.bob)
+				}
+			})
+		})
+	}
+}
+
+// grantsOn lists the rows on exactly repository as "subject actions".
+func grantsOn(s *stack, repository string) []string {
+	s.t.Helper()
+	rows, err := s.store.ListGrants(s.t.Context(), keystore.GrantFilter{Repository: repository})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var out []string
+	for _, g := range rows {
+		out = append(out, g.Subject.String()+" "+strings.Join(g.Actions, ","))
+	}
+	return out
 }
 
 // The admin API reads the client address as GET /token does: X-Forwarded-For counts only from

@@ -242,14 +242,23 @@ func (a *API) ownerOf(ctx context.Context, repository string) (string, error) {
 	return o.Owner, err
 }
 
-func (a *API) grantTarget(ctx context.Context, req GrantRequest) (keystore.Subject, policy.AdminTarget, error) {
+// grantTarget is what a grant operation is decided on, and the guard its write carries: the
+// owner the decision saw, for a literal name (a pattern has no owner, and its grants depend on
+// none).
+func (a *API) grantTarget(ctx context.Context, req GrantRequest) (keystore.Subject, policy.AdminTarget, keystore.Guard, error) {
 	subject, err := req.Subject()
 	if err != nil {
-		return subject, policy.AdminTarget{}, err
+		return subject, policy.AdminTarget{}, keystore.Unguarded, err
 	}
 	target := policy.AdminTarget{Account: req.Account, Group: req.Group, Repository: req.Repository, Actions: req.Actions}
-	target.Owner, err = a.ownerOf(ctx, req.Repository)
-	return subject, target, err
+	if target.Owner, err = a.ownerOf(ctx, req.Repository); err != nil {
+		return subject, target, keystore.Unguarded, err
+	}
+	guard := keystore.Unguarded
+	if keystore.ValidateRepository(req.Repository) == nil {
+		guard = keystore.OwnedBy(target.Owner)
+	}
+	return subject, target, guard, nil
 }
 
 // ListGrants lists grant rows (ended ones included, with their end), filtered by the non-empty
@@ -292,7 +301,7 @@ func (a *API) PageGrants(ctx context.Context, c *Caller, q keystore.GrantQuery) 
 // AddGrant adds actions to the row of (subject, repository), with the end req gives (none when
 // it gives none), and returns the row.
 func (a *API) AddGrant(ctx context.Context, c *Caller, req GrantRequest) (keystore.Grant, error) {
-	subject, target, err := a.grantTarget(ctx, req)
+	subject, target, guard, err := a.grantTarget(ctx, req)
 	if err != nil {
 		return keystore.Grant{}, err
 	}
@@ -314,7 +323,8 @@ func (a *API) AddGrant(ctx context.Context, c *Caller, req GrantRequest) (keysto
 			return keystore.Grant{}, err
 		}
 	}
-	if err := a.store.PutGrant(ctx, g); err != nil {
+	// The owner the policy decided on must still own the name when the row is written.
+	if err := a.store.PutGrant(ctx, g, guard); err != nil {
 		return keystore.Grant{}, err
 	}
 	rows, err := a.store.ListGrants(ctx, keystore.GrantFilter{Subject: &subject, Repository: g.Repository})
@@ -329,7 +339,7 @@ func (a *API) RemoveGrant(ctx context.Context, c *Caller, req GrantRequest) erro
 	if req.ExpiresIn != "" || !req.Expires.IsZero() {
 		return fmt.Errorf("%w: an end applies to adding a grant, not to removing one", keystore.ErrInvalid)
 	}
-	subject, target, err := a.grantTarget(ctx, req)
+	subject, target, guard, err := a.grantTarget(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -361,7 +371,7 @@ func (a *API) RemoveGrant(ctx context.Context, c *Caller, req GrantRequest) erro
 	if len(rows) == 0 {
 		return fmt.Errorf("grant %q: %w", subject.String()+" "+req.Repository, keystore.ErrNotFound)
 	}
-	return a.store.RemoveGrant(ctx, subject, req.Repository, target.Actions)
+	return a.store.RemoveGrant(ctx, subject, req.Repository, target.Actions, guard)
 }
 
 // ListRepositories lists reservations: one owner's, or all when owner is empty.
@@ -423,5 +433,7 @@ func (a *API) ReleaseRepository(ctx context.Context, c *Caller, name string) err
 	if !found {
 		return fmt.Errorf("repository %q: %w", name, keystore.ErrNotFound)
 	}
-	return a.store.Release(ctx, name)
+	// Released only if the record is still the one decided on: a stale release never takes
+	// the name, and its grants, from an owner who reserved it since.
+	return a.store.Release(ctx, name, keystore.OwnedBy(o.Owner))
 }

@@ -1,6 +1,7 @@
 package admin_test
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
@@ -60,6 +61,31 @@ type stackOptions struct {
 	// Bundle is a directory of bundles/ loaded beside the library ("" for the library alone).
 	Bundle         string
 	TrustedProxies []netip.Prefix
+	// BeforeWrite, when set, is called by the admin API's store just before each grant write,
+	// grant removal and release it makes (op: "put grant", "remove grant", "release"): after
+	// the operation was decided, before its write, where another request's write may land.
+	BeforeWrite func(op string)
+}
+
+// hookedStore is the store the admin API writes through when stackOptions.BeforeWrite is set.
+type hookedStore struct {
+	keystore.Store
+	before func(op string)
+}
+
+func (h hookedStore) PutGrant(ctx context.Context, g keystore.Grant, guard keystore.Guard) error {
+	h.before("put grant")
+	return h.Store.PutGrant(ctx, g, guard)
+}
+
+func (h hookedStore) RemoveGrant(ctx context.Context, subject keystore.Subject, repository string, actions []string, guard keystore.Guard) error {
+	h.before("remove grant")
+	return h.Store.RemoveGrant(ctx, subject, repository, actions, guard)
+}
+
+func (h hookedStore) Release(ctx context.Context, repository string, guard keystore.Guard) error {
+	h.before("release")
+	return h.Store.Release(ctx, repository, guard)
 }
 
 const service = "registry.example.com"
@@ -166,7 +192,11 @@ func newStack(t *testing.T, backend string, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := admin.New(admin.Deps{Store: s.store, Authorizer: engine, Explainer: engine}, admin.Options{Now: now, TrustedProxies: o.TrustedProxies})
+	var apiStore admin.Store = s.store
+	if o.BeforeWrite != nil {
+		apiStore = hookedStore{Store: s.store, before: o.BeforeWrite}
+	}
+	api, err := admin.New(admin.Deps{Store: apiStore, Authorizer: engine, Explainer: engine}, admin.Options{Now: now, TrustedProxies: o.TrustedProxies})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,6 +248,14 @@ func bundleWithoutTests(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return dst
+}
+
+// must fails the test on err.
+func (s *stack) must(err error) {
+	s.t.Helper()
+	if err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 func (s *stack) advance(d time.Duration) { s.clock.Add(int64(d)) }

@@ -169,7 +169,7 @@ func storeOf(b *testing.B, total int) benchStore {
 	os.Remove(path) // the open file lives until the process ends
 	ctx := context.Background()
 	put := func(g keystore.Grant) {
-		if err := s.PutGrant(ctx, g); err != nil {
+		if err := s.PutGrant(ctx, g, keystore.Unguarded); err != nil {
 			b.Fatal(err)
 		}
 	}

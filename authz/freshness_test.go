@@ -314,18 +314,18 @@ func (f *freshness) changeStore() {
 		if f.rnd.IntN(3) == 0 {
 			g.Expires = f.soon()
 		}
-		f.must(f.writer.PutGrant(ctx, g), "adding a grant")
+		f.must(f.writer.PutGrant(ctx, g, keystore.Unguarded), "adding a grant")
 	case n < 15:
 		var actions []string
 		if f.rnd.IntN(2) == 0 {
 			actions = []string{f.pick(freshActions)}
 		}
-		f.must(f.writer.RemoveGrant(ctx, subject, repo, actions), "removing a grant")
+		f.must(f.writer.RemoveGrant(ctx, subject, repo, actions, keystore.Unguarded), "removing a grant")
 	case n < 18:
 		repo := f.pick(freshRepos)
 		f.must(f.writer.Reserve(ctx, keystore.Ownership{Repository: repo, Owner: f.pick(f.accounts), Created: time.Now()}, 0), "reserving")
 	default:
-		f.must(f.writer.Release(ctx, f.pick(freshRepos)), "releasing")
+		f.must(f.writer.Release(ctx, f.pick(freshRepos), keystore.Unguarded), "releasing")
 	}
 }
 

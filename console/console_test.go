@@ -96,7 +96,7 @@ func newFixture(t *testing.T, tls bool, configure ...func(*console.Options)) *fi
 		f.keys[a.Name] = f.newKey(a.Name, keystore.Restrictions{})
 	}
 	must(t, store.Reserve(ctx, keystore.Ownership{Repository: "shop/alice", Owner: "alice", Created: f.clock.Now()}, 0))
-	must(t, store.PutGrant(ctx, keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"}, Repository: "shop/alice", Actions: []string{"pull"}}))
+	must(t, store.PutGrant(ctx, keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"}, Repository: "shop/alice", Actions: []string{"pull"}}, keystore.Unguarded))
 	return f
 }
 

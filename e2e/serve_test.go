@@ -54,7 +54,7 @@ func seedStore(t *testing.T, path string, accounts []account, grants []keystore.
 		keys[a.name], ids[a.name] = plain, id
 	}
 	for _, g := range grants {
-		if err := store.PutGrant(ctx, g); err != nil {
+		if err := store.PutGrant(ctx, g, keystore.Unguarded); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -310,11 +310,13 @@ type Store interface {
 	TouchKeys(ctx context.Context, used map[string]time.Time) error
 
 	// PutGrant adds the grant's actions to the row for (subject, repository), creating it; see
-	// MergeGrant for the row it stores, and for when it returns ErrConflict.
-	PutGrant(ctx context.Context, g Grant) error
+	// MergeGrant for the row it stores, and for when it returns ErrConflict. It is also
+	// ErrConflict, writing nothing, when the guard does not hold for g.Repository.
+	PutGrant(ctx context.Context, g Grant, guard Guard) error
 	// RemoveGrant removes the listed actions from the row, or the whole row when actions is
-	// empty; the row's end stays. It returns ErrNotFound when there is no such row.
-	RemoveGrant(ctx context.Context, subject Subject, repository string, actions []string) error
+	// empty; the row's end stays. It returns ErrNotFound when there is no such row, and
+	// ErrConflict, removing nothing, when the guard does not hold for repository.
+	RemoveGrant(ctx context.Context, subject Subject, repository string, actions []string, guard Guard) error
 	// ListGrants lists rows matching f, expired ones included (with their end), ordered by
 	// subject then repository.
 	ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error)
@@ -335,8 +337,9 @@ type Store interface {
 	// Release removes the reservation of repository and, in the same atomic write, every grant
 	// whose repository is exactly that name, to accounts and to groups: rights tied to the name
 	// belonged to its listing, and must not pass to the next owner. Grants on patterns that
-	// match the name stay. ErrNotFound if the name is not reserved.
-	Release(ctx context.Context, repository string) error
+	// match the name stay. ErrNotFound if the name is not reserved; ErrConflict, removing
+	// nothing, when the guard does not hold.
+	Release(ctx context.Context, repository string, guard Guard) error
 
 	// CreateSession stores a new session; it is gone by itself once it expires.
 	CreateSession(ctx context.Context, s Session) error
@@ -361,6 +364,40 @@ type Store interface {
 	// Readiness and --check-config ask it.
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// A Guard makes a write on a repository name conditional on the name's reservation, checked in
+// the same atomic step as the write: the write is made only while the name is owned as the
+// guard says, and is ErrConflict otherwise. An operation that decides on who owns a name and
+// then writes carries the owner it decided on, so that a release or a reservation between the
+// decision and the write fails the write instead of leaving a right nobody authorized (a grant
+// on a name its owner released, kept for the name's next owner). The zero Guard checks nothing:
+// the operator's own writes (import, tests) need none.
+type Guard struct {
+	checked bool
+	owner   string
+}
+
+// OwnedBy guards a write with the owner of its repository name: owner, or nobody when owner is
+// "".
+func OwnedBy(owner string) Guard { return Guard{checked: true, owner: owner} }
+
+// Unguarded is the Guard that checks nothing.
+var Unguarded Guard
+
+// Holds reports whether the guard holds for a name whose reservation names owner ("" when the
+// name is not reserved).
+func (g Guard) Holds(owner string) bool { return !g.checked || g.owner == owner }
+
+// Checked reports whether the guard checks anything, and the owner it expects.
+func (g Guard) Checked() (owner string, checked bool) { return g.owner, g.checked }
+
+// ErrOwnerChanged is the conflict of a write whose guard did not hold.
+var ErrOwnerChanged = fmt.Errorf("%w: the repository changed owner while the change was decided; try again", ErrConflict)
+
+// OwnerChanged is the error of a write whose guard did not hold for repository.
+func OwnerChanged(repository string) error {
+	return fmt.Errorf("repository %q: %w", repository, ErrOwnerChanged)
 }
 
 // MergeActions returns the sorted union of two action lists.

@@ -241,7 +241,7 @@ func TestImportConflicts(t *testing.T) {
 	if err := d.CreateAccount(context.Background(), keystore.Account{Name: "buyer", Disabled: true}); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.PutGrant(context.Background(), keystore.Grant{Subject: buyer, Repository: "shop/tool", Actions: []string{"pull", "push"}}); err != nil {
+	if err := d.PutGrant(context.Background(), keystore.Grant{Subject: buyer, Repository: "shop/tool", Actions: []string{"pull", "push"}}, keystore.Unguarded); err != nil {
 		t.Fatal(err)
 	}
 	d.Close()

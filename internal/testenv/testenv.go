@@ -76,7 +76,7 @@ func (e *Env) Grant(account, repository string, actions ...string) {
 // GrantTo gives a subject (an account or a group) actions on a repository pattern.
 func (e *Env) GrantTo(subject keystore.Subject, repository string, actions ...string) {
 	e.T.Helper()
-	e.must(e.Store.PutGrant(context.Background(), keystore.Grant{Subject: subject, Repository: repository, Actions: actions}))
+	e.must(e.Store.PutGrant(context.Background(), keystore.Grant{Subject: subject, Repository: repository, Actions: actions}, keystore.Unguarded))
 }
 
 // Reserve records that owner owns repository.

@@ -464,9 +464,38 @@ func (s *Store) TouchKeys(_ context.Context, used map[string]time.Time) error {
 	})
 }
 
-// PutGrant merges the grant into the row for (subject, repository) (keystore.MergeGrant).
-func (s *Store) PutGrant(_ context.Context, g keystore.Grant) error {
-	return s.write(keystore.Record{Grant: &g})
+// PutGrant merges the grant into the row for (subject, repository) (keystore.MergeGrant), in
+// the transaction that checks the guard.
+func (s *Store) PutGrant(_ context.Context, g keystore.Grant, guard keystore.Guard) error {
+	r := keystore.Record{Grant: &g}
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		if err := checkGuard(tx, g.Repository, guard); err != nil {
+			return err
+		}
+		return writeRecord(tx, r)
+	})
+}
+
+// checkGuard fails with the guard's error unless repository is owned as it says.
+func checkGuard(tx *bolt.Tx, repository string, guard keystore.Guard) error {
+	if _, checked := guard.Checked(); !checked {
+		return nil
+	}
+	owner := ""
+	o, err := get[keystore.Ownership](tx.Bucket(bucketOwners), []byte(repository), "repository")
+	switch {
+	case err == nil:
+		owner = o.Owner
+	case !errors.Is(err, keystore.ErrNotFound):
+		return err
+	}
+	if !guard.Holds(owner) {
+		return keystore.OwnerChanged(repository)
+	}
+	return nil
 }
 
 func putGrant(tx *bolt.Tx, g keystore.Grant) error {
@@ -491,8 +520,11 @@ func putGrant(tx *bolt.Tx, g keystore.Grant) error {
 }
 
 // RemoveGrant removes actions from a row, or the row.
-func (s *Store) RemoveGrant(_ context.Context, subject keystore.Subject, repository string, actions []string) error {
+func (s *Store) RemoveGrant(_ context.Context, subject keystore.Subject, repository string, actions []string, guard keystore.Guard) error {
 	return s.update(func(tx *bolt.Tx) error {
+		if err := checkGuard(tx, repository, guard); err != nil {
+			return err
+		}
 		b := tx.Bucket(bucketGrants)
 		key := join(subject.String(), repository)
 		g, err := get[keystore.Grant](b, key, "grant")
@@ -685,12 +717,15 @@ func (s *Store) PageOwnership(_ context.Context, q keystore.OwnershipQuery) (pag
 
 // Release removes ownership of a repository and, in the same transaction, every grant on
 // exactly that name, found through the by-repository index.
-func (s *Store) Release(_ context.Context, repository string) error {
+func (s *Store) Release(_ context.Context, repository string, guard keystore.Guard) error {
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketOwners)
 		o, err := get[keystore.Ownership](b, []byte(repository), "repository")
 		if err != nil {
 			return err
+		}
+		if !guard.Holds(o.Owner) {
+			return keystore.OwnerChanged(repository)
 		}
 		if err := b.Delete([]byte(repository)); err != nil {
 			return err

@@ -87,7 +87,7 @@ func TestIndexBuiltForOlderFiles(t *testing.T) {
 	ctx := context.Background()
 	for _, name := range []string{"a", "b"} {
 		g := keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: name}, Repository: "shop/app", Actions: []string{"pull"}}
-		if err := s.PutGrant(ctx, g); err != nil {
+		if err := s.PutGrant(ctx, g, keystore.Unguarded); err != nil {
 			t.Fatal(err)
 		}
 	}

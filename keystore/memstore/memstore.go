@@ -231,14 +231,26 @@ func (s *Store) TouchKeys(_ context.Context, used map[string]time.Time) error {
 }
 
 // PutGrant merges the grant into the row for (subject, repository) (keystore.MergeGrant).
-func (s *Store) PutGrant(_ context.Context, g keystore.Grant) error {
-	return s.WriteBatch(context.Background(), []keystore.Record{{Grant: &g}})
+func (s *Store) PutGrant(_ context.Context, g keystore.Grant, guard keystore.Guard) error {
+	r := keystore.Record{Grant: &g}
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !guard.Holds(s.owners[g.Repository].Owner) {
+		return keystore.OwnerChanged(g.Repository)
+	}
+	return s.writeLocked(r)
 }
 
 // RemoveGrant removes actions from a row, or the row.
-func (s *Store) RemoveGrant(_ context.Context, subject keystore.Subject, repository string, actions []string) error {
+func (s *Store) RemoveGrant(_ context.Context, subject keystore.Subject, repository string, actions []string, guard keystore.Guard) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !guard.Holds(s.owners[repository].Owner) {
+		return keystore.OwnerChanged(repository)
+	}
 	row := grantRow{subject, repository}
 	g, ok := s.grants[row]
 	if !ok {
@@ -321,11 +333,15 @@ func (s *Store) ListOwnership(_ context.Context, owner string) ([]keystore.Owner
 }
 
 // Release removes ownership of a repository.
-func (s *Store) Release(_ context.Context, repository string) error {
+func (s *Store) Release(_ context.Context, repository string, guard keystore.Guard) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.owners[repository]; !ok {
+	o, ok := s.owners[repository]
+	if !ok {
 		return notFound("repository", repository)
+	}
+	if !guard.Holds(o.Owner) {
+		return keystore.OwnerChanged(repository)
 	}
 	delete(s.owners, repository)
 	// Every grant on exactly the released name goes with it (see keystore.Store.Release).

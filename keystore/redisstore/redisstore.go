@@ -193,6 +193,9 @@ func (s *Store) fail(op string, err error, what map[string]string) error {
 		if msg := err.Error(); strings.HasPrefix(msg, m.prefix) {
 			s.health.up()
 			kind := strings.TrimPrefix(msg, m.prefix)
+			if msg == "CONFLICT owner" {
+				return keystore.OwnerChanged(what[kind])
+			}
 			return fmt.Errorf("%s %q: %w", kind, what[kind], m.sentinel)
 		}
 	}
@@ -575,9 +578,13 @@ func (s *Store) TouchKeys(ctx context.Context, used map[string]time.Time) error 
 
 // PutGrant merges the grant into the row for (subject, repository), as keystore.MergeGrant
 // does, in one script.
-func (s *Store) PutGrant(ctx context.Context, g keystore.Grant) error {
-	err := s.write(ctx, keystore.Record{Grant: &g})
-	if errors.Is(err, keystore.ErrConflict) {
+func (s *Store) PutGrant(ctx context.Context, g keystore.Grant, guard keystore.Guard) error {
+	r := keystore.Record{Grant: &g}
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	err := s.run(ctx, s.putGrantWrite(g, guard))
+	if errors.Is(err, keystore.ErrConflict) && !errors.Is(err, keystore.ErrOwnerChanged) {
 		return s.explainConflict(ctx, g, err)
 	}
 	return err
@@ -597,8 +604,8 @@ func (s *Store) explainConflict(ctx context.Context, g keystore.Grant, conflict 
 }
 
 // RemoveGrant removes actions from a row, or the row.
-func (s *Store) RemoveGrant(ctx context.Context, subject keystore.Subject, repository string, actions []string) error {
-	return s.run(ctx, s.grantWrite("remove grant", removeGrant, subject, repository, actions))
+func (s *Store) RemoveGrant(ctx context.Context, subject keystore.Subject, repository string, actions []string, guard keystore.Guard) error {
+	return s.run(ctx, s.grantWrite("remove grant", removeGrant, subject, repository, guard, actions))
 }
 
 // ListGrants lists grants matching f, ordered by subject then repository.
@@ -773,12 +780,12 @@ func (s *Store) PageOwnership(ctx context.Context, q keystore.OwnershipQuery) (k
 
 // Release removes ownership of a repository and every grant on exactly that name, in one
 // script.
-func (s *Store) Release(ctx context.Context, repository string) error {
+func (s *Store) Release(ctx context.Context, repository string, guard keystore.Guard) error {
 	keys := []string{s.ownerKey(repository), s.reposKey(), s.grantsOnKey(repository), s.subjectsKey()}
-	err := release.Run(ctx, s.client, keys, s.channel, s.prefix, repository).Err()
+	err := release.Run(ctx, s.client, keys, s.channel, s.prefix, repository, guardArg(guard)).Err()
 	// The owner is known only to the script; empty this replica's cache rather than guess.
 	s.changed("*")
-	return s.fail("release", err, map[string]string{"repository": repository})
+	return s.fail("release", err, map[string]string{"repository": repository, "owner": repository})
 }
 
 func (s *Store) sessionKey(id string) string { return s.prefix + "s:" + id }

@@ -77,7 +77,7 @@ func TestInvalidationReachesOtherReplicas(t *testing.T) {
 			{Subject: buyers, Repository: "shop/app", Actions: []string{"pull"}},
 			{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: name}, Repository: name + "/own", Actions: []string{"push"}},
 		} {
-			if err := a.PutGrant(ctx, g); err != nil {
+			if err := a.PutGrant(ctx, g, keystore.Unguarded); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -125,14 +125,16 @@ func TestInvalidationReachesOtherReplicas(t *testing.T) {
 			}},
 		{"remove an account's grant",
 			func(t *testing.T, k keystore.Key) {
-				must(t, a.RemoveGrant(ctx, keystore.Subject{Kind: keystore.SubjectAccount, Name: k.Account}, k.Account+"/own", nil))
+				must(t, a.RemoveGrant(ctx, keystore.Subject{Kind: keystore.SubjectAccount, Name: k.Account}, k.Account+"/own", nil, keystore.Unguarded))
 			},
 			func(k keystore.Key, plain string) bool {
 				p, err := keystore.Authenticate(ctx, b, k.Account, plain, time.Now())
 				return err == nil && !slices.Contains(repos(p), k.Account+"/own")
 			}},
 		{"remove a group's grant",
-			func(t *testing.T, k keystore.Key) { must(t, a.RemoveGrant(ctx, buyers, "shop/app", nil)) },
+			func(t *testing.T, k keystore.Key) {
+				must(t, a.RemoveGrant(ctx, buyers, "shop/app", nil, keystore.Unguarded))
+			},
 			func(k keystore.Key, plain string) bool {
 				p, err := keystore.Authenticate(ctx, b, k.Account, plain, time.Now())
 				return err == nil && !slices.Contains(repos(p), "shop/app")
@@ -141,7 +143,7 @@ func TestInvalidationReachesOtherReplicas(t *testing.T) {
 			func(t *testing.T, k keystore.Key) {
 				// Owned by another account: only the message about the grantee can tell b.
 				must(t, a.Reserve(ctx, keystore.Ownership{Repository: k.Account + "/own", Owner: "seller"}, 0))
-				must(t, a.Release(ctx, k.Account+"/own"))
+				must(t, a.Release(ctx, k.Account+"/own", keystore.Unguarded))
 			},
 			func(k keystore.Key, plain string) bool {
 				p, err := keystore.Authenticate(ctx, b, k.Account, plain, time.Now())
@@ -150,7 +152,7 @@ func TestInvalidationReachesOtherReplicas(t *testing.T) {
 		{"release a name granted to a group",
 			func(t *testing.T, k keystore.Key) {
 				must(t, a.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller"}, 0))
-				must(t, a.Release(ctx, "shop/app"))
+				must(t, a.Release(ctx, "shop/app", keystore.Unguarded))
 			},
 			func(k keystore.Key, plain string) bool {
 				p, err := keystore.Authenticate(ctx, b, k.Account, plain, time.Now())
@@ -416,7 +418,7 @@ func TestLoadPrincipalIsOneRoundTrip(t *testing.T) {
 		{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "sellers"}, Repository: "b", Actions: []string{"push"}},
 		{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "staff"}, Repository: "c/**", Actions: []string{"pull"}},
 	} {
-		must(t, s.PutGrant(ctx, g))
+		must(t, s.PutGrant(ctx, g, keystore.Unguarded))
 	}
 	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "alice/app", Owner: "alice"}, 0))
 	if _, err := s.LoadPrincipal(ctx, k.ID); err != nil { // loads the script into Redis' cache

@@ -93,17 +93,33 @@ local function parts(v)
 end
 `
 
-// putGrant: KEYS subject's grants, subjects, repository's subjects; ARGV channel, message,
-// subject, repository, end (empty for none), actions…. A row whose end differs is replaced only
-// by a put naming every action it holds (keystore.MergeGrant); otherwise "CONFLICT grant".
-var putGrant = redis.NewScript(grantParts + `
+// A write guarded by the owner of its repository (keystore.Guard) is given the ownership's key
+// and the guard: empty to check nothing, "=" and the owner expected ("=" alone: nobody).
+// guardHolds reads the reservation in the script that writes, so the two are one step.
+const guardHolds = `
+local function guard_holds(key, guard)
+  if guard == '' then return true end
+  local want = string.sub(guard, 2)
+  local o = redis.call('GET', key)
+  if not o then return want == '' end
+  return cjson.decode(o)['owner'] == want
+end
+`
+
+// putGrant: KEYS subject's grants, subjects, repository's subjects, repository's ownership;
+// ARGV channel, message, subject, repository, guard, end (empty for none), actions…. A row
+// whose end differs is replaced only by a put naming every action it holds
+// (keystore.MergeGrant); otherwise "CONFLICT grant". A guard that does not hold is "CONFLICT
+// owner".
+var putGrant = redis.NewScript(grantParts + guardHolds + `
+if not guard_holds(KEYS[4], ARGV[5]) then return redis.error_reply('CONFLICT owner') end
 local set = {}
 local cur = redis.call('HGET', KEYS[1], ARGV[4])
-for i = 6, #ARGV do set[ARGV[i]] = true end
+for i = 7, #ARGV do set[ARGV[i]] = true end
 if cur then
   local acts, fin = parts(cur)
   for a in string.gmatch(acts, '[^,]+') do
-    if fin == ARGV[5] then
+    if fin == ARGV[6] then
       set[a] = true
     elseif not set[a] then
       return redis.error_reply('CONFLICT grant')
@@ -114,7 +130,7 @@ local list = {}
 for a in pairs(set) do list[#list + 1] = a end
 table.sort(list)
 local v = table.concat(list, ',')
-if ARGV[5] ~= '' then v = v .. '|' .. ARGV[5] end
+if ARGV[6] ~= '' then v = v .. '|' .. ARGV[6] end
 redis.call('HSET', KEYS[1], ARGV[4], v)
 redis.call('ZADD', KEYS[2], 0, ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[3])
@@ -122,16 +138,17 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1
 `)
 
-// removeGrant: same KEYS as putGrant; ARGV channel, message, subject, repository, actions…
-// (none: the whole row). What is left keeps the row's end.
-var removeGrant = redis.NewScript(grantParts + `
+// removeGrant: same KEYS as putGrant; ARGV channel, message, subject, repository, guard,
+// actions… (none: the whole row). What is left keeps the row's end.
+var removeGrant = redis.NewScript(grantParts + guardHolds + `
+if not guard_holds(KEYS[4], ARGV[5]) then return redis.error_reply('CONFLICT owner') end
 local cur = redis.call('HGET', KEYS[1], ARGV[4])
 if not cur then return redis.error_reply('NOTFOUND grant') end
 local acts, fin = parts(cur)
 local left = {}
-if #ARGV > 4 then
+if #ARGV > 5 then
   local drop = {}
-  for i = 5, #ARGV do drop[ARGV[i]] = true end
+  for i = 6, #ARGV do drop[ARGV[i]] = true end
   for a in string.gmatch(acts, '[^,]+') do if not drop[a] then left[#left + 1] = a end end
 end
 if #left == 0 then
@@ -162,12 +179,13 @@ return 1
 `)
 
 // release: KEYS ownership, repositories, the repository's subjects, subjects; ARGV channel,
-// prefix, repository. It removes the reservation and every grant row whose repository is exactly
+// prefix, repository, guard. It removes the reservation and every grant row whose repository is exactly
 // the released name, whoever holds it, and tells replicas who changed: each subject, or
 // everyone when many did (one message each would make every replica scan its cache as often).
-var release = redis.NewScript(`
+var release = redis.NewScript(guardHolds + `
 local o = redis.call('GET', KEYS[1])
 if not o then return redis.error_reply('NOTFOUND repository') end
+if not guard_holds(KEYS[1], ARGV[4]) then return redis.error_reply('CONFLICT owner') end
 local owner = cjson.decode(o)['owner']
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[3])

@@ -54,14 +54,7 @@ func (s *Store) recordWrite(r keystore.Record) (writeCall, error) {
 			what:    map[string]string{"account": k.Account, "key": k.ID},
 			changed: msg}, nil
 	case r.Grant != nil:
-		// putGrant takes the row's end before the actions.
-		g := *r.Grant
-		w := s.grantWrite("put grant", putGrant, g.Subject, g.Repository, nil)
-		w.args = append(w.args, grantEnd(g.Expires))
-		for _, a := range g.Actions {
-			w.args = append(w.args, a)
-		}
-		return w, nil
+		return s.putGrantWrite(*r.Grant, keystore.Unguarded), nil
 	}
 	return s.reserveWrite(*r.Ownership, 0)
 }
@@ -81,18 +74,38 @@ func (s *Store) reserveWrite(o keystore.Ownership, maxOwned int) (writeCall, err
 		changed: msg}, nil
 }
 
+// putGrantWrite is the put of g, guarded.
+func (s *Store) putGrantWrite(g keystore.Grant, guard keystore.Guard) writeCall {
+	// putGrant takes the row's end before the actions.
+	w := s.grantWrite("put grant", putGrant, g.Subject, g.Repository, guard, nil)
+	w.args = append(w.args, grantEnd(g.Expires))
+	for _, a := range g.Actions {
+		w.args = append(w.args, a)
+	}
+	return w
+}
+
 // grantWrite is a put or a removal of actions on the row for (subject, repository).
-func (s *Store) grantWrite(op string, script *redis.Script, subject keystore.Subject, repository string, actions []string) writeCall {
+func (s *Store) grantWrite(op string, script *redis.Script, subject keystore.Subject, repository string, guard keystore.Guard, actions []string) writeCall {
 	msg := subjectChanged(subject)
-	args := []any{s.channel, msg, subject.String(), repository}
+	args := []any{s.channel, msg, subject.String(), repository, guardArg(guard)}
 	for _, a := range actions {
 		args = append(args, a)
 	}
 	return writeCall{op: op, script: script,
-		keys:    []string{s.grantsKey(subject.String()), s.subjectsKey(), s.grantsOnKey(repository)},
+		keys:    []string{s.grantsKey(subject.String()), s.subjectsKey(), s.grantsOnKey(repository), s.ownerKey(repository)},
 		args:    args,
-		what:    map[string]string{"grant": subject.String() + " " + repository},
+		what:    map[string]string{"grant": subject.String() + " " + repository, "owner": repository},
 		changed: msg}
+}
+
+// guardArg is a guard as the scripts read it (guardHolds).
+func guardArg(g keystore.Guard) string {
+	owner, checked := g.Checked()
+	if !checked {
+		return ""
+	}
+	return "=" + owner
 }
 
 // run makes one write, then evicts what it changed from this replica's cache.

@@ -102,7 +102,7 @@ func Seed(t testing.TB, s keystore.Store) int {
 		// A purchase that ends, to the nanosecond.
 		{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"}, Repository: "shop/tool", Actions: []string{"pull"}, Expires: created.Add(30*24*time.Hour + 5)},
 	} {
-		must(t, s.PutGrant(ctx, g))
+		must(t, s.PutGrant(ctx, g, keystore.Unguarded))
 		n++
 	}
 	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller", Created: created}, 0))

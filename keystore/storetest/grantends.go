@@ -19,8 +19,8 @@ func testGrantEnds(t *testing.T, s keystore.Store, c *clock) {
 	must(t, s.CreateKey(ctx, k))
 	buyer := keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"}
 	end := now.Add(time.Hour + 123*time.Nanosecond)
-	must(t, s.PutGrant(ctx, keystore.Grant{Subject: buyer, Repository: "shop/app", Actions: []string{"pull"}, Expires: end.In(time.FixedZone("X", 3600))}))
-	must(t, s.PutGrant(ctx, keystore.Grant{Subject: buyer, Repository: "forever", Actions: []string{"pull"}}))
+	must(t, s.PutGrant(ctx, keystore.Grant{Subject: buyer, Repository: "shop/app", Actions: []string{"pull"}, Expires: end.In(time.FixedZone("X", 3600))}, keystore.Unguarded))
+	must(t, s.PutGrant(ctx, keystore.Grant{Subject: buyer, Repository: "forever", Actions: []string{"pull"}}, keystore.Unguarded))
 
 	row := func(repo string) keystore.Grant {
 		t.Helper()
@@ -79,13 +79,13 @@ func testGrantEnds(t *testing.T, s keystore.Store, c *clock) {
 
 	// Renewing: the same actions with a later end replace the row.
 	later := end.Add(24 * time.Hour)
-	must(t, s.PutGrant(ctx, keystore.Grant{Subject: buyer, Repository: "shop/app", Actions: []string{"pull"}, Expires: later}))
+	must(t, s.PutGrant(ctx, keystore.Grant{Subject: buyer, Repository: "shop/app", Actions: []string{"pull"}, Expires: later}, keystore.Unguarded))
 	wantEnd = later
 	if got := loaded(); !slices.Equal(got, []string{"forever", "shop/app"}) {
 		t.Fatalf("grants after renewing = %v", got)
 	}
 	// Push for ever beside pull until later would change pull's end: refused, row unchanged.
-	err = s.PutGrant(ctx, keystore.Grant{Subject: buyer, Repository: "shop/app", Actions: []string{"push"}})
+	err = s.PutGrant(ctx, keystore.Grant{Subject: buyer, Repository: "shop/app", Actions: []string{"push"}}, keystore.Unguarded)
 	if !errors.Is(err, keystore.ErrConflict) {
 		t.Fatalf("put with another end and fewer actions: %v, want ErrConflict", err)
 	}
@@ -93,16 +93,16 @@ func testGrantEnds(t *testing.T, s keystore.Store, c *clock) {
 		t.Fatalf("row after a refused put = %+v", g)
 	}
 	// The same end merges actions; naming every action changes the end (here: none).
-	must(t, s.PutGrant(ctx, keystore.Grant{Subject: buyer, Repository: "shop/app", Actions: []string{"delete"}, Expires: later}))
+	must(t, s.PutGrant(ctx, keystore.Grant{Subject: buyer, Repository: "shop/app", Actions: []string{"delete"}, Expires: later}, keystore.Unguarded))
 	if g := row("shop/app"); !g.Expires.Equal(later) || !slices.Equal(g.Actions, []string{"delete", "pull"}) {
 		t.Fatalf("row after a put with the same end = %+v", g)
 	}
 	// Removing some actions keeps the end.
-	must(t, s.RemoveGrant(ctx, buyer, "shop/app", []string{"delete"}))
+	must(t, s.RemoveGrant(ctx, buyer, "shop/app", []string{"delete"}, keystore.Unguarded))
 	if g := row("shop/app"); !g.Expires.Equal(later) || !slices.Equal(g.Actions, []string{"pull"}) {
 		t.Fatalf("row after removing an action = %+v", g)
 	}
-	must(t, s.PutGrant(ctx, keystore.Grant{Subject: buyer, Repository: "shop/app", Actions: []string{"pull", "push"}}))
+	must(t, s.PutGrant(ctx, keystore.Grant{Subject: buyer, Repository: "shop/app", Actions: []string{"pull", "push"}}, keystore.Unguarded))
 	if g := row("shop/app"); !g.Expires.IsZero() || !slices.Equal(g.Actions, []string{"pull", "push"}) {
 		t.Fatalf("row after a put naming every action without an end = %+v", g)
 	}
@@ -127,9 +127,9 @@ func testPageGrants(t *testing.T, s keystore.Store, c *clock) {
 			g.Expires = now.Add(time.Hour)
 		}
 		all = append(all, g)
-		must(t, s.PutGrant(ctx, g))
+		must(t, s.PutGrant(ctx, g, keystore.Unguarded))
 	}
-	must(t, s.PutGrant(ctx, keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "user01"}, Repository: "team/x", Actions: []string{"push"}}))
+	must(t, s.PutGrant(ctx, keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "user01"}, Repository: "team/x", Actions: []string{"push"}}, keystore.Unguarded))
 	listed, err := s.ListGrants(ctx, keystore.GrantFilter{})
 	must(t, err)
 	for _, tt := range []struct {

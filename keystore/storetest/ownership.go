@@ -61,7 +61,7 @@ func testReleaseTakesGrants(t *testing.T, s keystore.Store) {
 		{Subject: buyer, Repository: "shop/app2", Actions: []string{"pull"}},
 		{Subject: buyer, Repository: "shop/app/sub", Actions: []string{"pull"}},
 	} {
-		must(t, s.PutGrant(ctx, g))
+		must(t, s.PutGrant(ctx, g, keystore.Unguarded))
 	}
 	repos := func() []string {
 		t.Helper()
@@ -80,7 +80,7 @@ func testReleaseTakesGrants(t *testing.T, s keystore.Store) {
 			t.Fatalf("buyer's grants = %v, want %v", got, want)
 		}
 	}
-	must(t, s.Release(ctx, "shop/app"))
+	must(t, s.Release(ctx, "shop/app", keystore.Unguarded))
 	if got, want := repos(), []string{"account:buyer shop/app/sub", "account:buyer shop/app2", "group:buyers shop/*"}; !slices.Equal(got, want) {
 		t.Fatalf("buyer's grants after the release = %v, want %v", got, want)
 	}
@@ -102,7 +102,7 @@ func testReleaseTakesGrants(t *testing.T, s keystore.Store) {
 	// The name is free, and a new owner starts without anyone's grants on it.
 	must(t, s.CreateAccount(ctx, acct("other")))
 	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "other", Created: now}, 0))
-	wantErr(t, s.Release(ctx, "shop/nothing"), keystore.ErrNotFound)
+	wantErr(t, s.Release(ctx, "shop/nothing", keystore.Unguarded), keystore.ErrNotFound)
 }
 
 // testReserveLimit checks that a reservation limit is kept in the write: of many concurrent
@@ -138,4 +138,67 @@ func testReserveLimit(t *testing.T, s keystore.Store) {
 	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "other/b", Owner: "other", Created: now}, 2))
 	wantErr(t, s.Reserve(ctx, keystore.Ownership{Repository: "other/c", Owner: "other", Created: now}, 2), keystore.ErrLimit)
 	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "other/c", Owner: "other", Created: now}, 0))
+}
+
+// testWritesGuardedByOwner checks keystore.Guard: a guarded grant write, grant removal or
+// release is made only while the name is owned as the guard says, checked in the write itself,
+// and is ErrOwnerChanged (an ErrConflict) writing nothing otherwise; an unguarded one checks
+// nothing.
+func testWritesGuardedByOwner(t *testing.T, s keystore.Store) {
+	for _, a := range []string{"sam", "eve", "buyer"} {
+		must(t, s.CreateAccount(ctx, acct(a)))
+	}
+	buyer := keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"}
+	pull := func(repo string) keystore.Grant {
+		return keystore.Grant{Subject: buyer, Repository: repo, Actions: []string{"pull"}}
+	}
+	rows := func(repo string) []keystore.Grant {
+		t.Helper()
+		got, err := s.ListGrants(ctx, keystore.GrantFilter{Repository: repo})
+		must(t, err)
+		return got
+	}
+	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "eve", Created: now}, 0))
+
+	// Puts.
+	for _, g := range []keystore.Guard{keystore.OwnedBy("sam"), keystore.OwnedBy("")} {
+		err := s.PutGrant(ctx, pull("shop/app"), g)
+		wantErr(t, err, keystore.ErrOwnerChanged)
+		wantErr(t, err, keystore.ErrConflict)
+	}
+	wantErr(t, s.PutGrant(ctx, pull("free/app"), keystore.OwnedBy("sam")), keystore.ErrOwnerChanged)
+	if got := append(rows("shop/app"), rows("free/app")...); len(got) != 0 {
+		t.Fatalf("a put whose guard failed wrote %+v", got)
+	}
+	must(t, s.PutGrant(ctx, pull("shop/app"), keystore.OwnedBy("eve")))
+	must(t, s.PutGrant(ctx, pull("free/app"), keystore.OwnedBy("")))
+	must(t, s.PutGrant(ctx, pull("other/app"), keystore.Unguarded))
+	if got := rows("shop/app"); len(got) != 1 || !slices.Equal(got[0].Actions, []string{"pull"}) {
+		t.Fatalf("rows on shop/app = %+v, want the buyer's pull", got)
+	}
+
+	// Removals.
+	wantErr(t, s.RemoveGrant(ctx, buyer, "shop/app", nil, keystore.OwnedBy("sam")), keystore.ErrOwnerChanged)
+	wantErr(t, s.RemoveGrant(ctx, buyer, "shop/app", []string{"pull"}, keystore.OwnedBy("")), keystore.ErrOwnerChanged)
+	if got := rows("shop/app"); len(got) != 1 {
+		t.Fatalf("a removal whose guard failed removed the row: %+v", got)
+	}
+	must(t, s.RemoveGrant(ctx, buyer, "free/app", nil, keystore.OwnedBy("")))
+	must(t, s.RemoveGrant(ctx, buyer, "other/app", nil, keystore.Unguarded))
+
+	// Releases: a stale release does not take a name, or its grants, from its owner.
+	wantErr(t, s.Release(ctx, "shop/app", keystore.OwnedBy("sam")), keystore.ErrOwnerChanged)
+	o, err := s.GetOwnership(ctx, "shop/app")
+	must(t, err)
+	if o.Owner != "eve" || len(rows("shop/app")) != 1 {
+		t.Fatalf("a release whose guard failed changed the name: owner %q, rows %+v", o.Owner, rows("shop/app"))
+	}
+	must(t, s.Release(ctx, "shop/app", keystore.OwnedBy("eve")))
+	wantErr(t, s.Release(ctx, "shop/app", keystore.OwnedBy("eve")), keystore.ErrNotFound)
+	if got := rows("shop/app"); len(got) != 0 {
+		t.Fatalf("rows on a released name: %+v", got)
+	}
+	// Once released, a put decided while eve owned it fails; one for nobody succeeds.
+	wantErr(t, s.PutGrant(ctx, pull("shop/app"), keystore.OwnedBy("eve")), keystore.ErrOwnerChanged)
+	must(t, s.PutGrant(ctx, pull("shop/app"), keystore.OwnedBy("")))
 }

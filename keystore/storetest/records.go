@@ -91,7 +91,7 @@ func testValidation(t *testing.T, s keystore.Store) {
 		{Subject: alice, Repository: "image", Actions: []string{"pull", "pull"}},
 		{Subject: keystore.Subject{Kind: "team", Name: "x"}, Repository: "image", Actions: []string{"pull"}},
 	} {
-		wantErr(t, s.PutGrant(ctx, g), keystore.ErrInvalid)
+		wantErr(t, s.PutGrant(ctx, g, keystore.Unguarded), keystore.ErrInvalid)
 	}
 	got, err := s.ListGrants(ctx, keystore.GrantFilter{})
 	must(t, err)
@@ -186,10 +186,10 @@ func testTouchKeys(t *testing.T, s keystore.Store) {
 func testGrants(t *testing.T, s keystore.Store) {
 	alice := keystore.Subject{Kind: keystore.SubjectAccount, Name: "alice"}
 	sellers := keystore.Subject{Kind: keystore.SubjectGroup, Name: "sellers"}
-	must(t, s.PutGrant(ctx, keystore.Grant{Subject: alice, Repository: "image", Actions: []string{"pull"}}))
-	must(t, s.PutGrant(ctx, keystore.Grant{Subject: alice, Repository: "image", Actions: []string{"push", "pull"}}))
-	must(t, s.PutGrant(ctx, keystore.Grant{Subject: alice, Repository: "acme/*", Actions: []string{"pull"}}))
-	must(t, s.PutGrant(ctx, keystore.Grant{Subject: sellers, Repository: "image", Actions: []string{"delete"}}))
+	must(t, s.PutGrant(ctx, keystore.Grant{Subject: alice, Repository: "image", Actions: []string{"pull"}}, keystore.Unguarded))
+	must(t, s.PutGrant(ctx, keystore.Grant{Subject: alice, Repository: "image", Actions: []string{"push", "pull"}}, keystore.Unguarded))
+	must(t, s.PutGrant(ctx, keystore.Grant{Subject: alice, Repository: "acme/*", Actions: []string{"pull"}}, keystore.Unguarded))
+	must(t, s.PutGrant(ctx, keystore.Grant{Subject: sellers, Repository: "image", Actions: []string{"delete"}}, keystore.Unguarded))
 
 	got, err := s.ListGrants(ctx, keystore.GrantFilter{Subject: &alice, Repository: "image"})
 	must(t, err)
@@ -207,21 +207,21 @@ func testGrants(t *testing.T, s keystore.Store) {
 		t.Fatalf("all grants = %+v", got)
 	}
 
-	must(t, s.RemoveGrant(ctx, alice, "image", []string{"push"}))
+	must(t, s.RemoveGrant(ctx, alice, "image", []string{"push"}, keystore.Unguarded))
 	got, err = s.ListGrants(ctx, keystore.GrantFilter{Subject: &alice, Repository: "image"})
 	must(t, err)
 	if len(got) != 1 || !slices.Equal(got[0].Actions, []string{"pull"}) {
 		t.Fatalf("after removing push = %+v", got)
 	}
 	// Removing the last action removes the row.
-	must(t, s.RemoveGrant(ctx, alice, "image", []string{"pull"}))
+	must(t, s.RemoveGrant(ctx, alice, "image", []string{"pull"}, keystore.Unguarded))
 	got, err = s.ListGrants(ctx, keystore.GrantFilter{Subject: &alice, Repository: "image"})
 	must(t, err)
 	if len(got) != 0 {
 		t.Fatalf("row left after removing every action: %+v", got)
 	}
-	must(t, s.RemoveGrant(ctx, alice, "acme/*", nil))
-	wantErr(t, s.RemoveGrant(ctx, alice, "acme/*", nil), keystore.ErrNotFound)
+	must(t, s.RemoveGrant(ctx, alice, "acme/*", nil, keystore.Unguarded))
+	wantErr(t, s.RemoveGrant(ctx, alice, "acme/*", nil, keystore.Unguarded), keystore.ErrNotFound)
 }
 
 func testGrantIndexes(t *testing.T, s keystore.Store) {
@@ -235,7 +235,7 @@ func testGrantIndexes(t *testing.T, s keystore.Store) {
 		{Subject: alice, Repository: "acme/**", Actions: []string{"pull", "push"}},
 	}
 	for _, g := range rows {
-		must(t, s.PutGrant(ctx, g))
+		must(t, s.PutGrant(ctx, g, keystore.Unguarded))
 	}
 	describe := func(gs []keystore.Grant) []string {
 		var out []string
@@ -263,8 +263,8 @@ func testGrantIndexes(t *testing.T, s keystore.Store) {
 			}
 		})
 	}
-	must(t, s.RemoveGrant(ctx, bob, "host:5000/a", nil))
-	must(t, s.RemoveGrant(ctx, team, "host:5000/a", []string{"delete"}))
+	must(t, s.RemoveGrant(ctx, bob, "host:5000/a", nil, keystore.Unguarded))
+	must(t, s.RemoveGrant(ctx, team, "host:5000/a", []string{"delete"}, keystore.Unguarded))
 	got, err := s.ListGrants(ctx, keystore.GrantFilter{Repository: "host:5000/a"})
 	must(t, err)
 	if want := []string{"account:alice host:5000/a [pull]"}; !slices.Equal(describe(got), want) {
@@ -275,7 +275,7 @@ func testGrantIndexes(t *testing.T, s keystore.Store) {
 	if len(got) != 0 {
 		t.Fatalf("bob's grants after removal = %q", describe(got))
 	}
-	wantErr(t, s.RemoveGrant(ctx, bob, "host:5000/a", nil), keystore.ErrNotFound)
+	wantErr(t, s.RemoveGrant(ctx, bob, "host:5000/a", nil, keystore.Unguarded), keystore.ErrNotFound)
 }
 
 func testOwnership(t *testing.T, s keystore.Store) {
@@ -295,7 +295,7 @@ func testOwnership(t *testing.T, s keystore.Store) {
 	if len(list) != 2 {
 		t.Fatalf("ListOwnership = %+v", list)
 	}
-	must(t, s.Release(ctx, "shop/app"))
+	must(t, s.Release(ctx, "shop/app", keystore.Unguarded))
 	_, err = s.GetOwnership(ctx, "shop/app")
 	wantErr(t, err, keystore.ErrNotFound)
 	list, err = s.ListOwnership(ctx, "seller")
@@ -303,7 +303,7 @@ func testOwnership(t *testing.T, s keystore.Store) {
 	if len(list) != 1 || list[0].Repository != "shop/tool" {
 		t.Fatalf("ListOwnership after release = %+v", list)
 	}
-	wantErr(t, s.Release(ctx, "shop/app"), keystore.ErrNotFound)
+	wantErr(t, s.Release(ctx, "shop/app", keystore.Unguarded), keystore.ErrNotFound)
 }
 
 func testLoadPrincipal(t *testing.T, s keystore.Store) {
@@ -322,7 +322,7 @@ func testLoadPrincipal(t *testing.T, s keystore.Store) {
 		{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "alice2"}, Repository: "y", Actions: []string{"pull"}},
 	}
 	for _, g := range grants {
-		must(t, s.PutGrant(ctx, g))
+		must(t, s.PutGrant(ctx, g, keystore.Unguarded))
 	}
 	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "alice/app", Owner: "alice", Created: now}, 0))
 	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "bob/app", Owner: "bob", Created: now}, 0))
@@ -362,8 +362,8 @@ func testChangesVisibleAtOnce(t *testing.T, s keystore.Store) {
 	must(t, s.CreateKey(ctx, k))
 	buyers := keystore.Subject{Kind: keystore.SubjectGroup, Name: "buyers"}
 	alice := keystore.Subject{Kind: keystore.SubjectAccount, Name: "alice"}
-	must(t, s.PutGrant(ctx, keystore.Grant{Subject: buyers, Repository: "shop/app", Actions: []string{"pull"}}))
-	must(t, s.PutGrant(ctx, keystore.Grant{Subject: alice, Repository: "own", Actions: []string{"push"}}))
+	must(t, s.PutGrant(ctx, keystore.Grant{Subject: buyers, Repository: "shop/app", Actions: []string{"pull"}}, keystore.Unguarded))
+	must(t, s.PutGrant(ctx, keystore.Grant{Subject: alice, Repository: "own", Actions: []string{"push"}}, keystore.Unguarded))
 
 	grants := func() []string {
 		t.Helper()
@@ -382,7 +382,7 @@ func testChangesVisibleAtOnce(t *testing.T, s keystore.Store) {
 			t.Fatalf("grants = %v", got)
 		}
 	}
-	must(t, s.RemoveGrant(ctx, buyers, "shop/app", nil))
+	must(t, s.RemoveGrant(ctx, buyers, "shop/app", nil, keystore.Unguarded))
 	if got := grants(); !slices.Equal(got, []string{"own"}) {
 		t.Fatalf("after removing the group's grant: %v", got)
 	}
@@ -390,7 +390,7 @@ func testChangesVisibleAtOnce(t *testing.T, s keystore.Store) {
 	if p, err := s.LoadPrincipal(ctx, k.ID); err != nil || !slices.Equal(p.Owned, []string{"alice/app"}) {
 		t.Fatalf("after reserving: owned %v, %v", p.Owned, err)
 	}
-	must(t, s.Release(ctx, "alice/app"))
+	must(t, s.Release(ctx, "alice/app", keystore.Unguarded))
 	if p, err := s.LoadPrincipal(ctx, k.ID); err != nil || len(p.Owned) != 0 {
 		t.Fatalf("after releasing: owned %v, %v", p.Owned, err)
 	}

@@ -16,7 +16,7 @@ func testConcurrentWrites(t *testing.T, s keystore.Store) {
 	errs := make(chan error, 64)
 	for i := range 30 {
 		wg.Go(func() {
-			errs <- s.PutGrant(ctx, keystore.Grant{Subject: alice, Repository: "image", Actions: []string{keystore.GrantActions[i%3]}})
+			errs <- s.PutGrant(ctx, keystore.Grant{Subject: alice, Repository: "image", Actions: []string{keystore.GrantActions[i%3]}}, keystore.Unguarded)
 		})
 	}
 	for range 10 {
@@ -47,7 +47,7 @@ func testSurvivesDisruption(t *testing.T, s keystore.Store, disrupt func(t *test
 	must(t, s.CreateAccount(ctx, acct("alice", "sellers")))
 	k, plain := NewKey(t, "alice")
 	must(t, s.CreateKey(ctx, k))
-	must(t, s.PutGrant(ctx, keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "sellers"}, Repository: "shop/*", Actions: []string{"push"}}))
+	must(t, s.PutGrant(ctx, keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "sellers"}, Repository: "shop/*", Actions: []string{"push"}}, keystore.Unguarded))
 	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "alice", Created: now}, 0))
 	if _, err := s.LoadPrincipal(ctx, k.ID); err != nil {
 		t.Fatal(err)

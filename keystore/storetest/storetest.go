@@ -88,6 +88,7 @@ func RunWith(t *testing.T, newStore NewStore, opts Options) {
 		{"Ownership", testOwnership},
 		{"ReservationIsLiteral", testReservationIsLiteral},
 		{"ReleaseTakesGrants", testReleaseTakesGrants},
+		{"WritesGuardedByOwner", testWritesGuardedByOwner},
 		{"ReserveLimit", testReserveLimit},
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"Validation", testValidation},
