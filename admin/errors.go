@@ -12,8 +12,8 @@ import (
 
 var errMethod = errors.New("method not allowed")
 
-// errBusy refuses work the server does one at a time while another is running.
-var errBusy = errors.New("another explanation is being computed; retry in a moment")
+// ErrBusy refuses work the server does one at a time while another is running.
+var ErrBusy = errors.New("another explanation is being computed; retry in a moment")
 
 // errorBody is every admin error response.
 type errorBody struct {
@@ -55,7 +55,7 @@ func writeError(w http.ResponseWriter, err error) {
 	case errors.Is(err, keystore.ErrNotWritable):
 		// The reason (disk full, read-only) is the operator's to fix; say it.
 		status, body.Code = http.StatusServiceUnavailable, "store_not_writable"
-	case errors.Is(err, errBusy):
+	case errors.Is(err, ErrBusy):
 		status, body.Code = http.StatusServiceUnavailable, "busy"
 		w.Header().Set("Retry-After", "1")
 	case errors.Is(err, keystore.ErrUnavailable), errors.Is(err, policy.ErrNotReady):

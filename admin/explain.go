@@ -74,7 +74,7 @@ func (a *API) Explain(ctx context.Context, c *Caller, req ExplainRequest) (polic
 	case a.explaining <- struct{}{}:
 		defer func() { <-a.explaining }()
 	default:
-		return policy.Explanation{}, errBusy
+		return policy.Explanation{}, ErrBusy
 	}
 	x, err := a.explainer.Explain(ctx, in)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -57,6 +58,22 @@ type fixture struct {
 
 func newFixture(t *testing.T, tls bool, configure ...func(*console.Options)) *fixture {
 	t.Helper()
+	return newFixtureWith(t, fixtureConfig{tls: tls, console: configure})
+}
+
+// fixtureConfig is what newFixtureWith may change of the fixture.
+type fixtureConfig struct {
+	tls bool
+	// extension, when set, is a Rego module of package regoauth.extensions.test loaded beside
+	// the library, as a bundle would be.
+	extension string
+	// deps adjusts what the admin operations are built on.
+	deps    func(*admin.Deps)
+	console []func(*console.Options)
+}
+
+func newFixtureWith(t *testing.T, cfg fixtureConfig) *fixture {
+	t.Helper()
 	f := &fixture{t: t, clock: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}, limiter: &countingLimiter{}, keys: map[string]string{}}
 	store, err := boltstore.OpenWith(filepath.Join(t.TempDir(), "store.db"), boltstore.Options{CacheTTL: time.Minute, Now: f.clock.Now})
 	if err != nil {
@@ -68,12 +85,24 @@ func newFixture(t *testing.T, tls bool, configure ...func(*console.Options)) *fi
 	if err := engine.LoadFS(ctx, policies.FS, policy.BuiltinBundle); err != nil {
 		t.Fatal(err)
 	}
-	ops, err := admin.New(admin.Deps{Store: store, Authorizer: engine, Explainer: engine}, admin.Options{Now: f.clock.Now})
+	if cfg.extension != "" {
+		dir := t.TempDir()
+		must(t, os.WriteFile(filepath.Join(dir, "test.rego"), []byte(cfg.extension), 0o644))
+		must(t, os.WriteFile(filepath.Join(dir, ".manifest"), []byte(`{"revision":"test","roots":["regoauth/extensions/test"]}`), 0o644))
+		engine = policy.New(policy.Options{Source: policy.Source{Builtin: policies.FS, Dir: dir}})
+		must(t, engine.Start(t.Context()))
+		t.Cleanup(func() { engine.Stop(ctx) })
+	}
+	deps := admin.Deps{Store: store, Authorizer: engine, Explainer: engine}
+	if cfg.deps != nil {
+		cfg.deps(&deps)
+	}
+	ops, err := admin.New(deps, admin.Options{Now: f.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts := console.Options{Registry: "registry.test", Now: f.clock.Now, Limiter: f.limiter}
-	for _, fn := range configure {
+	for _, fn := range cfg.console {
 		fn(&opts)
 	}
 	c, err := console.New(store, ops, opts)
@@ -82,7 +111,7 @@ func newFixture(t *testing.T, tls bool, configure ...func(*console.Options)) *fi
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/console/", c)
-	if tls {
+	if cfg.tls {
 		f.srv = httptest.NewTLSServer(mux)
 	} else {
 		f.srv = httptest.NewServer(mux)

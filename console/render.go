@@ -211,6 +211,13 @@ func (c *Console) plain(r *http.Request, err error) (int, string) {
 		return http.StatusConflict, sentence(err.Error())
 	case errors.Is(err, keystore.ErrConflict):
 		return http.StatusConflict, sentence(strings.ReplaceAll(err.Error(), keystore.ErrConflict.Error()+": ", ""))
+	case errors.Is(err, keystore.ErrLimit):
+		return http.StatusForbidden, sentence("a limit the policy sets is reached: " + strings.TrimSuffix(err.Error(), ": "+keystore.ErrLimit.Error()))
+	case errors.Is(err, admin.ErrBusy):
+		return http.StatusServiceUnavailable, sentence(admin.ErrBusy.Error())
+	case errors.Is(err, keystore.ErrNotWritable):
+		c.opts.Logger.Warn("console: the store cannot take writes", "path", r.URL.Path, "error", err)
+		return http.StatusServiceUnavailable, "The store cannot take changes right now. Try again later; if it persists, tell your administrator."
 	case errors.Is(err, keystore.ErrUnavailable), errors.Is(err, policy.ErrNotReady):
 		c.opts.Logger.Warn("console: unavailable", "path", r.URL.Path, "error", err)
 		return http.StatusServiceUnavailable, "The service is unavailable for a moment. Try again shortly."

@@ -672,7 +672,12 @@ func (s *Store) Reserve(ctx context.Context, o keystore.Ownership, maxOwned int)
 	if err != nil {
 		return err
 	}
-	return s.run(ctx, w)
+	err = s.run(ctx, w)
+	if errors.Is(err, keystore.ErrLimit) {
+		// Said as the other stores say it.
+		return fmt.Errorf("account %q holds %d reservations: %w", o.Owner, maxOwned, keystore.ErrLimit)
+	}
+	return err
 }
 
 // GetOwnership reads who owns a repository.
