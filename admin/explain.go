@@ -80,7 +80,33 @@ func (a *API) Explain(ctx context.Context, c *Caller, req ExplainRequest) (polic
 	if err != nil {
 		return policy.Explanation{}, fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
 	}
+	if req.Account != c.Principal.Account.Name {
+		// Whoever may not read the account (an owner asking about its buyer) learns the
+		// verdicts on what was asked and the rules that decided each, not the account: its
+		// groups, roles and key, and every rule that fired on them, would tell what
+		// accounts.get refuses it.
+		ok, err := a.Permits(ctx, c, "accounts.get", policy.AdminTarget{Account: req.Account})
+		if err != nil {
+			return policy.Explanation{}, err
+		}
+		if !ok {
+			x = withoutAccount(x)
+		}
+	}
 	return x, nil
+}
+
+// withoutAccount is an explanation without what it tells of the account beyond the verdicts.
+func withoutAccount(x policy.Explanation) policy.Explanation {
+	in := *x.Input
+	in.Principal.Groups, in.Principal.Roles = nil, nil
+	if k := in.Principal.Key; k != nil {
+		in.Principal.Key = &policy.Key{ID: k.ID}
+	}
+	x.Input = &in
+	x.Rules = []policy.FiredRule{}
+	x.AccountWithheld = true
+	return x
 }
 
 // onlyRepository returns the repository when every scope names the same one.

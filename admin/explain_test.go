@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"net/http"
+	"slices"
 	"testing"
 
 	"github.com/regoauth/regoauth/admin"
@@ -112,6 +113,33 @@ func TestExplainForOwners(t *testing.T) {
 	}
 	if len(x.Input.Owned) != 0 {
 		t.Fatalf("the owner sees the buyer's reservations %v", x.Input.Owned)
+	}
+	// Nor what accounts.get refuses it: the buyer's groups, roles and key, and the rules that
+	// fired on them. The verdict keeps the rule that decided it.
+	if err := f.Store.UpdateAccount(ctx, keystore.Account{Name: "user1", Groups: []string{"buyers", "vip"}, Roles: []string{"checkout"}}); err != nil {
+		t.Fatal(err)
+	}
+	buyerKey := f.Key("user1", func(k *keystore.Key) {
+		k.Name = "laptop"
+		k.Restrictions = keystore.Restrictions{Repositories: []string{"shop/*"}}
+	})
+	keyID, _ := keystore.ParseAPIKey(buyerKey)
+	for _, id := range []string{"", keyID} {
+		x = must(owner.Explain(ctx, admin.ExplainRequest{Account: "user1", KeyID: id, Scopes: []string{"repository:shop/app:pull"}}))
+		p := x.Input.Principal
+		if !x.AccountWithheld || len(p.Groups)+len(p.Roles)+len(x.Rules) != 0 || p.Key != nil && *p.Key != (policy.Key{ID: id}) {
+			t.Fatalf("the owner sees the buyer's groups %v, roles %v, key %+v, %d rules that fired", p.Groups, p.Roles, p.Key, len(x.Rules))
+		}
+		if v := x.Actions; len(v) != 1 || !v[0].Allowed || len(v[0].Rules) == 0 {
+			t.Fatalf("the owner's verdict = %+v, want pull allowed by a rule it names", v)
+		}
+	}
+	// Those who may read the account see all of it.
+	for who, c := range map[string]*admin.Client{"an admin": f.admin, "the account itself": f.client(buyerKey)} {
+		x = must(c.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:shop/app:pull"}}))
+		if x.AccountWithheld || !slices.Equal(x.Input.Principal.Groups, []string{"buyers", "vip"}) || len(x.Input.Principal.Roles) != 1 || len(x.Rules) == 0 {
+			t.Fatalf("%s sees groups %v, roles %v, %d rules", who, x.Input.Principal.Groups, x.Input.Principal.Roles, len(x.Rules))
+		}
 	}
 	for name, scopes := range map[string][]string{
 		"a repository it does not own": {"repository:image:pull"},

@@ -265,7 +265,7 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	// The seller asks why the buyer can pull, then revokes; the buyer is refused.
 	seller.open("/explain?account=buyer&repository=shop/app&action=pull&action=push")
-	seller.wantText("explanation", "pull on shop/app: allowed", "push on shop/app: refused")
+	seller.wantText("explanation", "pull on shop/app: allowed", "push on shop/app: refused", "not yours to see")
 	seller.shot("07-explain")
 	seller.open("/repo?name=shop/app")
 	seller.submit("revoke", `a[href*="/repo/revoke"]`)

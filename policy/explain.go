@@ -24,6 +24,9 @@ type Explanation struct {
 	Actions []ActionVerdict `json:"actions"`
 	// Rules are the rules that fired, in evaluation order, each once per distinct arguments.
 	Rules []FiredRule `json:"rules"`
+	// AccountWithheld is set when the asker may not read the account: the explanation then
+	// leaves out its groups, roles and key, and the rules that fired (the verdicts keep theirs).
+	AccountWithheld bool `json:"account_withheld,omitempty"`
 }
 
 // ActionVerdict is the outcome for one requested action.

@@ -179,6 +179,9 @@ func printExplanation(w io.Writer, active, candidate *policy.Explanation, verbos
 	who := "anonymous"
 	if !p.Anonymous {
 		who = fmt.Sprintf("%s  groups=%s  roles=%s", p.Account, dash(strings.Join(p.Groups, ",")), dash(strings.Join(p.Roles, ",")))
+		if main.AccountWithheld {
+			who = p.Account + "  (its groups, roles and keys are not yours to see)"
+		}
 		if p.Key != nil {
 			who += "  key=" + p.Key.ID
 			if r := p.Key.Restrictions; r != nil {
