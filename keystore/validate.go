@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/distribution/reference"
@@ -34,6 +35,35 @@ const (
 	MaxGroups          = 32
 	MaxRoles           = 16
 )
+
+// EarliestInstant and LatestInstant bound every instant a record carries: an end, an expiry, a
+// creation or a last use is zero (none) or between them. The Redis store writes grant ends and
+// last uses as int64 nanoseconds since the Unix epoch, which hold no instant after 2262-04-11
+// (nor before 1678), and its scripts order last uses as strings, which is time order only from
+// the epoch on; the admin policy reads key expiries with time.parse_rfc3339_ns, bound the same
+// way; and the JSON the stores write records in holds no year after 9999. Past the bound a
+// grant until 2300 would be kept as ending in 1715, and a key expiring then would fail every
+// decision on the keys it creates. The start of 2200 is later than anything is sold or kept
+// for, sixty years short of the nearest limit, and a round date an error can name.
+var (
+	EarliestInstant = time.Unix(0, 0).UTC()
+	LatestInstant   = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// ValidateInstant checks one instant a record carries, named what in the error: zero, or from
+// EarliestInstant to LatestInstant. The comparison is of instants, so the zone t was given in
+// does not matter (9999-12-31T23:00-05:00 is in the year 10000).
+func ValidateInstant(what string, t time.Time) error {
+	switch {
+	case t.IsZero():
+		return nil
+	case t.After(LatestInstant):
+		return fmt.Errorf("%w: %s %s is after %s, the latest a record may carry", ErrInvalid, what, t.UTC().Format(time.RFC3339Nano), LatestInstant.Format(time.RFC3339))
+	case t.Before(EarliestInstant):
+		return fmt.Errorf("%w: %s %s is before %s, the earliest a record may carry", ErrInvalid, what, t.UTC().Format(time.RFC3339Nano), EarliestInstant.Format(time.RFC3339))
+	}
+	return nil
+}
 
 // repositoryName is distribution's grammar for a repository name, anchored.
 var repositoryName = regexp.MustCompile(`^` + reference.NameRegexp.String() + `$`)
@@ -137,17 +167,17 @@ func ValidateSubject(s Subject) error {
 
 // Validate checks every field of a grant.
 func (g Grant) Validate() error {
-	return errors.Join(ValidateSubject(g.Subject), ValidatePattern(g.Repository), ValidateActions(g.Actions))
+	return errors.Join(ValidateSubject(g.Subject), ValidatePattern(g.Repository), ValidateActions(g.Actions), ValidateInstant("grant end", g.Expires))
 }
 
 // Validate checks an ownership record: one literal repository name and an account name.
 func (o Ownership) Validate() error {
-	return errors.Join(ValidateRepository(o.Repository), ValidateName("owner", o.Owner))
+	return errors.Join(ValidateRepository(o.Repository), ValidateName("owner", o.Owner), ValidateInstant("reservation time", o.Created))
 }
 
 // Validate checks every field of an account.
 func (a Account) Validate() error {
-	errs := []error{ValidateName("account", a.Name)}
+	errs := []error{ValidateName("account", a.Name), ValidateInstant("account creation", a.Created)}
 	if len(a.Groups) > MaxGroups || len(a.Roles) > MaxRoles {
 		errs = append(errs, fmt.Errorf("%w: an account has at most %d groups and %d roles", ErrInvalid, MaxGroups, MaxRoles))
 	}
@@ -202,7 +232,8 @@ func (k Key) Validate() error {
 	if len(k.Hash) != sha256.Size {
 		errs = append(errs, fmt.Errorf("%w: key hash must be %d bytes", ErrInvalid, sha256.Size))
 	}
-	return errors.Join(append(errs, ValidateName("account", k.Account), ValidateKeyName(k.Name), k.Restrictions.Validate())...)
+	return errors.Join(append(errs, ValidateName("account", k.Account), ValidateKeyName(k.Name), k.Restrictions.Validate(),
+		ValidateInstant("key creation", k.Created), ValidateInstant("key expiry", k.Expires), ValidateInstant("key last use", k.LastUsed))...)
 }
 
 // Validate checks the one record r carries, as its single write does: r must carry exactly one
@@ -256,5 +287,5 @@ func (s Session) Validate() error {
 	if s.Expires.IsZero() || !s.Expires.After(s.Created) {
 		errs = append(errs, fmt.Errorf("%w: a session must expire after it is created", ErrInvalid))
 	}
-	return errors.Join(append(errs, ValidateName("account", s.Account))...)
+	return errors.Join(append(errs, ValidateName("account", s.Account), ValidateInstant("session creation", s.Created), ValidateInstant("session expiry", s.Expires))...)
 }

@@ -75,6 +75,7 @@ func RunWith(t *testing.T, newStore NewStore, opts Options) {
 		{"GrantIndexes", testGrantIndexes},
 		{"LoadPrincipal", testLoadPrincipal},
 		{"GrantEnds", withClock(testGrantEnds)},
+		{"InstantBounds", withClock(testInstantBounds)},
 		{"Sessions", withClock(testSessions)},
 		{"PageGrants", withClock(testPageGrants)},
 		{"PageOwnership", testPageOwnership},
