@@ -177,6 +177,12 @@ func (a *API) CreateKey(ctx context.Context, c *Caller, req KeyRequest) (KeyCrea
 	// creates the key for and whatever the policy allows: the caller's expiry and restrictions
 	// are ceilings, inherited when the request leaves them out.
 	parent := c.Principal.Key
+	// An earlier version stored expiries later than a record may now carry: such a key still
+	// works, but creates no keys, as neither they nor the policy could carry its expiry.
+	if parent.Expires.After(keystore.LatestInstant) {
+		return KeyCreated{}, fmt.Errorf("%w: the API key creating this one expires at %s, after %s, the latest a key may now expire; create keys with another key",
+			keystore.ErrInvalid, parent.Expires.UTC().Format(time.RFC3339), keystore.LatestInstant.Format(time.RFC3339))
+	}
 	if !parent.Expires.IsZero() {
 		switch {
 		case k.Expires.IsZero():
@@ -184,6 +190,9 @@ func (a *API) CreateKey(ctx context.Context, c *Caller, req KeyRequest) (KeyCrea
 		case k.Expires.After(parent.Expires):
 			return KeyCreated{}, fmt.Errorf("%w: the API key creating this one expires at %s; a key it creates cannot expire later", keystore.ErrInvalid, parent.Expires.UTC().Format(time.RFC3339))
 		}
+	}
+	if err := keystore.ValidateInstant("key expiry", k.Expires); err != nil {
+		return KeyCreated{}, err
 	}
 	var err error
 	if k.Restrictions, err = k.Restrictions.Within(parent.Restrictions); err != nil {

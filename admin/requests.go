@@ -76,11 +76,15 @@ type Whoami struct {
 	Key     keystore.Key     `json:"key"`
 }
 
-// ParseDuration reads a Go duration, also accepting whole days ("30d").
+// MaxLifetime is the longest lifetime a key or a grant is given, in days or in hours alike. The
+// end it gives must still be no later than keystore.LatestInstant.
+const MaxLifetime = 36500 * 24 * time.Hour
+
+// ParseDuration reads a Go duration, also accepting whole days ("30d"), up to MaxLifetime.
 func ParseDuration(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
-		if err != nil || n <= 0 || n > 100*365 {
+		if err != nil || n <= 0 || n > int(MaxLifetime/(24*time.Hour)) {
 			return 0, fmt.Errorf("%w: duration %q: days must be a whole number from 1 to 36500", keystore.ErrInvalid, s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
@@ -88,6 +92,9 @@ func ParseDuration(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
 		return 0, fmt.Errorf("%w: duration %q: use e.g. 720h or 30d", keystore.ErrInvalid, s)
+	}
+	if d > MaxLifetime {
+		return 0, fmt.Errorf("%w: duration %q: at most 876000h (36500d)", keystore.ErrInvalid, s)
 	}
 	return d, nil
 }
