@@ -55,6 +55,8 @@ func TestSellerAndBuyer(t *testing.T) {
 		"bad name":       {"Mallory!", "", "Enter the buyer"},
 		"past, instant":  {"mallory", "2026-03-01T11:59:59", "must be in the future"},
 		"bad with space": {"mallory", "2026-03-02 12:00", "Enter a date and time"},
+		"after 2200":     {"mallory", "2200-01-01T00:00:01", "no later than 2200-01-01 00:00 UTC"},
+		"year 10000":     {"mallory", "9999-12-31T23:59:59-23:59", "no later than 2200-01-01 00:00 UTC"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := alice.post("/console/repo/sell", url.Values{"csrf": {alice.csrf()}, "repository": {"shop/alice"}, "account": {tt.account}, "until": {tt.until}})

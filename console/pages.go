@@ -300,6 +300,8 @@ func (c *Console) sell(w http.ResponseWriter, r *http.Request, s *session) {
 			f.Errors["until"] = "Enter a date and time like 2026-03-01 12:00, or leave it empty for no end."
 		case !t.After(c.opts.Now()):
 			f.Errors["until"] = "The end must be in the future."
+		case t.After(keystore.LatestInstant):
+			f.Errors["until"] = "The end must be no later than " + keystore.LatestInstant.Format("2006-01-02 15:04") + " UTC."
 		}
 		req.Expires = t
 	}
