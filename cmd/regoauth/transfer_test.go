@@ -187,6 +187,8 @@ func TestImportRefusesBadInput(t *testing.T) {
 		{"invalid account", header + `{"account":{"name":"Bad Name"}}`, "line 2: invalid: account name"},
 		{"invalid grant", header + account + `{"grant":{"subject":{"kind":"account","name":"alice"},"repository":"r","actions":["fly"]}}`, "line 3"},
 		{"duplicate", header + account + account, "line 3: invalid: account \"alice\" already appears on line 2"},
+		{"grant ending after 2200", header + account + `{"grant":{"subject":{"kind":"account","name":"alice"},"repository":"r","actions":["pull"],"expires":"2300-01-01T00:00:00Z"}}`, "line 3: invalid: grant end 2300-01-01T00:00:00Z is after 2200-01-01T00:00:00Z"},
+		{"created in the year 10000 (UTC)", header + `{"account":{"name":"alice","created":"9999-12-31T23:59:59-23:59"}}`, "line 2: invalid: account creation 10000-01-01T23:58:59Z is after"},
 		{"key of unknown account", header + account + key("bob"), "its account \"bob\""},
 		{"short hash", header + account + `{"key":{"id":"aaaaaaaaaaaaaaaa","account":"alice","hash":"AAAA"}}`, "hash must be 32 bytes"},
 		{"valid records before a bad last line", header + account + key("alice") + `{"ownership":{"repository":"x","owner":"nobody"}}`, "owner \"nobody\""},
