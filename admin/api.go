@@ -89,6 +89,9 @@ type Options struct {
 	Logger         *slog.Logger
 	Now            func() time.Time
 	Random         io.Reader
+	// MaxKeysPerAccount bounds the keys an account holds that are neither revoked nor expired
+	// (0: no bound): a key creating keys without end would otherwise fill the store.
+	MaxKeysPerAccount int
 }
 
 // API serves the admin endpoints.

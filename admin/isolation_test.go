@@ -345,6 +345,44 @@ func TestWritesDecidedOnAFormerOwnerFail(t *testing.T) {
 	}
 }
 
+// An account holds at most MaxKeysPerAccount live keys: creating keys without end would
+// otherwise fill the store. A revoked or expired key frees its place; the bound holds for an
+// admin creating the account's keys too, and is the account's own.
+func TestKeysPerAccountAreBounded(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{MaxKeysPerAccount: 3})
+		ctx := t.Context()
+		sam := s.client(s.account("sam")) // its first key
+		s.account("eve")
+		create := func(c *admin.Client, req admin.KeyRequest) (admin.KeyCreated, error) {
+			req.Account = "sam"
+			return c.CreateKey(ctx, req)
+		}
+		second := must(create(sam, admin.KeyRequest{Name: "ci"}))
+		must(create(sam, admin.KeyRequest{Name: "short", ExpiresIn: "1h"}))
+		for who, c := range map[string]*admin.Client{"sam": sam, "an admin": s.admin} {
+			_, err := create(c, admin.KeyRequest{Name: "fourth"})
+			var apiErr *admin.APIError
+			if !errors.As(err, &apiErr) || apiErr.Status != http.StatusForbidden || apiErr.Code != "limit" {
+				t.Fatalf("%s creating sam's fourth live key: %v, want HTTP 403 limit", who, err)
+			}
+		}
+		if keys := must(s.admin.ListKeys(ctx, "sam")); len(keys) != 3 {
+			t.Fatalf("sam holds %d keys after the refusals, want 3", len(keys))
+		}
+		// Another account has its own bound.
+		must(s.admin.CreateKey(ctx, admin.KeyRequest{Account: "eve", Name: "second"}))
+
+		must(sam.RevokeKey(ctx, second.ID))
+		must(create(sam, admin.KeyRequest{Name: "after a revocation"}))
+		if _, err := create(sam, admin.KeyRequest{Name: "one more"}); status(err) != http.StatusForbidden {
+			t.Fatalf("a fourth live key after the revocation was replaced: %v, want 403", err)
+		}
+		s.advance(2 * time.Hour) // the short key expires
+		must(create(sam, admin.KeyRequest{Name: "after an expiry"}))
+	})
+}
+
 // grantsOn lists the rows on exactly repository as "subject actions".
 func grantsOn(s *stack, repository string) []string {
 	s.t.Helper()

@@ -202,6 +202,9 @@ func (a *API) CreateKey(ctx context.Context, c *Caller, req KeyRequest) (KeyCrea
 	if err := a.authorize(ctx, c, "keys.create", target); err != nil {
 		return KeyCreated{}, err
 	}
+	if err := a.keysBelowLimit(ctx, req.Account, now); err != nil {
+		return KeyCreated{}, err
+	}
 	plain, id, hash, err := keystore.NewAPIKey(a.opts.Random)
 	if err != nil {
 		return KeyCreated{}, err
@@ -211,6 +214,30 @@ func (a *API) CreateKey(ctx context.Context, c *Caller, req KeyRequest) (KeyCrea
 		return KeyCreated{}, err
 	}
 	return KeyCreated{Secret: plain, Key: k.Redacted()}, nil
+}
+
+// keysBelowLimit is ErrLimit when account already holds Options.MaxKeysPerAccount live keys.
+// Requests creating keys at the same instant may each see one below the limit, so an account can
+// pass it by as many as it sends at once, never further: the next finds it reached.
+func (a *API) keysBelowLimit(ctx context.Context, account string, now time.Time) error {
+	limit := a.opts.MaxKeysPerAccount
+	if limit <= 0 {
+		return nil
+	}
+	keys, err := a.store.ListKeys(ctx, account)
+	if err != nil {
+		return err
+	}
+	live := 0
+	for _, k := range keys {
+		if !k.Revoked && !k.Expired(now) {
+			live++
+		}
+	}
+	if live >= limit {
+		return fmt.Errorf("account %q holds %d live API keys, the most it may; revoke one first: %w", account, live, keystore.ErrLimit)
+	}
+	return nil
 }
 
 // RevokeKey revokes a key at once.

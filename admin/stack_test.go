@@ -65,6 +65,8 @@ type stackOptions struct {
 	// grant removal and release it makes (op: "put grant", "remove grant", "release"): after
 	// the operation was decided, before its write, where another request's write may land.
 	BeforeWrite func(op string)
+	// MaxKeysPerAccount is the admin API's bound on live keys (0: none).
+	MaxKeysPerAccount int
 }
 
 // hookedStore is the store the admin API writes through when stackOptions.BeforeWrite is set.
@@ -196,7 +198,7 @@ func newStack(t *testing.T, backend string, o stackOptions) *stack {
 	if o.BeforeWrite != nil {
 		apiStore = hookedStore{Store: s.store, before: o.BeforeWrite}
 	}
-	api, err := admin.New(admin.Deps{Store: apiStore, Authorizer: engine, Explainer: engine}, admin.Options{Now: now, TrustedProxies: o.TrustedProxies})
+	api, err := admin.New(admin.Deps{Store: apiStore, Authorizer: engine, Explainer: engine}, admin.Options{Now: now, TrustedProxies: o.TrustedProxies, MaxKeysPerAccount: o.MaxKeysPerAccount})
 	if err != nil {
 		t.Fatal(err)
 	}

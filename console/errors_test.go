@@ -27,7 +27,7 @@ admin_max_owned := 1 if input.operation == "repos.reserve"
 	alice.get("/console/repos")
 	p := alice.post("/console/repos/reserve", url.Values{"csrf": {alice.csrf()}, "repository": {"shop/second"}})
 	wantStatus(t, p, http.StatusForbidden, "a reservation over the policy's limit")
-	if !strings.Contains(p.body, "A limit the policy sets is reached: account &#34;alice&#34; holds 1 reservations.") {
+	if !strings.Contains(p.body, "A limit is reached: account &#34;alice&#34; holds 1 reservations.") {
 		t.Fatalf("the page does not say which limit:\n%s", p.body)
 	}
 	if _, err := f.store.GetOwnership(ctx, "shop/second"); err == nil {

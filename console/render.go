@@ -212,7 +212,7 @@ func (c *Console) plain(r *http.Request, err error) (int, string) {
 	case errors.Is(err, keystore.ErrConflict):
 		return http.StatusConflict, sentence(strings.ReplaceAll(err.Error(), keystore.ErrConflict.Error()+": ", ""))
 	case errors.Is(err, keystore.ErrLimit):
-		return http.StatusForbidden, sentence("a limit the policy sets is reached: " + strings.TrimSuffix(err.Error(), ": "+keystore.ErrLimit.Error()))
+		return http.StatusForbidden, sentence("a limit is reached: " + strings.TrimSuffix(err.Error(), ": "+keystore.ErrLimit.Error()))
 	case errors.Is(err, admin.ErrBusy):
 		return http.StatusServiceUnavailable, sentence(admin.ErrBusy.Error())
 	case errors.Is(err, keystore.ErrNotWritable):

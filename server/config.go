@@ -245,6 +245,9 @@ type Limits struct {
 	DecisionWorkers int `yaml:"decision_workers"`
 	// AuthFailures limits failed authentication, on the token endpoint and the admin API.
 	AuthFailures AuthFailures `yaml:"auth_failures"`
+	// KeysPerAccount bounds the API keys an account holds that are neither revoked nor
+	// expired (0: no bound).
+	KeysPerAccount int `yaml:"keys_per_account"`
 }
 
 // AuthFailures are the failure budgets of package throttle: per client address and per
@@ -408,7 +411,7 @@ func Defaults() Config {
 		Signing:       Signing{KID: string(tokens.KIDThumbprint)},
 		RefreshTokens: RefreshTokens{TTL: Duration(30 * 24 * time.Hour)},
 		Store:         StoreConfig{Cache: StoreCache{TTL: Duration(5 * time.Second), Size: 10000, NegativeTTL: Duration(10 * time.Second)}},
-		Limits: Limits{MaxScopes: 32, MaxScopeLength: 512, MaxInFlight: 1024, AuthFailures: AuthFailures{
+		Limits: Limits{MaxScopes: 32, MaxScopeLength: 512, MaxInFlight: 1024, KeysPerAccount: 100, AuthFailures: AuthFailures{
 			// A fleet behind one NAT (a CI farm, a cluster's nodes) must fail more than 200
 			// times at once and keep failing more than twice a second to be slowed down.
 			Address: FailureBudget{Burst: 200, Every: Duration(500 * time.Millisecond)},
@@ -510,6 +513,9 @@ func (c Config) Validate() error {
 	}
 	if c.Limits.DecisionWorkers < 0 || c.Limits.DecisionWorkers > c.Limits.MaxInFlight {
 		add("limits: decision_workers must be between 0 (one per CPU) and max_in_flight")
+	}
+	if c.Limits.KeysPerAccount < 0 {
+		add("limits: keys_per_account must be 0 (no bound) or more")
 	}
 	errs = append(errs, c.Limits.AuthFailures.validate("limits.auth_failures")...)
 	if g, d := time.Duration(c.Shutdown.GracePeriod), time.Duration(c.Shutdown.DrainDelay); g < time.Second || d < 0 || d >= g {

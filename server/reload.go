@@ -51,7 +51,8 @@ type generation struct {
 // restartOnly are the settings a running server does not change: the listeners' addresses and
 // whether they speak TLS (their certificates do reload), the store, the policy sources (whose
 // bundles reload by themselves), the in-flight limit, the trusted proxies (one client address
-// for the token endpoint, the admin API and the console, which are built once), logging, the
+// for the token endpoint, the admin API and the console, which are built once), the admin API's
+// bound on keys, logging, the
 // console and file watching. A reload that changes one is refused whole and names them, so that
 // what serves is always one configuration file as written, never a mix of the new file and the
 // old process. A key missing here is reloadable: TestReloadAppliesEveryReloadableKey makes each
@@ -72,6 +73,8 @@ var restartOnly = []restartEntry{
 	// The failure budgets are kept by one backend for the server's life (in Redis, shared).
 	{"limits.auth_failures", false, func(c Config) any { return c.Limits.AuthFailures }},
 	{"trusted_proxies", false, func(c Config) any { return c.TrustedProxies }},
+	// The admin API, which keeps the bound, is built once.
+	{"limits.keys_per_account", false, func(c Config) any { return c.Limits.KeysPerAccount }},
 	{"log", false, func(c Config) any { return c.Log }},
 	{"console", false, func(c Config) any { return c.Console }},
 	{"reload", false, func(c Config) any { return c.Reload.watch() }},

@@ -485,6 +485,7 @@ func TestReloadAppliesEveryReloadableKey(t *testing.T) {
 		{"policy.decision_cache", "policy", "{decision_cache: 3MiB}", nil},
 		{"limits.max_in_flight", "limits", "{max_scopes: 1, max_scope_length: 64, max_in_flight: 3}", nil},
 		{"limits.auth_failures", "limits", "{max_scopes: 1, max_scope_length: 64, max_in_flight: 1024, auth_failures: {address: {burst: 5}}}", nil},
+		{"limits.keys_per_account", "limits", "{max_scopes: 1, max_scope_length: 64, max_in_flight: 1024, keys_per_account: 7}", nil},
 		{"reload.watch", "reload", "{watch: true}", nil},
 		{"console.enabled", "console", "{enabled: true}", nil},
 		{"console.path", "console", "{path: /ui}", nil},

@@ -25,7 +25,8 @@ func (s *Server) Handler() (http.Handler, error) {
 	if s.guard != nil { // a nil *Guard in the interface would not read as "none"
 		adminDeps.Throttle = s.guard
 	}
-	adminAPI, err := admin.New(adminDeps, admin.Options{TrustedProxies: s.proxies, Logger: s.logger.With("component", "admin"), Now: s.clock})
+	adminAPI, err := admin.New(adminDeps, admin.Options{TrustedProxies: s.proxies, Logger: s.logger.With("component", "admin"), Now: s.clock,
+		MaxKeysPerAccount: s.cfg.Limits.KeysPerAccount})
 	if err != nil {
 		return nil, err
 	}
