@@ -96,9 +96,15 @@ func (a *API) Explain(ctx context.Context, c *Caller, req ExplainRequest) (polic
 	return x, nil
 }
 
-// withoutAccount is an explanation without what it tells of the account beyond the verdicts.
+// withoutAccount is an explanation without what it tells of the account beyond the verdicts and
+// the account's own grants on the names asked about.
 func withoutAccount(x policy.Explanation) policy.Explanation {
 	in := *x.Input
+	// Of the grants, those to the account itself on a requested name: a row of one of its
+	// groups names the group, and a pattern the owner did not grant.
+	in.Grants = slices.DeleteFunc(slices.Clone(in.Grants), func(g policy.Grant) bool {
+		return g.Subject != "account:"+in.Principal.Account || !requested(g.Repository, in.Scopes)
+	})
 	in.Principal.Groups, in.Principal.Roles = nil, nil
 	if k := in.Principal.Key; k != nil {
 		in.Principal.Key = &policy.Key{ID: k.ID}

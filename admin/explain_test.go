@@ -130,6 +130,11 @@ func TestExplainForOwners(t *testing.T) {
 		if !x.AccountWithheld || len(p.Groups)+len(p.Roles)+len(x.Rules) != 0 || p.Key != nil && *p.Key != (policy.Key{ID: id}) {
 			t.Fatalf("the owner sees the buyer's groups %v, roles %v, key %+v, %d rules that fired", p.Groups, p.Roles, p.Key, len(x.Rules))
 		}
+		for _, g := range x.Input.Grants {
+			if g.Subject != "account:user1" || g.Repository != "shop/app" {
+				t.Fatalf("the owner sees the buyer's grant %+v, of a group or on a pattern", g)
+			}
+		}
 		if v := x.Actions; len(v) != 1 || !v[0].Allowed || len(v[0].Rules) == 0 {
 			t.Fatalf("the owner's verdict = %+v, want pull allowed by a rule it names", v)
 		}
