@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -121,12 +122,12 @@ type readiness struct {
 // stops can say so in one more line.
 func (s *Server) readiness(ctx context.Context) readiness {
 	pst := s.engine.Status()
-	r := readiness{ready: pst.Ready, status: map[string]any{"policy": pst.Revision, "policy_status": pst, "store": "ok"}}
+	r := readiness{ready: pst.Ready, status: map[string]any{"policy": pst.Revision, "policy_status": public(pst), "store": "ok"}}
 	if !r.ready {
 		r.status["policy"] = "none active"
 	}
 	if s.candidate != nil {
-		r.status["dry_run_policy_status"] = s.candidate.Status()
+		r.status["dry_run_policy_status"] = public(s.candidate.Status())
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -137,6 +138,22 @@ func (s *Server) readiness(ctx context.Context) readiness {
 		r.status["shutdown"], r.ready = "draining", false
 	}
 	return r
+}
+
+// publicLoadError stands, in /readyz, for the error of a bundle's newest load.
+const publicLoadError = "the newest load failed; the server log and the console's status page say why"
+
+// public is a policy status as anyone may read it: whether each bundle's newest load failed,
+// not why. The reason may name a bundle server's address, path and query (a token in it), which
+// the server log and the status page (status.read) keep for operators.
+func public(st policy.Status) policy.Status {
+	st.Bundles = slices.Clone(st.Bundles)
+	for i := range st.Bundles {
+		if st.Bundles[i].Error != "" {
+			st.Bundles[i].Error = publicLoadError
+		}
+	}
+	return st
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

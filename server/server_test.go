@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,6 +36,7 @@ import (
 	"github.com/regoauth/regoauth/internal/secretfile"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/redisstore/redistest"
+	"github.com/regoauth/regoauth/policy"
 )
 
 var ctx = context.Background()
@@ -458,5 +460,38 @@ func TestAdminPathsAreNotCleaned(t *testing.T) {
 		if w.Code/100 == 3 || !strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
 			t.Errorf("DELETE %s: HTTP %d (Location %q), want the admin API's own answer", path, w.Code, w.Header().Get("Location"))
 		}
+	}
+}
+
+// /readyz is open to whoever reaches the listener: it says a bundle's newest load failed, not
+// why, since the reason names the bundle server's address, path and query (a token in it).
+func TestReadyzSaysABundleFailsNotWhy(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Policy.OPA = OPAConfig{Inline: []byte(`{"services":{"bundles":{"url":"http://127.0.0.1:1/internal-bundles"}},` +
+		`"bundles":{"extra":{"service":"bundles","resource":"/shop/bundle.tar.gz?access_token=s3cr3t-bundle-token",` +
+		`"polling":{"min_delay_seconds":1,"max_delay_seconds":2}}}}`)}
+	s := newServer(t, cfg)
+	h, err := s.Handler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw string
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(raw, `"error"`); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never showed the bundle failing: %s", raw)
+		}
+		_, _, raw = get(t, h, "/readyz")
+	}
+	if !strings.Contains(raw, publicLoadError) {
+		t.Fatalf("/readyz does not say the load failed: %s", raw)
+	}
+	for _, leak := range []string{"127.0.0.1:1", "internal-bundles", "s3cr3t-bundle-token"} {
+		if strings.Contains(raw, leak) {
+			t.Errorf("/readyz reveals %q: %s", leak, raw)
+		}
+	}
+	// The engine keeps the reason for the log and the status page.
+	if st := s.engine.Status(); !slices.ContainsFunc(st.Bundles, func(b policy.BundleStatus) bool { return strings.Contains(b.Error, "127.0.0.1:1") }) {
+		t.Fatalf("the engine's status lost the reason: %+v", st.Bundles)
 	}
 }
