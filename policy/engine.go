@@ -85,17 +85,23 @@ type Engine struct {
 	// initErr is a configuration error found by New, reported by Start and LoadFS.
 	initErr error
 
+	// store holds the policy and its data; gate is the same store as the plugins and LoadFS
+	// write it, refusing a transaction whose policy cannot be activated (see admit).
 	store   storage.Store
+	gate    *gatedStore
+	draft   atomic.Pointer[draft]
 	manager *plugins.Manager
 	// bundles are the names of the configured bundles; a policy is complete (and the engine
 	// ready) once every one of them is active.
 	bundles []string
 	logs    *logs.Plugin
 	active  atomic.Pointer[revision]
-	metrics *metrics
-	cache   *decisionCache
-	status  *bundleStatus
-	dryRun  atomic.Pointer[comparer]
+	// generations counts the revisions activated.
+	generations atomic.Uint64
+	metrics     *metrics
+	cache       *decisionCache
+	status      *bundleStatus
+	dryRun      atomic.Pointer[comparer]
 
 	// loadMu serialises LoadFS; fsBundle is the bundle it activated last.
 	loadMu   sync.Mutex
@@ -174,6 +180,7 @@ func (e *Engine) init() error {
 			return fmt.Errorf("watching the policy store: %w", err)
 		}
 	}
+	e.gate = &gatedStore{Store: e.store, admit: e.admit, open: map[storage.Transaction]*storage.Context{}}
 	// OPA's plugins log through the engine's logger (their lines carry "plugin"), and console
 	// decision logs go to the same stream, one "Decision Log" line per decision.
 	managerOpts := []func(*plugins.Manager){
@@ -186,7 +193,7 @@ func (e *Engine) init() error {
 		// under the project's namespace.
 		managerOpts = append(managerOpts, plugins.WithPrometheusRegister(prometheus.WrapRegistererWithPrefix("regoauth_opa_", e.opts.Registerer)))
 	}
-	m, err := plugins.New(raw, e.opts.ID, e.store, managerOpts...)
+	m, err := plugins.New(raw, e.opts.ID, e.gate, managerOpts...)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
@@ -331,10 +338,10 @@ func (e *Engine) LoadFS(ctx context.Context, fsys fs.FS, name string) error {
 	}
 	params := storage.WriteParams
 	params.Context = storage.NewContext()
-	err = storage.Txn(ctx, e.store, params, func(txn storage.Transaction) error {
+	err = storage.Txn(ctx, e.gate, params, func(txn storage.Transaction) error {
 		if prev := e.fsBundle; prev != "" && prev != name {
 			if err := bundle.Deactivate(&bundle.DeactivateOpts{
-				Ctx: ctx, Store: e.store, Txn: txn, BundleNames: map[string]struct{}{prev: {}},
+				Ctx: ctx, Store: e.gate, Txn: txn, BundleNames: map[string]struct{}{prev: {}},
 				ParserOptions: e.manager.ParserOptions(),
 			}); err != nil {
 				return err
@@ -346,7 +353,7 @@ func (e *Engine) LoadFS(ctx context.Context, fsys fs.FS, name string) error {
 			compiler = compiler.WithPathConflictsCheckRoots(*b.Manifest.Roots)
 		}
 		err := bundle.Activate(&bundle.ActivateOpts{
-			Ctx: ctx, Store: e.store, Txn: txn, TxnCtx: params.Context,
+			Ctx: ctx, Store: e.gate, Txn: txn, TxnCtx: params.Context,
 			Compiler: compiler, Metrics: opametrics.New(),
 			Bundles:       map[string]*bundle.Bundle{name: &b},
 			ParserOptions: e.manager.ParserOptions(),
@@ -371,48 +378,34 @@ func skipTests(_ string, info fs.FileInfo, _ int) bool {
 // onCompile runs when a transaction that changed the policy commits, while the store's write
 // lock is still held: every evaluation opens its read transaction before it loads the active
 // revision, so it sees either the old policy with the old data or the new with the new, never
-// a mix, and never waits longer than this swap.
+// a mix, and never waits longer than this swap. The policy was admitted before the commit
+// (admit); one that was not, and does not prepare now, leaves no policy active: decisions
+// fail closed until a bundle that prepares arrives.
 func (e *Engine) onCompile(txn storage.Transaction) {
 	ctx := context.Background()
 	compiler := e.manager.GetCompiler()
+	d := e.draft.Swap(nil)
 	if compiler == nil || len(compiler.Modules) == 0 {
 		return
 	}
-	active := map[string]string{}
-	names, err := bundle.ReadBundleNamesFromStore(ctx, e.store, txn)
-	if err != nil && !storage.IsNotFound(err) {
+	active, complete, err := e.complete(ctx, txn)
+	if err != nil {
 		e.opts.Logger.Error("reading the active bundles", "error", err)
 		return
 	}
-	for _, n := range names {
-		active[n], _ = bundle.ReadBundleRevisionFromStore(ctx, e.store, txn, n)
-	}
-	for _, want := range e.bundles {
-		if _, ok := active[want]; !ok {
-			e.opts.Logger.Info("policy not complete yet: waiting for bundles", "active", slices.Sorted(maps.Keys(active)), "configured", e.bundles)
-			return
-		}
+	if !complete {
+		e.opts.Logger.Info("policy not complete yet: waiting for bundles", "active", slices.Sorted(maps.Keys(active)), "configured", e.bundles)
+		return
 	}
 	r := &revision{bundles: active, activated: time.Now().UTC(), compiler: compiler, name: revisionName(active), deterministic: deterministic(compiler)}
-	if prev := e.active.Load(); prev != nil {
-		r.generation = prev.generation + 1
-	} else {
-		r.generation = 1
-	}
-	for i, q := range e.queries {
-		pq, err := rego.New(
-			rego.Query(q),
-			rego.Compiler(compiler),
-			rego.Store(e.store),
-			rego.Transaction(txn),
-			rego.StrictBuiltinErrors(true),
-		).PrepareForEval(ctx)
-		if err != nil {
-			e.metrics.activations.WithLabelValues("failure").Inc()
-			e.opts.Logger.Error("preparing the decision query failed; the previous revision stays active", "query", q, "error", err)
-			return
-		}
-		r.prepared[i] = pq
+	r.generation = e.generations.Add(1)
+	if d != nil && d.compiler == compiler {
+		r.prepared = d.prepared
+	} else if r.prepared, err = e.prepare(ctx, compiler, txn); err != nil {
+		e.active.Store(nil)
+		e.metrics.activations.WithLabelValues("failure").Inc()
+		e.opts.Logger.Error("preparing the decision queries failed; no policy is active until one that prepares is", "error", err)
+		return
 	}
 	e.active.Store(r)
 	e.metrics.activations.WithLabelValues("success").Inc()
