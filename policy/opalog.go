@@ -11,7 +11,8 @@ import (
 
 // opaLogger lets OPA's plugins (bundle downloads, decision logs, status) write through the
 // server's slog logger, so their lines have the same format, level and destination as the
-// rest of regoauth. Fields become attributes under their OPA names.
+// rest of regoauth. Fields become attributes under their OPA names; secrets in messages and
+// fields are withheld (see redact.go).
 type opaLogger struct {
 	logger *slog.Logger
 	fields map[string]any
@@ -32,6 +33,7 @@ func (l *opaLogger) log(at logging.Level, level slog.Level, format string, a []a
 	if len(a) > 0 {
 		msg = fmt.Sprintf(format, a...)
 	}
+	msg = redactText(msg)
 	keys := make([]string, 0, len(l.fields))
 	for k := range l.fields {
 		keys = append(keys, k)
@@ -39,7 +41,7 @@ func (l *opaLogger) log(at logging.Level, level slog.Level, format string, a []a
 	sort.Strings(keys)
 	attrs := make([]slog.Attr, 0, len(keys))
 	for _, k := range keys {
-		attrs = append(attrs, slog.Any(k, l.fields[k]))
+		attrs = append(attrs, slog.Any(k, redactField(k, l.fields[k])))
 	}
 	l.logger.LogAttrs(ctx, level, msg, attrs...)
 }

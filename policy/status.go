@@ -110,10 +110,10 @@ func (e *Engine) onBundleStatus(st bundleplugin.Status) {
 	if st.Code != "" || len(st.Errors) > 0 {
 		msgs := []string{}
 		if st.Message != "" {
-			msgs = append(msgs, st.Message)
+			msgs = append(msgs, redactText(st.Message))
 		}
 		for _, err := range st.Errors {
-			msgs = append(msgs, err.Error())
+			msgs = append(msgs, redactText(err.Error()))
 		}
 		loadErr = errors.New(strings.Join(msgs, ": "))
 	}
