@@ -32,7 +32,7 @@ import (
 // every request through the same cache the token endpoint uses, and sessions.
 type Store interface {
 	LoadPrincipal(ctx context.Context, keyID string) (keystore.Principal, error)
-	CreateSession(ctx context.Context, s keystore.Session) error
+	CreateSession(ctx context.Context, s keystore.Session, maxPerAccount int) error
 	GetSession(ctx context.Context, id string) (keystore.Session, error)
 	DeleteSession(ctx context.Context, id string) error
 }
@@ -91,6 +91,9 @@ type Options struct {
 	Registry string
 	// SessionTTL bounds a session's life (default 12h).
 	SessionTTL time.Duration
+	// MaxSessionsPerAccount bounds the live sessions of one account (0: no bound): signing
+	// in once more ends the one that would end first.
+	MaxSessionsPerAccount int
 	// SecureCookies marks cookies Secure even on a plain connection: for a console behind a
 	// proxy that terminates TLS. Under TLS they always are.
 	SecureCookies bool

@@ -353,7 +353,7 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := keystore.Session{ID: sessionID(tok), KeyID: p.Key.ID, Account: p.Account.Name, Created: now.UTC(), Expires: now.Add(c.opts.SessionTTL).UTC()}
-	if err := c.store.CreateSession(ctx, rec); err != nil {
+	if err := c.store.CreateSession(ctx, rec, c.opts.MaxSessionsPerAccount); err != nil {
 		c.failErr(w, r, nil, err)
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regoauth/regoauth/console"
 	"github.com/regoauth/regoauth/keystore"
 )
 
@@ -122,6 +123,27 @@ func TestSignOutEndsTheSession(t *testing.T) {
 	if after, _ := f.store.ListKeys(ctx, "alice"); len(after) != len(keys) {
 		t.Fatal("a key was created with a cookie whose session had ended")
 	}
+}
+
+// TestSessionsPerAccountAreBounded: an account signing in again and again holds at most
+// MaxSessionsPerAccount sessions; the sign-in past it ends the session that would end first,
+// and nobody else's.
+func TestSessionsPerAccountAreBounded(t *testing.T) {
+	const most = 3
+	f := newFixtureWith(t, fixtureConfig{console: []func(*console.Options){func(o *console.Options) { o.MaxSessionsPerAccount = most }}})
+	other := f.as("buyer")
+	var browsers []*browser
+	for range most + 2 {
+		browsers = append(browsers, f.as("alice"))
+		f.clock.Add(time.Minute)
+	}
+	for i, b := range browsers {
+		p := b.get("/console/keys")
+		if signedOut := p.status == http.StatusSeeOther && strings.HasPrefix(p.location, "/console/signin"); signedOut != (i < 2) {
+			t.Errorf("alice's sign-in %d of %d: %d %s (the first two should have ended)", i+1, len(browsers), p.status, p.location)
+		}
+	}
+	wantStatus(t, other.get("/console/keys"), http.StatusOK, "another account's session")
 }
 
 // TestSessionEndsWithItsKeyAccountOrTime: revoking the key a session was opened with, disabling

@@ -196,6 +196,26 @@ type Session struct {
 	Expires time.Time `json:"expires"`
 }
 
+// SessionsToEnd returns the sessions of live (one account's sessions that have not expired)
+// that must end for one more to make at most max: those that would end first, then the oldest.
+// It is empty when max is 0 (no bound) or there is room.
+func SessionsToEnd(live []Session, max int) []Session {
+	if max <= 0 || len(live) < max {
+		return nil
+	}
+	live = slices.Clone(live)
+	slices.SortFunc(live, func(a, b Session) int {
+		if c := a.Expires.Compare(b.Expires); c != 0 {
+			return c
+		}
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return live[:len(live)-max+1]
+}
+
 // GrantFilter selects grants in List. Empty fields match everything.
 type GrantFilter struct {
 	Subject    *Subject
@@ -341,8 +361,11 @@ type Store interface {
 	// nothing, when the guard does not hold.
 	Release(ctx context.Context, repository string, guard Guard) error
 
-	// CreateSession stores a new session; it is gone by itself once it expires.
-	CreateSession(ctx context.Context, s Session) error
+	// CreateSession stores a new session; it is gone by itself once it expires. When
+	// maxPerAccount > 0 and the session's account already holds that many live sessions, those
+	// that would end first (SessionsToEnd) end now, in the same atomic write, so an account
+	// never holds more than maxPerAccount however often it signs in.
+	CreateSession(ctx context.Context, s Session, maxPerAccount int) error
 	// GetSession reads a session; ErrNotFound when there is none or it has expired at the
 	// store's clock.
 	GetSession(ctx context.Context, id string) (Session, error)

@@ -51,6 +51,9 @@ type Console struct {
 	// Registry is the address its docker login commands name (default: the first service).
 	Registry   string   `yaml:"registry"`
 	SessionTTL Duration `yaml:"session_ttl"`
+	// SessionsPerAccount bounds the live sessions of one account: signing in once more ends
+	// the one that would end first (0: no bound).
+	SessionsPerAccount int `yaml:"sessions_per_account"`
 	// SecureCookies marks its cookies Secure on plain HTTP too, for TLS ended by a proxy.
 	SecureCookies bool `yaml:"secure_cookies"`
 }
@@ -424,7 +427,7 @@ func Defaults() Config {
 		}},
 		Shutdown: Shutdown{GracePeriod: Duration(20 * time.Second)},
 		Log:      Log{Format: "json", Level: "info"},
-		Console:  Console{Path: "/console", SessionTTL: Duration(12 * time.Hour)},
+		Console:  Console{Path: "/console", SessionTTL: Duration(12 * time.Hour), SessionsPerAccount: 20},
 	}
 }
 
@@ -532,6 +535,9 @@ func (c Config) Validate() error {
 	}
 	if ttl := time.Duration(c.Console.SessionTTL); ttl < 5*time.Minute || ttl > 30*24*time.Hour {
 		add("console.session_ttl: %s: use between 5m and 720h", ttl)
+	}
+	if c.Console.SessionsPerAccount < 0 {
+		add("console.sessions_per_account must be 0 (no bound) or more")
 	}
 	if !slices.Contains([]string{"json", "text"}, c.Log.Format) {
 		add("log.format: %q: use json or text", c.Log.Format)

@@ -492,6 +492,7 @@ func TestReloadAppliesEveryReloadableKey(t *testing.T) {
 		{"console.registry", "console", "{registry: other.example.com}", nil},
 		{"console.session_ttl", "console", "{session_ttl: 1h}", nil},
 		{"console.secure_cookies", "console", "{secure_cookies: true}", nil},
+		{"console.sessions_per_account", "console", "{sessions_per_account: 5}", nil},
 		{"log.format", "log", "{format: text}", nil},
 		{"log.level", "log", "{format: json, level: warn}", nil},
 	}

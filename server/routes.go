@@ -82,9 +82,10 @@ func (s *Server) mountConsole(mux *http.ServeMux, ops *admin.API) error {
 	}
 	opts := console.Options{
 		Prefix: cfg.Path, Registry: registry, SessionTTL: time.Duration(cfg.SessionTTL),
-		SecureCookies: cfg.SecureCookies,
-		ClientIP:      func(r *http.Request) netip.Addr { return authz.ClientIP(r, s.proxies) },
-		Health:        consoleHealth{s}, Logger: s.logger.With("component", "console"),
+		MaxSessionsPerAccount: cfg.SessionsPerAccount,
+		SecureCookies:         cfg.SecureCookies,
+		ClientIP:              func(r *http.Request) netip.Addr { return authz.ClientIP(r, s.proxies) },
+		Health:                consoleHealth{s}, Logger: s.logger.With("component", "console"),
 	}
 	if s.guard != nil { // sign-ins spend the budgets of the token endpoint and the admin API
 		opts.Limiter = s.guard

@@ -747,8 +747,9 @@ func (s *Store) Release(_ context.Context, repository string, guard keystore.Gua
 }
 
 // CreateSession stores a session and drops the ones that have expired, so the bucket holds no
-// more than the sessions alive now.
-func (s *Store) CreateSession(_ context.Context, sess keystore.Session) error {
+// more than the sessions alive now, and past maxPerAccount the account's sessions that would
+// end first.
+func (s *Store) CreateSession(_ context.Context, sess keystore.Session, maxPerAccount int) error {
 	if err := sess.Validate(); err != nil {
 		return err
 	}
@@ -759,15 +760,22 @@ func (s *Store) CreateSession(_ context.Context, sess keystore.Session) error {
 			return fmt.Errorf("session: %w", keystore.ErrExists)
 		}
 		var ended [][]byte
+		var mine []keystore.Session
 		err := b.ForEach(func(k, v []byte) error {
 			var old keystore.Session
-			if json.Unmarshal(v, &old) != nil || !now.Before(old.Expires) {
+			switch {
+			case json.Unmarshal(v, &old) != nil || !now.Before(old.Expires):
 				ended = append(ended, bytes.Clone(k))
+			case old.Account == sess.Account:
+				mine = append(mine, old)
 			}
 			return nil
 		})
 		if err != nil {
 			return err
+		}
+		for _, old := range keystore.SessionsToEnd(mine, maxPerAccount) {
+			ended = append(ended, []byte(old.ID))
 		}
 		for _, k := range ended {
 			if err := b.Delete(k); err != nil {

@@ -455,8 +455,9 @@ func (s *Store) PageAccounts(_ context.Context, q keystore.AccountQuery) (keysto
 	return p, nil
 }
 
-// CreateSession stores a session, dropping those that have expired.
-func (s *Store) CreateSession(_ context.Context, sess keystore.Session) error {
+// CreateSession stores a session, dropping those that have expired and, past maxPerAccount,
+// the account's sessions that would end first.
+func (s *Store) CreateSession(_ context.Context, sess keystore.Session, maxPerAccount int) error {
 	if err := sess.Validate(); err != nil {
 		return err
 	}
@@ -467,6 +468,15 @@ func (s *Store) CreateSession(_ context.Context, sess keystore.Session) error {
 	}
 	now := s.now()
 	maps.DeleteFunc(s.sessions, func(_ string, old keystore.Session) bool { return !now.Before(old.Expires) })
+	var mine []keystore.Session
+	for _, old := range s.sessions {
+		if old.Account == sess.Account {
+			mine = append(mine, old)
+		}
+	}
+	for _, old := range keystore.SessionsToEnd(mine, maxPerAccount) {
+		delete(s.sessions, old.ID)
+	}
 	s.sessions[sess.ID] = sess
 	return nil
 }

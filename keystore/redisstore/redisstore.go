@@ -795,9 +795,14 @@ func (s *Store) Release(ctx context.Context, repository string, guard keystore.G
 
 func (s *Store) sessionKey(id string) string { return s.prefix + "s:" + id }
 
+// sessionsOfKey is an account's sessions, a sorted set of ids scored by their end in Unix
+// milliseconds.
+func (s *Store) sessionsOfKey(account string) string { return s.prefix + "sa:" + account }
+
 // CreateSession stores a session with Redis' own expiry, so an abandoned one costs nothing
-// once it ends.
-func (s *Store) CreateSession(ctx context.Context, sess keystore.Session) error {
+// once it ends, and indexes it under its account, where the sessions past maxPerAccount that
+// would end first are ended in the same script.
+func (s *Store) CreateSession(ctx context.Context, sess keystore.Session, maxPerAccount int) error {
 	if err := sess.Validate(); err != nil {
 		return err
 	}
@@ -809,14 +814,9 @@ func (s *Store) CreateSession(ctx context.Context, sess keystore.Session) error 
 	if err != nil {
 		return err
 	}
-	ok, err := s.client.SetNX(ctx, s.sessionKey(sess.ID), rec, ttl).Result()
-	if err != nil {
-		return s.fail("create session", err, nil)
-	}
-	if !ok {
-		return fmt.Errorf("session: %w", keystore.ErrExists)
-	}
-	return nil
+	err = createSession.Run(ctx, s.client, []string{s.sessionKey(sess.ID), s.sessionsOfKey(sess.Account)},
+		rec, max(ttl.Milliseconds(), 1), s.now().UnixMilli(), sess.Expires.UnixMilli(), maxPerAccount, s.prefix, sess.ID).Err()
+	return s.fail("create session", err, nil)
 }
 
 // GetSession reads a session that has not expired.
@@ -840,7 +840,7 @@ func (s *Store) GetSession(ctx context.Context, id string) (keystore.Session, er
 	return sess, nil
 }
 
-// DeleteSession removes a session.
+// DeleteSession removes a session and its place in its account's index.
 func (s *Store) DeleteSession(ctx context.Context, id string) error {
-	return s.fail("delete session", s.client.Del(ctx, s.sessionKey(id)).Err(), nil)
+	return s.fail("delete session", deleteSession.Run(ctx, s.client, []string{s.sessionKey(id)}, s.prefix, id).Err(), nil)
 }

@@ -212,3 +212,39 @@ for _, sub in ipairs(subjects) do
 end
 return 1
 `)
+
+// createSession: KEYS session, the account's sessions; ARGV json, ttl ms, now ms, end ms, most
+// sessions per account (0: no bound), prefix, id. Sessions of the index that have ended leave
+// it; past the bound, those that end first end now (the lowest scores, then ids). The index
+// expires with its last session, by the store's clock as the sessions do.
+var createSession = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('EXISTS session') end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+local max = tonumber(ARGV[5])
+if max > 0 then
+  local over = redis.call('ZCARD', KEYS[2]) - max + 1
+  if over > 0 then
+    for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, over - 1)) do
+      redis.call('DEL', ARGV[6] .. 's:' .. id)
+    end
+    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[7])
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[2], math.max(1, tonumber(last[2]) - tonumber(ARGV[3])))
+return 1
+`)
+
+// deleteSession: KEYS session; ARGV prefix, id. Ending a session that is gone is not an error.
+var deleteSession = redis.NewScript(`
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local ok, sess = pcall(cjson.decode, raw)
+if ok and type(sess) == 'table' and type(sess['account']) == 'string' then
+  redis.call('ZREM', ARGV[1] .. 'sa:' .. sess['account'], ARGV[2])
+end
+redis.call('DEL', KEYS[1])
+return 1
+`)

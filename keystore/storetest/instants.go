@@ -76,7 +76,7 @@ func testInstantBounds(t *testing.T, s keystore.Store, c *clock) {
 			wantErr(t, s.CreateAccount(ctx, keystore.Account{Name: "late", Created: at}), keystore.ErrInvalid)
 			wantErr(t, s.Reserve(ctx, keystore.Ownership{Repository: "shop/late", Owner: "buyer", Created: at}, 0), keystore.ErrInvalid)
 			bad, _ := NewKey(t, "buyer")
-			wantErr(t, s.CreateSession(ctx, keystore.Session{ID: sessionID("late"), KeyID: bad.ID, Account: "buyer", Created: now, Expires: at}), keystore.ErrInvalid)
+			wantErr(t, s.CreateSession(ctx, keystore.Session{ID: sessionID("late"), KeyID: bad.ID, Account: "buyer", Created: now, Expires: at}, 0), keystore.ErrInvalid)
 
 			var export bytes.Buffer
 			MustEncode(t, &export, keystore.Record{Header: &keystore.ExportHeader{Format: keystore.ExportFormat, Version: keystore.ExportVersion}})

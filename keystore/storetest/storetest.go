@@ -77,6 +77,7 @@ func RunWith(t *testing.T, newStore NewStore, opts Options) {
 		{"GrantEnds", withClock(testGrantEnds)},
 		{"InstantBounds", withClock(testInstantBounds)},
 		{"Sessions", withClock(testSessions)},
+		{"SessionsPerAccount", withClock(testSessionsPerAccount)},
 		{"PageGrants", withClock(testPageGrants)},
 		{"PageOwnership", testPageOwnership},
 		{"PageAccounts", testPageAccounts},
