@@ -80,12 +80,16 @@ type rendered struct {
 	serviceMonitors []*monitoringv1.ServiceMonitor
 }
 
-// render runs helm template and decodes every document strictly into its API type: an unknown
-// or misplaced field, a wrong type or a duplicate key is an error, as the API server's strict
-// field validation would make it.
-func render(t *testing.T, values string) *rendered {
+// render runs helm template with a values file and --set values, and decodes every document
+// strictly into its API type: an unknown or misplaced field, a wrong type or a duplicate key is
+// an error, as the API server's strict field validation would make it.
+func render(t *testing.T, values string, set ...string) *rendered {
 	t.Helper()
-	out, err := runHelm(t, "template", "rel", chart, "--namespace", "registry", "-f", values)
+	args := []string{"template", "rel", chart, "--namespace", "registry", "-f", values}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	out, err := runHelm(t, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -527,6 +531,10 @@ func TestChartRefusesIncompleteValues(t *testing.T) {
 		{"listen set in config", []string{"store.url=redis://r:6379", "signing.generate=true", "config.listen.addr=:80"}, "config.listen is set by the chart"},
 		{"store URL in config", []string{"store.url=redis://r:6379", "signing.generate=true", "config.store.url=redis://x"}, "config.store.url is set by the chart"},
 		{"a short refresh secret", []string{"store.url=redis://r:6379", "signing.generate=true", "refreshTokens.secret=short"}, "at least 32 bytes"},
+		// One bolt file cannot be opened by two pods, and pods on their own files would each
+		// hold different accounts, keys and grants.
+		{"a bolt store on the default replicas", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true"}, "a bolt store is one file"},
+		{"a bolt store on three replicas", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true", "replicaCount=3"}, "replicaCount: 1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			args := []string{"template", "rel", chart}
@@ -539,6 +547,17 @@ func TestChartRefusesIncompleteValues(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestChartBoltStoreOnOnePod: a bolt store renders with one replica, and a URL the chart cannot
+// read (an existing Secret's) is the operator's to keep to one replica.
+func TestChartBoltStoreOnOnePod(t *testing.T) {
+	minimal := filepath.Join(chart, "ci", "minimal-values.yaml")
+	r := render(t, minimal, "store.url=bolt:///var/lib/regoauth/store.db", "replicaCount=1")
+	if r.deployment.Spec.Replicas == nil || *r.deployment.Spec.Replicas != 1 {
+		t.Errorf("a bolt store renders %v replicas, want 1", r.deployment.Spec.Replicas)
+	}
+	render(t, minimal, "store.existingSecret=regoauth-store", "replicaCount=2")
 }
 
 // TestChartConfigLoads gives regoauth itself each rendered configuration, with the pod's files

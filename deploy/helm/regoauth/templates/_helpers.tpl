@@ -49,6 +49,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- .Values.refreshTokens.existingSecret | default (printf "%s-refresh" (include "regoauth.fullname" .)) }}
 {{- end }}
 
+{{/* "true" when the store is a bolt file. The chart reads the URL only when it makes the Secret:
+an existing Secret's URL is the operator's to keep to one replica. */}}
+{{- define "regoauth.boltStore" -}}
+{{- if and (not .Values.store.existingSecret) (hasPrefix "bolt://" .Values.store.url) }}true{{ end }}
+{{- end }}
+
 {{/* Where the pod sees its files. */}}
 {{- define "regoauth.paths" -}}
 config: /etc/regoauth/config/regoauth.yaml
