@@ -549,15 +549,23 @@ func TestChartRefusesIncompleteValues(t *testing.T) {
 	}
 }
 
-// TestChartBoltStoreOnOnePod: a bolt store renders with one replica, and a URL the chart cannot
-// read (an existing Secret's) is the operator's to keep to one replica.
+// TestChartBoltStoreOnOnePod: a bolt store renders with one replica, replaced by Recreate: a
+// rolling update would start the new pod while the old one holds the file, and the new pod,
+// unable to open it, would never become ready for the old one to go. A URL the chart cannot
+// read (an existing Secret's) keeps the rolling update.
 func TestChartBoltStoreOnOnePod(t *testing.T) {
 	minimal := filepath.Join(chart, "ci", "minimal-values.yaml")
 	r := render(t, minimal, "store.url=bolt:///var/lib/regoauth/store.db", "replicaCount=1")
 	if r.deployment.Spec.Replicas == nil || *r.deployment.Spec.Replicas != 1 {
 		t.Errorf("a bolt store renders %v replicas, want 1", r.deployment.Spec.Replicas)
 	}
-	render(t, minimal, "store.existingSecret=regoauth-store", "replicaCount=2")
+	if s := r.deployment.Spec.Strategy; s.Type != appsv1.RecreateDeploymentStrategyType || s.RollingUpdate != nil {
+		t.Errorf("a bolt store's pod is replaced by %+v, want Recreate", s)
+	}
+	r = render(t, minimal, "store.existingSecret=regoauth-store", "replicaCount=2")
+	if s := r.deployment.Spec.Strategy; s.Type != appsv1.RollingUpdateDeploymentStrategyType {
+		t.Errorf("a store in an existing Secret is replaced by %+v, want RollingUpdate", s)
+	}
 }
 
 // TestChartConfigLoads gives regoauth itself each rendered configuration, with the pod's files
