@@ -71,6 +71,7 @@ func runHelm(t *testing.T, args ...string) (string, error) {
 // rendered is one install's manifests, decoded.
 type rendered struct {
 	values          string
+	set             []string // --set values
 	deployment      *appsv1.Deployment
 	services        []*corev1.Service
 	configMaps      map[string]*corev1.ConfigMap
@@ -93,7 +94,7 @@ func render(t *testing.T, values string, set ...string) *rendered {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rendered{values: values, configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}}
+	r := &rendered{values: values, set: set, configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}}
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(out)))
 	for {
 		doc, err := reader.Read()
@@ -402,7 +403,8 @@ func checkMounts(t *testing.T, r *rendered) {
 			TLS  map[string]string `json:"tls"`
 		} `json:"listen"`
 		Metrics struct {
-			Addr string `json:"addr"`
+			Addr string            `json:"addr"`
+			TLS  map[string]string `json:"tls"`
 		} `json:"metrics"`
 		Signing       map[string]string `json:"signing"`
 		RefreshTokens struct {
@@ -425,6 +427,24 @@ func checkMounts(t *testing.T, r *rendered) {
 	}
 	if cfg.Listen.TLS != nil {
 		files = append(files, cfg.Listen.TLS["cert_file"], cfg.Listen.TLS["key_file"])
+	}
+	// /metrics has the token listener's TLS unless the values say plain HTTP, and the
+	// ServiceMonitor scrapes it the way it is served.
+	if cfg.Listen.TLS != nil && cfg.Metrics.TLS == nil && !slices.Contains(r.set, "metrics.plainHTTP=true") {
+		t.Error("the token listener has TLS and the metrics listener serves plain HTTP")
+	}
+	if cfg.Metrics.TLS != nil {
+		files = append(files, cfg.Metrics.TLS["cert_file"], cfg.Metrics.TLS["key_file"])
+	}
+	for _, m := range r.serviceMonitors {
+		for _, e := range m.Spec.Endpoints {
+			if https := strings.EqualFold(e.Scheme.String(), "https"); https != (cfg.Metrics.TLS != nil) {
+				t.Errorf("the ServiceMonitor scrapes with scheme %q; metrics TLS: %v", e.Scheme.String(), cfg.Metrics.TLS)
+			}
+			if e.TLSConfig != nil && cfg.Metrics.TLS == nil {
+				t.Error("the ServiceMonitor has a tlsConfig for a plain HTTP listener")
+			}
+		}
 	}
 	for _, f := range files {
 		if f == "" || !provided(t, r, f) {
@@ -566,6 +586,64 @@ func TestChartBoltStoreOnOnePod(t *testing.T) {
 	if s := r.deployment.Spec.Strategy; s.Type != appsv1.RollingUpdateDeploymentStrategyType {
 		t.Errorf("a store in an existing Secret is replaced by %+v, want RollingUpdate", s)
 	}
+}
+
+// TestChartMetricsTLS: the metrics listener has the token listener's certificate, the
+// ServiceMonitor scrapes it over HTTPS and verifies it as metrics.serviceMonitor.tlsConfig
+// says; metrics.plainHTTP turns TLS off for /metrics alone.
+func TestChartMetricsTLS(t *testing.T) {
+	existing := filepath.Join(chart, "ci", "existing-secrets-values.yaml")
+	r := render(t, existing,
+		"metrics.serviceMonitor.tlsConfig.serverName=regoauth.registry.svc",
+		"metrics.serviceMonitor.tlsConfig.ca.secret.name=regoauth-tls",
+		"metrics.serviceMonitor.tlsConfig.ca.secret.key=ca.crt")
+	checkMounts(t, r)
+	cfg := renderedConfig(t, r)
+	if cfg.Metrics.TLS == nil || *cfg.Metrics.TLS != *cfg.Listen.TLS {
+		t.Errorf("metrics TLS %+v, want the token listener's %+v", cfg.Metrics.TLS, cfg.Listen.TLS)
+	}
+	if len(r.serviceMonitors) != 1 || len(r.serviceMonitors[0].Spec.Endpoints) != 1 {
+		t.Fatalf("want one ServiceMonitor endpoint")
+	}
+	e := r.serviceMonitors[0].Spec.Endpoints[0]
+	if tc := e.TLSConfig; tc == nil || tc.ServerName == nil || *tc.ServerName != "regoauth.registry.svc" ||
+		tc.CA.Secret == nil || tc.CA.Secret.Name != "regoauth-tls" || tc.CA.Secret.Key != "ca.crt" {
+		t.Errorf("the ServiceMonitor's tlsConfig is %+v, not the values'", e.TLSConfig)
+	}
+
+	r = render(t, existing, "metrics.plainHTTP=true", "metrics.serviceMonitor.tlsConfig.serverName=regoauth.registry.svc")
+	checkMounts(t, r)
+	if cfg := renderedConfig(t, r); cfg.Metrics.TLS != nil || cfg.Listen.TLS == nil {
+		t.Errorf("metrics.plainHTTP: metrics TLS %+v, token listener TLS %+v", cfg.Metrics.TLS, cfg.Listen.TLS)
+	}
+
+	r = render(t, filepath.Join(chart, "ci", "minimal-values.yaml"), "metrics.serviceMonitor.enabled=true")
+	checkMounts(t, r)
+	if cfg := renderedConfig(t, r); cfg.Metrics.TLS != nil {
+		t.Errorf("no TLS Secret, yet metrics TLS %+v", cfg.Metrics.TLS)
+	}
+}
+
+// listenerConfig is a listener section of regoauth.yaml.
+type listenerConfig struct {
+	Addr string `json:"addr"`
+	TLS  *struct {
+		CertFile string `json:"cert_file"`
+		KeyFile  string `json:"key_file"`
+	} `json:"tls"`
+}
+
+// renderedConfig is the listeners of the rendered regoauth.yaml.
+func renderedConfig(t *testing.T, r *rendered) (cfg struct {
+	Listen  listenerConfig `json:"listen"`
+	Metrics listenerConfig `json:"metrics"`
+}) {
+	t.Helper()
+	pod := r.deployment.Spec.Template.Spec
+	if err := yaml.Unmarshal([]byte(r.configMaps[pod.Volumes[0].ConfigMap.Name].Data["regoauth.yaml"]), &cfg); err != nil {
+		t.Fatalf("regoauth.yaml: %v", err)
+	}
+	return cfg
 }
 
 // TestChartConfigLoads gives regoauth itself each rendered configuration, with the pod's files

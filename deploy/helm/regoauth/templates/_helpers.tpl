@@ -79,7 +79,11 @@ tlsKey: /etc/regoauth/tls/tls.key
 {{- $_ := set $listen "tls" (dict "cert_file" $paths.tlsCert "key_file" $paths.tlsKey) }}
 {{- end }}
 {{- $_ := set $cfg "listen" $listen }}
-{{- $_ := set $cfg "metrics" (dict "addr" (printf ":%d" (int .Values.metrics.port))) }}
+{{- $metrics := dict "addr" (printf ":%d" (int .Values.metrics.port)) }}
+{{- if include "regoauth.metricsTLS" . }}
+{{- $_ := set $metrics "tls" (dict "cert_file" $paths.tlsCert "key_file" $paths.tlsKey) }}
+{{- end }}
+{{- $_ := set $cfg "metrics" $metrics }}
 {{- $_ := set $cfg "signing" (dict "key_file" $paths.signingKey "cert_file" $paths.signingCert "kid" .Values.signing.kid) }}
 {{- if .Values.refreshTokens.enabled }}
 {{- $_ := set $cfg "refresh_tokens" (dict "secrets" (list (dict "file" $paths.refreshSecret)) "ttl" .Values.refreshTokens.ttl) }}
@@ -91,6 +95,11 @@ tlsKey: /etc/regoauth/tls/tls.key
 {{- $_ := set $store "url" (dict "env" "REGOAUTH_STORE_URL") }}
 {{- $_ := set $cfg "store" $store }}
 {{- toYaml $cfg }}
+{{- end }}
+
+{{/* "true" when /metrics is served with the token listener's certificate. */}}
+{{- define "regoauth.metricsTLS" -}}
+{{- if and .Values.tls.existingSecret (not .Values.metrics.plainHTTP) }}true{{ end }}
 {{- end }}
 
 {{- define "regoauth.scheme" -}}
