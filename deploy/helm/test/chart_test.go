@@ -199,7 +199,40 @@ func TestChartManifests(t *testing.T) {
 			checkPod(t, r)
 			checkSelectors(t, r)
 			checkMounts(t, r)
+			checkSecretModes(t, r)
 		})
+	}
+}
+
+// checkSecretModes holds every Secret volume to files only their owner and group read: an
+// explicit defaultMode (the API's default, 0644, lets every user read them) and item modes
+// within 0440. The kubelet writes the files as root, so the container's user (not root) reads
+// them through the pod's fsGroup, to which the kubelet gives them, adding group read to any mode
+// (0400 would read 0440 on the node): fsGroup must be set.
+func checkSecretModes(t *testing.T, r *rendered) {
+	t.Helper()
+	pod := r.deployment.Spec.Template.Spec
+	secrets := 0
+	for _, v := range pod.Volumes {
+		if v.Secret == nil {
+			continue
+		}
+		secrets++
+		if v.Secret.DefaultMode == nil {
+			t.Errorf("secret volume %s has no defaultMode: its files would be 0644", v.Name)
+		}
+		modes := []*int32{v.Secret.DefaultMode}
+		for _, it := range v.Secret.Items {
+			modes = append(modes, it.Mode)
+		}
+		for _, m := range modes {
+			if m != nil && (*m&^0o440 != 0 || *m&0o400 == 0) {
+				t.Errorf("secret volume %s: mode %04o, want 0440 or 0400", v.Name, *m)
+			}
+		}
+	}
+	if psc := pod.SecurityContext; secrets > 0 && (psc == nil || psc.FSGroup == nil || *psc.FSGroup == 0) {
+		t.Errorf("the pod has no fsGroup (other than root's): its user cannot read the Secret files, which belong to root")
 	}
 }
 
