@@ -74,6 +74,9 @@ type Key struct {
 // Expired reports whether the key has an expiry at or before now.
 func (k Key) Expired(now time.Time) bool { return !k.Expires.IsZero() && !now.Before(k.Expires) }
 
+// Live reports whether the key may still authenticate at now: neither revoked nor expired.
+func (k Key) Live(now time.Time) bool { return !k.Revoked && !k.Expired(now) }
+
 // Redacted returns a copy without the hash, safe to list or log.
 func (k Key) Redacted() Key {
 	k.Hash = nil
@@ -326,6 +329,12 @@ type Store interface {
 	// ListKeys lists keys, all of them when account is empty, without their hashes.
 	ListKeys(ctx context.Context, account string) ([]Key, error)
 	RevokeKey(ctx context.Context, id string) error
+	// DeleteKeys removes dead keys for good, with their index entries, in one atomic step that
+	// also empties every replica's cached principal of each, so that none of them
+	// authenticates anywhere from then on (as none did, being dead). Each key must be dead at
+	// the store's clock: revoked, or expired. When one is live it is ErrConflict and nothing is
+	// removed. Ids that do not exist are skipped: another caller may have removed them.
+	DeleteKeys(ctx context.Context, ids []string) error
 	// TouchKeys records last-used times; it is called in batches off the request path.
 	TouchKeys(ctx context.Context, used map[string]time.Time) error
 
@@ -422,6 +431,12 @@ var ErrOwnerChanged = fmt.Errorf("%w: the repository changed owner while the cha
 func OwnerChanged(repository string) error {
 	return fmt.Errorf("repository %q: %w", repository, ErrOwnerChanged)
 }
+
+// ErrKeyLive is the conflict of removing a key that may still authenticate (Store.DeleteKeys).
+var ErrKeyLive = fmt.Errorf("%w: the key is neither revoked nor expired", ErrConflict)
+
+// KeyLive is the error of removing the live key id.
+func KeyLive(id string) error { return fmt.Errorf("key %q: %w", id, ErrKeyLive) }
 
 // MergeActions returns the sorted union of two action lists.
 func MergeActions(a, b []string) []string {

@@ -427,7 +427,7 @@ func (s *Store) ListKeys(_ context.Context, account string) (out []keystore.Key,
 	return out, err
 }
 
-// RevokeKey marks a key revoked. The record stays for audit.
+// RevokeKey marks a key revoked. The record stays, until DeleteKeys removes it.
 func (s *Store) RevokeKey(_ context.Context, id string) error {
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketKeys)
@@ -437,6 +437,41 @@ func (s *Store) RevokeKey(_ context.Context, id string) error {
 		}
 		k.Revoked = true
 		return put(b, []byte(id), k)
+	})
+}
+
+// DeleteKeys removes dead keys and their index entries in one transaction: all of them or,
+// when one is live at the store's clock, none.
+func (s *Store) DeleteKeys(_ context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	now := s.now()
+	return s.update(func(tx *bolt.Tx) error {
+		keys, byAccount := tx.Bucket(bucketKeys), tx.Bucket(bucketKeysByAcc)
+		var dead []keystore.Key
+		for _, id := range ids {
+			k, err := get[keystore.Key](keys, []byte(id), "key")
+			if errors.Is(err, keystore.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if k.Live(now) {
+				return keystore.KeyLive(id)
+			}
+			dead = append(dead, k)
+		}
+		for _, k := range dead {
+			if err := keys.Delete([]byte(k.ID)); err != nil {
+				return err
+			}
+			if err := byAccount.Delete(join(k.Account, k.ID)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

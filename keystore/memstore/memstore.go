@@ -217,6 +217,22 @@ func (s *Store) RevokeKey(_ context.Context, id string) error {
 	return nil
 }
 
+// DeleteKeys removes dead keys, all of them or, when one is live at the store's clock, none.
+func (s *Store) DeleteKeys(_ context.Context, ids []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for _, id := range ids {
+		if k, ok := s.keys[id]; ok && k.Live(now) {
+			return keystore.KeyLive(id)
+		}
+	}
+	for _, id := range ids {
+		delete(s.keys, id)
+	}
+	return nil
+}
+
 // TouchKeys records last-used times, never moving one backwards; unknown ids are skipped.
 func (s *Store) TouchKeys(_ context.Context, used map[string]time.Time) error {
 	s.mu.Lock()

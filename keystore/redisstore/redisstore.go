@@ -555,6 +555,47 @@ func (s *Store) RevokeKey(ctx context.Context, id string) error {
 	return s.fail("revoke key", err, map[string]string{"key": id})
 }
 
+// DeleteKeys removes dead keys, their index entries and every replica's cached principal of
+// each in one script: all of them or, when one is live at the store's clock, none. The keys are
+// read first, to judge their expiry here; the script removes a key only if it is still the
+// record read, and still revoked unless it had expired.
+func (s *Store) DeleteKeys(ctx context.Context, ids []string) error {
+	now := s.now()
+	keys, args := []string{s.allKeysKey()}, []any{s.channel}
+	var dead []string
+	err := s.batchHGetAll(ctx, "delete keys", ids, s.keyKey, func(id string, f map[string]string) error {
+		k, err := decodeKey(id, f)
+		if errors.Is(err, keystore.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if k.Live(now) {
+			return keystore.KeyLive(id)
+		}
+		keys = append(keys, s.keyKey(id), s.keysOfKey(k.Account))
+		args = append(args, id, f["json"], flag(k.Expired(now)))
+		dead = append(dead, id)
+		return nil
+	})
+	if err != nil || len(dead) == 0 {
+		return err
+	}
+	n, err := deleteKeys.Run(ctx, s.client, keys, args...).Int()
+	for _, id := range dead {
+		s.changed(keyChanged(id))
+	}
+	if err != nil {
+		return s.fail("delete keys", err, nil)
+	}
+	s.health.up()
+	if n < 0 {
+		return keystore.KeyLive(dead[-n-1])
+	}
+	return nil
+}
+
 // TouchKeys records last-used times, never moving one backwards, in batches of one script.
 func (s *Store) TouchKeys(ctx context.Context, used map[string]time.Time) error {
 	ids := make([]string, 0, len(used))

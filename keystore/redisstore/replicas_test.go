@@ -532,3 +532,111 @@ func cacheLookups(t *testing.T, reg *prometheus.Registry, result string) float64
 	}
 	return 0
 }
+
+// TestDeletedKeysLeaveEveryReplica: two stores share one Redis, both caching for a minute. Dead
+// keys that replica b serves from its cache are removed through a: a forgets them at once, and
+// b within a second — one message per key, or a message emptying the cache when many go at once.
+func TestDeletedKeysLeaveEveryReplica(t *testing.T) {
+	RouteClientLogs(slog.New(slog.DiscardHandler))
+	srv := redistest.Start(t)
+	url := srv.URL() + "?prefix=deleted"
+	a, _ := openStore(t, url, Options{CacheTTL: time.Minute})
+	b, reg := openStore(t, url, Options{CacheTTL: time.Minute})
+	waitLive(t, a)
+	waitLive(t, b)
+	must(t, a.CreateAccount(ctx, keystore.Account{Name: "alice"}))
+
+	for _, n := range []int{1, 40} {
+		t.Run(fmt.Sprintf("%d keys", n), func(t *testing.T) {
+			var ids []string
+			for i := range n {
+				k, _ := storetest.NewKey(t, "alice")
+				if i%2 == 1 {
+					k.Expires = time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+				}
+				must(t, a.CreateKey(ctx, k))
+				if i%2 == 0 {
+					must(t, a.RevokeKey(ctx, k.ID))
+				}
+				ids = append(ids, k.ID)
+			}
+			// Let the writes' own invalidations reach b, then fill both caches.
+			time.Sleep(100 * time.Millisecond)
+			hits := cacheLookups(t, reg, "hit")
+			for range 2 {
+				for _, id := range ids {
+					for _, s := range []*Store{a, b} {
+						if _, err := s.LoadPrincipal(ctx, id); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+			if got := cacheLookups(t, reg, "hit") - hits; got != float64(n) {
+				t.Fatalf("replica b served %v of the %d second lookups from its cache: this test proves nothing", got, n)
+			}
+
+			must(t, a.DeleteKeys(ctx, ids))
+			for _, id := range ids {
+				if _, err := a.LoadPrincipal(ctx, id); !errors.Is(err, keystore.ErrNotFound) {
+					t.Fatalf("the replica that removed the key still loads it: %v", err)
+				}
+			}
+			start := time.Now()
+			for _, id := range ids {
+				for {
+					_, err := b.LoadPrincipal(ctx, id)
+					if errors.Is(err, keystore.ErrNotFound) {
+						break
+					}
+					if time.Since(start) > time.Second {
+						t.Fatalf("a second after the removal replica b still loads the key: %v", err)
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			t.Logf("replica b forgot %d removed keys within %s", n, time.Since(start))
+		})
+	}
+}
+
+// TestDeleteScriptChecksWhatItRemoves: the script removing keys checks each in the step that
+// removes it, whatever the store read before: a key neither revoked nor said expired, or one that
+// is no longer the record read, stops the whole removal.
+func TestDeleteScriptChecksWhatItRemoves(t *testing.T) {
+	srv := redistest.Start(t)
+	s, _ := openStore(t, srv.URL()+"?prefix=deletescript", Options{})
+	must(t, s.CreateAccount(ctx, keystore.Account{Name: "alice"}))
+	dead, _ := storetest.NewKey(t, "alice")
+	live, _ := storetest.NewKey(t, "alice")
+	must(t, s.CreateKey(ctx, dead))
+	must(t, s.RevokeKey(ctx, dead.ID))
+	must(t, s.CreateKey(ctx, live))
+	record := func(id string) string {
+		v, err := srv.Client().HGet(ctx, s.keyKey(id), "json").Result()
+		must(t, err)
+		return v
+	}
+	run := func(liveJSON, liveExpired string) int {
+		keys := []string{s.allKeysKey(), s.keyKey(dead.ID), s.keysOfKey("alice"), s.keyKey(live.ID), s.keysOfKey("alice")}
+		n, err := deleteKeys.Run(ctx, s.client, keys, s.channel, dead.ID, record(dead.ID), "0", live.ID, liveJSON, liveExpired).Int()
+		must(t, err)
+		return n
+	}
+	for name, n := range map[string]int{
+		"a live key":                run(record(live.ID), "0"),
+		"a key no longer that read": run(`{"id":"other"}`, "1"),
+	} {
+		if n != -2 {
+			t.Errorf("removing %s beside a dead one: %d, want -2 (the second key refused)", name, n)
+		}
+	}
+	for _, id := range []string{dead.ID, live.ID} {
+		if _, err := s.GetKey(ctx, id); err != nil {
+			t.Fatalf("a refused removal removed %s: %v", id, err)
+		}
+	}
+	if n := run(record(live.ID), "1"); n != 2 {
+		t.Fatalf("removing a revoked key and one read expired: %d, want 2", n)
+	}
+}

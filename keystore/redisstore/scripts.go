@@ -69,6 +69,38 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1
 `)
 
+// deleteKeys: KEYS all keys, then for each key to remove its hash and its account's key set;
+// ARGV channel, then for each key its id, its record ("json") as read before, and "1" when it
+// had expired then at the store's clock. A key is removed only if it is still that record
+// (whose expiry never changes) and is revoked or had expired; otherwise the script removes
+// nothing and returns -i, i the first such key. Keys already gone are skipped. It returns how
+// many it removed, and tells replicas each of them, or to empty their caches when many went.
+var deleteKeys = redis.NewScript(`
+local n = (#KEYS - 1) / 2
+for i = 1, n do
+  local key = KEYS[2 * i]
+  if redis.call('EXISTS', key) == 1 then
+    if redis.call('HGET', key, 'json') ~= ARGV[3 * i] then return -i end
+    if redis.call('HGET', key, 'revoked') ~= '1' and ARGV[3 * i + 1] ~= '1' then return -i end
+  end
+end
+local gone = {}
+for i = 1, n do
+  local id = ARGV[3 * i - 1]
+  if redis.call('DEL', KEYS[2 * i]) == 1 then
+    redis.call('SREM', KEYS[2 * i + 1], id)
+    redis.call('ZREM', KEYS[1], id)
+    gone[#gone + 1] = id
+  end
+end
+if #gone > 32 then
+  redis.call('PUBLISH', ARGV[1], '*')
+else
+  for _, id in ipairs(gone) do redis.call('PUBLISH', ARGV[1], 'k ' .. id) end
+end
+return #gone
+`)
+
 // touchKeys: KEYS keys; ARGV last-used times as zero-padded nanoseconds, which compare as
 // strings exactly (Lua numbers would round them). Missing keys are skipped; times never move
 // backwards.

@@ -71,6 +71,7 @@ func RunWith(t *testing.T, newStore NewStore, opts Options) {
 		{"Keys", testKeys},
 		{"KeyRecordKeptWhole", testKeyRecordKeptWhole},
 		{"TouchKeys", testTouchKeys},
+		{"DeleteKeys", withClock(testDeleteKeys)},
 		{"Grants", testGrants},
 		{"GrantIndexes", testGrantIndexes},
 		{"LoadPrincipal", testLoadPrincipal},
