@@ -46,6 +46,7 @@ type Store interface {
 	GetKey(ctx context.Context, id string) (keystore.Key, error)
 	ListKeys(ctx context.Context, account string) ([]keystore.Key, error)
 	RevokeKey(ctx context.Context, id string) error
+	DeleteKeys(ctx context.Context, ids []string) error
 
 	PutGrant(ctx context.Context, g keystore.Grant, guard keystore.Guard) error
 	RemoveGrant(ctx context.Context, subject keystore.Subject, repository string, actions []string, guard keystore.Guard) error

@@ -20,6 +20,7 @@ import (
 
 	"github.com/regoauth/regoauth/admin"
 	"github.com/regoauth/regoauth/keystore"
+	"github.com/regoauth/regoauth/keystore/storetest"
 )
 
 // Each test here is an account with a legitimate key trying to reach what it must not, through
@@ -380,6 +381,106 @@ func TestKeysPerAccountAreBounded(t *testing.T) {
 		}
 		s.advance(2 * time.Hour) // the short key expires
 		must(create(sam, admin.KeyRequest{Name: "after an expiry"}))
+	})
+}
+
+// An account keeps at most 100 dead keys (keystore.DeadKeysKept): creating or revoking a key
+// removes its oldest dead keys beyond them, so that an account creating and revoking keys in a
+// loop does not grow the store without end. The dead keys that stopped working last stay
+// listed, live keys are never touched, a removed key authenticates nowhere, and another
+// account's keys stay whatever it holds until it creates or revokes one itself.
+func TestDeadKeysPerAccountAreBounded(t *testing.T) {
+	const kept = 100
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{})
+		ctx := t.Context()
+		samKey := s.account("sam")
+		sam := s.client(samKey)
+		samID, _ := keystore.ParseAPIKey(samKey)
+		lasting := must(sam.CreateKey(ctx, admin.KeyRequest{Name: "lasting", ExpiresIn: "3650d"}))
+		eveKey := s.account("eve")
+		eveID, _ := keystore.ParseAPIKey(eveKey)
+		// Dead keys of eve's beyond the bound, written to the store as an earlier version kept
+		// them.
+		var eves []string
+		for range kept + 10 {
+			k, _ := storetest.NewKey(t, "eve")
+			k.Revoked = true
+			s.must(s.store.CreateKey(ctx, k))
+			eves = append(eves, k.ID)
+		}
+
+		// sam's keys in the order they stopped working: most revoked, some left to expire.
+		var dead []string
+		secrets := map[string]string{}
+		for i := range 150 {
+			s.advance(time.Minute)
+			req := admin.KeyRequest{Name: fmt.Sprintf("loop %d", i)}
+			expires := i%10 == 3
+			if expires {
+				req.ExpiresIn = "30s"
+			}
+			k := must(sam.CreateKey(ctx, req))
+			if !expires {
+				must(sam.RevokeKey(ctx, k.ID))
+			}
+			dead = append(dead, k.ID)
+			secrets[k.ID] = k.Secret
+		}
+		now := time.Unix(0, s.clock.Load())
+		split := func(account string) (live, dead []string) {
+			t.Helper()
+			keys, err := s.store.ListKeys(ctx, account)
+			s.must(err)
+			for _, k := range keys {
+				if k.Live(now) {
+					live = append(live, k.ID)
+				} else {
+					dead = append(dead, k.ID)
+				}
+			}
+			slices.Sort(live)
+			slices.Sort(dead)
+			return live, dead
+		}
+		sorted := func(ids ...string) []string { return slices.Sorted(slices.Values(ids)) }
+
+		// The loop ended on a revocation: it removed what was beyond the bound.
+		live, held := split("sam")
+		if want := sorted(dead[len(dead)-kept:]...); !slices.Equal(held, want) {
+			t.Fatalf("after 150 keys created and revoked, sam holds %d dead keys; want the %d that stopped working last", len(held), kept)
+		}
+		if want := sorted(samID, lasting.ID); !slices.Equal(live, want) {
+			t.Fatalf("sam's live keys are %v, want %v", live, want)
+		}
+		for _, id := range dead[:len(dead)-kept] {
+			if _, err := s.store.GetKey(ctx, id); !errors.Is(err, keystore.ErrNotFound) {
+				t.Fatalf("a removed key is still stored: %v", err)
+			}
+			if status, _ := s.token("sam", secrets[id]); status != http.StatusUnauthorized {
+				t.Fatalf("GET /token with a removed key: HTTP %d, want 401", status)
+			}
+		}
+		for _, key := range []string{samKey, lasting.Secret} {
+			if status, body := s.token("sam", key); status != http.StatusOK {
+				t.Fatalf("GET /token with a live key of sam's: HTTP %d %s", status, body.Error)
+			}
+		}
+
+		// eve's keys are eve's: untouched by sam's removals, bounded by her own next creation,
+		// which removes her oldest dead keys and keeps her live one.
+		live, held = split("eve")
+		if !slices.Equal(live, []string{eveID}) || !slices.Equal(held, sorted(eves...)) {
+			t.Fatalf("sam's keys removed eve's: she holds %d dead keys of %d, live %v", len(held), len(eves), live)
+		}
+		if status, body := s.token("eve", eveKey); status != http.StatusOK {
+			t.Fatalf("GET /token with eve's key: HTTP %d %s", status, body.Error)
+		}
+		second := must(s.client(eveKey).CreateKey(ctx, admin.KeyRequest{Name: "second"}))
+		live, held = split("eve")
+		if !slices.Equal(live, sorted(eveID, second.ID)) || len(held) != kept {
+			t.Fatalf("after a creation eve holds %d dead keys, live %v; want %d dead and her two live keys", len(held), live, kept)
+		}
 	})
 }
 

@@ -202,7 +202,14 @@ func (a *API) CreateKey(ctx context.Context, c *Caller, req KeyRequest) (KeyCrea
 	if err := a.authorize(ctx, c, "keys.create", target); err != nil {
 		return KeyCreated{}, err
 	}
-	if err := a.keysBelowLimit(ctx, req.Account, now); err != nil {
+	keys, err := a.store.ListKeys(ctx, req.Account)
+	if err != nil {
+		return KeyCreated{}, err
+	}
+	if err := a.keysBelowLimit(req.Account, keys, now); err != nil {
+		return KeyCreated{}, err
+	}
+	if err := a.pruneDeadKeys(ctx, req.Account, keys, now); err != nil {
 		return KeyCreated{}, err
 	}
 	plain, id, hash, err := keystore.NewAPIKey(a.opts.Random)
@@ -216,27 +223,46 @@ func (a *API) CreateKey(ctx context.Context, c *Caller, req KeyRequest) (KeyCrea
 	return KeyCreated{Secret: plain, Key: k.Redacted()}, nil
 }
 
-// keysBelowLimit is ErrLimit when account already holds Options.MaxKeysPerAccount live keys.
-// Requests creating keys at the same instant may each see one below the limit, so an account can
-// pass it by as many as it sends at once, never further: the next finds it reached.
-func (a *API) keysBelowLimit(ctx context.Context, account string, now time.Time) error {
+// keysBelowLimit is ErrLimit when account, holding keys, already holds
+// Options.MaxKeysPerAccount live keys. Requests creating keys at the same instant may each see
+// one below the limit, so an account can pass it by as many as it sends at once, never further:
+// the next finds it reached.
+func (a *API) keysBelowLimit(account string, keys []keystore.Key, now time.Time) error {
 	limit := a.opts.MaxKeysPerAccount
 	if limit <= 0 {
 		return nil
 	}
-	keys, err := a.store.ListKeys(ctx, account)
-	if err != nil {
-		return err
-	}
 	live := 0
 	for _, k := range keys {
-		if !k.Revoked && !k.Expired(now) {
+		if k.Live(now) {
 			live++
 		}
 	}
 	if live >= limit {
 		return fmt.Errorf("account %q holds %d live API keys, the most it may; revoke one first: %w", account, live, keystore.ErrLimit)
 	}
+	return nil
+}
+
+// pruneDeadKeys removes the dead keys of account, holding keys, beyond the newest
+// keystore.DeadKeysKept (keystore.DeadKeysBeyond), so that creating and revoking keys in a loop
+// cannot grow the store without end. A key judged dead here that is live at the store's clock
+// (clocks a moment apart, around its expiry) makes the store remove nothing: that is left to
+// the next creation or revocation.
+func (a *API) pruneDeadKeys(ctx context.Context, account string, keys []keystore.Key, now time.Time) error {
+	ids := keystore.DeadKeysBeyond(keys, now, keystore.DeadKeysKept)
+	if len(ids) == 0 {
+		return nil
+	}
+	err := a.store.DeleteKeys(ctx, ids)
+	if errors.Is(err, keystore.ErrKeyLive) {
+		a.opts.Logger.Warn("dead API keys left in place", "account", account, "keys", len(ids), "error", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("removing dead API keys of %q: %w", account, err)
+	}
+	a.opts.Logger.Info("dead API keys removed", "account", account, "keys", len(ids))
 	return nil
 }
 
@@ -261,6 +287,16 @@ func (a *API) RevokeKey(ctx context.Context, c *Caller, id string) (keystore.Key
 		return keystore.Key{}, err
 	}
 	k.Revoked = true
+	// The revocation is made whatever happens to the account's oldest dead keys: their
+	// removal failing is logged, and done by the next creation or revocation.
+	now := a.opts.Now()
+	keys, err := a.store.ListKeys(ctx, k.Account)
+	if err == nil {
+		err = a.pruneDeadKeys(ctx, k.Account, keys, now)
+	}
+	if err != nil {
+		a.opts.Logger.Warn("dead API keys not removed after a revocation", "account", k.Account, "error", err)
+	}
 	return k.Redacted(), nil
 }
 

@@ -105,10 +105,12 @@ func newStack(t *testing.T, backend string, o stackOptions) *stack {
 	t.Helper()
 	s := &stack{t: t, backend: backend}
 	s.clock.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
+	// The store judges expiries and grant ends by the clock the endpoints see.
+	now := func() time.Time { return time.Unix(0, s.clock.Load()).UTC() }
 	switch backend {
 	case "bolt":
 		path := filepath.Join(t.TempDir(), "store.db")
-		store, err := boltstore.Open(path)
+		store, err := boltstore.OpenWith(path, boltstore.Options{Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +134,7 @@ func newStack(t *testing.T, backend string, o stackOptions) *stack {
 			if err != nil {
 				t.Fatal(err)
 			}
-			reopened, err := boltstore.Open(path)
+			reopened, err := boltstore.OpenWith(path, boltstore.Options{Now: now})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,7 +143,7 @@ func newStack(t *testing.T, backend string, o stackOptions) *stack {
 	case "redis":
 		srv := redistest.Start(t)
 		prefix := fmt.Sprintf("s%d", redisPrefixes.Add(1))
-		store, err := redisstore.Open(srv.URL()+"?prefix="+prefix, redisstore.Options{})
+		store, err := redisstore.Open(srv.URL()+"?prefix="+prefix, redisstore.Options{Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +188,6 @@ func newStack(t *testing.T, backend string, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := func() time.Time { return time.Unix(0, s.clock.Load()).UTC() }
 	token, err := authz.New(authz.Deps{Directory: s.store, Decider: engine, Issuer: signer}, authz.Options{
 		Services: []string{service}, TrustedProxies: o.TrustedProxies,
 		Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(), Now: now,
