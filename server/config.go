@@ -525,8 +525,12 @@ func (c Config) Validate() error {
 		add("shutdown: grace_period must be at least 1s, drain_delay 0 or more and shorter than grace_period (got %s and %s)", g, d)
 	}
 	for i, p := range c.TrustedProxies {
-		if _, err := netip.ParsePrefix(p); err != nil {
+		prefix, err := netip.ParsePrefix(p)
+		switch {
+		case err != nil:
 			add("trusted_proxies[%d]: %v", i, err)
+		case holdsEveryAddress(prefix):
+			add("trusted_proxies[%d]: %q trusts every address, so any client could write its own X-Forwarded-For and pass key network restrictions and per-address limits; list only the proxies' own networks", i, p)
 		}
 	}
 	if p := c.Console.Path; !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, " ?#{}") ||
@@ -546,6 +550,17 @@ func (c Config) Validate() error {
 		add("log.level: %q: use debug, info, warn or error", c.Log.Level)
 	}
 	return errors.Join(errs...)
+}
+
+// ipv4Mapped is the first IPv4-mapped IPv6 address: a prefix of 96 bits or fewer that holds it
+// holds all of ::ffff:0:0/96, every IPv4 address in its mapped form.
+var ipv4Mapped = netip.MustParseAddr("::ffff:0.0.0.0")
+
+// holdsEveryAddress reports whether p holds every IPv4 or every IPv6 address: 0.0.0.0/0, ::/0,
+// or a prefix holding all of ::ffff:0:0/96. (Peers are compared unmapped, so the mapped form
+// matches no IPv4 peer today; it is refused all the same for what it asks.)
+func holdsEveryAddress(p netip.Prefix) bool {
+	return p.Bits() == 0 || p.Addr().Is6() && p.Bits() <= 96 && p.Contains(ipv4Mapped)
 }
 
 func (a AuthFailures) validate(field string) []error {

@@ -264,3 +264,34 @@ func TestDecisionWorkersAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// A trusted proxy's X-Forwarded-For names the client. Trusting every address would let any
+// client name itself, past key network restrictions and per-address limits: such a prefix is
+// refused, in any of its spellings; any narrower prefix is accepted.
+func TestTrustedProxiesRefuseEveryAddress(t *testing.T) {
+	base := "issuer: x\nservices: [a]\nsigning: {key_file: k}\nstore: {url: \"bolt:///tmp/x.db\"}\n"
+	for prefix, refused := range map[string]bool{
+		"0.0.0.0/0":           true,
+		"::/0":                true,
+		"10.1.2.3/0":          true,
+		"::ffff:0:0/96":       true,
+		"::ffff:0.0.0.0/96":   true,
+		"::/80":               true,
+		"10.0.0.0/8":          false,
+		"0.0.0.0/1":           false,
+		"::ffff:10.0.0.0/104": false,
+		"fd00::/8":            false,
+		"2001:db8::/32":       false,
+		"192.0.2.7/32":        false,
+	} {
+		_, err := LoadConfig(writeConfig(t, base+"trusted_proxies: [10.0.0.0/8, \""+prefix+"\"]\n"))
+		switch {
+		case refused && (err == nil || !strings.Contains(err.Error(), "trusted_proxies[1]") || !strings.Contains(err.Error(), "trusts every address")):
+			t.Errorf("trusted_proxies %s: error %v, want one saying trusted_proxies[1] trusts every address", prefix, err)
+		case refused && strings.Count(err.Error(), "\n") != 0:
+			t.Errorf("trusted_proxies %s: the error is not one line: %q", prefix, err)
+		case !refused && err != nil:
+			t.Errorf("trusted_proxies %s refused: %v", prefix, err)
+		}
+	}
+}
