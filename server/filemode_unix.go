@@ -1,0 +1,50 @@
+//go:build unix
+
+package server
+
+import (
+	"io/fs"
+	"os"
+	"slices"
+	"syscall"
+)
+
+// exposure says who other than the server can read or change a file, as the end of a sentence
+// naming it, or "" when nobody can. Group access is the server's own when it runs with the
+// file's group, as in a Kubernetes secret volume with fsGroup and mode 0440.
+func exposure(st fs.FileInfo) string {
+	perm := st.Mode().Perm()
+	if others := perm & 0o006; others != 0 {
+		return access(others) + " by every user of this host"
+	}
+	if group := perm >> 3 & 0o006; group != 0 && !ownGroup(st) {
+		return access(group) + " by its group, which the server does not run with"
+	}
+	return ""
+}
+
+// access names read (4) and write (2) permission bits.
+func access(bits fs.FileMode) string {
+	switch {
+	case bits&0o4 != 0 && bits&0o2 != 0:
+		return "can be read and changed"
+	case bits&0o4 != 0:
+		return "can be read"
+	}
+	return "can be changed"
+}
+
+// ownGroup reports whether the server runs with the file's group, as its effective or a
+// supplementary group.
+func ownGroup(st fs.FileInfo) bool {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	gid := int(sys.Gid)
+	if gid == os.Getegid() {
+		return true
+	}
+	groups, err := os.Getgroups()
+	return err == nil && slices.Contains(groups, gid)
+}
