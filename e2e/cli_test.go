@@ -80,3 +80,47 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatalf("check with Redis down: exit %d\n%s", res.code, res.out)
 	}
 }
+
+// TestStartWarnings: serve logs, once at start, what its configuration may expose — here a
+// refresh token secret every user can read, a public network among the trusted proxies and,
+// under --check-config, the default listener on every interface without TLS. regoauth dev,
+// on loopback with private files, logs no warning.
+func TestStartWarnings(t *testing.T) {
+	t.Parallel()
+	warnings := func(out string) []string {
+		var msgs []string
+		for line := range strings.SplitSeq(out, "\n") {
+			if rec := parseLogLine(line); rec != nil && rec["level"] == "WARN" {
+				msgs = append(msgs, rec["msg"])
+			}
+		}
+		return msgs
+	}
+	dir := t.TempDir()
+	secret := writeFile(t, filepath.Join(dir, "refresh-secret"), strings.Repeat("s3cr3t", 8), 0o600)
+	if err := os.Chmod(secret, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, serveConfig{dir: dir, refreshSecrets: []string{secret}, extra: "trusted_proxies: [10.0.0.0/8, 203.0.113.0/24]"})
+	want := []string{
+		`refresh_tokens.secrets[0].file "` + secret + `" can be read by every user of this host (mode 0644)`,
+		`trusted_proxies[1] "203.0.113.0/24" holds public addresses`,
+	}
+	got := warnings(s.logs())
+	if len(got) != len(want) || !strings.HasPrefix(got[0], want[0]) || !strings.HasPrefix(got[1], want[1]) {
+		t.Fatalf("serve logged the warnings %q, want two beginning %q", got, want)
+	}
+
+	// --check-config loads what serve does, and binds nothing: the default ":5001" is safe to ask.
+	cfg := strings.Replace(string(mustRead(t, s.configFile())), "listen: {addr: \""+s.Addr+"\"}\n", "", 1)
+	check := writeFile(t, filepath.Join(dir, "check.yaml"), cfg, 0o600)
+	out := must(t, []string{"REGOAUTH_E2E_STORE_URL=bolt://" + filepath.Join(t.TempDir(), "store.db")}, binary, "serve", "--check-config", "--config", check)
+	if got := warnings(out); len(got) != 3 || !strings.HasPrefix(got[0], `listen.addr ":5001" serves plain HTTP`) {
+		t.Fatalf("serve --check-config logged the warnings %q, want the listener's first, then the two above", got)
+	}
+
+	d := startDev(t, "")
+	if got := warnings(d.logs()); len(got) != 0 {
+		t.Fatalf("regoauth dev logged the warnings %q, want none", got)
+	}
+}

@@ -90,10 +90,14 @@ func NewLogger(cfg Log, w io.Writer) *slog.Logger {
 }
 
 // New loads the signing keys and certificates, starts the policy and opens the store; Close
-// releases them. A configuration that cannot work fails here, before anything listens.
+// releases them. A configuration that cannot work fails here, before anything listens; one that
+// works but may expose something (Config.Warnings) is logged here, once, at WARN.
 func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	for _, w := range cfg.Warnings() {
+		opts.Logger.Warn(w)
 	}
 	s := &Server{cfg: cfg, configFile: opts.ConfigFile, logger: opts.Logger, registry: newRegistry(opts.Version),
 		clock: opts.Now, settle: settle}

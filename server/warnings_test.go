@@ -1,6 +1,8 @@
 package server
 
 import (
+	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -79,5 +81,55 @@ func TestTrustedProxyWarnings(t *testing.T) {
 		case warned && (len(got) != 1 || !strings.HasPrefix(got[0], `trusted_proxies[1] "`+prefix+`" holds public addresses`) || !strings.Contains(got[0], "X-Forwarded-For")):
 			t.Errorf("trusted_proxies %s: warnings %q, want one saying trusted_proxies[1] holds public addresses", prefix, got)
 		}
+	}
+}
+
+// A server logs the warnings of its configuration once, at WARN, when it is made; a
+// configuration with nothing to warn about logs no warning.
+func TestNewLogsWarnings(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		edit func(*Config)
+		want []string
+	}{
+		{"nothing to warn about", func(*Config) {}, nil},
+		{"every interface and a public proxy network", func(c *Config) {
+			c.Listen.Addr = ":5001" // New binds nothing
+			c.TrustedProxies = []string{"203.0.113.0/24"}
+		}, []string{`listen.addr ":5001"`, `trusted_proxies[0] "203.0.113.0/24"`}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			tt.edit(&cfg)
+			logs := &lockedBuffer{}
+			s, err := New(ctx, cfg, Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			logs.mu.Lock()
+			defer logs.mu.Unlock()
+			var warned []string
+			for line := range strings.SplitSeq(strings.TrimSpace(logs.buf.String()), "\n") {
+				var rec struct{ Level, Msg string }
+				if line == "" {
+					continue
+				}
+				if err := json.Unmarshal([]byte(line), &rec); err != nil {
+					t.Fatalf("log line %q: %v", line, err)
+				}
+				if rec.Level == "WARN" {
+					warned = append(warned, rec.Msg)
+				}
+			}
+			if len(warned) != len(tt.want) {
+				t.Fatalf("warnings logged: %q, want one beginning with each of %q", warned, tt.want)
+			}
+			for i := range tt.want {
+				if !strings.HasPrefix(warned[i], tt.want[i]) {
+					t.Errorf("warning %q, want one beginning %q", warned[i], tt.want[i])
+				}
+			}
+		})
 	}
 }
