@@ -80,7 +80,8 @@ func redactDump(s string) string {
 	return redactText(status + "\r\n\r\n" + body)
 }
 
-// redactField withholds the secrets of one field of an OPA log line.
+// redactField withholds the secrets of one field of an OPA log line. Objects and arrays (a
+// status update's bundles, with their messages and errors) are redacted throughout.
 func redactField(key string, v any) any {
 	switch v := v.(type) {
 	case http.Header:
@@ -92,6 +93,24 @@ func redactField(key string, v any) any {
 		return redactText(v)
 	case error:
 		return redactText(v.Error())
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[k] = redactField(k, x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = redactField("", x)
+		}
+		return out
+	case []string:
+		out := make([]string, len(v))
+		for i, x := range v {
+			out[i] = redactText(x)
+		}
+		return out
 	}
 	return v
 }

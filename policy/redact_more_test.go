@@ -1,0 +1,44 @@
+package policy
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestStatusConsoleLogKeepsURLSecrets: with OPA's status plugin logging to the console, each
+// status update is a log line that carries every bundle's message and errors; a bundle service
+// that cannot be reached puts its URL there, and its password and query values must not
+// reach the log.
+func TestStatusConsoleLogKeepsURLSecrets(t *testing.T) {
+	const secret = "s3cret-value-Zq7"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cfg := fmt.Sprintf(`
+services:
+  bundles:
+    url: http://deploy:%s@%s
+bundles:
+  authz:
+    service: bundles
+    resource: bundles/authz.tar.gz?access_token=%s
+    polling: {min_delay_seconds: 1, max_delay_seconds: 1}
+status:
+  console: true
+`, secret, addr, secret)
+	var logs logBuffer
+	e := started(t, Options{Source: Source{OPAConfig: []byte(cfg)}, Logger: logs.logger()})
+	eventually(t, 10*time.Second, "a status line with the bundle's error", func() bool {
+		return strings.Contains(logs.String(), "Status Log") && strings.Contains(logs.String(), "bundles/authz.tar.gz")
+	})
+	e.Stop(ctx)
+	if out := logs.String(); strings.Contains(out, secret) {
+		t.Fatalf("a secret reached the status log line:\n%s", out)
+	}
+}
