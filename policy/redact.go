@@ -41,11 +41,15 @@ func redactHeaders(h http.Header) http.Header {
 // urlInText finds URLs in a message or an error.
 var urlInText = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>]+`)
 
-// redactURL withholds a URL's password and the values of its query.
+// redactURL withholds a URL's user information (a password, or a token given as the user
+// name alone) and the values of its query.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return withheld
+	}
+	if u.User != nil {
+		u.User = url.User(withheld)
 	}
 	if u.RawQuery != "" {
 		q, err := url.ParseQuery(u.RawQuery)
@@ -59,7 +63,7 @@ func redactURL(raw string) string {
 		}
 	}
 	u.Fragment, u.RawFragment = "", ""
-	return u.Redacted()
+	return u.String()
 }
 
 func redactText(s string) string {

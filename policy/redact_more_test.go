@@ -42,3 +42,18 @@ status:
 		t.Fatalf("a secret reached the status log line:\n%s", out)
 	}
 }
+
+// TestRedactTextWithholdsURLUserTokens: a service URL may carry its credential as the user
+// name alone (https://TOKEN@host), which Go's HTTP client sends as Basic authentication; it
+// is as secret as a password.
+func TestRedactTextWithholdsURLUserTokens(t *testing.T) {
+	const secret = "s3cret-value-Zq7"
+	for _, in := range []string{
+		`Get "https://` + secret + `@bundles.example.com/b.tar.gz": dial tcp: refused`,
+		`https://` + secret + `:@bundles.example.com/b.tar.gz`,
+	} {
+		if out := redactText(in); strings.Contains(out, secret) {
+			t.Errorf("redactText(%q) = %q keeps the secret", in, out)
+		}
+	}
+}
