@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -117,4 +118,41 @@ func TestARefusedRevisionLeavesNothingHalfActive(t *testing.T) {
 			eventually(t, 10*time.Second, "recovery to generation 3", func() bool { return grants("g3")(t, e) })
 		})
 	}
+}
+
+// TestDecisionsWhileThePolicyEnds: onCompile ends the active revision when a policy it was not
+// given cannot be prepared. Decisions made meanwhile are ErrNotReady or made wholly by the
+// revision that was active, never a panic.
+func TestDecisionsWhileThePolicyEnds(t *testing.T) {
+	e := New(Options{DecisionCacheBytes: 1 << 20})
+	if err := e.LoadFS(ctx, genFS(1, "g1"), "gen"); err != nil {
+		t.Fatal(err)
+	}
+	r := e.active.Load()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				e.active.Store(nil)
+				e.active.Store(r)
+			}
+		}
+	}()
+	for range 20000 {
+		d, err := e.Decide(ctx, &Input{Scopes: []Scope{{Type: "repository", Name: "image", Actions: []string{"pull", "push"}}}})
+		switch {
+		case errors.Is(err, ErrNotReady):
+		case err != nil:
+			t.Fatalf("Decide: %v", err)
+		case !reflect.DeepEqual(d.Allowed("repository", "image"), []string{"g1"}):
+			t.Fatalf("granted %v, want g1", d.Allowed("repository", "image"))
+		}
+	}
+	close(stop)
+	<-done
 }

@@ -465,13 +465,16 @@ var evalOptions = []rego.EvalOption{
 // eval evaluates query q on input within one read transaction of the store: the revision it
 // loads is the one that matches the data it reads (see onCompile).
 func (e *Engine) eval(ctx context.Context, q query, input ast.Value, extra ...rego.EvalOption) (evaluation, error) {
-	if e.active.Load() == nil {
-		return evaluation{}, ErrNotReady
-	}
+	// The active revision may end (onCompile fails closed) between any two loads: each load is
+	// checked.
 	cacheable := len(extra) == 0
 	epoch := e.cache.epochNow()
 	if cacheable {
-		if ev, ok := e.cache.get(q, input, e.active.Load()); ok {
+		r := e.active.Load()
+		if r == nil {
+			return evaluation{}, ErrNotReady
+		}
+		if ev, ok := e.cache.get(q, input, r); ok {
 			e.metrics.cache.WithLabelValues(q.label(), "hit").Inc()
 			return ev, nil
 		}
@@ -482,6 +485,9 @@ func (e *Engine) eval(ctx context.Context, q query, input ast.Value, extra ...re
 	}
 	defer e.store.Abort(ctx, txn)
 	r := e.active.Load()
+	if r == nil {
+		return evaluation{}, ErrNotReady
+	}
 	opts := slices.Concat(evalOptions, []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalTransaction(txn)}, extra)
 	start := time.Now()
 	rs, err := r.prepared[q].Eval(ctx, opts...)
