@@ -571,8 +571,12 @@ func (a AuthFailures) validate(field string) []error {
 		}
 	}
 	for i, p := range a.Exempt {
-		if _, err := netip.ParsePrefix(p); err != nil {
+		prefix, err := netip.ParsePrefix(p)
+		switch {
+		case err != nil:
 			errs = append(errs, fmt.Errorf("%s.exempt[%d]: %v", field, i, err))
+		case holdsEveryAddress(prefix):
+			errs = append(errs, fmt.Errorf("%s.exempt[%d]: %q exempts every address; to turn the per-address budget off say so, with %s.address.burst: 0", field, i, p, field))
 		}
 	}
 	if a.IPv6Prefix < 32 || a.IPv6Prefix > 128 {

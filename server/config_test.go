@@ -295,3 +295,24 @@ func TestTrustedProxiesRefuseEveryAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestFailureExemptionRefusesEveryAddress: exempting every address from the per-address
+// failure budget is turning the budget off; the configuration must say that in so many words.
+func TestFailureExemptionRefusesEveryAddress(t *testing.T) {
+	base := "issuer: x\nservices: [a]\nsigning: {key_file: k}\nstore: {url: \"bolt:///tmp/x.db\"}\n"
+	for prefix, refused := range map[string]bool{
+		"0.0.0.0/0":     true,
+		"::/0":          true,
+		"::ffff:0:0/96": true,
+		"10.0.0.0/8":    false,
+		"2001:db8::/32": false,
+	} {
+		_, err := LoadConfig(writeConfig(t, base+"limits: {auth_failures: {exempt: [10.0.0.0/8, \""+prefix+"\"]}}\n"))
+		switch {
+		case refused && (err == nil || !strings.Contains(err.Error(), "limits.auth_failures.exempt[1]") || !strings.Contains(err.Error(), "address.burst: 0")):
+			t.Errorf("exempt %s: error %v, want one naming exempt[1] and the way to turn the budget off", prefix, err)
+		case !refused && err != nil:
+			t.Errorf("exempt %s refused: %v", prefix, err)
+		}
+	}
+}
