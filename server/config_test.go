@@ -271,18 +271,17 @@ func TestDecisionWorkersAreBounded(t *testing.T) {
 func TestTrustedProxiesRefuseEveryAddress(t *testing.T) {
 	base := "issuer: x\nservices: [a]\nsigning: {key_file: k}\nstore: {url: \"bolt:///tmp/x.db\"}\n"
 	for prefix, refused := range map[string]bool{
-		"0.0.0.0/0":           true,
-		"::/0":                true,
-		"10.1.2.3/0":          true,
-		"::ffff:0:0/96":       true,
-		"::ffff:0.0.0.0/96":   true,
-		"::/80":               true,
-		"10.0.0.0/8":          false,
-		"0.0.0.0/1":           false,
-		"::ffff:10.0.0.0/104": false,
-		"fd00::/8":            false,
-		"2001:db8::/32":       false,
-		"192.0.2.7/32":        false,
+		"0.0.0.0/0":         true,
+		"::/0":              true,
+		"10.1.2.3/0":        true,
+		"::ffff:0:0/96":     true,
+		"::ffff:0.0.0.0/96": true,
+		"::/80":             true,
+		"10.0.0.0/8":        false,
+		"0.0.0.0/1":         false,
+		"fd00::/8":          false,
+		"2001:db8::/32":     false,
+		"192.0.2.7/32":      false,
 	} {
 		_, err := LoadConfig(writeConfig(t, base+"trusted_proxies: [10.0.0.0/8, \""+prefix+"\"]\n"))
 		switch {
@@ -292,6 +291,22 @@ func TestTrustedProxiesRefuseEveryAddress(t *testing.T) {
 			t.Errorf("trusted_proxies %s: the error is not one line: %q", prefix, err)
 		case !refused && err != nil:
 			t.Errorf("trusted_proxies %s refused: %v", prefix, err)
+		}
+	}
+}
+
+// TestMappedNetworksAreRefused: an IPv4 network written IPv4-mapped (::ffff:10.0.0.0/104)
+// would match no client, whose addresses are compared unmapped; the configuration refuses it and
+// says how to write it.
+func TestMappedNetworksAreRefused(t *testing.T) {
+	base := "issuer: x\nservices: [a]\nsigning: {key_file: k}\nstore: {url: \"bolt:///tmp/x.db\"}\n"
+	for _, tc := range []struct{ yaml, field string }{
+		{"trusted_proxies: [10.0.0.0/8, \"::ffff:10.1.0.0/112\"]\n", "trusted_proxies[1]"},
+		{"limits: {auth_failures: {exempt: [10.0.0.0/8, \"::ffff:10.1.0.0/112\"]}}\n", "limits.auth_failures.exempt[1]"},
+	} {
+		_, err := LoadConfig(writeConfig(t, base+tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.field) || !strings.Contains(err.Error(), "write 10.1.0.0/16") {
+			t.Errorf("%s: error %v, want one naming %s and saying to write 10.1.0.0/16", tc.yaml, err, tc.field)
 		}
 	}
 }
