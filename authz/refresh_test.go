@@ -186,3 +186,27 @@ func TestNewRefusesMissingCollaborators(t *testing.T) {
 		}
 	}
 }
+
+// TestRefreshTokenDiesWithAShorterTTL: refresh_tokens.ttl is reloadable, and the way to cut
+// short the refresh tokens already handed out. Once it is shortened, a token issued under the
+// longer one is refused from its issue plus the new ttl, as every token issued since is.
+func TestRefreshTokenDiesWithAShorterTTL(t *testing.T) {
+	e := newEnv(t)
+	tok := e.login("user1", e.keys["user1"])
+
+	shorter, err := tokens.NewRefreshCodec([][]byte{[]byte("0123456789abcdef0123456789abcdef")}, time.Hour, func() time.Time { return e.now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.handler = e.newHandler(authz.Deps{Refresh: shorter}, authz.Options{Now: func() time.Time { return e.now }})
+	e.access(e.post(refreshForm(tok, "x", "repository:image:pull")))
+	fresh := e.login("user1", e.keys["user1"])
+
+	e.now = e.now.Add(time.Hour + time.Second)
+	if res := e.post(refreshForm(tok, "x", "repository:image:pull")); res.status != http.StatusUnauthorized || res.body["token"] != nil {
+		t.Fatalf("a refresh token older than the ttl: HTTP %d %s", res.status, res.raw)
+	}
+	if res := e.post(refreshForm(fresh, "x", "repository:image:pull")); res.status != http.StatusUnauthorized {
+		t.Fatalf("a refresh token issued under the shorter ttl, past it: HTTP %d", res.status)
+	}
+}
