@@ -141,7 +141,10 @@ func (c *RefreshCodec) Verify(token string) (RefreshClaims, error) {
 	if err := json.Unmarshal(raw, &claims); err != nil || claims.Account == "" || claims.KeyID == "" || claims.Service == "" {
 		return RefreshClaims{}, fmt.Errorf("%w: incomplete claims", ErrInvalidRefresh)
 	}
-	if !c.now().Before(time.Unix(claims.Expiry, 0)) {
+	// A token ends at its own expiry or at its issue plus the codec's ttl, whichever comes
+	// first: shortening refresh_tokens.ttl shortens the tokens already handed out too.
+	end := min(claims.Expiry, time.Unix(claims.IssuedAt, 0).Add(c.ttl).Unix())
+	if !c.now().Before(time.Unix(end, 0)) {
 		return RefreshClaims{}, fmt.Errorf("%w: expired", ErrInvalidRefresh)
 	}
 	return claims, nil
