@@ -210,3 +210,27 @@ func TestRefreshTokenDiesWithAShorterTTL(t *testing.T) {
 		t.Fatalf("a refresh token issued under the shorter ttl, past it: HTTP %d", res.status)
 	}
 }
+
+// TestPOSTAlwaysSaysWhatItGranted: an OAuth 2 response without "scope" means the scope asked
+// for was granted as asked (RFC 6749 §5.1). When nothing was granted, of a scope asked for or of
+// none, the response still says so, with an empty scope.
+func TestPOSTAlwaysSaysWhatItGranted(t *testing.T) {
+	e := newEnv(t)
+	tok := e.login("user1", e.keys["user1"])
+	for name, form := range map[string]url.Values{
+		"refresh grant, push denied": refreshForm(tok, "x", "repository:image:push"),
+		"refresh grant, no scope":    refreshForm(tok, "x"),
+		"password grant, push denied": {"grant_type": {"password"}, "username": {"user1"}, "password": {e.keys["user1"]},
+			"service": {service}, "scope": {"repository:image:push"}},
+	} {
+		res := e.post(form)
+		e.access(res)
+		if scope, ok := res.body["scope"]; !ok || scope != "" {
+			t.Errorf("%s: scope = %v (present %v), want an empty scope: %s", name, scope, ok, res.raw)
+		}
+	}
+	// GET answers carry no scope: the registry token protocol has none.
+	if res := e.get(q("repository:image:push"), "user1", e.keys["user1"]); res.body["scope"] != nil {
+		t.Errorf("GET answered a scope: %s", res.raw)
+	}
+}
