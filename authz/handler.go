@@ -203,7 +203,9 @@ type response struct {
 	ExpiresIn    int    `json:"expires_in"`
 	IssuedAt     string `json:"issued_at"`
 	RefreshToken string `json:"refresh_token,omitempty"`
-	Scope        string `json:"scope,omitempty"`
+	// Scope is what was granted, on POST only, and there always, empty when nothing was: an
+	// OAuth 2 answer without it says the scope asked for was granted as asked (RFC 6749 §5.1).
+	Scope *string `json:"scope,omitempty"`
 }
 
 // ServeHTTP runs the request path: parse, authenticate, decide, intersect, sign, respond.
@@ -409,7 +411,8 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 		RefreshToken: refresh,
 	}
 	if req.oauth {
-		resp.Scope = scopeString(granted)
+		scope := scopeString(granted)
+		resp.Scope = &scope
 	}
 	return resp, nil
 }
