@@ -254,6 +254,9 @@ func TestBadRequestsAreJSON4xx(t *testing.T) {
 		{"POST", "/accounts", `{"name": "` + strings.Repeat("a", 70<<10) + `"}`, 400},
 		{"POST", "/keys", `{"account": "admin", "expires_in": "soon"}`, 400},
 		{"POST", "/keys", `{"account": "admin", "restrictions": {"cidrs": ["nope"]}}`, 400},
+		// An IPv4 network written IPv4-mapped: the policy would admit IPv4 clients with it, the
+		// console would admit nobody.
+		{"POST", "/keys", `{"account": "admin", "restrictions": {"cidrs": ["::ffff:10.0.0.0/104"]}}`, 400},
 		{"PUT", "/accounts", `{}`, 405},
 		{"GET", "/nothing", ``, 404},
 		{"GET", "/accounts/nobody", ``, 404},

@@ -200,8 +200,15 @@ func (r Restrictions) Validate() error {
 		errs = append(errs, ValidatePattern(p))
 	}
 	for _, c := range r.CIDRs {
-		if _, err := netip.ParsePrefix(c); err != nil {
+		p, err := netip.ParsePrefix(c)
+		switch {
+		case err != nil:
 			errs = append(errs, fmt.Errorf("%w: CIDR %q: %v", ErrInvalid, c, err))
+		case p.Addr().Is4In6() && p.Bits() >= 96:
+			// The policy's net.cidr_contains reads it as the IPv4 network; the server, which
+			// compares addresses unmapped, as a network no client is in.
+			errs = append(errs, fmt.Errorf("%w: CIDR %q is an IPv4 network written IPv4-mapped; write %s", ErrInvalid, c,
+				netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked()))
 		}
 	}
 	return errors.Join(errs...)
