@@ -73,7 +73,9 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	r := &Redis{
 		limiter: redis_rate.NewLimiter(client), client: client,
 		prefix: opts.Prefix + "throttle:", channel: opts.Prefix + "throttle",
-		logger: opts.Logger, now: opts.Now, live: redissub.Liveness{Now: opts.Now},
+		logger: opts.Logger, now: opts.Now, live: redissub.Liveness{Now: opts.Now, Probe: func(ctx context.Context, channel, payload string) error {
+			return redissub.Publish(ctx, client, channel, payload)
+		}},
 		blocked: expirable.NewLRU[string, time.Time](opts.Size, nil, max(opts.Forget, time.Second)),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -127,7 +129,7 @@ func (r *Redis) Spend(ctx context.Context, key string, l Limit) (bool, time.Dura
 	if wait > 0 {
 		r.block(key, wait)
 		// Best effort: a replica that misses it learns on its own next failure for the key.
-		if err := r.client.Publish(ctx, r.channel, key+" "+strconv.FormatInt(wait.Milliseconds()+1, 10)).Err(); err != nil {
+		if err := redissub.Publish(ctx, r.client, r.channel, key+" "+strconv.FormatInt(wait.Milliseconds()+1, 10)); err != nil {
 			r.logger.Warn("could not share a spent failure budget", "error", err)
 		}
 	}

@@ -8,8 +8,11 @@ package redissub
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,10 +27,22 @@ const (
 	MaxSilence = 800 * time.Millisecond
 )
 
+// probeID tells this process's probes from those of the other listeners on the channel.
+var probeID = rand.Text()
+
 // Liveness is the state of a subscription: alive while subscribed and answering pings.
 type Liveness struct {
 	// Now is the clock of the silence check (default time.Now).
 	Now func() time.Time
+	// Probe, when set, publishes payload on the channel the way the messages that matter are
+	// published (the same server: under Sentinel the current primary, under Cluster the owner
+	// of the channel's hash slot). The listener then counts a probe it receives as its pong, as
+	// of when the probe was sent: it proves that every message published there before the probe
+	// has arrived, even when the subscription stands on another server than the one written to
+	// (a former primary after a failover, a node that lost a slot), where a ping through the
+	// subscription would prove nothing. Without Probe the listener pings through its
+	// subscription.
+	Probe func(ctx context.Context, channel, payload string) error
 
 	mu         sync.Mutex
 	subscribed bool
@@ -65,6 +80,24 @@ func (l *Liveness) Pong() {
 	l.lastPong = l.now()
 }
 
+// probed records a probe sent at sent and received now. It reports whether the liveness had
+// lapsed: messages may have been lost meanwhile (a server that resynchronised from a new
+// primary does not replay what was published before its copy), so the caller must treat it as
+// a new subscription.
+func (l *Liveness) probed(sent time.Time) (lapsed bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lapsed = !l.subscribed || l.now().Sub(l.lastPong) >= MaxSilence
+	if sent.After(l.lastPong) {
+		l.lastPong = sent
+	}
+	return lapsed
+}
+
+// probePrefix starts the payload of a probe; no message of the users of this package starts
+// with a NUL byte.
+const probePrefix = "\x00probe "
+
 // Watch listens to channel until ctx ends. go-redis reconnects and resubscribes on its own; an
 // error reply makes Watch subscribe again. Watch records each confirmation of the
 // subscription, and each failure of a ping or a read, with set (nil: l.SetSubscribed; a set
@@ -77,10 +110,32 @@ func (l *Liveness) Watch(ctx context.Context, client redis.UniversalClient, chan
 		set = l.SetSubscribed
 	}
 	var lastPing time.Time
+	// sent holds the probes on their way, by payload, with when each was sent.
+	sent := map[string]time.Time{}
+	var seq uint64
 	for ctx.Err() == nil {
 		if time.Since(lastPing) >= PingEvery {
 			lastPing = time.Now()
-			if err := ps.Ping(ctx); err != nil {
+			var err error
+			if l.Probe != nil {
+				seq++
+				payload := probePrefix + strconv.FormatUint(seq, 10) + " " + probeID
+				at := l.now()
+				if err = l.Probe(ctx, channel, payload); err == nil {
+					sent[payload] = at
+				}
+				for p, t := range sent {
+					if at.Sub(t) > MaxSilence {
+						delete(sent, p)
+					}
+				}
+			}
+			// The ping keeps proving the connection itself, whose failure ends the subscription;
+			// with a probe, only the probe counts as a pong.
+			if perr := ps.Ping(ctx); err == nil {
+				err = perr
+			}
+			if err != nil {
 				set(false)
 				sleep(ctx, PingEvery)
 				continue
@@ -114,9 +169,20 @@ func (l *Liveness) Watch(ctx context.Context, client redis.UniversalClient, chan
 				set(true)
 			}
 		case *redis.Message:
+			if strings.HasPrefix(m.Payload, probePrefix) {
+				if at, ok := sent[m.Payload]; ok {
+					delete(sent, m.Payload)
+					if l.probed(at) {
+						set(true)
+					}
+				}
+				continue
+			}
 			message(m.Payload)
 		case *redis.Pong:
-			l.Pong()
+			if l.Probe == nil {
+				l.Pong()
+			}
 		}
 	}
 }
@@ -126,4 +192,15 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// publish runs PUBLISH inside a script whose key is the channel's name, so that it runs where
+// the writes of the channel's hash slot run: the primary, under Cluster the slot's owner.
+var publish = redis.NewScript(`redis.call('PUBLISH', KEYS[1], ARGV[1]) return 1`)
+
+// Publish publishes payload on channel from the server that takes the writes of the channel's
+// hash slot, as the scripts of the users of this package do. It is the Probe of their
+// listeners.
+func Publish(ctx context.Context, client redis.Scripter, channel, payload string) error {
+	return publish.Run(ctx, client, []string{channel}, payload).Err()
 }

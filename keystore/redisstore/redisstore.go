@@ -104,7 +104,9 @@ func New(client redis.UniversalClient, mode Mode, prefix string, opts Options) *
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	if opts.CacheTTL > 0 || opts.NegativeTTL > 0 {
-		s.live = &redissub.Liveness{Now: opts.Now}
+		s.live = &redissub.Liveness{Now: opts.Now, Probe: func(ctx context.Context, channel, payload string) error {
+			return redissub.Publish(ctx, client, channel, payload)
+		}}
 		s.cache = keystore.NewPrincipalCache(keystore.CacheOptions{
 			TTL: opts.CacheTTL, Size: opts.CacheSize, NegativeTTL: opts.NegativeTTL, Usable: s.live.Alive, Now: opts.Now,
 			Observe: func(outcome string) { s.metrics.cache.WithLabelValues(outcome).Inc() },
