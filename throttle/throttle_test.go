@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -191,4 +192,41 @@ func counted(t *testing.T, reg *prometheus.Registry, name, by string) float64 {
 	}
 	t.Fatalf("no %s{by=%q}", name, by)
 	return 0
+}
+
+// TestSpentBudgetsAreNotForgottenUnderPressure: a client that has spent its address's budget
+// stays refused until the budget refills, however many other budgets fail meanwhile. Here 200
+// addresses take turns, each failing under new account names until refused: every failure adds
+// (account, address) and account budgets, more than the 1000 a Memory tracks, and none may
+// push out a spent address budget — the clock stands still, so no budget refills and the
+// addresses together may fail 200 × 5 times in all, however many turns they take.
+func TestSpentBudgetsAreNotForgottenUnderPressure(t *testing.T) {
+	limits := throttle.Limits{
+		Address:        throttle.Limit{Burst: 5, Every: time.Minute},
+		AccountAddress: throttle.Limit{Burst: 3, Every: time.Minute},
+		Account:        throttle.Limit{Burst: 8, Every: time.Minute},
+	}
+	g, _, _ := newGuard(t, limits)
+	const addresses, turns = 200, 3
+	failures, account := 0, 0
+	for turn := range turns {
+		for i := range addresses {
+			client := netip.AddrFrom4([4]byte{10, 1, byte(i / 250), byte(i%250 + 1)})
+			for {
+				account++
+				name := "guess" + strconv.Itoa(account)
+				if err := g.Allow(ctx, client, name); err != nil {
+					break
+				}
+				g.Failed(ctx, client, name)
+				failures++
+				if failures > addresses*limits.Address.Burst*turns {
+					t.Fatalf("turn %d: more than %d failures, refused none", turn+1, failures)
+				}
+			}
+		}
+	}
+	if max := addresses * limits.Address.Burst; failures > max {
+		t.Fatalf("%d addresses failed %d times in %d turns without a budget refilling; their budgets allow %d", addresses, failures, turns, max)
+	}
 }
