@@ -2,6 +2,7 @@ package throttle
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,10 +13,14 @@ import (
 
 // Memory keeps budgets in this process, for a single replica (the bolt store). It holds at most
 // size keys; a key is forgotten when its budget would be full again (after forget), or when more
-// recently failing keys push it out. A forgotten key starts over with a full budget.
+// recently failing keys push it out. A forgotten key starts over with a full budget. Address
+// budgets and the others are kept apart, half of size each: a client naming ever new accounts
+// adds budgets at will, and they must not push out the address budgets, which only as many
+// addresses as a client holds can.
 type Memory struct {
-	mu   sync.Mutex
-	keys *expirable.LRU[string, *rate.Limiter]
+	mu sync.Mutex
+	// keys are the address budgets ([0]) and the others ([1]).
+	keys [2]*expirable.LRU[string, *rate.Limiter]
 	now  func() time.Time
 	// spentUntil is when the last budget a failure left spent is whole again (Unix ns): before
 	// then a check looks its keys up, after it none needs to (Idle).
@@ -30,7 +35,19 @@ func NewMemory(size int, forget time.Duration, now func() time.Time) *Memory {
 	if now == nil {
 		now = time.Now
 	}
-	return &Memory{keys: expirable.NewLRU[string, *rate.Limiter](size, nil, forget), now: now}
+	m := &Memory{now: now}
+	for i := range m.keys {
+		m.keys[i] = expirable.NewLRU[string, *rate.Limiter](max(size/2, 1), nil, forget)
+	}
+	return m
+}
+
+// table is where key's budget is kept.
+func (m *Memory) table(key string) *expirable.LRU[string, *rate.Limiter] {
+	if strings.HasPrefix(key, addressKey) {
+		return m.keys[0]
+	}
+	return m.keys[1]
 }
 
 // Refill is the longest time any of the limits takes to refill from empty: how long a backend
@@ -40,7 +57,7 @@ func (l Limits) Refill() time.Duration {
 }
 
 func (m *Memory) Wait(_ context.Context, key string, l Limit) (time.Duration, error) {
-	lim, ok := m.keys.Get(key)
+	lim, ok := m.table(key).Get(key)
 	if !ok {
 		return 0, nil
 	}
@@ -49,14 +66,15 @@ func (m *Memory) Wait(_ context.Context, key string, l Limit) (time.Duration, er
 
 func (m *Memory) Spend(_ context.Context, key string, l Limit) (bool, time.Duration, error) {
 	now := m.now()
+	keys := m.table(key)
 	m.mu.Lock()
-	lim, ok := m.keys.Get(key)
+	lim, ok := keys.Get(key)
 	if !ok {
 		lim = rate.NewLimiter(rate.Every(l.Every), l.Burst)
 	}
 	// Adding again restarts the key's time to live: a key that keeps failing is never
 	// forgotten with an empty budget.
-	m.keys.Add(key, lim)
+	keys.Add(key, lim)
 	m.mu.Unlock()
 	allowed := lim.AllowN(now, 1)
 	wait := waitFor(lim, l, now)

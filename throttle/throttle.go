@@ -118,6 +118,9 @@ func NewGuard(backend Backend, limits Limits, reg prometheus.Registerer, logger 
 	return &Guard{backend: backend, limits: limits, logger: logger, metrics: newMetrics(reg)}
 }
 
+// addressKey starts the key of every address budget.
+const addressKey = "ip:"
+
 type budget struct {
 	by    string
 	key   string
@@ -130,7 +133,7 @@ func (g *Guard) budgets(client netip.Addr, account string) []budget {
 	addr := g.clientKey(client)
 	var out []budget
 	if g.limits.Address.On() && !g.exempt(client) {
-		out = append(out, budget{ByAddress, "ip:" + addr, g.limits.Address})
+		out = append(out, budget{ByAddress, addressKey + addr, g.limits.Address})
 	}
 	if account == "" {
 		return out
