@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.usage = keystore.NewUsageTracker(s.store, 10*time.Second, s.logger)
-	s.guard, s.stopGuard = newGuard(cfg.Limits.AuthFailures, s.store, s.registry, s.logger)
+	s.guard, s.stopGuard = newGuard(cfg.Limits.AuthFailures, cfg.Limits.MaxInFlight, s.store, s.registry, s.logger)
 	if g.token, err = s.tokenEndpoint(g); err != nil {
 		s.Close()
 		return nil, err

@@ -15,7 +15,7 @@ import (
 // newGuard builds the failure budgets a configuration asks for: in the store's Redis when it has
 // one (shared by the replicas), in the process otherwise. It returns nil when they are off, and
 // a function that stops the backend.
-func newGuard(cfg AuthFailures, store keystore.Store, reg prometheus.Registerer, logger *slog.Logger) (*throttle.Guard, func()) {
+func newGuard(cfg AuthFailures, maxInFlight int, store keystore.Store, reg prometheus.Registerer, logger *slog.Logger) (*throttle.Guard, func()) {
 	if !cfg.enabled() {
 		return nil, func() {}
 	}
@@ -29,10 +29,12 @@ func newGuard(cfg AuthFailures, store keystore.Store, reg prometheus.Registerer,
 		limits.Exempt = append(limits.Exempt, netip.MustParsePrefix(p))
 	}
 	logger = logger.With("component", "throttle")
-	var backend throttle.Backend = throttle.NewMemory(cfg.Tracked, limits.Refill(), nil)
+	// A key is remembered while a budget spent by max_in_flight failures at once refills.
+	remember := limits.Remember(maxInFlight)
+	var backend throttle.Backend = throttle.NewMemory(cfg.Tracked, remember, nil)
 	stop := func() {}
 	if rs, ok := store.(*redisstore.Store); ok {
-		r := throttle.NewRedis(rs.Client(), throttle.RedisOptions{Prefix: rs.KeyPrefix(), Size: cfg.Tracked, Forget: limits.Refill(), Logger: logger})
+		r := throttle.NewRedis(rs.Client(), throttle.RedisOptions{Prefix: rs.KeyPrefix(), Size: cfg.Tracked, Forget: remember, Logger: logger})
 		backend, stop = r, func() { r.Close() }
 	}
 	return throttle.NewGuard(backend, limits, reg, logger), stop

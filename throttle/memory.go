@@ -50,10 +50,22 @@ func (m *Memory) table(key string) *expirable.LRU[string, *rate.Limiter] {
 	return m.keys[1]
 }
 
-// Refill is the longest time any of the limits takes to refill from empty: how long a backend
-// must remember a key.
+// Refill is the longest time any of the limits takes to refill from empty.
 func (l Limits) Refill() time.Duration {
 	return max(l.Address.refill(), l.AccountAddress.refill(), l.Account.refill(), time.Second)
+}
+
+// Remember is how long a backend must remember a key when at most inFlight attempts are checked
+// at once: every failure is counted, beyond the budget too, so a budget spent by inFlight
+// failures at once refills from that far below empty.
+func (l Limits) Remember(inFlight int) time.Duration {
+	debt := func(b Limit) time.Duration {
+		if !b.On() {
+			return 0
+		}
+		return time.Duration(b.Burst+max(inFlight, 0)) * b.Every
+	}
+	return max(debt(l.Address), debt(l.AccountAddress), debt(l.Account), l.Refill())
 }
 
 func (m *Memory) Wait(_ context.Context, key string, l Limit) (time.Duration, error) {
@@ -76,7 +88,10 @@ func (m *Memory) Spend(_ context.Context, key string, l Limit) (bool, time.Durat
 	// forgotten with an empty budget.
 	keys.Add(key, lim)
 	m.mu.Unlock()
-	allowed := lim.AllowN(now, 1)
+	// Every failure is counted, beyond the budget too (the limiter goes into debt): failures
+	// checked at once all saw the budget unspent, and the address waits for each of them.
+	allowed := lim.TokensAt(now) >= 1
+	lim.ReserveN(now, 1)
 	wait := waitFor(lim, l, now)
 	if wait > 0 {
 		raiseTo(&m.spentUntil, now.Add(wait))

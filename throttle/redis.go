@@ -2,6 +2,7 @@ package throttle
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -121,7 +122,7 @@ func (r *Redis) Wait(ctx context.Context, key string, l Limit) (time.Duration, e
 }
 
 func (r *Redis) Spend(ctx context.Context, key string, l Limit) (bool, time.Duration, error) {
-	res, err := r.limiter.Allow(ctx, r.prefix+key, rateLimit(l))
+	res, err := spend(ctx, r.client, r.prefix+key, l)
 	if err != nil {
 		return false, 0, err
 	}
@@ -165,3 +166,41 @@ func (r *Redis) watch(ctx context.Context) {
 // Live reports whether the subscription is proven alive, so that checks are answered from
 // memory.
 func (r *Redis) Live() bool { return r.live.Alive() }
+
+// spendScript counts one failure against a budget kept as redis_rate keeps it (GCRA: the
+// theoretical arrival time, in seconds since 2017 by Redis' clock, so that redis_rate reads it
+// in Wait), and counts it beyond the budget too: failures checked at once all saw the budget
+// unspent, and the key then waits for each of them. ARGV burst, period in seconds. It answers
+// whether the failure was within the budget and when the budget is whole again (seconds).
+var spendScript = redis.NewScript(`
+redis.replicate_commands()
+local burst = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local now = redis.call('TIME')
+now = (now[1] - 1483228800) + (now[2] / 1000000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+tat = math.max(tat, now)
+local new_tat = tat + interval
+local allowed = now >= new_tat - interval * burst
+redis.call('SET', KEYS[1], new_tat, 'EX', math.ceil(new_tat - now))
+return {allowed and 1 or 0, tostring(new_tat - now)}
+`)
+
+// spend runs spendScript and answers as redis_rate does.
+func spend(ctx context.Context, client redis.Scripter, key string, l Limit) (*redis_rate.Result, error) {
+	// redis_rate keeps a budget under "rate:" + its key.
+	v, err := spendScript.Run(ctx, client, []string{"rate:" + key}, l.Burst, l.Every.Seconds()).Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(v) != 2 {
+		return nil, fmt.Errorf("throttle: unexpected reply %v", v)
+	}
+	allowed, _ := v[0].(int64)
+	s, _ := v[1].(string)
+	reset, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return nil, fmt.Errorf("throttle: unexpected reply %v: %w", v, err)
+	}
+	return &redis_rate.Result{Limit: rateLimit(l), Allowed: int(allowed), ResetAfter: time.Duration(reset * float64(time.Second))}, nil
+}
