@@ -201,8 +201,16 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (keystore.Princ
 		return keystore.Principal{}, fmt.Errorf("%w: an API key is required (Authorization: Bearer KEY)", keystore.ErrBadCredentials)
 	}
 	client := a.clientAddress(r)
+	// The budgets beyond the address's are those of the account a Basic attempt names, and
+	// those of the key a Bearer attempt names by its id (ids are in logs and listings): guesses
+	// at one key's secret spend a budget of their own either way. A key's budget is named so
+	// that no account's can be (account names have no ':').
+	subject := user
+	if id, ok := keystore.ParseAPIKey(key); ok && !basic {
+		subject = "key:" + id
+	}
 	if a.throttle != nil {
-		if err := a.throttle.Allow(ctx, client, user); err != nil {
+		if err := a.throttle.Allow(ctx, client, subject); err != nil {
 			return keystore.Principal{}, err
 		}
 	}
@@ -214,7 +222,7 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (keystore.Princ
 		p, err = keystore.Authenticate(ctx, a.store, user, key, a.opts.Now())
 	}
 	if a.throttle != nil && errors.Is(err, keystore.ErrBadCredentials) {
-		if terr := a.throttle.Failed(ctx, client, user); terr != nil {
+		if terr := a.throttle.Failed(ctx, client, subject); terr != nil {
 			err = fmt.Errorf("%w (%w)", terr, err)
 		}
 	}

@@ -84,3 +84,73 @@ func TestAdminBruteForceIsThrottled(t *testing.T) {
 		t.Fatalf("the right key from another address: %d %s", w.Code, w.Body)
 	}
 }
+
+// TestBearerGuessesAtAKnownKeyHaveABudget: a Bearer key names no account, but its id names
+// the key (ids are in logs and listings). Guesses at the secret of a key whose id is known
+// spend that key's budgets at the address and from anywhere, as Basic guesses spend the
+// account's: an address does not get its whole address budget of guesses at one key.
+func TestBearerGuessesAtAKnownKeyHaveABudget(t *testing.T) {
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	engine := policy.New(policy.Options{})
+	if err := engine.LoadFS(ctx, policies.FS, "default"); err != nil {
+		t.Fatal(err)
+	}
+	limits := throttle.Limits{Address: throttle.Limit{Burst: 100, Every: time.Minute}, AccountAddress: throttle.Limit{Burst: 2, Every: time.Minute}}
+	guard := throttle.NewGuard(throttle.NewMemory(1000, limits.Refill(), nil), limits, nil, nil)
+	api, err := admin.New(admin.Deps{Store: store, Authorizer: engine, Throttle: guard}, admin.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"admin", "other"} {
+		if err := store.CreateAccount(ctx, keystore.Account{Name: a, Roles: []string{"admin"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newKey := func(account string) (plain, id string) {
+		plain, id, hash, _ := keystore.NewAPIKey(rand.Reader)
+		if err := store.CreateKey(ctx, keystore.Key{ID: id, Account: account, Hash: hash}); err != nil {
+			t.Fatal(err)
+		}
+		return plain, id
+	}
+	plain, id := newKey("admin")
+	otherKey, _ := newKey("other")
+	// A guess at the secret of the key whose id is known.
+	guess := func() string {
+		wrong, _, _, _ := keystore.NewAPIKey(rand.Reader)
+		n := len("rak_") + len(id) + 1 // rak_ID_
+		return plain[:n] + wrong[n:]
+	}
+	bearer := func(key string) int {
+		r := httptest.NewRequest("GET", admin.Prefix+"/whoami", nil)
+		r.RemoteAddr = "203.0.113.40:1"
+		r.Header.Set("Authorization", "Bearer "+key)
+		w := httptest.NewRecorder()
+		api.ServeHTTP(w, r)
+		return w.Code
+	}
+	for range 2 {
+		if code := bearer(guess()); code != http.StatusUnauthorized {
+			t.Fatalf("guess: %d", code)
+		}
+	}
+	checked := 0
+	for range 10 {
+		if bearer(guess()) != http.StatusTooManyRequests {
+			checked++
+		}
+	}
+	if checked > 0 {
+		t.Fatalf("%d more guesses at the key were checked after its budget at the address was spent", checked)
+	}
+	if code := bearer(plain); code != http.StatusTooManyRequests {
+		t.Fatalf("the right key from the address whose guesses spent its budget: %d, want 429 (answering would tell the guess right)", code)
+	}
+	if code := bearer(otherKey); code != http.StatusOK {
+		t.Fatalf("another key from the same address: %d, want 200", code)
+	}
+}
