@@ -22,24 +22,10 @@ import (
 // endpoint, so guessing keys there is no way around them; the right key from another address
 // keeps working.
 func TestAdminBruteForceIsThrottled(t *testing.T) {
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	engine := policy.New(policy.Options{})
-	if err := engine.LoadFS(ctx, policies.FS, "default"); err != nil {
-		t.Fatal(err)
-	}
-	limits := throttle.Limits{Address: throttle.Limit{Burst: 4, Every: time.Minute}, AccountAddress: throttle.Limit{Burst: 2, Every: time.Minute}}
-	guard := throttle.NewGuard(throttle.NewMemory(100, limits.Refill(), nil), limits, nil, nil)
 	// The requests come through a trusted proxy (httptest's peer, 192.0.2.1), which names the
 	// client in X-Forwarded-For: the budgets are the client's, as on the token endpoint.
-	api, err := admin.New(admin.Deps{Store: store, Authorizer: engine, Throttle: guard},
+	store, api := throttledAPI(t, throttle.Limits{Address: throttle.Limit{Burst: 4, Every: time.Minute}, AccountAddress: throttle.Limit{Burst: 2, Every: time.Minute}},
 		admin.Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := store.CreateAccount(ctx, keystore.Account{Name: "admin", Roles: []string{"admin"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -90,21 +76,7 @@ func TestAdminBruteForceIsThrottled(t *testing.T) {
 // spend that key's budgets at the address and from anywhere, as Basic guesses spend the
 // account's: an address does not get its whole address budget of guesses at one key.
 func TestBearerGuessesAtAKnownKeyHaveABudget(t *testing.T) {
-	store, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	engine := policy.New(policy.Options{})
-	if err := engine.LoadFS(ctx, policies.FS, "default"); err != nil {
-		t.Fatal(err)
-	}
-	limits := throttle.Limits{Address: throttle.Limit{Burst: 100, Every: time.Minute}, AccountAddress: throttle.Limit{Burst: 2, Every: time.Minute}}
-	guard := throttle.NewGuard(throttle.NewMemory(1000, limits.Refill(), nil), limits, nil, nil)
-	api, err := admin.New(admin.Deps{Store: store, Authorizer: engine, Throttle: guard}, admin.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, api := throttledAPI(t, throttle.Limits{Address: throttle.Limit{Burst: 100, Every: time.Minute}, AccountAddress: throttle.Limit{Burst: 2, Every: time.Minute}}, admin.Options{})
 	for _, a := range []string{"admin", "other"} {
 		if err := store.CreateAccount(ctx, keystore.Account{Name: a, Roles: []string{"admin"}}); err != nil {
 			t.Fatal(err)
@@ -153,4 +125,25 @@ func TestBearerGuessesAtAKnownKeyHaveABudget(t *testing.T) {
 	if code := bearer(otherKey); code != http.StatusOK {
 		t.Fatalf("another key from the same address: %d, want 200", code)
 	}
+}
+
+// throttledAPI is the admin API over a new bolt store and the built-in library, spending
+// in-memory failure budgets of limits.
+func throttledAPI(t *testing.T, limits throttle.Limits, opts admin.Options) (*boltstore.Store, *admin.API) {
+	t.Helper()
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	engine := policy.New(policy.Options{})
+	if err := engine.LoadFS(ctx, policies.FS, "default"); err != nil {
+		t.Fatal(err)
+	}
+	guard := throttle.NewGuard(throttle.NewMemory(1000, limits.Refill(), nil), limits, nil, nil)
+	api, err := admin.New(admin.Deps{Store: store, Authorizer: engine, Throttle: guard}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, api
 }

@@ -57,22 +57,7 @@ bundles:
 // password and the query's values.
 func TestBundleErrorsKeepURLSecrets(t *testing.T) {
 	const secret = "s3cret-value-Zq7"
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cfg := fmt.Sprintf(`
-services:
-  bundles:
-    url: http://deploy:%s@%s
-bundles:
-  authz:
-    service: bundles
-    resource: bundles/authz.tar.gz?access_token=%s
-    polling: {min_delay_seconds: 1, max_delay_seconds: 1}
-`, secret, addr, secret)
+	cfg, addr := unreachableBundleService(t, secret, "")
 	var logs logBuffer
 	e := started(t, Options{Source: Source{OPAConfig: []byte(cfg)}, Logger: logs.logger()})
 	eventually(t, 10*time.Second, "the refusal", func() bool { return bundleError(e, "authz") != "" })
@@ -86,4 +71,27 @@ bundles:
 	if !strings.Contains(status, addr+"/bundles/authz.tar.gz?access_token="+withheld) {
 		t.Errorf("the status lost the address of the failing request: %s", status)
 	}
+}
+
+// unreachableBundleService is an OPA configuration of bundle authz from a service nothing
+// answers at (the address it names), with secret as the URL's password and the resource's
+// access_token, and extra appended (more OPA configuration).
+func unreachableBundleService(t *testing.T, secret, extra string) (cfg, addr string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = l.Addr().String()
+	l.Close()
+	return fmt.Sprintf(`
+services:
+  bundles:
+    url: http://deploy:%s@%s
+bundles:
+  authz:
+    service: bundles
+    resource: bundles/authz.tar.gz?access_token=%s
+    polling: {min_delay_seconds: 1, max_delay_seconds: 1}
+`, secret, addr, secret) + extra, addr
 }

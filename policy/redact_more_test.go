@@ -1,8 +1,6 @@
 package policy
 
 import (
-	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,24 +12,7 @@ import (
 // reach the log.
 func TestStatusConsoleLogKeepsURLSecrets(t *testing.T) {
 	const secret = "s3cret-value-Zq7"
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cfg := fmt.Sprintf(`
-services:
-  bundles:
-    url: http://deploy:%s@%s
-bundles:
-  authz:
-    service: bundles
-    resource: bundles/authz.tar.gz?access_token=%s
-    polling: {min_delay_seconds: 1, max_delay_seconds: 1}
-status:
-  console: true
-`, secret, addr, secret)
+	cfg, _ := unreachableBundleService(t, secret, "status:\n  console: true\n")
 	var logs logBuffer
 	e := started(t, Options{Source: Source{OPAConfig: []byte(cfg)}, Logger: logs.logger()})
 	eventually(t, 10*time.Second, "a status line with the bundle's error", func() bool {
