@@ -204,14 +204,25 @@ func (r Restrictions) Validate() error {
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%w: CIDR %q: %v", ErrInvalid, c, err))
-		case p.Addr().Is4In6() && p.Bits() >= 96:
+		default:
 			// The policy's net.cidr_contains reads it as the IPv4 network; the server, which
 			// compares addresses unmapped, as a network no client is in.
-			errs = append(errs, fmt.Errorf("%w: CIDR %q is an IPv4 network written IPv4-mapped; write %s", ErrInvalid, c,
-				netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked()))
+			if v4, mapped := IPv4Spelling(p); mapped {
+				errs = append(errs, fmt.Errorf("%w: CIDR %q is an IPv4 network written IPv4-mapped; write %s", ErrInvalid, c, v4))
+			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// IPv4Spelling returns the IPv4 network p means when p is one written IPv4-mapped
+// (::ffff:10.0.0.0/104 is 10.0.0.0/8). Client addresses are compared unmapped, so such a
+// spelling matches no client wherever the server compares them itself.
+func IPv4Spelling(p netip.Prefix) (netip.Prefix, bool) {
+	if !p.Addr().Is4In6() || p.Bits() < 96 {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked(), true
 }
 
 // withinLimits checks only the sizes of the lists: cheap enough for every authentication.

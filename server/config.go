@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/tokens"
 )
 
@@ -531,8 +532,10 @@ func (c Config) Validate() error {
 			add("trusted_proxies[%d]: %v", i, err)
 		case holdsEveryAddress(prefix):
 			add("trusted_proxies[%d]: %q trusts every address, so any client could write its own X-Forwarded-For and pass key network restrictions and per-address limits; list only the proxies' own networks", i, p)
-		case isMapped(prefix):
-			add("trusted_proxies[%d]: %q is written IPv4-mapped, a form no client address is compared in, so it would match nobody; write %s", i, p, unmapped(prefix))
+		default:
+			if v4, mapped := keystore.IPv4Spelling(prefix); mapped {
+				add("trusted_proxies[%d]: %q is written IPv4-mapped, a form no client address is compared in, so it would match nobody; write %s", i, p, v4)
+			}
 		}
 	}
 	if p := c.Console.Path; !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, " ?#{}") ||
@@ -565,15 +568,6 @@ func holdsEveryAddress(p netip.Prefix) bool {
 	return p.Bits() == 0 || p.Addr().Is6() && p.Bits() <= 96 && p.Contains(ipv4Mapped)
 }
 
-// isMapped reports whether p is an IPv4 network written in IPv4-mapped IPv6 form
-// (::ffff:10.0.0.0/104). Client addresses are compared unmapped, so such a prefix matches none.
-func isMapped(p netip.Prefix) bool { return p.Addr().Is4In6() && p.Bits() >= 96 }
-
-// unmapped is the IPv4 network an IPv4-mapped prefix means.
-func unmapped(p netip.Prefix) netip.Prefix {
-	return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked()
-}
-
 func (a AuthFailures) validate(field string) []error {
 	var errs []error
 	for name, b := range map[string]FailureBudget{"address": a.Address, "account_address": a.AccountAddress, "account": a.Account} {
@@ -588,8 +582,10 @@ func (a AuthFailures) validate(field string) []error {
 			errs = append(errs, fmt.Errorf("%s.exempt[%d]: %v", field, i, err))
 		case holdsEveryAddress(prefix):
 			errs = append(errs, fmt.Errorf("%s.exempt[%d]: %q exempts every address; to turn the per-address budget off say so, with %s.address.burst: 0", field, i, p, field))
-		case isMapped(prefix):
-			errs = append(errs, fmt.Errorf("%s.exempt[%d]: %q is written IPv4-mapped, a form no client address is compared in, so it would match nobody; write %s", field, i, p, unmapped(prefix)))
+		default:
+			if v4, mapped := keystore.IPv4Spelling(prefix); mapped {
+				errs = append(errs, fmt.Errorf("%s.exempt[%d]: %q is written IPv4-mapped, a form no client address is compared in, so it would match nobody; write %s", field, i, p, v4))
+			}
 		}
 	}
 	if a.IPv6Prefix < 32 || a.IPv6Prefix > 128 {
