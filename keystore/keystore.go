@@ -29,6 +29,10 @@ var (
 	ErrNotWritable = errors.New("the store cannot take writes")
 	// ErrConflict is a write, or an imported record, at odds with what the store holds.
 	ErrConflict = errors.New("conflicts with the store")
+	// ErrUnconfirmed means a write was made, but fewer replicas of the backend than it was told
+	// to wait for confirmed having it in time: should the primary fail now, the write may be
+	// lost. The caller should check and repeat it.
+	ErrUnconfirmed = errors.New("the write was made but not confirmed by enough replicas")
 )
 
 // Account is a principal that API keys belong to.

@@ -8,6 +8,8 @@ type metrics struct {
 	cache         *prometheus.CounterVec
 	invalidations prometheus.Counter
 	listening     prometheus.Gauge
+	confirmWait   prometheus.Histogram
+	unconfirmed   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -30,11 +32,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		listening: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "regoauth", Subsystem: "store", Name: "invalidation_channel_up",
-			Help: "1 while the invalidation channel is subscribed and answered a ping within the last second; the cache serves only then.",
+			Help: "1 while the invalidation channel is subscribed and its own probe came back within the last second; the cache serves only then.",
+		}),
+		confirmWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "regoauth", Subsystem: "store", Name: "replica_wait_seconds",
+			Help:    "How long changes waited for replicas to confirm them (confirm_replicas).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		unconfirmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "regoauth", Subsystem: "store", Name: "unconfirmed_writes_total",
+			Help: "Changes made on the primary that fewer replicas than confirm_replicas confirmed in time; the caller was told to check and repeat them.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.up, m.unavailable, m.cache, m.invalidations, m.listening)
+		reg.MustRegister(m.up, m.unavailable, m.cache, m.invalidations, m.listening, m.confirmWait, m.unconfirmed)
 	}
 	return m
 }

@@ -43,6 +43,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock of the cache's liveness check and of grant ends (default time.Now).
 	Now func() time.Time
+	// Confirm makes changes wait for replicas; Open takes it from the URL's confirm_replicas
+	// and confirm_timeout options.
+	Confirm Confirm
 }
 
 // Store is a keystore.Store in Redis.
@@ -60,6 +63,7 @@ type Store struct {
 	now   func() time.Time
 	// reloadTopology asks a Cluster client to read the slot map again (nil otherwise).
 	reloadTopology func()
+	confirm        Confirm
 
 	stop context.CancelFunc
 	done sync.WaitGroup
@@ -73,6 +77,9 @@ func Open(rawURL string, opts Options) (*Store, error) {
 	t, err := ParseURL(rawURL)
 	if err != nil {
 		return nil, err
+	}
+	if !opts.Confirm.on() {
+		opts.Confirm = t.Confirm
 	}
 	return New(t.client(), t.Mode, t.Prefix, opts), nil
 }
@@ -92,6 +99,10 @@ func New(client redis.UniversalClient, mode Mode, prefix string, opts Options) *
 		logger:  opts.Logger,
 		metrics: newMetrics(opts.Registerer),
 		now:     opts.Now,
+		confirm: opts.Confirm,
+	}
+	if s.confirm.on() && s.confirm.Timeout <= 0 {
+		s.confirm.Timeout = DefaultConfirmTimeout
 	}
 	s.channel = s.prefix + "invalidate"
 	s.health.init(s.logger, s.metrics)
@@ -187,6 +198,10 @@ func (s *Store) fail(op string, err error, what map[string]string) error {
 	if err == nil {
 		s.health.up()
 		return nil
+	}
+	if errors.Is(err, keystore.ErrUnconfirmed) {
+		s.health.up() // the primary answered
+		return fmt.Errorf("redis %s: %w", op, err)
 	}
 	for _, m := range []struct {
 		prefix   string
@@ -501,7 +516,9 @@ func (s *Store) UpdateAccount(ctx context.Context, a keystore.Account) error {
 	if err != nil {
 		return err
 	}
-	err = updateAccount.Run(ctx, s.client, []string{s.accountKey(a.Name)}, s.channel, accountChanged(a.Name), groups, roles, disabled).Err()
+	err = s.exec(ctx, func(c writer) error {
+		return updateAccount.Run(ctx, c, []string{s.accountKey(a.Name)}, s.channel, accountChanged(a.Name), groups, roles, disabled).Err()
+	})
 	s.changed(accountChanged(a.Name))
 	return s.fail("update account", err, map[string]string{"account": a.Name})
 }
@@ -552,7 +569,9 @@ func (s *Store) ListKeys(ctx context.Context, account string) ([]keystore.Key, e
 
 // RevokeKey marks a key revoked and tells every replica to drop it.
 func (s *Store) RevokeKey(ctx context.Context, id string) error {
-	err := revokeKey.Run(ctx, s.client, []string{s.keyKey(id)}, s.channel, keyChanged(id)).Err()
+	err := s.exec(ctx, func(c writer) error {
+		return revokeKey.Run(ctx, c, []string{s.keyKey(id)}, s.channel, keyChanged(id)).Err()
+	})
 	s.changed(keyChanged(id))
 	return s.fail("revoke key", err, map[string]string{"key": id})
 }
@@ -584,7 +603,11 @@ func (s *Store) DeleteKeys(ctx context.Context, ids []string) error {
 	if err != nil || len(dead) == 0 {
 		return err
 	}
-	n, err := deleteKeys.Run(ctx, s.client, keys, args...).Int()
+	var n int
+	err = s.exec(ctx, func(c writer) (err error) {
+		n, err = deleteKeys.Run(ctx, c, keys, args...).Int()
+		return err
+	})
 	for _, id := range dead {
 		s.changed(keyChanged(id))
 	}
@@ -830,7 +853,9 @@ func (s *Store) PageOwnership(ctx context.Context, q keystore.OwnershipQuery) (k
 // script.
 func (s *Store) Release(ctx context.Context, repository string, guard keystore.Guard) error {
 	keys := []string{s.ownerKey(repository), s.reposKey(), s.grantsOnKey(repository), s.subjectsKey()}
-	err := release.Run(ctx, s.client, keys, s.channel, s.prefix, repository, guardArg(guard)).Err()
+	err := s.exec(ctx, func(c writer) error {
+		return release.Run(ctx, c, keys, s.channel, s.prefix, repository, guardArg(guard)).Err()
+	})
 	// The owner is known only to the script; empty this replica's cache rather than guess.
 	s.changed("*")
 	return s.fail("release", err, map[string]string{"repository": repository, "owner": repository})
@@ -857,8 +882,10 @@ func (s *Store) CreateSession(ctx context.Context, sess keystore.Session, maxPer
 	if err != nil {
 		return err
 	}
-	err = createSession.Run(ctx, s.client, []string{s.sessionKey(sess.ID), s.sessionsOfKey(sess.Account)},
-		rec, max(ttl.Milliseconds(), 1), s.now().UnixMilli(), sess.Expires.UnixMilli(), maxPerAccount, s.prefix, sess.ID).Err()
+	err = s.exec(ctx, func(c writer) error {
+		return createSession.Run(ctx, c, []string{s.sessionKey(sess.ID), s.sessionsOfKey(sess.Account)},
+			rec, max(ttl.Milliseconds(), 1), s.now().UnixMilli(), sess.Expires.UnixMilli(), maxPerAccount, s.prefix, sess.ID).Err()
+	})
 	return s.fail("create session", err, nil)
 }
 
@@ -885,5 +912,8 @@ func (s *Store) GetSession(ctx context.Context, id string) (keystore.Session, er
 
 // DeleteSession removes a session and its place in its account's index.
 func (s *Store) DeleteSession(ctx context.Context, id string) error {
-	return s.fail("delete session", deleteSession.Run(ctx, s.client, []string{s.sessionKey(id)}, s.prefix, id).Err(), nil)
+	err := s.exec(ctx, func(c writer) error {
+		return deleteSession.Run(ctx, c, []string{s.sessionKey(id)}, s.prefix, id).Err()
+	})
+	return s.fail("delete session", err, nil)
 }

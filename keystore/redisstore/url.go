@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,7 +26,8 @@ import (
 // The user and password are those of the Redis servers holding the data. Sentinels that need a
 // password of their own take sentinel_username and sentinel_password options. Every other
 // option is go-redis' own URL option (dial_timeout, read_timeout, pool_size, …), plus prefix,
-// the namespace of this store's keys (default "regoauth").
+// the namespace of this store's keys (default "regoauth"), and confirm_replicas and
+// confirm_timeout, which make every change wait for that many replicas (see Confirm).
 
 // Mode is the kind of deployment a URL names.
 type Mode string
@@ -45,6 +47,7 @@ var prefixPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 type Target struct {
 	Mode     Mode
 	Prefix   string
+	Confirm  Confirm
 	simple   *redis.Options
 	failover *redis.FailoverOptions
 	cluster  *redis.ClusterOptions
@@ -93,6 +96,9 @@ func parseURL(raw string) (*Target, error) {
 		if !prefixPattern.MatchString(t.Prefix) {
 			return nil, errors.New("prefix: use 1-64 of A-Z a-z 0-9 . _ -")
 		}
+	}
+	if t.Confirm, err = confirmOptions(q); err != nil {
+		return nil, err
 	}
 	userinfo, hostpath := "", rest
 	if at := strings.LastIndex(rest, "@"); at >= 0 {
@@ -158,6 +164,36 @@ func parseURL(raw string) (*Target, error) {
 	}
 	t.applyDefaults(tlsScheme == "rediss")
 	return t, nil
+}
+
+// confirmOptions reads and removes confirm_replicas and confirm_timeout.
+func confirmOptions(q url.Values) (Confirm, error) {
+	c := Confirm{Timeout: DefaultConfirmTimeout}
+	if !q.Has("confirm_replicas") {
+		if q.Has("confirm_timeout") {
+			return Confirm{}, errors.New("confirm_timeout: set confirm_replicas too, the number of replicas to wait for")
+		}
+		return Confirm{}, nil
+	}
+	n, err := strconv.Atoi(q.Get("confirm_replicas"))
+	if err != nil {
+		return Confirm{}, fmt.Errorf("confirm_replicas: %q is not a number of replicas", q.Get("confirm_replicas"))
+	}
+	c.Replicas = n
+	if q.Has("confirm_timeout") {
+		if c.Timeout, err = time.ParseDuration(q.Get("confirm_timeout")); err != nil {
+			return Confirm{}, fmt.Errorf("confirm_timeout: %q is not a duration such as 500ms or 2s", q.Get("confirm_timeout"))
+		}
+	}
+	q.Del("confirm_replicas")
+	q.Del("confirm_timeout")
+	if err := c.check(); err != nil {
+		return Confirm{}, err
+	}
+	if c.Replicas == 0 {
+		return Confirm{}, nil
+	}
+	return c, nil
 }
 
 // withPorts checks host[:port] entries and adds the default port where missing.

@@ -42,6 +42,21 @@ func TestParseURL(t *testing.T) {
 				t.Fatalf("%+v", o)
 			}
 		}},
+		{"redis://h/0?confirm_replicas=1", func(t *testing.T, tg *Target) {
+			if tg.Confirm != (Confirm{Replicas: 1, Timeout: DefaultConfirmTimeout}) {
+				t.Fatalf("%+v", tg.Confirm)
+			}
+		}},
+		{"redis+sentinel://h/m?confirm_replicas=2&confirm_timeout=250ms&dial_timeout=3s", func(t *testing.T, tg *Target) {
+			if tg.Confirm != (Confirm{Replicas: 2, Timeout: 250 * time.Millisecond}) || tg.failover.DialTimeout != 3*time.Second {
+				t.Fatalf("%+v %+v", tg.Confirm, tg.failover)
+			}
+		}},
+		{"redis+cluster://a,b?confirm_replicas=0", func(t *testing.T, tg *Target) {
+			if tg.Confirm.on() {
+				t.Fatalf("%+v", tg.Confirm)
+			}
+		}},
 	} {
 		t.Run(tt.url, func(t *testing.T) {
 			tg, err := ParseURL(tt.url)
@@ -64,6 +79,12 @@ func TestParseURLErrorsNeverShowThePassword(t *testing.T) {
 		{"redis://:hunter2@h/0?frobnicate=1", "frobnicate"},
 		{"redis://:hunter2@h/zero", "database"},
 		{"redis+sentinel://h/m?sentinel_password=hunter2&nope=1", "nope"},
+		{"redis://:hunter2@h/0?confirm_replicas=one", `confirm_replicas: "one"`},
+		{"redis://:hunter2@h/0?confirm_replicas=-1", "confirm_replicas: use 0 to 100"},
+		{"redis://:hunter2@h/0?confirm_replicas=1&confirm_timeout=0s", "confirm_timeout: use 10ms to 10s"},
+		{"redis://:hunter2@h/0?confirm_replicas=1&confirm_timeout=1m", "confirm_timeout: use 10ms to 10s"},
+		{"redis://:hunter2@h/0?confirm_replicas=1&confirm_timeout=soon", `confirm_timeout: "soon"`},
+		{"redis://:hunter2@h/0?confirm_timeout=1s", "set confirm_replicas too"},
 	} {
 		t.Run(tt.want, func(t *testing.T) {
 			_, err := ParseURL(tt.url)

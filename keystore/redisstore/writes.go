@@ -110,7 +110,9 @@ func guardArg(g keystore.Guard) string {
 
 // run makes one write, then evicts what it changed from this replica's cache.
 func (s *Store) run(ctx context.Context, w writeCall) error {
-	err := w.script.Run(ctx, s.client, w.keys, w.args...).Err()
+	err := s.exec(ctx, func(c writer) error {
+		return w.script.Run(ctx, c, w.keys, w.args...).Err()
+	})
 	if w.changed != "" {
 		s.changed(w.changed)
 	}
@@ -149,13 +151,16 @@ func (s *Store) WriteBatch(ctx context.Context, recs []keystore.Record) error {
 	if len(writes) == 0 {
 		return nil
 	}
-	pipe := s.client.Pipeline()
 	cmds := make([]*redis.Cmd, len(writes))
-	for i, w := range writes {
-		// Eval, not EvalSha: a pipeline cannot fall back when a server lacks the script.
-		cmds[i] = w.script.Eval(ctx, pipe, w.keys, w.args...)
-	}
-	_, err := pipe.Exec(ctx)
+	err := s.exec(ctx, func(c writer) error {
+		pipe := c.Pipeline()
+		for i, w := range writes {
+			// Eval, not EvalSha: a pipeline cannot fall back when a server lacks the script.
+			cmds[i] = w.script.Eval(ctx, pipe, w.keys, w.args...)
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	})
 	s.changed("*")
 	if err == nil {
 		s.health.up()
