@@ -55,6 +55,11 @@ func writeError(w http.ResponseWriter, err error) {
 	case errors.Is(err, keystore.ErrNotWritable):
 		// The reason (disk full, read-only) is the operator's to fix; say it.
 		status, body.Code = http.StatusServiceUnavailable, "store_not_writable"
+	case errors.Is(err, keystore.ErrUnconfirmed):
+		// Made on the primary, not yet on enough replicas: say so, so that it can be checked
+		// and repeated rather than trusted.
+		status, body.Code = http.StatusServiceUnavailable, "unconfirmed"
+		body.Error += "; should the store's primary fail now the change may be lost: check it and repeat it"
 	case errors.Is(err, ErrBusy):
 		status, body.Code = http.StatusServiceUnavailable, "busy"
 		w.Header().Set("Retry-After", "1")

@@ -259,6 +259,11 @@ func (a *API) pruneDeadKeys(ctx context.Context, account string, keys []keystore
 		a.opts.Logger.Warn("dead API keys left in place", "account", account, "keys", len(ids), "error", err)
 		return nil
 	}
+	if errors.Is(err, keystore.ErrUnconfirmed) {
+		// Removed on the primary; should that be lost, dead keys stay a while longer.
+		a.opts.Logger.Warn("removal of dead API keys not confirmed by replicas", "account", account, "keys", len(ids), "error", err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("removing dead API keys of %q: %w", account, err)
 	}

@@ -50,6 +50,9 @@ type stack struct {
 	server  *httptest.Server
 	key     *tokens.Key
 	admin   *admin.Client
+	rootKey string // the admin key behind admin
+	// replica is the Redis replica of a stack with stackOptions.ConfirmReplicas.
+	replica *redistest.Server
 	// clock is the time both endpoints see, in Unix nanoseconds; advance moves it.
 	clock atomic.Int64
 	// rawOwnership writes an ownership record past the store's validation, as data written by
@@ -67,6 +70,9 @@ type stackOptions struct {
 	BeforeWrite func(op string)
 	// MaxKeysPerAccount is the admin API's bound on live keys (0: none).
 	MaxKeysPerAccount int
+	// ConfirmReplicas gives the Redis server a replica, which every change waits for (2s at
+	// most): stack.replica.
+	ConfirmReplicas bool
 }
 
 // hookedStore is the store the admin API writes through when stackOptions.BeforeWrite is set.
@@ -143,7 +149,12 @@ func newStack(t *testing.T, backend string, o stackOptions) *stack {
 	case "redis":
 		srv := redistest.Start(t)
 		prefix := fmt.Sprintf("s%d", redisPrefixes.Add(1))
-		store, err := redisstore.Open(srv.URL()+"?prefix="+prefix, redisstore.Options{Now: now})
+		url := srv.URL() + "?prefix=" + prefix
+		if o.ConfirmReplicas {
+			s.replica = srv.StartReplica(t)
+			url += "&confirm_replicas=1&confirm_timeout=2s"
+		}
+		store, err := redisstore.Open(url, redisstore.Options{Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,7 +233,7 @@ func newStack(t *testing.T, backend string, o stackOptions) *stack {
 	if err := s.store.CreateKey(t.Context(), keystore.Key{ID: id, Account: "root", Hash: hash, Created: now()}); err != nil {
 		t.Fatal(err)
 	}
-	s.admin = s.client(plain)
+	s.admin, s.rootKey = s.client(plain), plain
 	return s
 }
 

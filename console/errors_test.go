@@ -95,3 +95,32 @@ type readOnlyStore struct{ admin.Store }
 func (readOnlyStore) Reserve(context.Context, keystore.Ownership, int) error {
 	return keystore.ErrNotWritable
 }
+
+// TestUnconfirmedChangeIsNotShownAsDone: a change the store's replicas did not confirm in time
+// (Redis with confirm_replicas) was made, but may be lost: the page says so with a 503, rather
+// than showing it done.
+func TestUnconfirmedChangeIsNotShownAsDone(t *testing.T) {
+	f := newFixtureWith(t, fixtureConfig{deps: func(d *admin.Deps) { d.Store = unconfirmedStore{d.Store} }})
+	mallory := f.as("mallory")
+	id := keyID(f.newKey("mallory", keystore.Restrictions{}))
+	mallory.get("/console/keys/revoke?id=" + id)
+	p := mallory.post("/console/keys/revoke", url.Values{"csrf": {mallory.csrf()}, "id": {id}})
+	wantStatus(t, p, http.StatusServiceUnavailable, "a revocation the replicas did not confirm")
+	if !strings.Contains(p.body, "may be lost if the store fails now") {
+		t.Fatalf("the page does not say the change may be lost:\n%s", p.body)
+	}
+	if k, err := f.store.GetKey(ctx, id); err != nil || !k.Revoked {
+		t.Fatalf("the key was not revoked: %+v %v", k, err)
+	}
+}
+
+// unconfirmedStore makes revocations as a Redis store whose replicas do not answer does: on the
+// primary, reported unconfirmed.
+type unconfirmedStore struct{ admin.Store }
+
+func (s unconfirmedStore) RevokeKey(ctx context.Context, id string) error {
+	if err := s.Store.RevokeKey(ctx, id); err != nil {
+		return err
+	}
+	return keystore.ErrUnconfirmed
+}

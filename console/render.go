@@ -218,6 +218,9 @@ func (c *Console) plain(r *http.Request, err error) (int, string) {
 	case errors.Is(err, keystore.ErrNotWritable):
 		c.opts.Logger.Warn("console: the store cannot take writes", "path", r.URL.Path, "error", err)
 		return http.StatusServiceUnavailable, "The store cannot take changes right now. Try again later; if it persists, tell your administrator."
+	case errors.Is(err, keystore.ErrUnconfirmed):
+		c.opts.Logger.Warn("console: a change was not confirmed by the store's replicas", "path", r.URL.Path, "error", err)
+		return http.StatusServiceUnavailable, "The change was made, but the store's replicas did not confirm it in time, so it may be lost if the store fails now. Check it, and make it again if it is missing."
 	case errors.Is(err, keystore.ErrUnavailable), errors.Is(err, policy.ErrNotReady):
 		c.opts.Logger.Warn("console: unavailable", "path", r.URL.Path, "error", err)
 		return http.StatusServiceUnavailable, "The service is unavailable for a moment. Try again shortly."
