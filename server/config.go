@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"go4.org/netipx"
 
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/tokens"
@@ -525,6 +526,7 @@ func (c Config) Validate() error {
 	if g, d := time.Duration(c.Shutdown.GracePeriod), time.Duration(c.Shutdown.DrainDelay); g < time.Second || d < 0 || d >= g {
 		add("shutdown: grace_period must be at least 1s, drain_delay 0 or more and shorter than grace_period (got %s and %s)", g, d)
 	}
+	var proxies []netip.Prefix
 	for i, p := range c.TrustedProxies {
 		prefix, err := netip.ParsePrefix(p)
 		switch {
@@ -535,8 +537,13 @@ func (c Config) Validate() error {
 		default:
 			if v4, mapped := keystore.IPv4Spelling(prefix); mapped {
 				add("trusted_proxies[%d]: %q is written IPv4-mapped, a form no client address is compared in, so it would match nobody; write %s", i, p, v4)
+			} else {
+				proxies = append(proxies, prefix)
 			}
 		}
+	}
+	if all := togetherEveryAddress(proxies); all != nil {
+		add("trusted_proxies: %s together trust every address, so any client could write its own X-Forwarded-For and pass key network restrictions and per-address limits; list only the proxies' own networks", quotedList(all))
 	}
 	if p := c.Console.Path; !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, " ?#{}") ||
 		slices.ContainsFunc(consoleReserved, func(r string) bool { return p == r || strings.HasPrefix(p, r+"/") || strings.HasPrefix(r, p+"/") }) {
@@ -568,6 +575,40 @@ func holdsEveryAddress(p netip.Prefix) bool {
 	return p.Bits() == 0 || p.Addr().Is6() && p.Bits() <= 96 && p.Contains(ipv4Mapped)
 }
 
+// everyAddress are the networks of every IPv4 and of every IPv6 address.
+var everyAddress = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+
+// togetherEveryAddress returns the networks of ps that together hold every IPv4 address, or
+// every IPv6 address, each narrower than that (0.0.0.0/1 and 128.0.0.0/1 are 0.0.0.0/0 in all
+// but name); nil when they hold neither. (A set holding every IPv6 address holds
+// ::ffff:0:0/96, which only a network refused on its own can: holdsEveryAddress, or a mapped
+// spelling.)
+func togetherEveryAddress(ps []netip.Prefix) []netip.Prefix {
+	for _, every := range everyAddress {
+		var b netipx.IPSetBuilder
+		var family []netip.Prefix
+		for _, p := range ps {
+			if p.Addr().Is4() == every.Addr().Is4() {
+				b.AddPrefix(p)
+				family = append(family, p)
+			}
+		}
+		if set, err := b.IPSet(); err == nil && set.ContainsPrefix(every) {
+			return family
+		}
+	}
+	return nil
+}
+
+// quotedList is networks quoted, comma separated.
+func quotedList(ps []netip.Prefix) string {
+	quoted := make([]string, len(ps))
+	for i, p := range ps {
+		quoted[i] = strconv.Quote(p.String())
+	}
+	return strings.Join(quoted, ", ")
+}
+
 func (a AuthFailures) validate(field string) []error {
 	var errs []error
 	for name, b := range map[string]FailureBudget{"address": a.Address, "account_address": a.AccountAddress, "account": a.Account} {
@@ -575,6 +616,7 @@ func (a AuthFailures) validate(field string) []error {
 			errs = append(errs, fmt.Errorf("%s.%s: burst must be 0 (off) or more, and every a positive duration when burst is set", field, name))
 		}
 	}
+	var exempt []netip.Prefix
 	for i, p := range a.Exempt {
 		prefix, err := netip.ParsePrefix(p)
 		switch {
@@ -585,8 +627,13 @@ func (a AuthFailures) validate(field string) []error {
 		default:
 			if v4, mapped := keystore.IPv4Spelling(prefix); mapped {
 				errs = append(errs, fmt.Errorf("%s.exempt[%d]: %q is written IPv4-mapped, a form no client address is compared in, so it would match nobody; write %s", field, i, p, v4))
+			} else {
+				exempt = append(exempt, prefix)
 			}
 		}
+	}
+	if all := togetherEveryAddress(exempt); all != nil {
+		errs = append(errs, fmt.Errorf("%s.exempt: %s together exempt every address; to turn the per-address budget off say so, with %s.address.burst: 0", field, quotedList(all), field))
 	}
 	if a.IPv6Prefix < 32 || a.IPv6Prefix > 128 {
 		errs = append(errs, fmt.Errorf("%s.ipv6_prefix: %d is not between 32 and 128", field, a.IPv6Prefix))

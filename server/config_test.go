@@ -331,3 +331,45 @@ func TestFailureExemptionRefusesEveryAddress(t *testing.T) {
 		}
 	}
 }
+
+// Networks that are each narrower than every address may still hold every address together
+// (0.0.0.0/1 and 128.0.0.0/1): such a set is refused like 0.0.0.0/0, for trusted proxies and
+// for exemptions from the per-address failure budget, and one short of it is accepted.
+func TestNetworksTogetherHoldingEveryAddressAreRefused(t *testing.T) {
+	base := "issuer: x\nservices: [a]\nsigning: {key_file: k}\nstore: {url: \"bolt:///tmp/x.db\"}\n"
+	for _, tt := range []struct {
+		networks string
+		refused  bool
+	}{
+		{`[0.0.0.0/1, 128.0.0.0/1]`, true},
+		{`[128.0.0.0/1, 10.0.0.0/8, 0.0.0.0/2, 64.0.0.0/2]`, true},
+		{`[0.0.0.0/1, 192.168.0.0/16, 128.0.0.0/2, 192.0.0.0/2]`, true},
+		{`[0.0.0.0/1, 128.0.0.0/1, "2001:db8::/32"]`, true},
+		{`["::/1", "8000::/1"]`, true},
+		{`["8000::/1", "4000::/2", "::/2"]`, true},
+		{`[0.0.0.0/1]`, false},
+		{`[0.0.0.0/1, 128.0.0.0/2]`, false},
+		{`[0.0.0.0/1, 128.0.0.0/2, 192.0.0.0/3, 224.0.0.0/4, 240.0.0.0/5, 248.0.0.0/6, 252.0.0.0/7, 254.0.0.0/8, 255.0.0.0/9, 255.128.0.0/10, 255.192.0.0/11, 255.224.0.0/12, 255.240.0.0/13, 255.248.0.0/14, 255.252.0.0/15, 255.254.0.0/16, 255.255.0.0/17, 255.255.128.0/18, 255.255.192.0/19, 255.255.224.0/20, 255.255.240.0/21, 255.255.248.0/22, 255.255.252.0/23, 255.255.254.0/24, 255.255.255.0/25, 255.255.255.128/26, 255.255.255.192/27, 255.255.255.224/28, 255.255.255.240/29, 255.255.255.248/30, 255.255.255.252/31, 255.255.255.254/32]`, false},
+		{`[0.0.0.0/1, "8000::/1"]`, false},
+		{`["8000::/1", "4000::/2"]`, false},
+	} {
+		for _, f := range []struct{ yaml, field, says string }{
+			{"trusted_proxies: ", "trusted_proxies", "every address"},
+			{"limits: {auth_failures: {exempt: ", "limits.auth_failures.exempt", "address.burst: 0"},
+		} {
+			body := base + f.yaml + tt.networks
+			if strings.HasPrefix(f.yaml, "limits") {
+				body += "}}"
+			}
+			_, err := LoadConfig(writeConfig(t, body+"\n"))
+			switch {
+			case tt.refused && (err == nil || !strings.Contains(err.Error(), f.field) || !strings.Contains(err.Error(), f.says)):
+				t.Errorf("%s %s: error %v, want one naming %s and saying %q", f.field, tt.networks, err, f.field, f.says)
+			case tt.refused && strings.Count(err.Error(), "\n") != 0:
+				t.Errorf("%s %s: the error is not one line: %q", f.field, tt.networks, err)
+			case !tt.refused && err != nil:
+				t.Errorf("%s %s refused: %v", f.field, tt.networks, err)
+			}
+		}
+	}
+}
