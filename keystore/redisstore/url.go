@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -310,6 +311,12 @@ func Redact(raw string) string {
 		out += "?" + strings.Join(parts, "&")
 	}
 	return out
+}
+
+// HasPassword reports whether a store URL holds a password, in its user info or in an option
+// (sentinel_password), as a configuration file that others can read must not.
+func HasPassword(raw string) bool {
+	return slices.ContainsFunc(secrets(raw), func(s string) bool { return s != "" })
 }
 
 // scrub removes every password of raw from an error text, in case a parser quoted it.

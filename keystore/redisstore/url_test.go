@@ -95,6 +95,23 @@ func TestParseURLErrorsNeverShowThePassword(t *testing.T) {
 	}
 }
 
+func TestHasPassword(t *testing.T) {
+	for in, want := range map[string]bool{
+		"redis://user:hunter2@h:6379/0":                       true,
+		"redis://:hunter2@h":                                  true,
+		"rediss+cluster://:p%40ss@h1,h2":                      true,
+		"redis+sentinel://h/m?sentinel_password=hunter2&db=1": true,
+		"redis://user@h:6379/0":                               false,
+		"redis://:@h":                                         false,
+		"redis://h:6379/0?sentinel_password=":                 false,
+		"redis://h:6379/0":                                    false,
+	} {
+		if got := HasPassword(in); got != want {
+			t.Errorf("HasPassword(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
 		"redis://user:hunter2@h:6379/0":                       "redis://user:…@h:6379/0",
