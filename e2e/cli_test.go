@@ -83,7 +83,8 @@ func TestCheckConfig(t *testing.T) {
 
 // TestStartWarnings: serve logs, once at start, what its configuration may expose — here a
 // refresh token secret every user can read, a public network among the trusted proxies and,
-// under --check-config, the default listener on every interface without TLS. regoauth dev,
+// under --check-config, the default listener on every interface without TLS and a
+// configuration file every user can read and change that holds a secret inline. regoauth dev,
 // on loopback with private files, logs no warning.
 func TestStartWarnings(t *testing.T) {
 	t.Parallel()
@@ -112,11 +113,31 @@ func TestStartWarnings(t *testing.T) {
 	}
 
 	// --check-config loads what serve does, and binds nothing: the default ":5001" is safe to ask.
+	// Its configuration file every user can read and change, holding a refresh token secret
+	// inline, warns twice more, and shows no secret.
+	const inline = "inline-refresh-secret-0123456789abcdef0123456789"
 	cfg := strings.Replace(string(mustRead(t, s.configFile())), "listen: {addr: \""+s.Addr+"\"}\n", "", 1)
+	cfg = strings.Replace(cfg, "refresh_tokens: {secrets: [", "refresh_tokens: {secrets: ["+inline+", ", 1)
 	check := writeFile(t, filepath.Join(dir, "check.yaml"), cfg, 0o600)
+	if err := os.Chmod(check, 0o666); err != nil {
+		t.Fatal(err)
+	}
 	out := must(t, []string{"REGOAUTH_E2E_STORE_URL=bolt://" + filepath.Join(t.TempDir(), "store.db")}, binary, "serve", "--check-config", "--config", check)
-	if got := warnings(out); len(got) != 3 || !strings.HasPrefix(got[0], `listen.addr ":5001" serves plain HTTP`) {
-		t.Fatalf("serve --check-config logged the warnings %q, want the listener's first, then the two above", got)
+	want = []string{
+		`listen.addr ":5001" serves plain HTTP`,
+		`configuration file "` + check + `" can be read by every user of this host (mode 0666), and it holds secrets inline: refresh_tokens.secrets[0]:`,
+		`configuration file "` + check + `" can be changed by every user of this host (mode 0666)`,
+		`refresh_tokens.secrets[1].file "` + secret + `" can be read by every user`,
+		`trusted_proxies[1] "203.0.113.0/24" holds public addresses`,
+	}
+	got = warnings(out)
+	if len(got) != len(want) || strings.Contains(out, inline) {
+		t.Fatalf("serve --check-config logged the warnings %q, want %d beginning %q, and no secret", got, len(want), want)
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Fatalf("serve --check-config logged the warnings %q, want %d beginning %q", got, len(want), want)
+		}
 	}
 
 	d := startDev(t, "")

@@ -12,12 +12,15 @@ import (
 // exposure says who other than the server can read or change a file, as the end of a sentence
 // naming it, or "" when nobody can. Group access is the server's own when it runs with the
 // file's group, as in a Kubernetes secret volume with fsGroup and mode 0440.
-func exposure(st fs.FileInfo) string {
+func exposure(st fs.FileInfo) string { return exposureOf(st, canRead|canWrite) }
+
+// exposureOf is exposure limited to some kinds of access: canRead, canWrite or both.
+func exposureOf(st fs.FileInfo, kinds fs.FileMode) string {
 	perm := st.Mode().Perm()
-	if others := perm & 0o006; others != 0 {
+	if others := perm & kinds; others != 0 {
 		return access(others) + " by every user of this host"
 	}
-	if group := perm >> 3 & 0o006; group != 0 && !ownGroup(st) {
+	if group := perm >> 3 & kinds; group != 0 && !ownGroup(st) {
 		return access(group) + " by its group, which the server does not run with"
 	}
 	return ""

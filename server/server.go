@@ -96,7 +96,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	for _, w := range cfg.Warnings() {
+	for _, w := range cfg.Warnings(opts.ConfigFile) {
 		opts.Logger.Warn(w)
 	}
 	s := &Server{cfg: cfg, configFile: opts.ConfigFile, logger: opts.Logger, registry: newRegistry(opts.Version),

@@ -4,22 +4,38 @@ import (
 	"bytes"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/regoauth/regoauth/keystore/redisstore"
+)
+
+// Permission bits of one class of users (owner, group, others), the kinds of access exposureOf
+// asks about.
+const (
+	canRead  fs.FileMode = 0o4
+	canWrite fs.FileMode = 0o2
 )
 
 // Warnings are what a valid configuration may still get wrong, one sentence each naming its
 // field, for the log of a server's start: a listener serving plain HTTP beyond this host, a file
 // holding a secret that other users of the host can read or change, and trusted proxies among
-// public addresses. None is refused: a proxy in front may end TLS, and Kubernetes mounts secrets
-// with mode 0644 unless told otherwise.
-func (c Config) Warnings() []string { return c.warnings(os.Stat) }
+// public addresses. file is the configuration file it was read from ("" when none, as in
+// regoauth dev): that file, and OPA's when policy.opa names one, warn when other users can
+// change them, or can read them and they hold a secret inline. None is refused: a proxy in front
+// may end TLS, and Kubernetes mounts secrets and configuration with mode 0644 unless told
+// otherwise.
+func (c Config) Warnings(file string) []string { return c.warnings(file, os.Stat) }
 
 // warnings is Warnings with the file system's stat.
-func (c Config) warnings(stat func(string) (fs.FileInfo, error)) []string {
+func (c Config) warnings(file string, stat func(string) (fs.FileInfo, error)) []string {
 	var ws []string
 	warn := func(format string, args ...any) { ws = append(ws, fmt.Sprintf(format, args...)) }
 	if c.Listen.TLS == nil && !loopback(c.Listen.Addr) {
@@ -27,6 +43,20 @@ func (c Config) warnings(stat func(string) (fs.FileInfo, error)) []string {
 	}
 	if c.Metrics != nil && c.Metrics.TLS == nil && !loopback(c.Metrics.Addr) {
 		warn("metrics.addr %q serves plain HTTP beyond this host: the metrics cross the network in clear unless a proxy in front ends TLS (otherwise set metrics.tls)", c.Metrics.Addr)
+	}
+	for _, f := range c.configurationFiles(file) {
+		st, err := stat(f.path)
+		if err != nil || !st.Mode().IsRegular() {
+			continue
+		}
+		if who := exposureOf(st, canRead); who != "" {
+			if inline := f.inline(); len(inline) > 0 {
+				warn("%s %q %s (mode %04o), and it holds secrets inline: %s: chmod 600 it, or move them out of it (%s)", f.field, f.path, who, st.Mode().Perm(), strings.Join(inline, ", "), f.moveOut)
+			}
+		}
+		if who := exposureOf(st, canWrite); who != "" {
+			warn("%s %q %s (mode %04o), and whoever changes it %s: chmod go-w it", f.field, f.path, who, st.Mode().Perm(), f.chooses)
+		}
 	}
 	for _, f := range c.secretFiles() {
 		st, err := stat(f.path)
@@ -96,17 +126,210 @@ func (c Config) secretFiles() []secretFile {
 			add("store.url", path, "the key store, whose writer can give any account any right")
 		}
 	}
-	for _, p := range []struct {
-		field  string
-		source *PolicySource
-	}{{"policy", &c.Policy.PolicySource}, {"policy.dry_run", c.Policy.DryRun}} {
+	for _, p := range c.policySources() {
 		// An HS* algorithm verifies with a shared secret; the others with a public key.
-		if p.source != nil && p.source.Signing != nil && strings.HasPrefix(strings.ToUpper(p.source.Signing.Algorithm), "HS") {
-			add(p.field+".signing.key_file", p.source.Signing.KeyFile, "the secret bundles are signed with")
+		if p.Signing != nil && strings.HasPrefix(strings.ToUpper(p.Signing.Algorithm), "HS") {
+			add(p.field+".signing.key_file", p.Signing.KeyFile, "the secret bundles are signed with")
 		}
 	}
 	return files
 }
+
+// namedSource is a policy source with its field.
+type namedSource struct {
+	field string
+	*PolicySource
+}
+
+// policySources are the policy and, when configured, its dry-run candidate.
+func (c Config) policySources() []namedSource {
+	sources := []namedSource{{"policy", &c.Policy.PolicySource}}
+	if c.Policy.DryRun != nil {
+		sources = append(sources, namedSource{"policy.dry_run", c.Policy.DryRun})
+	}
+	return sources
+}
+
+// configurationFile is a file that says what the server does: whoever changes it chooses that,
+// and it may hold secrets inline.
+type configurationFile struct {
+	field, path string
+	// inline names the settings of the file that hold a secret inline.
+	inline func() []string
+	// chooses is what whoever changes the file chooses; moveOut, how its secrets can be kept
+	// out of it.
+	chooses, moveOut string
+}
+
+// configurationFiles are the configuration file (when there is one) and OPA's configuration
+// files.
+func (c Config) configurationFiles(file string) []configurationFile {
+	var files []configurationFile
+	if file != "" {
+		files = append(files, configurationFile{field: "configuration file", path: file, inline: c.inlineSecrets,
+			chooses: "chooses the policy, the signing key and the store",
+			moveOut: "{file: PATH} or {env: NAME} for store.url and refresh_tokens.secrets, a *_path setting or ${NAME} in policy.opa"})
+	}
+	for _, p := range c.policySources() {
+		if path := p.OPA.File; path != "" {
+			files = append(files, configurationFile{field: p.field + ".opa", path: path,
+				inline: func() []string {
+					raw, err := os.ReadFile(path)
+					if err != nil {
+						return nil
+					}
+					return opaSecrets("", raw)
+				},
+				chooses: "chooses the bundle servers, and with them the policy",
+				moveOut: "a *_path setting or ${NAME}"})
+		}
+	}
+	return files
+}
+
+// inlineSecrets names the settings of the configuration that hold a secret in the file itself
+// rather than in a file or the environment it names: a store URL with a password, a refresh
+// token secret, and what OPA's inline configuration holds (opaSecrets).
+func (c Config) inlineSecrets() []string {
+	var fields []string
+	if redisstore.IsURL(c.Store.URL.Value) && redisstore.HasPassword(c.Store.URL.Value) {
+		fields = append(fields, "store.url (its password)")
+	}
+	for i, s := range c.RefreshTokens.Secrets {
+		if s.Value != "" {
+			fields = append(fields, fmt.Sprintf("refresh_tokens.secrets[%d]", i))
+		}
+	}
+	for _, p := range c.policySources() {
+		if len(p.OPA.Inline) > 0 {
+			fields = append(fields, opaSecrets(p.field+".opa.", p.OPA.Inline)...)
+		}
+	}
+	return fields
+}
+
+// envReference is a ${NAME} of OPA's configuration, replaced by the variable's value when the
+// policy source loads it (package policy).
+var envReference = regexp.MustCompile(`\$\{[^}]+\}`)
+
+// secretWords are parts of a setting's name that say it holds a secret, wherever it is.
+var secretWords = []string{"password", "secret", "token", "passphrase"}
+
+// opaSecrets names, each after prefix, the settings of an OPA configuration that hold a secret
+// inline: a bundle service's credentials (a bearer token, an OAuth2 client secret, a TLS key's
+// passphrase, a plugin's settings) and each of its headers (an Authorization or API key header),
+// a password in a service's URL, a private key or an HS* secret among the keys, and any setting
+// whose name says password, secret, token or passphrase. Names of files (path, *_path, *_file,
+// the client_tls certificate and key), the bearer scheme and values with a ${NAME} reference,
+// read from the environment, hold none.
+func opaSecrets(prefix string, raw []byte) []string {
+	var cfg map[string]any
+	if yaml.Unmarshal(raw, &cfg) != nil {
+		return nil // a configuration that does not parse fails to load, with an error of its own
+	}
+	var found []string
+	var walk func(path []string, parent map[string]any, v any)
+	walk = func(path []string, parent map[string]any, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for _, k := range slices.Sorted(maps.Keys(v)) {
+				walk(append(path[:len(path):len(path)], k), v, v[k])
+			}
+		case []any: // services may be a list
+			for i, e := range v {
+				walk(append(path[:len(path):len(path)], fmt.Sprintf("[%d]", i)), parent, e)
+			}
+		case string:
+			if at := opaSecret(path, parent, v); at != "" && !slices.Contains(found, prefix+at) {
+				found = append(found, prefix+at)
+			}
+		}
+	}
+	walk(nil, nil, cfg)
+	return found
+}
+
+// opaSecret says where the value v of OPA's setting path is a secret held inline — the
+// setting, or the credentials holding it — or "" when it is not one.
+func opaSecret(path []string, parent map[string]any, v string) string {
+	key := ""
+	for _, p := range slices.Backward(path) {
+		if !strings.HasPrefix(p, "[") {
+			key = p
+			break
+		}
+	}
+	if key == "path" || strings.HasSuffix(key, "_path") || strings.HasSuffix(key, "_file") {
+		return ""
+	}
+	// entry: a setting of one service or key itself, services.acr.url or keys.k.key.
+	service, entry := len(path) >= 3 && path[0] == "services", len(path) == 3
+	if service && len(path) == 5 && path[2] == "credentials" && path[3] == "client_tls" && key != "private_key_passphrase" {
+		return "" // the names of the certificate and key files
+	}
+	if service && entry && key == "url" {
+		if urlPassword(v) {
+			return settingPath(path) + " (its password)"
+		}
+		return ""
+	}
+	if !heldInline(v) {
+		return ""
+	}
+	switch {
+	case service && path[2] == "credentials":
+		if key == "scheme" {
+			return ""
+		}
+		// Named as a whole: some of their settings (a token URL, a client id) are no secret.
+		return settingPath(path[:3])
+	case service && path[2] == "headers":
+		return settingPath(path[:min(len(path), 4)])
+	case entry && path[0] == "keys" && key == "private_key":
+		return settingPath(path)
+	case entry && path[0] == "keys" && key == "key":
+		if alg, _ := parent["algorithm"].(string); strings.HasPrefix(strings.ToUpper(alg), "HS") {
+			return settingPath(path)
+		}
+		return ""
+	}
+	if name := strings.ToLower(key); slices.ContainsFunc(secretWords, func(w string) bool { return strings.Contains(name, w) }) {
+		return settingPath(path)
+	}
+	return ""
+}
+
+// settingPath writes the path of a setting: services.acr.url, services[0].url.
+func settingPath(path []string) string {
+	var b strings.Builder
+	for i, p := range path {
+		if i > 0 && !strings.HasPrefix(p, "[") {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// urlPassword reports whether a URL's user info holds a password, other than one read from the
+// environment.
+func urlPassword(u string) bool {
+	_, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return false
+	}
+	authority, _, _ := strings.Cut(rest, "/")
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return false
+	}
+	_, password, _ := strings.Cut(authority[:at], ":")
+	return heldInline(password)
+}
+
+// heldInline reports whether a value of OPA's configuration is written out in it: not empty,
+// and with no ${NAME}, which takes it from the environment ("Bearer ${TOKEN}").
+func heldInline(v string) bool { return strings.TrimSpace(v) != "" && !envReference.MatchString(v) }
 
 // holdsPrivateKey reports whether a PEM file holds a private key.
 func holdsPrivateKey(path string) bool {

@@ -33,7 +33,7 @@ func TestListenerWarnings(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := Defaults()
 			cfg.Listen, cfg.Metrics = tt.listen, tt.metrics
-			got := cfg.Warnings()
+			got := cfg.Warnings("")
 			if len(got) != len(tt.want) {
 				t.Fatalf("warnings %q, want one about each of %q", got, tt.want)
 			}
@@ -74,7 +74,7 @@ func TestTrustedProxyWarnings(t *testing.T) {
 		cfg := Defaults()
 		cfg.Listen.Addr = "127.0.0.1:5001"
 		cfg.TrustedProxies = []string{"10.0.0.0/8", prefix}
-		got := cfg.Warnings()
+		got := cfg.Warnings("")
 		switch {
 		case !warned && len(got) != 0:
 			t.Errorf("trusted_proxies %s: warnings %q, want none", prefix, got)
