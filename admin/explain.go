@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -136,12 +137,20 @@ func requested(repo string, scopes []policy.Scope) bool {
 func (a *API) explainInput(ctx context.Context, req ExplainRequest, scopes []policy.Scope) (*policy.Input, error) {
 	var p keystore.Principal
 	if req.KeyID != "" {
-		var err error
+		// Another account's key reads as one that does not exist, and is looked up no further
+		// (its account's records neither): key ids cannot be probed, nor matched to accounts.
+		k, err := a.store.GetKey(ctx, req.KeyID)
+		if errors.Is(err, keystore.ErrNotFound) || err == nil && k.Account != req.Account {
+			return nil, fmt.Errorf("%w: account %s has no key %s", keystore.ErrNotFound, req.Account, req.KeyID)
+		}
+		if err != nil {
+			return nil, err
+		}
 		if p, err = a.store.LoadPrincipal(ctx, req.KeyID); err != nil {
 			return nil, err
 		}
 		if p.Account.Name != req.Account {
-			return nil, fmt.Errorf("%w: key %s belongs to another account", keystore.ErrInvalid, req.KeyID)
+			return nil, fmt.Errorf("%w: account %s has no key %s", keystore.ErrNotFound, req.Account, req.KeyID)
 		}
 		if p.Key.Revoked || p.Key.Expired(a.opts.Now()) {
 			return nil, fmt.Errorf("%w: key %s is revoked or expired: its requests are refused before the policy", keystore.ErrInvalid, req.KeyID)

@@ -2,8 +2,12 @@ package admin_test
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/regoauth/regoauth/admin"
@@ -75,7 +79,6 @@ func TestExplainEndpoint(t *testing.T) {
 
 	cidrKey := must(f.admin.CreateKey(ctx, admin.KeyRequest{Account: "user1", Restrictions: keystore.Restrictions{CIDRs: []string{"10.0.0.0/8"}}}))
 	for name, req := range map[string]admin.ExplainRequest{
-		"key of another account":      {Account: "user2", KeyID: ro.ID, Scopes: []string{"repository:image:pull"}},
 		"network key without address": {Account: "user1", KeyID: cidrKey.ID},
 		"bad address":                 {Account: "user1", ClientIP: "nowhere"},
 		"bad account name":            {Account: "Not Valid"},
@@ -86,6 +89,9 @@ func TestExplainEndpoint(t *testing.T) {
 		})
 	}
 	_, err = f.admin.Explain(ctx, admin.ExplainRequest{Account: "nobody"})
+	wantStatus(t, err, http.StatusNotFound)
+	// Another account's key is no key of the account (TestExplainProbesNoKeyIDs).
+	_, err = f.admin.Explain(ctx, admin.ExplainRequest{Account: "user2", KeyID: ro.ID, Scopes: []string{"repository:image:pull"}})
 	wantStatus(t, err, http.StatusNotFound)
 
 	x = must(f.admin.Explain(ctx, admin.ExplainRequest{Account: "user1", KeyID: cidrKey.ID, ClientIP: "10.1.2.3", Scopes: []string{"repository:image:pull"}}))
@@ -190,4 +196,29 @@ func TestExplanationsRunOneAtATime(t *testing.T) {
 	if _, err := f.admin.Explain(ctx, req); err != nil {
 		t.Fatalf("after the first finished: %v", err)
 	}
+}
+
+// TestExplainProbesNoKeyIDs: an account naming, in its own explanation, a key of another account
+// is answered exactly as when it names a key that does not exist, so key ids cannot be probed
+// (nor matched to their account) through explanations, as through revocations.
+func TestExplainProbesNoKeyIDs(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{})
+		buyer := s.client(s.account("buyer"))
+		otherKey, _ := keystore.ParseAPIKey(s.account("other"))
+		unknown, _, _, err := keystore.NewAPIKey(rand.Reader)
+		s.must(err)
+		unknownID, _ := keystore.ParseAPIKey(unknown)
+		answer := func(id string) string {
+			_, err := buyer.Explain(t.Context(), admin.ExplainRequest{Account: "buyer", KeyID: id, Scopes: []string{"repository:shop/app:pull"}})
+			var apiErr *admin.APIError
+			if !errors.As(err, &apiErr) {
+				t.Fatalf("key %s: error = %v, want an API error", id, err)
+			}
+			return fmt.Sprintf("%d %s %s", apiErr.Status, apiErr.Code, strings.ReplaceAll(apiErr.Message, id, "ID"))
+		}
+		if other, none := answer(otherKey), answer(unknownID); other != none {
+			t.Fatalf("another account's key is answered %q, a key that does not exist %q", other, none)
+		}
+	})
 }
