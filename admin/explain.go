@@ -21,7 +21,8 @@ type Explainer interface {
 type ExplainRequest struct {
 	Account string `json:"account"`
 	// KeyID, when set, explains a request made with that key (its restrictions apply). Without
-	// it the request is explained as one made with an unrestricted key.
+	// it the request is explained as one made with an unrestricted key. Naming a key other than
+	// the caller's own takes "keys.list" on the account.
 	KeyID string `json:"key_id,omitempty"`
 	// Scopes are token request scope values, e.g. "repository:app:push,pull".
 	Scopes  []string `json:"scopes"`
@@ -61,6 +62,15 @@ func (a *API) Explain(ctx context.Context, c *Caller, req ExplainRequest) (polic
 	}
 	if err := a.authorize(ctx, c, "policy.explain", target); err != nil {
 		return policy.Explanation{}, err
+	}
+	if req.KeyID != "" && req.KeyID != c.Principal.Key.ID {
+		// An explanation with a key tells what the key may do, and whether it exists, is the
+		// account's, is revoked or is limited to networks: naming one takes what listing the
+		// account's keys takes, asked before the key is looked up. An owner asking about its
+		// buyer names none.
+		if err := a.authorize(ctx, c, "keys.list", policy.AdminTarget{Account: req.Account}); err != nil {
+			return policy.Explanation{}, err
+		}
 	}
 	in, err := a.explainInput(ctx, req, scopes)
 	if err != nil {

@@ -130,21 +130,22 @@ func TestExplainForOwners(t *testing.T) {
 		k.Restrictions = keystore.Restrictions{Repositories: []string{"shop/*"}}
 	})
 	keyID, _ := keystore.ParseAPIKey(buyerKey)
-	for _, id := range []string{"", keyID} {
-		x = must(owner.Explain(ctx, admin.ExplainRequest{Account: "user1", KeyID: id, Scopes: []string{"repository:shop/app:pull"}}))
-		p := x.Input.Principal
-		if !x.AccountWithheld || len(p.Groups)+len(p.Roles)+len(x.Rules) != 0 || p.Key != nil && *p.Key != (policy.Key{ID: id}) {
-			t.Fatalf("the owner sees the buyer's groups %v, roles %v, key %+v, %d rules that fired", p.Groups, p.Roles, p.Key, len(x.Rules))
-		}
-		for _, g := range x.Input.Grants {
-			if g.Subject != "account:user1" || g.Repository != "shop/app" {
-				t.Fatalf("the owner sees the buyer's grant %+v, of a group or on a pattern", g)
-			}
-		}
-		if v := x.Actions; len(v) != 1 || !v[0].Allowed || len(v[0].Rules) == 0 {
-			t.Fatalf("the owner's verdict = %+v, want pull allowed by a rule it names", v)
+	x = must(owner.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:shop/app:pull"}}))
+	p := x.Input.Principal
+	if !x.AccountWithheld || len(p.Groups)+len(p.Roles)+len(x.Rules) != 0 || p.Key != nil {
+		t.Fatalf("the owner sees the buyer's groups %v, roles %v, key %+v, %d rules that fired", p.Groups, p.Roles, p.Key, len(x.Rules))
+	}
+	for _, g := range x.Input.Grants {
+		if g.Subject != "account:user1" || g.Repository != "shop/app" {
+			t.Fatalf("the owner sees the buyer's grant %+v, of a group or on a pattern", g)
 		}
 	}
+	if v := x.Actions; len(v) != 1 || !v[0].Allowed || len(v[0].Rules) == 0 {
+		t.Fatalf("the owner's verdict = %+v, want pull allowed by a rule it names", v)
+	}
+	// Nor does it name the buyer's key (TestExplainNamesKeysOnlyForThoseWhoMayListThem).
+	_, err := owner.Explain(ctx, admin.ExplainRequest{Account: "user1", KeyID: keyID, Scopes: []string{"repository:shop/app:pull"}})
+	wantStatus(t, err, http.StatusForbidden)
 	// Those who may read the account see all of it.
 	for who, c := range map[string]*admin.Client{"an admin": f.admin, "the account itself": f.client(buyerKey)} {
 		x = must(c.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:shop/app:pull"}}))
@@ -219,6 +220,55 @@ func TestExplainProbesNoKeyIDs(t *testing.T) {
 		}
 		if other, none := answer(otherKey), answer(unknownID); other != none {
 			t.Fatalf("another account's key is answered %q, a key that does not exist %q", other, none)
+		}
+	})
+}
+
+// TestExplainNamesKeysOnlyForThoseWhoMayListThem: an explanation with a key shows what that key
+// may do, so naming a key takes what listing the account's keys takes (its own key aside). The
+// owner of a repository, asking about its buyer, names none: neither whether a key id is the
+// buyer's, nor whether it is revoked, limited to networks (and which addresses they hold), or
+// read-only. It is refused before the key is looked up, whatever the id.
+func TestExplainNamesKeysOnlyForThoseWhoMayListThem(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{})
+		ctx := t.Context()
+		seller := s.client(s.account("seller"))
+		s.must(s.store.Reserve(ctx, keystore.Ownership{Repository: "shop/app", Owner: "seller"}, 0))
+		buyerKey := s.account("buyer")
+		s.must(s.store.PutGrant(ctx, keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "buyer"}, Repository: "shop/app", Actions: []string{"pull"}}, keystore.Unguarded))
+		laptop := must(s.admin.CreateKey(ctx, admin.KeyRequest{Account: "buyer", Name: "laptop",
+			Restrictions: keystore.Restrictions{Actions: []string{"pull"}, CIDRs: []string{"10.0.0.0/8"}}}))
+		revoked := must(s.admin.CreateKey(ctx, admin.KeyRequest{Account: "buyer"}))
+		must(s.admin.RevokeKey(ctx, revoked.ID))
+		unknown, _, _, err := keystore.NewAPIKey(rand.Reader)
+		s.must(err)
+		unknownID, _ := keystore.ParseAPIKey(unknown)
+		for name, req := range map[string]admin.ExplainRequest{
+			"a network key without an address": {KeyID: laptop.ID},
+			"a network key from outside":       {KeyID: laptop.ID, ClientIP: "192.0.2.1"},
+			"a network key from inside":        {KeyID: laptop.ID, ClientIP: "10.1.2.3"},
+			"a revoked key":                    {KeyID: revoked.ID},
+			"an unknown key":                   {KeyID: unknownID},
+		} {
+			t.Run(name, func(t *testing.T) {
+				req.Account, req.Scopes = "buyer", []string{"repository:shop/app:pull"}
+				x, err := seller.Explain(ctx, req)
+				if status(err) != http.StatusForbidden {
+					t.Fatalf("the owner naming the buyer's key: %v, %+v", err, x.Actions)
+				}
+				// The buyer and an admin name it.
+				for who, c := range map[string]*admin.Client{"the buyer": s.client(buyerKey), "an admin": s.admin} {
+					if _, err := c.Explain(ctx, req); status(err) == http.StatusForbidden {
+						t.Fatalf("%s: %v", who, err)
+					}
+				}
+			})
+		}
+		// Without a key the owner's question is answered.
+		x := must(seller.Explain(ctx, admin.ExplainRequest{Account: "buyer", Scopes: []string{"repository:shop/app:pull"}}))
+		if !verdicts(x)["repository:shop/app:pull"] || !x.AccountWithheld {
+			t.Fatalf("the owner's explanation: %+v", x)
 		}
 	})
 }
