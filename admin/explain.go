@@ -91,18 +91,16 @@ func (a *API) Explain(ctx context.Context, c *Caller, req ExplainRequest) (polic
 	if err != nil {
 		return policy.Explanation{}, fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
 	}
-	if req.Account != c.Principal.Account.Name {
-		// Whoever may not read the account (an owner asking about its buyer) learns the
-		// verdicts on what was asked and the rules that decided each, not the account: its
-		// groups, roles and key, and every rule that fired on them, would tell what
-		// accounts.get refuses it.
-		ok, err := a.Permits(ctx, c, "accounts.get", policy.AdminTarget{Account: req.Account})
-		if err != nil {
-			return policy.Explanation{}, err
-		}
-		if !ok {
-			x = withoutAccount(x)
-		}
+	// Whoever may not read the account (an owner asking about its buyer, or the account's own
+	// key limited to repositories) learns the verdicts on what was asked and the rules that
+	// decided each, not the account: its groups, roles and key, its rows on other names, and
+	// every rule that fired on them, would tell what accounts.get refuses it.
+	ok, err := a.Permits(ctx, c, "accounts.get", policy.AdminTarget{Account: req.Account})
+	if err != nil {
+		return policy.Explanation{}, err
+	}
+	if !ok {
+		x = withoutAccount(x)
 	}
 	return x, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -147,7 +148,7 @@ func TestExplainForOwners(t *testing.T) {
 	_, err := owner.Explain(ctx, admin.ExplainRequest{Account: "user1", KeyID: keyID, Scopes: []string{"repository:shop/app:pull"}})
 	wantStatus(t, err, http.StatusForbidden)
 	// Those who may read the account see all of it.
-	for who, c := range map[string]*admin.Client{"an admin": f.admin, "the account itself": f.client(buyerKey)} {
+	for who, c := range map[string]*admin.Client{"an admin": f.admin, "the account itself": f.client(f.Key("user1", nil))} {
 		x = must(c.Explain(ctx, admin.ExplainRequest{Account: "user1", Scopes: []string{"repository:shop/app:pull"}}))
 		if x.AccountWithheld || !slices.Equal(x.Input.Principal.Groups, []string{"buyers", "vip"}) || len(x.Input.Principal.Roles) != 1 || len(x.Rules) == 0 {
 			t.Fatalf("%s sees groups %v, roles %v, %d rules", who, x.Input.Principal.Groups, x.Input.Principal.Roles, len(x.Rules))
@@ -269,6 +270,65 @@ func TestExplainNamesKeysOnlyForThoseWhoMayListThem(t *testing.T) {
 		x := must(seller.Explain(ctx, admin.ExplainRequest{Account: "buyer", Scopes: []string{"repository:shop/app:pull"}}))
 		if !verdicts(x)["repository:shop/app:pull"] || !x.AccountWithheld {
 			t.Fatalf("the owner's explanation: %+v", x)
+		}
+	})
+}
+
+// TestExplainWithARepositoryLimitedKey: a key limited to repositories lists only grants on the
+// names its patterns cover, and no keys; its explanations show no more. It has its own requests
+// of a covered repository explained, with its own key or none, and sees of the account what an
+// owner would: its grants on the name asked about and the verdicts, not the rows of its groups
+// or its patterns, nor the rules that fired; it names no other key of its account.
+func TestExplainWithARepositoryLimitedKey(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{})
+		ctx := t.Context()
+		s.account("ci", "builders")
+		for _, g := range []keystore.Grant{
+			{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "ci"}, Repository: "ci/app", Actions: []string{"pull"}},
+			{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "ci"}, Repository: "ci/*", Actions: []string{"pull", "push"}},
+			{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "builders"}, Repository: "ci/**", Actions: []string{"delete"}},
+		} {
+			s.must(s.store.PutGrant(ctx, g, keystore.Unguarded))
+		}
+		deploy := must(s.admin.CreateKey(ctx, admin.KeyRequest{Account: "ci", Name: "deploy", Restrictions: keystore.Restrictions{CIDRs: []string{"10.0.0.0/8"}}}))
+		limitedKey := must(s.admin.CreateKey(ctx, admin.KeyRequest{Account: "ci", Name: "app-only", Restrictions: keystore.Restrictions{Repositories: []string{"ci/app"}}}))
+		limited := s.client(limitedKey.Secret)
+		// What the key may read: its grants on ci/app, not the row of the pattern, nor the keys.
+		if _, err := limited.ListGrants(ctx, admin.GrantRequest{Account: "ci", Repository: "ci/*"}); status(err) != http.StatusForbidden {
+			t.Fatalf("the limited key lists the pattern's row: %v", err)
+		}
+		if _, err := limited.ListKeys(ctx, "ci"); status(err) != http.StatusForbidden {
+			t.Fatalf("the limited key lists the keys: %v", err)
+		}
+
+		for _, id := range []string{"", limitedKey.ID} {
+			x, err := limited.Explain(ctx, admin.ExplainRequest{Account: "ci", KeyID: id, Scopes: []string{"repository:ci/app:pull,push,delete"}})
+			if err != nil {
+				t.Fatalf("key %q: %v", id, err)
+			}
+			want := map[string]bool{"repository:ci/app:pull": true, "repository:ci/app:push": true, "repository:ci/app:delete": true}
+			if got := verdicts(x); !maps.Equal(got, want) {
+				t.Fatalf("key %q: verdicts %v, want %v", id, got, want)
+			}
+			p := x.Input.Principal
+			if !x.AccountWithheld || len(p.Groups)+len(p.Roles)+len(x.Rules) != 0 || p.Key != nil && *p.Key != (policy.Key{ID: id}) {
+				t.Fatalf("key %q: the limited key sees groups %v, roles %v, key %+v, %d rules that fired", id, p.Groups, p.Roles, p.Key, len(x.Rules))
+			}
+			for _, g := range x.Input.Grants {
+				if g.Subject != "account:ci" || g.Repository != "ci/app" {
+					t.Fatalf("key %q: the limited key sees the grant %+v", id, g)
+				}
+			}
+		}
+		_, err := limited.Explain(ctx, admin.ExplainRequest{Account: "ci", KeyID: deploy.ID, ClientIP: "10.0.0.1", Scopes: []string{"repository:ci/app:pull"}})
+		if status(err) != http.StatusForbidden {
+			t.Fatalf("the limited key names the account's other key: %v", err)
+		}
+		// An unrestricted key of the account sees all of it.
+		x := must(s.client(s.newKey("ci", admin.KeyRequest{})).Explain(ctx, admin.ExplainRequest{Account: "ci", KeyID: deploy.ID, ClientIP: "10.0.0.1", Scopes: []string{"repository:ci/app:pull"}}))
+		if x.AccountWithheld || len(x.Input.Grants) != 3 || x.Input.Principal.Key.Name != "deploy" {
+			t.Fatalf("an unrestricted key of the account sees %+v", x.Input)
 		}
 	})
 }
