@@ -102,6 +102,16 @@ func (a *API) Explain(ctx context.Context, c *Caller, req ExplainRequest) (polic
 	if !ok {
 		x = withoutAccount(x)
 	}
+	// The arguments of the rules that fired may be the policy's data (the configuration's deny
+	// rules, with the accounts and groups they except; extension data): they are for those who
+	// run the policy, who read its status.
+	operator, err := a.Permits(ctx, c, "status.read", policy.AdminTarget{})
+	if err != nil {
+		return policy.Explanation{}, err
+	}
+	if !operator {
+		x = x.WithoutPolicyData()
+	}
 	return x, nil
 }
 

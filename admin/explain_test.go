@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -329,6 +331,63 @@ func TestExplainWithARepositoryLimitedKey(t *testing.T) {
 		x := must(s.client(s.newKey("ci", admin.KeyRequest{})).Explain(ctx, admin.ExplainRequest{Account: "ci", KeyID: deploy.ID, ClientIP: "10.0.0.1", Scopes: []string{"repository:ci/app:pull"}}))
 		if x.AccountWithheld || len(x.Input.Grants) != 3 || x.Input.Principal.Key.Name != "deploy" {
 			t.Fatalf("an unrestricted key of the account sees %+v", x.Input)
+		}
+	})
+}
+
+// TestExplainShowsThePolicysDataToOperatorsOnly: the rules that fired carry their arguments,
+// which for a function rule are values of the evaluation, the configuration and extension data
+// among them: a deny rule whole, with the accounts and groups it excepts, even when it does not
+// apply to the request. An account explaining its own request sees which rules fired and the
+// verdicts with their reasons; the arguments only whoever may read the service's status
+// (status.read: admins).
+func TestExplainShowsThePolicysDataToOperatorsOnly(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		".manifest": `{"roots": ["regoauth/config"]}`,
+		"data.json": `{"regoauth": {"config": {"deny": [{"repositories": ["internal/**"], "except": ["account:ceo", "group:staff"], "reason": "internal images"}]}}}`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{BundleDir: dir})
+		ctx := t.Context()
+		buyer := s.client(s.account("buyer"))
+		req := admin.ExplainRequest{Account: "buyer", Scopes: []string{"repository:shop/app:pull", "repository:internal/x:pull"}}
+		secret := func(x policy.Explanation) []string {
+			var found []string
+			for _, r := range x.Rules {
+				for _, a := range r.Args {
+					if strings.Contains(a, "account:ceo") || strings.Contains(a, "internal/**") {
+						found = append(found, r.Rule+"("+strings.Join(r.Args, ", ")+")")
+					}
+				}
+			}
+			return found
+		}
+		x := must(buyer.Explain(ctx, req))
+		if found := secret(x); len(found) != 0 {
+			t.Fatalf("the account reads the configuration in the rules that fired: %v", found)
+		}
+		if len(x.Rules) == 0 || x.AccountWithheld {
+			t.Fatalf("the account's own explanation lost its rules: %+v", x)
+		}
+		want := map[string]string{"shop/app": "no grant or rule permits it", "internal/x": "a deny rule forbids it: internal images"}
+		for _, v := range x.Actions {
+			if v.Allowed || v.Reason != want[v.Name] {
+				t.Fatalf("verdict %+v, want the reason %q", v, want[v.Name])
+			}
+			for _, r := range v.Rules {
+				if !slices.Equal(r.Args, []string{"repository:" + v.Name, "pull"}) {
+					t.Fatalf("verdict rule %+v, want the scope and action", r)
+				}
+			}
+		}
+		// Admins debug policies: they see every argument.
+		if found := secret(must(s.admin.Explain(ctx, req))); len(found) == 0 {
+			t.Fatal("an admin no longer sees the rules' arguments")
 		}
 	})
 }

@@ -62,7 +62,9 @@ type stack struct {
 
 type stackOptions struct {
 	// Bundle is a directory of bundles/ loaded beside the library ("" for the library alone).
-	Bundle         string
+	Bundle string
+	// BundleDir is a bundle directory loaded beside the library, when Bundle is "".
+	BundleDir      string
 	TrustedProxies []netip.Prefix
 	// BeforeWrite, when set, is called by the admin API's store just before each grant write,
 	// grant removal and release it makes (op: "put grant", "remove grant", "release"): after
@@ -179,6 +181,9 @@ func newStack(t *testing.T, backend string, o stackOptions) *stack {
 	t.Cleanup(func() { s.store.Close() })
 
 	src := policy.Source{Builtin: policies.FS}
+	if o.BundleDir != "" {
+		src.Dir = o.BundleDir
+	}
 	if o.Bundle != "" {
 		src.Dir = bundleWithoutTests(t, o.Bundle)
 	}

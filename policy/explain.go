@@ -52,6 +52,26 @@ type FiredRule struct {
 	Location string `json:"location"`
 	// Args are a function rule's arguments: a scope as TYPE:NAME, other values as Rego.
 	Args []string `json:"args,omitempty"`
+	// evaluated is set when Args are values of the evaluation (a function's arguments), not the
+	// scope and action a rule of the library's form fired for: they may be the policy's data.
+	evaluated bool
+}
+
+// WithoutPolicyData is the explanation without the arguments of the rules that fired, other
+// than the scope and action a rule fired for: a function's arguments may be the policy's data
+// (a deny rule whole, with the accounts it excepts; an extension's data), even when the rule
+// has nothing to do with the request. The verdicts keep their rules, whose arguments are
+// always the requested scope and action.
+func (x Explanation) WithoutPolicyData() Explanation {
+	rules := make([]FiredRule, len(x.Rules))
+	for i, r := range x.Rules {
+		if r.evaluated {
+			r.Args = nil
+		}
+		rules[i] = r
+	}
+	x.Rules = rules
+	return x
 }
 
 // Explain evaluates the token decision for in on the active revision with a trace. It makes no
@@ -94,6 +114,7 @@ func (e *Engine) Explain(ctx context.Context, in *Input) (Explanation, error) {
 			for _, a := range rule.Head.Args {
 				args = append(args, bind(a, event.Locals))
 			}
+			f.evaluated = len(args) > 0
 		}
 		for _, a := range args {
 			f.Args = append(f.Args, renderArg(a))
