@@ -51,3 +51,10 @@ func ownGroup(st fs.FileInfo) bool {
 	groups, err := os.Getgroups()
 	return err == nil && slices.Contains(groups, gid)
 }
+
+// ownedByServer reports whether a file is the server's user's or root's: in a folder with the
+// sticky bit (as /tmp), nobody else can remove or rename it, whoever can write the folder.
+func ownedByServer(st fs.FileInfo) bool {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && (sys.Uid == 0 || int(sys.Uid) == os.Geteuid())
+}

@@ -3,6 +3,7 @@
 package server
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -245,4 +246,299 @@ func TestConfigFileModesWarn(t *testing.T) {
 			}
 		})
 	}
+}
+
+// otherGroupStat is os.Stat with every file's group one the server does not run with.
+func otherGroupStat(t *testing.T) func(string) (fs.FileInfo, error) {
+	t.Helper()
+	foreign := os.Getegid() + 1
+	for groups, _ := os.Getgroups(); slices.Contains(groups, foreign) || foreign == os.Getegid(); foreign++ {
+	}
+	return func(path string) (fs.FileInfo, error) {
+		st, err := os.Stat(path)
+		if err != nil {
+			return nil, err
+		}
+		sys := *st.Sys().(*syscall.Stat_t)
+		sys.Gid = uint32(foreign)
+		return withSys{st, &sys}, nil
+	}
+}
+
+// mkdir makes a folder of exactly mode (os.ModeSticky for the sticky bit), whatever the umask.
+func mkdir(t *testing.T, path string, mode os.FileMode) string {
+	t.Helper()
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// writeMode writes a file of exactly mode, whatever the umask.
+func writeMode(t *testing.T, path, content string, mode os.FileMode) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Whoever can change policy.dir — the folder, or any folder or file under it — chooses the
+// policy: a folder or file others can change warns, naming the first and counting the rest, and
+// a tree of 0755 folders and 0644 files does not. A sticky folder warns too (adding a file is
+// enough), links out of the tree are not followed, and the walk stops at walkLimit entries.
+func TestPolicyDirWarnings(t *testing.T) {
+	// tree is a bundle folder: root 0755, a .rego file, and a subfolder holding data.json.
+	tree := func(t *testing.T) (root, sub, rego, data string) {
+		root = mkdir(t, filepath.Join(t.TempDir(), "bundle"), 0o755)
+		sub = mkdir(t, filepath.Join(root, "sub"), 0o755)
+		rego = writeMode(t, filepath.Join(root, "authz.rego"), "package x\n", 0o644)
+		data = writeMode(t, filepath.Join(sub, "data.json"), "{}", 0o644)
+		return root, sub, rego, data
+	}
+	config := func(dir string) Config {
+		cfg := Defaults()
+		cfg.Listen.Addr = "127.0.0.1:5001"
+		cfg.Policy.Dir = dir
+		return cfg
+	}
+	const every = "can be changed by every user of this host"
+	for _, tt := range []struct {
+		name       string
+		edit       func(t *testing.T, root, sub, rego, data string) (first string)
+		otherGroup bool
+		want       string // what follows `policy.dir "ROOT" holds what others can change: "FIRST" `
+	}{
+		{"0755 folders and 0644 files", func(*testing.T, string, string, string, string) string { return "" }, false, ""},
+		{"a subfolder every user can change", func(t *testing.T, _, sub, _, _ string) string { return mkdir(t, sub, 0o777) }, false, every + " (mode 0777); "},
+		{"a file every user can change", func(t *testing.T, _, _, _, data string) string { return writeMode(t, data, "{}", 0o666) }, false, every + " (mode 0666); "},
+		{"the folder itself, sticky", func(t *testing.T, root, _, _, _ string) string { return mkdir(t, root, 0o777|os.ModeSticky) }, false, every + " (mode 1777); "},
+		{"a subfolder and two files", func(t *testing.T, _, sub, rego, data string) string {
+			mkdir(t, sub, 0o757)
+			writeMode(t, data, "{}", 0o606)
+			return writeMode(t, rego, "package x\n", 0o646) // walked first, in lexical order
+		}, false, every + " (mode 0646), as can 2 more folders and files in it; "},
+		{"a subfolder its group can change, the server's", func(t *testing.T, _, sub, _, _ string) string { mkdir(t, sub, 0o775); return "" }, false, ""},
+		{"a subfolder another group can change", func(t *testing.T, _, sub, _, _ string) string { return mkdir(t, sub, 0o775) }, true,
+			"can be changed by its group, which the server does not run with (mode 0775); "},
+		{"a file another group can change", func(t *testing.T, _, _, rego, _ string) string { return writeMode(t, rego, "package x\n", 0o664) }, true,
+			"can be changed by its group, which the server does not run with (mode 0664); "},
+		{"files another group can only read", func(t *testing.T, _, _, rego, _ string) string { writeMode(t, rego, "package x\n", 0o644); return "" }, true, ""},
+		{"a link to a folder every user can change", func(t *testing.T, root, _, _, _ string) string {
+			outside := mkdir(t, filepath.Join(t.TempDir(), "outside"), 0o777)
+			writeMode(t, filepath.Join(outside, "x.rego"), "package y\n", 0o666)
+			if err := os.Symlink(outside, filepath.Join(root, "linked")); err != nil {
+				t.Fatal(err)
+			}
+			return ""
+		}, false, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root, sub, rego, data := tree(t)
+			first := tt.edit(t, root, sub, rego, data)
+			stat := os.Stat
+			if tt.otherGroup {
+				stat = otherGroupStat(t)
+			}
+			for _, field := range []string{"policy", "policy.dry_run"} {
+				cfg := config("")
+				if field == "policy" {
+					cfg.Policy.Dir = root
+				} else {
+					cfg.Policy.DryRun = &PolicySource{Dir: root}
+				}
+				got := cfg.warnings("", stat)
+				if tt.want == "" {
+					if len(got) != 0 {
+						t.Fatalf("%s.dir: warnings %q, want none", field, got)
+					}
+					continue
+				}
+				want := field + `.dir "` + root + `" holds what others can change: "` + first + `" ` + tt.want +
+					`whoever changes what it holds chooses the policy: chmod -R go-w "` + root + `"`
+				if len(got) != 1 || got[0] != want {
+					t.Fatalf("%s.dir: warnings %q, want\n%q", field, got, want)
+				}
+			}
+		})
+	}
+
+	t.Run("signed", func(t *testing.T) {
+		root, sub, _, _ := tree(t)
+		mkdir(t, sub, 0o777)
+		cfg := config(root)
+		cfg.Policy.Signing = &PolicySigning{KeyFile: "bundle.pub", Algorithm: "RS256"}
+		got := cfg.Warnings("")
+		if len(got) != 1 || !strings.HasSuffix(got[0], `whoever changes what it holds can put back any bundle ever signed with policy.signing's key, or keep the policy from loading: chmod -R go-w "`+root+`"`) {
+			t.Fatalf("a signed policy.dir: warnings %q, want one saying an older signed bundle can be put back", got)
+		}
+	})
+
+	t.Run("bounded", func(t *testing.T) {
+		root, _, _, _ := tree(t)
+		// Walked in lexical order: two files others can change first, then more than the limit.
+		writeMode(t, filepath.Join(root, "a0.rego"), "", 0o666)
+		writeMode(t, filepath.Join(root, "a1.rego"), "", 0o666)
+		for i := range walkLimit {
+			writeMode(t, filepath.Join(root, fmt.Sprintf("b%05d.json", i)), "", 0o644)
+		}
+		writeMode(t, filepath.Join(root, "c.rego"), "", 0o666) // beyond the limit: not looked at
+		got := config(root).Warnings("")
+		want := fmt.Sprintf(`policy.dir "%s" holds what others can change: "%s/a0.rego" %s (mode 0666), as can 1 more folders and files in it (of the first %d looked at); `, root, root, every, walkLimit)
+		if len(got) != 1 || !strings.HasPrefix(got[0], want) {
+			t.Fatalf("warnings %q, want one beginning %q", got, want)
+		}
+	})
+}
+
+// Whoever can change policy.bundle chooses the policy, like policy.dir: the tarball warns when
+// others can change it, not when they can only read it.
+func TestPolicyBundleWarnings(t *testing.T) {
+	dir := t.TempDir()
+	bundle := writeMode(t, filepath.Join(dir, "policy.tar.gz"), "", 0o644)
+	cfg := Defaults()
+	cfg.Listen.Addr = "127.0.0.1:5001"
+	cfg.Policy.DryRun = &PolicySource{Bundle: bundle}
+	if got := cfg.Warnings(""); len(got) != 0 {
+		t.Fatalf("a 0644 bundle: warnings %q, want none", got)
+	}
+	writeMode(t, bundle, "", 0o664)
+	if got := cfg.Warnings(""); len(got) != 0 {
+		t.Fatalf("a 0664 bundle of the server's own group: warnings %q, want none", got)
+	}
+	want := `policy.dry_run.bundle "` + bundle + `" can be changed by its group, which the server does not run with (mode 0664), and whoever changes it chooses the policy: chmod go-w it`
+	if got := cfg.warnings("", otherGroupStat(t)); len(got) != 1 || got[0] != want {
+		t.Fatalf("a 0664 bundle of another group: warnings %q, want %q", got, want)
+	}
+	writeMode(t, bundle, "", 0o646)
+	want = `policy.dry_run.bundle "` + bundle + `" can be changed by every user of this host (mode 0646)`
+	if got := cfg.Warnings(""); len(got) != 1 || !strings.HasPrefix(got[0], want) {
+		t.Fatalf("a 0646 bundle: warnings %q, want one beginning %q", got, want)
+	}
+}
+
+// Whoever can rename what a folder holds can put another file in place of the configuration
+// file, OPA's, a secret file or the policy, whatever the file's own mode: a folder on the way
+// that others can change warns, naming the file, the folder and what whoever replaces the file
+// chooses. The sticky bit (/tmp) stops others renaming what is not theirs: a file of the
+// server's user or root, in a sticky folder of the server's user or root, is safe.
+func TestFolderWarnings(t *testing.T) {
+	const privateKey = "-----BEGIN EC PRIVATE KEY-----\nMHc=\n-----END EC PRIVATE KEY-----\n"
+	const every = "can be changed by every user of this host"
+	// place writes the configuration file, OPA's, a signing key and a policy bundle, each 0600,
+	// in the folder dir, and returns the configuration naming them and the configuration file.
+	place := func(t *testing.T, dir string) (Config, string) {
+		cfg := Defaults()
+		cfg.Listen.Addr = "127.0.0.1:5001"
+		cfg.Signing.KeyFile = writeMode(t, filepath.Join(dir, "signing-key.pem"), privateKey, 0o600)
+		cfg.Policy.OPA.File = writeMode(t, filepath.Join(dir, "opa.yaml"), "{}", 0o600)
+		cfg.Policy.DryRun = &PolicySource{Bundle: writeMode(t, filepath.Join(dir, "candidate.tar.gz"), "", 0o600)}
+		return cfg, writeMode(t, filepath.Join(dir, "regoauth.yaml"), "issuer: x\n", 0o600)
+	}
+	// replaced are the beginnings of the warnings of place's files when others can rename what
+	// the folder holds: where names the folder.
+	replaced := func(cfg Config, file, where string) []string {
+		return []string{
+			`configuration file "` + file + `" can be replaced: ` + where,
+			`policy.opa "` + cfg.Policy.OPA.File + `" can be replaced: ` + where,
+			`signing.key_file "` + cfg.Signing.KeyFile + `" can be replaced: ` + where,
+			`policy.dry_run.bundle "` + cfg.Policy.DryRun.Bundle + `" can be replaced: ` + where,
+		}
+	}
+	check := func(t *testing.T, got, want []string) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("warnings:\n%s\nwant %d, beginning:\n%s", strings.Join(got, "\n"), len(want), strings.Join(want, "\n"))
+		}
+		for i := range want {
+			if !strings.HasPrefix(got[i], want[i]) {
+				t.Errorf("warning\n%q\nwant one beginning\n%q", got[i], want[i])
+			}
+		}
+	}
+
+	t.Run("a private folder", func(t *testing.T) {
+		cfg, file := place(t, mkdir(t, filepath.Join(t.TempDir(), "etc"), 0o755))
+		check(t, cfg.Warnings(file), nil)
+	})
+
+	t.Run("a folder every user can change", func(t *testing.T) {
+		dir := mkdir(t, filepath.Join(t.TempDir(), "etc"), 0o777)
+		cfg, file := place(t, dir)
+		got := cfg.Warnings(file)
+		check(t, got, replaced(cfg, file, `its folder "`+dir+`" `+every+` (mode 0777), and whoever replaces the file `))
+		for i, chooses := range []string{"chooses the policy, the signing key and the store", "chooses the bundle servers, and with them the policy",
+			"chooses the key every token is signed with", "chooses the policy"} {
+			if want := " whoever replaces the file " + chooses + `: chmod go-w "` + dir + `"`; !strings.HasSuffix(got[i], want) {
+				t.Errorf("warning %q does not end %q", got[i], want)
+			}
+		}
+	})
+
+	t.Run("a folder above it every user can change", func(t *testing.T) {
+		above := mkdir(t, filepath.Join(t.TempDir(), "srv"), 0o777)
+		cfg, file := place(t, mkdir(t, filepath.Join(above, "regoauth"), 0o700))
+		check(t, cfg.Warnings(file), replaced(cfg, file, `the folder "`+above+`" on its way `+every+` (mode 0777)`))
+	})
+
+	t.Run("a folder another group can change", func(t *testing.T) {
+		dir := mkdir(t, filepath.Join(t.TempDir(), "etc"), 0o775)
+		cfg, file := place(t, dir)
+		check(t, cfg.Warnings(file), nil) // the server's own group
+		check(t, cfg.warnings(file, otherGroupStat(t)), replaced(cfg, file, `its folder "`+dir+`" can be changed by its group, which the server does not run with (mode 0775)`))
+	})
+
+	t.Run("a link from a private folder into one every user can change", func(t *testing.T) {
+		open := mkdir(t, filepath.Join(t.TempDir(), "open"), 0o777)
+		private := mkdir(t, filepath.Join(t.TempDir(), "private"), 0o700)
+		target := writeMode(t, filepath.Join(open, "regoauth.yaml"), "issuer: x\n", 0o600)
+		file := filepath.Join(private, "regoauth.yaml")
+		if err := os.Symlink(target, file); err != nil {
+			t.Fatal(err)
+		}
+		cfg := Defaults()
+		cfg.Listen.Addr = "127.0.0.1:5001"
+		check(t, cfg.Warnings(file), []string{`configuration file "` + file + `" can be replaced: its folder "` + open + `" ` + every + ` (mode 0777)`})
+	})
+
+	t.Run("policy.dir in a folder every user can change", func(t *testing.T) {
+		dir := mkdir(t, filepath.Join(t.TempDir(), "open"), 0o777)
+		bundle := mkdir(t, filepath.Join(dir, "bundle"), 0o755)
+		cfg := Defaults()
+		cfg.Listen.Addr = "127.0.0.1:5001"
+		cfg.Policy.Dir = bundle
+		check(t, cfg.Warnings(""), []string{`policy.dir "` + bundle + `" can be replaced: its folder "` + dir + `" ` + every + ` (mode 0777), and whoever replaces the file chooses the policy`})
+	})
+
+	// A folder like /tmp: 1777, root's. The test's own files are the server's user's.
+	t.Run("a sticky folder", func(t *testing.T) {
+		tmp := mkdir(t, filepath.Join(t.TempDir(), "tmp"), 0o777|os.ModeSticky)
+		cfg, file := place(t, tmp)
+		check(t, cfg.Warnings(file), nil)
+
+		if os.Geteuid() != 0 {
+			t.Skip("giving a file to another user needs root")
+		}
+		const nobody = 65534
+		if err := os.Lchown(file, nobody, -1); err != nil {
+			t.Fatal(err)
+		}
+		check(t, cfg.Warnings(file), []string{`configuration file "` + file + `" can be replaced: its folder "` + tmp + `" ` + every + ` (mode 1777)`})
+		if got := cfg.Warnings(file); !strings.HasSuffix(got[0], `: the folder has the sticky bit, but "`+file+`" is neither the server's user's nor root's: chown it, or keep the file in a folder only they can change`) {
+			t.Errorf("warning %q does not say whose file it is", got[0])
+		}
+		if err := os.Lchown(file, 0, -1); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(tmp, nobody, -1); err != nil { // its owner renames anything in it
+			t.Fatal(err)
+		}
+		check(t, cfg.Warnings(file), replaced(cfg, file, `its folder "`+tmp+`" `+every+` (mode 1777)`))
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -29,9 +30,11 @@ const (
 // holding a secret that other users of the host can read or change, and trusted proxies among
 // public addresses. file is the configuration file it was read from ("" when none, as in
 // regoauth dev): that file, and OPA's when policy.opa names one, warn when other users can
-// change them, or can read them and they hold a secret inline. None is refused: a proxy in front
-// may end TLS, and Kubernetes mounts secrets and configuration with mode 0644 unless told
-// otherwise.
+// change them, or can read them and they hold a secret inline. What decides the policy from local
+// files — policy.dir and everything in it, policy.bundle, and the dry run's — warns when others
+// can change it, and every one of these files when others can replace it through a folder on its
+// way, whatever its own mode. None is refused: a proxy in front may end TLS, and Kubernetes
+// mounts secrets and configuration with mode 0644 unless told otherwise.
 func (c Config) Warnings(file string) []string { return c.warnings(file, os.Stat) }
 
 // warnings is Warnings with the file system's stat.
@@ -57,17 +60,27 @@ func (c Config) warnings(file string, stat func(string) (fs.FileInfo, error)) []
 		if who := exposureOf(st, canWrite); who != "" {
 			warn("%s %q %s (mode %04o), and whoever changes it %s: chmod go-w it", f.field, f.path, who, st.Mode().Perm(), f.chooses)
 		}
+		if w := folderWarning(f.field, f.path, f.chooses, stat); w != "" {
+			ws = append(ws, w)
+		}
 	}
 	for _, f := range c.secretFiles() {
 		st, err := stat(f.path)
 		if err != nil || !st.Mode().IsRegular() {
 			continue // a file that is not there is an error of its own, when it is loaded
 		}
-		who := exposure(st)
-		if who == "" || f.ifPrivateKey && !holdsPrivateKey(f.path) {
+		if f.ifPrivateKey && !holdsPrivateKey(f.path) {
 			continue
 		}
-		warn("%s %q %s (mode %04o), and it is %s: chmod 600 it", f.field, f.path, who, st.Mode().Perm(), f.what)
+		if who := exposure(st); who != "" {
+			warn("%s %q %s (mode %04o), and it is %s: chmod 600 it", f.field, f.path, who, st.Mode().Perm(), f.what)
+		}
+		if w := folderWarning(f.field, f.path, f.chooses, stat); w != "" {
+			ws = append(ws, w)
+		}
+	}
+	for _, p := range c.policySources() {
+		ws = append(ws, p.localWarnings(stat)...)
 	}
 	for i, p := range c.TrustedProxies {
 		if prefix, err := netip.ParsePrefix(p); err == nil && publicNetwork(prefix) {
@@ -93,7 +106,8 @@ func loopback(addr string) bool {
 
 // secretFile is a file the configuration names that holds a secret.
 type secretFile struct {
-	field, path, what string
+	// what the file is; chooses, what whoever replaces it chooses.
+	field, path, what, chooses string
 	// ifPrivateKey: only when it holds a private key (signing.publish also takes certificates
 	// and public keys).
 	ifPrivateKey bool
@@ -102,34 +116,35 @@ type secretFile struct {
 // secretFiles lists the files of the configuration that hold secrets.
 func (c Config) secretFiles() []secretFile {
 	var files []secretFile
-	add := func(field, path, what string) {
+	add := func(field, path, what, chooses string) {
 		if path != "" {
-			files = append(files, secretFile{field: field, path: path, what: what})
+			files = append(files, secretFile{field: field, path: path, what: what, chooses: chooses})
 		}
 	}
 	if c.Listen.TLS != nil {
-		add("listen.tls.key_file", c.Listen.TLS.KeyFile, "the listener's TLS private key")
+		add("listen.tls.key_file", c.Listen.TLS.KeyFile, "the listener's TLS private key", "chooses the listener's TLS key")
 	}
 	if c.Metrics != nil && c.Metrics.TLS != nil {
-		add("metrics.tls.key_file", c.Metrics.TLS.KeyFile, "the metrics listener's TLS private key")
+		add("metrics.tls.key_file", c.Metrics.TLS.KeyFile, "the metrics listener's TLS private key", "chooses the metrics listener's TLS key")
 	}
-	add("signing.key_file", c.Signing.KeyFile, "the key every token is signed with")
+	add("signing.key_file", c.Signing.KeyFile, "the key every token is signed with", "chooses the key every token is signed with")
 	for i, p := range c.Signing.Publish {
-		files = append(files, secretFile{field: fmt.Sprintf("signing.publish[%d]", i), path: p, what: "a private signing key", ifPrivateKey: true})
+		files = append(files, secretFile{field: fmt.Sprintf("signing.publish[%d]", i), path: p, what: "a private signing key",
+			chooses: "chooses a key the JWKS publishes", ifPrivateKey: true})
 	}
 	for i, s := range c.RefreshTokens.Secrets {
-		add(fmt.Sprintf("refresh_tokens.secrets[%d].file", i), s.File, "a refresh token secret")
+		add(fmt.Sprintf("refresh_tokens.secrets[%d].file", i), s.File, "a refresh token secret", "chooses a refresh token secret, and can make refresh tokens with it")
 	}
-	add("store.url.file", c.Store.URL.File, "the store URL, with its password if it has one")
+	add("store.url.file", c.Store.URL.File, "the store URL, with its password if it has one", "chooses the store, and with it every account's rights")
 	if u, err := c.Store.URL.Resolve(); err == nil {
 		if kind, path, err := ParseStoreURL(u); err == nil && kind == storeBolt {
-			add("store.url", path, "the key store, whose writer can give any account any right")
+			add("store.url", path, "the key store, whose writer can give any account any right", "chooses every account's keys and rights")
 		}
 	}
 	for _, p := range c.policySources() {
 		// An HS* algorithm verifies with a shared secret; the others with a public key.
 		if p.Signing != nil && strings.HasPrefix(strings.ToUpper(p.Signing.Algorithm), "HS") {
-			add(p.field+".signing.key_file", p.Signing.KeyFile, "the secret bundles are signed with")
+			add(p.field+".signing.key_file", p.Signing.KeyFile, "the secret bundles are signed with", "chooses the secret bundles are signed with, and with it the policy")
 		}
 	}
 	return files
@@ -148,6 +163,187 @@ func (c Config) policySources() []namedSource {
 		sources = append(sources, namedSource{"policy.dry_run", c.Policy.DryRun})
 	}
 	return sources
+}
+
+// localWarnings are the warnings of a policy source's local bundle: a policy.dir whose folder,
+// or a folder or file in it, others can change (adding a file is enough), a policy.bundle
+// others can change, and either of them in a folder others can rename it out of.
+func (p namedSource) localWarnings(stat func(string) (fs.FileInfo, error)) []string {
+	// Whoever changes a signed bundle cannot write a policy of their own: they can put back an
+	// older signed one, or break the signature so that no new revision activates.
+	chooses := "chooses the policy"
+	if p.Signing != nil {
+		chooses = "can put back any bundle ever signed with " + p.field + ".signing's key, or keep the policy from loading"
+	}
+	var ws []string
+	if p.Dir != "" {
+		field := p.field + ".dir"
+		t := treeExposure(p.Dir, stat)
+		if t.count > 0 {
+			more := ""
+			if t.count > 1 {
+				more = fmt.Sprintf(", as can %d more folders and files in it", t.count-1)
+			}
+			if t.stopped {
+				more += fmt.Sprintf(" (of the first %d looked at)", walkLimit)
+			}
+			ws = append(ws, fmt.Sprintf("%s %q holds what others can change: %q %s (mode %04o)%s; whoever changes what it holds %s: chmod -R go-w %q",
+				field, p.Dir, t.first, t.who, unixMode(t.st), more, chooses, p.Dir))
+		}
+		if w := folderWarning(field, p.Dir, chooses, stat); w != "" {
+			ws = append(ws, w)
+		}
+	}
+	if p.Bundle != "" {
+		field := p.field + ".bundle"
+		if st, err := stat(p.Bundle); err == nil && st.Mode().IsRegular() {
+			if who := exposureOf(st, canWrite); who != "" {
+				ws = append(ws, fmt.Sprintf("%s %q %s (mode %04o), and whoever changes it %s: chmod go-w it", field, p.Bundle, who, st.Mode().Perm(), chooses))
+			}
+			if w := folderWarning(field, p.Bundle, chooses, stat); w != "" {
+				ws = append(ws, w)
+			}
+		}
+	}
+	return ws
+}
+
+// walkLimit bounds the walk of a policy.dir: a bundle holds tens or hundreds of files, and a
+// folder named by mistake (/, a home folder) must not hold up the start.
+const walkLimit = 4096
+
+// treeFinding is what treeExposure found.
+type treeFinding struct {
+	// first is the first path others can change, st its stat, who says who can.
+	first string
+	st    fs.FileInfo
+	who   string
+	// count is how many paths others can change; stopped, whether the walk ended at walkLimit
+	// entries before the end of the tree.
+	count   int
+	stopped bool
+}
+
+// treeExposure walks the folder root names — itself, and every folder and file under it — for
+// what users other than the server can change. Symbolic links under root are not followed: the
+// walk stays in the tree (a link is replaced through the folder holding it, which is judged).
+// The sticky bit does not help here: adding a file to a folder changes what it holds. A path
+// on a read-only file system is changed by nobody.
+func treeExposure(root string, stat func(string) (fs.FileInfo, error)) treeFinding {
+	var t treeFinding
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return t // a folder that is not there is an error of its own, when the policy loads
+	}
+	entries := 0
+	filepath.WalkDir(real, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		if entries++; entries > walkLimit {
+			t.stopped = true
+			return filepath.SkipAll
+		}
+		st, err := stat(p)
+		if err != nil {
+			return nil
+		}
+		if who := exposureOf(st, canWrite); who != "" && !readOnlyFS(p) {
+			if t.count == 0 {
+				t.first, t.st, t.who = p, st, who
+			}
+			t.count++
+		}
+		return nil
+	})
+	return t
+}
+
+// folderWarning warns of a file others can replace through a folder on its way (replaceableBy),
+// whatever the file's own mode; "" when they cannot. field and path name the file; chooses says
+// what whoever replaces it chooses.
+func folderWarning(field, path, chooses string, stat func(string) (fs.FileInfo, error)) string {
+	r := replaceableBy(path, stat)
+	if r.dir == "" {
+		return ""
+	}
+	dir, child, st := r.dir, r.child, r.st
+	where := fmt.Sprintf("the folder %q on its way", dir)
+	if r.holdsFile {
+		where = fmt.Sprintf("its folder %q", dir)
+	}
+	fix := fmt.Sprintf("chmod go-w %q", dir)
+	if st.Mode()&fs.ModeSticky != 0 {
+		// As on /tmp: an entry is renamed by its owner, and anything in the folder by the
+		// folder's owner; replaceableBy found one of them is someone else.
+		owner := child
+		if !ownedByServer(st) {
+			owner = dir
+		}
+		fix = fmt.Sprintf("the folder has the sticky bit, but %q is neither the server's user's nor root's: chown it, or keep the file in a folder only they can change", owner)
+	}
+	return fmt.Sprintf("%s %q can be replaced: %s %s (mode %04o), and whoever replaces the file %s: %s",
+		field, path, where, r.who, unixMode(st), chooses, fix)
+}
+
+// replaceable is a folder in which others can rename an entry on the way to a file.
+type replaceable struct {
+	// dir is the folder, st its stat and who says who can change it; child is its entry on the
+	// way, the file itself when holdsFile.
+	dir, child, who string
+	st              fs.FileInfo
+	holdsFile       bool
+}
+
+// replaceableBy finds a folder on the way to path, as written and with symbolic links resolved,
+// in which users other than the server can rename an entry, and so put another file in the
+// path's place. A folder on a read-only file system lets nobody. One with the sticky bit, as
+// /tmp, lets others rename only what they own: an entry that is the server's user's or root's,
+// in such a folder that is theirs too, is safe.
+func replaceableBy(path string, stat func(string) (fs.FileInfo, error)) replaceable {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return replaceable{}
+	}
+	paths := []string{abs}
+	if real, err := filepath.EvalSymlinks(abs); err == nil && real != abs {
+		paths = append(paths, real)
+	}
+	seen := map[string]bool{}
+	for _, p := range paths {
+		for child, dir := p, filepath.Dir(p); child != dir; child, dir = dir, filepath.Dir(dir) {
+			if seen[child] {
+				continue
+			}
+			seen[child] = true
+			st, err := stat(dir)
+			if err != nil || !st.IsDir() {
+				continue
+			}
+			who := exposureOf(st, canWrite)
+			if who == "" || readOnlyFS(dir) {
+				continue
+			}
+			if st.Mode()&fs.ModeSticky != 0 && ownedByServer(st) {
+				if entry, err := os.Lstat(child); err == nil && ownedByServer(entry) {
+					continue
+				}
+			}
+			return replaceable{dir: dir, child: child, who: who, st: st, holdsFile: child == p}
+		}
+	}
+	return replaceable{}
+}
+
+// unixMode is a file's mode as chmod writes it: 0644, or 1777 for a folder with the sticky bit.
+func unixMode(st fs.FileInfo) fs.FileMode {
+	m, mode := st.Mode(), st.Mode().Perm()
+	for bit, octal := range map[fs.FileMode]fs.FileMode{fs.ModeSticky: 0o1000, fs.ModeSetgid: 0o2000, fs.ModeSetuid: 0o4000} {
+		if m&bit != 0 {
+			mode |= octal
+		}
+	}
+	return mode
 }
 
 // configurationFile is a file that says what the server does: whoever changes it chooses that,
