@@ -3,6 +3,7 @@
 package server
 
 import (
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -541,4 +542,93 @@ func TestFolderWarnings(t *testing.T) {
 		}
 		check(t, cfg.Warnings(file), replaced(cfg, file, `its folder "`+tmp+`" `+every+` (mode 1777)`))
 	})
+}
+
+// A reload can bring what the warnings cover: a secret file others can read, a folder others
+// can change. Reload logs, at WARN after its own record, each warning of the new configuration
+// not logged before, and its record counts those that stand; one that stands is not repeated,
+// and one that went away is logged again when it comes back.
+func TestReloadLogsNewWarnings(t *testing.T) {
+	f := newFileSet(t)
+	s, _, logs := f.start()
+	// reload reloads and returns the warnings it logged and the count in its record.
+	seen := 0
+	reload := func() (warned []string, count float64) {
+		t.Helper()
+		if err := s.Reload("SIGHUP"); err != nil {
+			t.Fatal(err)
+		}
+		logs.mu.Lock()
+		defer logs.mu.Unlock()
+		lines := strings.Split(strings.TrimSpace(logs.buf.String()), "\n")
+		for _, line := range lines[seen:] {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatalf("log line %q: %v", line, err)
+			}
+			switch {
+			case rec["msg"] == "configuration reloaded":
+				count, _ = rec["warnings"].(float64)
+			case rec["level"] == "WARN":
+				if rec["generation"] == nil {
+					t.Errorf("warning %q names no generation", rec["msg"])
+				}
+				warned = append(warned, rec["msg"].(string))
+			}
+		}
+		seen = len(lines)
+		return warned, count
+	}
+	if got, n := reload(); len(got) != 0 || n != 0 {
+		t.Fatalf("private files: a reload warned %q (counting %v), want nothing", got, n)
+	}
+
+	// A second refresh secret, readable by every user.
+	readable := f.secret(1)
+	if err := os.Chmod(readable, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.set("refresh_tokens", fmt.Sprintf("{secrets: [{file: %q}, {file: %q}]}", f.secret(0), readable))
+	want := `refresh_tokens.secrets[1].file "` + readable + `" can be read by every user of this host (mode 0644)`
+	if got, n := reload(); len(got) != 1 || !strings.HasPrefix(got[0], want) || n != 1 {
+		t.Fatalf("a reload bringing a readable secret warned %q (counting %v), want one beginning %q", got, n, want)
+	}
+	if got, n := reload(); len(got) != 0 || n != 1 {
+		t.Fatalf("a reload changing nothing warned %q (counting %v), want nothing, counting 1", got, n)
+	}
+
+	// The folder of every file turns changeable by every user: every file warns anew, the
+	// readable secret not again.
+	if err := os.Chmod(f.dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	got, n := reload()
+	if len(got) == 0 || int(n) != len(got)+1 {
+		t.Fatalf("a reload after the folder turned 0777 warned %q (counting %v), want every file warned of, and the secret counted", got, n)
+	}
+	for _, w := range got {
+		if !strings.Contains(w, `can be replaced: its folder "`+f.dir+`" can be changed by every user of this host (mode 0777)`) {
+			t.Errorf("warning %q, want only those of the folder", w)
+		}
+	}
+	if !slices.ContainsFunc(got, func(w string) bool { return strings.HasPrefix(w, `configuration file "`+f.path+`" can be replaced`) }) {
+		t.Errorf("warnings %q, none of the configuration file", got)
+	}
+
+	// Put right, then wrong again: the warning is news again.
+	if err := os.Chmod(f.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(readable, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, n := reload(); len(got) != 0 || n != 0 {
+		t.Fatalf("a reload after the modes were put right warned %q (counting %v), want nothing", got, n)
+	}
+	if err := os.Chmod(readable, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, n := reload(); len(got) != 1 || !strings.HasPrefix(got[0], want) || n != 1 {
+		t.Fatalf("a reload after the secret turned readable again warned %q (counting %v), want one beginning %q", got, n, want)
+	}
 }

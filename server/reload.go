@@ -187,6 +187,13 @@ func (s *Server) tokenEndpoint(g *generation) (http.Handler, error) {
 // a file that does not parse, or changes a restart-only setting is refused, logged and counted;
 // the running generation keeps serving. trigger says what asked for the reload, for the log.
 // Reloads are serialized; requests are never blocked by one.
+//
+// A reload can bring what Config.Warnings warns of: a key or secret file others can read, a
+// secret written into the configuration file, a file or folder whose mode changed since. The
+// warnings of the new configuration that were not already logged (at start or by the last
+// reload) are logged at WARN after the reload's record, which counts them all: one that stands
+// is not repeated at every certificate renewal, and one that goes away and comes back is logged
+// again.
 func (s *Server) Reload(trigger string) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
@@ -203,9 +210,16 @@ func (s *Server) Reload(trigger string) error {
 	s.reloadMetrics.reloads.WithLabelValues("success").Inc()
 	s.reloadMetrics.successful.Set(1)
 	s.reloadMetrics.lastSuccess.Set(float64(s.now().UnixNano()) / 1e9)
+	warnings := next.cfg.Warnings(s.configFile)
 	s.logger.Info("configuration reloaded", "trigger", trigger, "config", s.configFile, "generation", next.number,
 		"signing_kid", next.keys.published[0], "published_kids", next.keys.published, "services", next.cfg.Services,
-		"refresh_secrets", len(next.cfg.RefreshTokens.Secrets), "tls", len(next.certs) > 0)
+		"refresh_secrets", len(next.cfg.RefreshTokens.Secrets), "tls", len(next.certs) > 0, "warnings", len(warnings))
+	for _, w := range warnings {
+		if !slices.Contains(s.warned, w) {
+			s.logger.Warn(w, "generation", next.number)
+		}
+	}
+	s.warned = warnings
 	return nil
 }
 

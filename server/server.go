@@ -72,6 +72,9 @@ type Server struct {
 	gen           atomic.Pointer[generation]
 	reloadMu      sync.Mutex
 	reloadMetrics *reloadMetrics
+	// warned are the warnings of the serving configuration, as logged at start or by the last
+	// reload (under reloadMu): a reload logs only those not among them.
+	warned []string
 	// settle is how long watched files stay quiet before a reload.
 	settle time.Duration
 	// draining is set when shutdown begins: /readyz answers 503 while requests are still served.
@@ -91,16 +94,18 @@ func NewLogger(cfg Log, w io.Writer) *slog.Logger {
 
 // New loads the signing keys and certificates, starts the policy and opens the store; Close
 // releases them. A configuration that cannot work fails here, before anything listens; one that
-// works but may expose something (Config.Warnings) is logged here, once, at WARN.
+// works but may expose something (Config.Warnings) is logged here, once, at WARN; a reload logs
+// those it brings.
 func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	for _, w := range cfg.Warnings(opts.ConfigFile) {
+	warned := cfg.Warnings(opts.ConfigFile)
+	for _, w := range warned {
 		opts.Logger.Warn(w)
 	}
 	s := &Server{cfg: cfg, configFile: opts.ConfigFile, logger: opts.Logger, registry: newRegistry(opts.Version),
-		clock: opts.Now, settle: settle}
+		clock: opts.Now, settle: settle, warned: warned}
 	s.reloadMetrics = newReloadMetrics(s.registry)
 	for _, p := range cfg.TrustedProxies {
 		s.proxies = append(s.proxies, netip.MustParsePrefix(p)) // validated with the configuration
