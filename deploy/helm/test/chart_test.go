@@ -81,15 +81,26 @@ type rendered struct {
 	serviceMonitors []*monitoringv1.ServiceMonitor
 }
 
-// render runs helm template with a values file and --set values, and decodes every document
-// strictly into its API type: an unknown or misplaced field, a wrong type or a duplicate key is
-// an error, as the API server's strict field validation would make it.
+// setArgs are helm's arguments for values: key=value for --set, or a flag of its own
+// ("--set-json=extraVolumes=[...]").
+func setArgs(set []string) []string {
+	var args []string
+	for _, s := range set {
+		if strings.HasPrefix(s, "--") {
+			args = append(args, s)
+		} else {
+			args = append(args, "--set", s)
+		}
+	}
+	return args
+}
+
+// render runs helm template with a values file and values to set (setArgs), and decodes every
+// document strictly into its API type: an unknown or misplaced field, a wrong type or a
+// duplicate key is an error, as the API server's strict field validation would make it.
 func render(t *testing.T, values string, set ...string) *rendered {
 	t.Helper()
-	args := []string{"template", "rel", chart, "--namespace", "registry", "-f", values}
-	for _, s := range set {
-		args = append(args, "--set", s)
-	}
+	args := append([]string{"template", "rel", chart, "--namespace", "registry", "-f", values}, setArgs(set)...)
 	out, err := runHelm(t, args...)
 	if err != nil {
 		t.Fatal(err)
@@ -588,13 +599,29 @@ func TestChartRefusesIncompleteValues(t *testing.T) {
 		// hold different accounts, keys and grants.
 		{"a bolt store on the default replicas", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true"}, "a bolt store is one file"},
 		{"a bolt store on three replicas", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true", "replicaCount=3"}, "replicaCount: 1"},
+		// A bolt store on what goes with the pod loses every account, key and grant with it.
+		{"a bolt store on no volume", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true", "replicaCount=1"},
+			`the bolt store "/var/lib/regoauth/store.db" is in the container's own file system (no volume of extraVolumeMounts holds it): every account, key and grant would be lost whenever the pod is replaced`},
+		{"a bolt store on the chart's /tmp", []string{"store.url=bolt:///tmp/regoauth/store.db", "signing.generate=true", "replicaCount=1"},
+			`the bolt store "/tmp/regoauth/store.db" is on the emptyDir volume tmp`},
+		{"a bolt store on an emptyDir", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true", "replicaCount=1",
+			`--set-json=extraVolumes=[{"name":"data","emptyDir":{}}]`, `--set-json=extraVolumeMounts=[{"name":"data","mountPath":"/var/lib/regoauth"}]`},
+			`the bolt store "/var/lib/regoauth/store.db" is on the emptyDir volume data`},
+		{"a bolt store on a generic ephemeral volume", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true", "replicaCount=1",
+			`--set-json=extraVolumes=[{"name":"data","ephemeral":{"volumeClaimTemplate":{"spec":{"accessModes":["ReadWriteOnce"]}}}}]`,
+			`--set-json=extraVolumeMounts=[{"name":"data","mountPath":"/var/lib/regoauth"}]`},
+			`the bolt store "/var/lib/regoauth/store.db" is on the ephemeral volume data, deleted with the pod`},
+		{"a bolt store on an emptyDir inside a persistent volume", []string{"store.url=bolt:///var/lib/regoauth/cache/store.db", "signing.generate=true", "replicaCount=1",
+			`--set-json=extraVolumes=[{"name":"data","persistentVolumeClaim":{"claimName":"regoauth"}},{"name":"cache","emptyDir":{}}]`,
+			`--set-json=extraVolumeMounts=[{"name":"data","mountPath":"/var/lib/regoauth"},{"name":"cache","mountPath":"/var/lib/regoauth/cache"}]`},
+			`the bolt store "/var/lib/regoauth/cache/store.db" is on the emptyDir volume cache`},
+		{"a bolt store beside a persistent volume", []string{"store.url=bolt:///var/lib/regoauth-data/store.db", "signing.generate=true", "replicaCount=1",
+			`--set-json=extraVolumes=[{"name":"data","persistentVolumeClaim":{"claimName":"regoauth"}}]`,
+			`--set-json=extraVolumeMounts=[{"name":"data","mountPath":"/var/lib/regoauth"}]`},
+			"is in the container's own file system"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			args := []string{"template", "rel", chart}
-			for _, s := range c.set {
-				args = append(args, "--set", s)
-			}
-			_, err := runHelm(t, args...)
+			_, err := runHelm(t, append([]string{"template", "rel", chart}, setArgs(c.set)...)...)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("helm template --set %v: %v; want an error saying %q", c.set, err, c.want)
 			}
@@ -608,7 +635,7 @@ func TestChartRefusesIncompleteValues(t *testing.T) {
 // read (an existing Secret's) keeps the rolling update.
 func TestChartBoltStoreOnOnePod(t *testing.T) {
 	minimal := filepath.Join(chart, "ci", "minimal-values.yaml")
-	r := render(t, minimal, "store.url=bolt:///var/lib/regoauth/store.db", "replicaCount=1")
+	r := render(t, minimal, append(persistentData, "store.url=bolt:///var/lib/regoauth/store.db", "replicaCount=1")...)
 	if r.deployment.Spec.Replicas == nil || *r.deployment.Spec.Replicas != 1 {
 		t.Errorf("a bolt store renders %v replicas, want 1", r.deployment.Spec.Replicas)
 	}
@@ -618,6 +645,43 @@ func TestChartBoltStoreOnOnePod(t *testing.T) {
 	r = render(t, minimal, "store.existingSecret=regoauth-store", "replicaCount=2")
 	if s := r.deployment.Spec.Strategy; s.Type != appsv1.RollingUpdateDeploymentStrategyType {
 		t.Errorf("a store in an existing Secret is replaced by %+v, want RollingUpdate", s)
+	}
+}
+
+// persistentData mounts a persistentVolumeClaim at /var/lib/regoauth.
+var persistentData = []string{
+	`--set-json=extraVolumes=[{"name":"data","persistentVolumeClaim":{"claimName":"regoauth-data"}}]`,
+	`--set-json=extraVolumeMounts=[{"name":"data","mountPath":"/var/lib/regoauth/"}]`,
+}
+
+// TestChartBoltStoreOutlivesThePod: a bolt store renders on a volume that outlives the pod (a
+// persistentVolumeClaim, or a hostPath), the deepest mount above the file deciding; on what goes
+// with the pod (TestChartRefusesIncompleteValues) it renders only when store.ephemeral says the
+// loss is accepted.
+func TestChartBoltStoreOutlivesThePod(t *testing.T) {
+	minimal := filepath.Join(chart, "ci", "minimal-values.yaml")
+	for _, c := range []struct {
+		name string
+		set  []string
+	}{
+		{"a persistentVolumeClaim", append(persistentData, "store.url=bolt:///var/lib/regoauth/store.db")},
+		{"a persistentVolumeClaim below the chart's /tmp", []string{"store.url=bolt:///tmp/data/store.db",
+			`--set-json=extraVolumes=[{"name":"data","persistentVolumeClaim":{"claimName":"regoauth-data"}}]`,
+			`--set-json=extraVolumeMounts=[{"name":"data","mountPath":"/tmp/data"}]`}},
+		{"a hostPath", []string{"store.url=bolt:///var/lib/regoauth/store.db",
+			`--set-json=extraVolumes=[{"name":"data","hostPath":{"path":"/srv/regoauth","type":"DirectoryOrCreate"}}]`,
+			`--set-json=extraVolumeMounts=[{"name":"data","mountPath":"/var/lib/regoauth"}]`}},
+		{"the chart's /tmp, the loss accepted", []string{"store.url=bolt:///tmp/store.db", "store.ephemeral=true"}},
+		{"no volume, the loss accepted", []string{"store.url=bolt:///var/lib/regoauth/store.db", "store.ephemeral=true"}},
+		{"an emptyDir, the loss accepted", []string{"store.url=bolt:///var/lib/regoauth/store.db", "store.ephemeral=true",
+			`--set-json=extraVolumes=[{"name":"data","emptyDir":{}}]`, `--set-json=extraVolumeMounts=[{"name":"data","mountPath":"/var/lib/regoauth"}]`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := render(t, minimal, append(c.set, "replicaCount=1")...)
+			if r.deployment.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+				t.Errorf("a bolt store's pod is replaced by %+v, want Recreate", r.deployment.Spec.Strategy)
+			}
+		})
 	}
 }
 

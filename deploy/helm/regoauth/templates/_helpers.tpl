@@ -55,6 +55,39 @@ an existing Secret's URL is the operator's to keep to one replica. */}}
 {{- if and (not .Values.store.existingSecret) (hasPrefix "bolt://" .Values.store.url) }}true{{ end }}
 {{- end }}
 
+{{/* Where a bolt store's file is when no volume that outlives the pod holds it, as the end of a
+sentence; empty when one does. The file is on the volume of the mount with the longest
+mountPath above it (extraVolumeMounts, or the chart's /tmp): an emptyDir or a generic ephemeral
+volume goes with the pod; without a mount, the file is in the container's own file system,
+which goes with the container. A relative path cannot be placed, and counts as the latter. */}}
+{{- define "regoauth.boltVolatile" -}}
+{{- $path := trimPrefix "bolt://" .Values.store.url }}
+{{- $mount := dict }}
+{{- $longest := -1 }}
+{{- range concat (list (dict "name" "tmp" "mountPath" "/tmp")) .Values.extraVolumeMounts }}
+{{- $dir := trimSuffix "/" .mountPath }}
+{{- if and (hasPrefix (printf "%s/" $dir) $path) (gt (len $dir) $longest) }}
+{{- $mount = . }}
+{{- $longest = len $dir }}
+{{- end }}
+{{- end }}
+{{- if not $mount.name }}
+{{- printf "%q is in the container's own file system (no volume of extraVolumeMounts holds it)" $path }}
+{{- else }}
+{{- $volume := dict }}
+{{- range concat (list (dict "name" "tmp" "emptyDir" dict)) .Values.extraVolumes }}
+{{- if eq .name $mount.name }}
+{{- $volume = . }}
+{{- end }}
+{{- end }}
+{{- if hasKey $volume "emptyDir" }}
+{{- printf "%q is on the emptyDir volume %s" $path $mount.name }}
+{{- else if hasKey $volume "ephemeral" }}
+{{- printf "%q is on the ephemeral volume %s, deleted with the pod" $path $mount.name }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Where the pod sees its files. */}}
 {{- define "regoauth.paths" -}}
 config: /etc/regoauth/config/regoauth.yaml
