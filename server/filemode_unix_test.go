@@ -514,7 +514,7 @@ func TestFolderWarnings(t *testing.T) {
 		cfg := Defaults()
 		cfg.Listen.Addr = "127.0.0.1:5001"
 		cfg.Policy.Dir = bundle
-		check(t, cfg.Warnings(""), []string{`policy.dir "` + bundle + `" can be replaced: its folder "` + dir + `" ` + every + ` (mode 0777), and whoever replaces the file chooses the policy`})
+		check(t, cfg.Warnings(""), []string{`policy.dir "` + bundle + `" can be replaced: its folder "` + dir + `" ` + every + ` (mode 0777), and whoever replaces the folder chooses the policy`})
 	})
 
 	// A folder like /tmp: 1777, root's. The test's own files are the server's user's.

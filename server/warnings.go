@@ -268,6 +268,10 @@ func folderWarning(field, path, chooses string, stat func(string) (fs.FileInfo, 
 		return ""
 	}
 	dir, child, st := r.dir, r.child, r.st
+	noun := "file" // or "folder": policy.dir
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		noun = "folder"
+	}
 	where := fmt.Sprintf("the folder %q on its way", dir)
 	if r.holdsFile {
 		where = fmt.Sprintf("its folder %q", dir)
@@ -280,10 +284,10 @@ func folderWarning(field, path, chooses string, stat func(string) (fs.FileInfo, 
 		if !ownedByServer(st) {
 			owner = dir
 		}
-		fix = fmt.Sprintf("the folder has the sticky bit, but %q is neither the server's user's nor root's: chown it, or keep the file in a folder only they can change", owner)
+		fix = fmt.Sprintf("the folder has the sticky bit, but %q is neither the server's user's nor root's: chown it, or keep the %s in a folder only they can change", owner, noun)
 	}
-	return fmt.Sprintf("%s %q can be replaced: %s %s (mode %04o), and whoever replaces the file %s: %s",
-		field, path, where, r.who, unixMode(st), chooses, fix)
+	return fmt.Sprintf("%s %q can be replaced: %s %s (mode %04o), and whoever replaces the %s %s: %s",
+		field, path, where, r.who, unixMode(st), noun, chooses, fix)
 }
 
 // replaceable is a folder in which others can rename an entry on the way to a file.
