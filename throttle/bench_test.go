@@ -65,3 +65,49 @@ func BenchmarkAllowWhileRefusing(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAdmit is what the failure budgets cost a valid request that is checked: the check
+// before the credentials, holding a unit of its budgets, and giving it back after a success. It
+// is Allow's cost and the bookkeeping of the attempts in flight; "parallel" is many requests at
+// once from one client, the worst case for that bookkeeping's lock.
+func BenchmarkAdmit(b *testing.B) {
+	client := netip.MustParseAddr("203.0.113.7")
+	admit := func(b *testing.B, g *throttle.Guard) {
+		settle, err := g.Admit(ctx, client, "user1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		settle(ctx, false)
+	}
+	b.Run("memory", func(b *testing.B) {
+		g := throttle.NewGuard(throttle.NewMemory(100_000, benchLimits.Refill(), nil), benchLimits, nil, nil)
+		b.ReportAllocs()
+		for b.Loop() {
+			admit(b, g)
+		}
+	})
+	b.Run("memory/parallel", func(b *testing.B) {
+		g := throttle.NewGuard(throttle.NewMemory(100_000, benchLimits.Refill(), nil), benchLimits, nil, nil)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				admit(b, g)
+			}
+		})
+	})
+	b.Run("redis", func(b *testing.B) {
+		srv := redistest.Start(b)
+		r := throttle.NewRedis(srv.Client(), throttle.RedisOptions{Prefix: "{bench}:", Forget: benchLimits.Refill()})
+		b.Cleanup(func() { r.Close() })
+		deadline := time.Now().Add(5 * time.Second)
+		for !r.Live() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		g := throttle.NewGuard(r, benchLimits, nil, nil)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			admit(b, g)
+		}
+	})
+}

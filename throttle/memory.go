@@ -22,7 +22,7 @@ type Memory struct {
 	// keys are the address budgets ([0]) and the others ([1]).
 	keys [2]*expirable.LRU[string, *rate.Limiter]
 	now  func() time.Time
-	// spentUntil is when the last budget a failure left spent is whole again (Unix ns): before
+	// spentUntil is when the last budget a failure spent any of is full again (Unix ns): before
 	// then a check looks its keys up, after it none needs to (Idle).
 	spentUntil atomic.Int64
 }
@@ -68,12 +68,16 @@ func (l Limits) Remember(inFlight int) time.Duration {
 	return max(debt(l.Address), debt(l.AccountAddress), debt(l.Account), l.Refill())
 }
 
-func (m *Memory) Wait(_ context.Context, key string, l Limit) (time.Duration, error) {
+func (m *Memory) Room(_ context.Context, key string, l Limit) (int, time.Duration, error) {
 	lim, ok := m.table(key).Get(key)
 	if !ok {
-		return 0, nil
+		return l.Burst, 0, nil
 	}
-	return waitFor(lim, l, m.now()), nil
+	now := m.now()
+	if wait := waitFor(lim, l, now); wait > 0 {
+		return 0, wait, nil
+	}
+	return min(int(lim.TokensAt(now)), l.Burst), 0, nil
 }
 
 func (m *Memory) Spend(_ context.Context, key string, l Limit) (bool, time.Duration, error) {
@@ -93,14 +97,13 @@ func (m *Memory) Spend(_ context.Context, key string, l Limit) (bool, time.Durat
 	allowed := lim.TokensAt(now) >= 1
 	lim.ReserveN(now, 1)
 	wait := waitFor(lim, l, now)
-	if wait > 0 {
-		raiseTo(&m.spentUntil, now.Add(wait))
-	}
+	// The budget is full again once it has refilled what it is short of its burst.
+	raiseTo(&m.spentUntil, now.Add(time.Duration((float64(l.Burst)-lim.TokensAt(now))*float64(l.Every))))
 	return allowed, wait, nil
 }
 
-// Idle reports that no budget a failure left spent can still be: Wait would answer 0 for
-// every key.
+// Idle reports that every budget a failure spent of is full again: Room would answer the burst
+// for every key.
 func (m *Memory) Idle() bool { return m.now().UnixNano() >= m.spentUntil.Load() }
 
 // raiseTo moves v to t unless it is already later.

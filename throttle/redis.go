@@ -33,9 +33,14 @@ type Redis struct {
 	now     func() time.Time
 
 	blocked *expirable.LRU[string, time.Time]
-	// blockedUntil is the latest end of a block this replica knows (Unix ns), so that Idle
-	// needs no look at the keys.
-	blockedUntil atomic.Int64
+	// full holds, for each budget this replica's own failures spent of, when it is full again:
+	// what it knows of budgets spent but not yet blocked, without asking Redis. Failures on
+	// other replicas reach it only once they block a budget.
+	full   *expirable.LRU[string, time.Time]
+	fullMu sync.Mutex // orders the updates of full: a later end never gives way to an earlier
+	// spentUntil is the latest end of a block this replica knows, or of a budget it knows to be
+	// short of full (Unix ns), so that Idle needs no look at the keys.
+	spentUntil atomic.Int64
 
 	// live is the state of the subscription to blocked keys.
 	live redissub.Liveness
@@ -78,6 +83,7 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 			return redissub.Publish(ctx, client, channel, payload)
 		}},
 		blocked: expirable.NewLRU[string, time.Time](opts.Size, nil, max(opts.Forget, time.Second)),
+		full:    expirable.NewLRU[string, time.Time](opts.Size, nil, max(opts.Forget, time.Second)),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
@@ -106,19 +112,39 @@ func waitAfter(res *redis_rate.Result, l Limit) time.Duration {
 	return max(res.ResetAfter-time.Duration(l.Burst-1)*l.Every, 0)
 }
 
-func (r *Redis) Wait(ctx context.Context, key string, l Limit) (time.Duration, error) {
+// Room answers from this replica's memory while its subscription is alive: a blocked budget has
+// no room, a budget its own failures spent of has what they left, any other is taken as full
+// (failures on other replicas that did not block a budget are not known here). Otherwise it asks
+// Redis.
+func (r *Redis) Room(ctx context.Context, key string, l Limit) (int, time.Duration, error) {
 	now := r.now()
 	if until, ok := r.blocked.Get(key); ok && until.After(now) {
-		return until.Sub(now), nil
+		return 0, until.Sub(now), nil
 	}
 	if r.live.Alive() {
-		return 0, nil
+		if full, ok := r.full.Get(key); ok && full.After(now) {
+			return roomBefore(full.Sub(now), l)
+		}
+		return l.Burst, 0, nil
 	}
 	res, err := r.limiter.AllowN(ctx, r.prefix+key, rateLimit(l), 0)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return waitAfter(res, l), nil
+	if wait := waitAfter(res, l); wait > 0 {
+		return 0, wait, nil
+	}
+	return max(min(res.Remaining, l.Burst), 1), 0, nil
+}
+
+// roomBefore is the room of a budget that is full again after reset, as GCRA keeps it: each
+// failure it is short of full is one interval of reset.
+func roomBefore(reset time.Duration, l Limit) (int, time.Duration, error) {
+	if wait := reset - time.Duration(l.Burst-1)*l.Every; wait > 0 {
+		return 0, wait, nil
+	}
+	short := int((reset + l.Every - 1) / l.Every)
+	return l.Burst - short, 0, nil
 }
 
 func (r *Redis) Spend(ctx context.Context, key string, l Limit) (bool, time.Duration, error) {
@@ -127,6 +153,15 @@ func (r *Redis) Spend(ctx context.Context, key string, l Limit) (bool, time.Dura
 		return false, 0, err
 	}
 	wait := waitAfter(res, l)
+	if res.ResetAfter > 0 {
+		until := r.now().Add(res.ResetAfter)
+		raiseTo(&r.spentUntil, until)
+		r.fullMu.Lock()
+		if old, ok := r.full.Peek(key); !ok || until.After(old) {
+			r.full.Add(key, until)
+		}
+		r.fullMu.Unlock()
+	}
 	if wait > 0 {
 		r.block(key, wait)
 		// Best effort: a replica that misses it learns on its own next failure for the key.
@@ -137,15 +172,15 @@ func (r *Redis) Spend(ctx context.Context, key string, l Limit) (bool, time.Dura
 	return res.Allowed > 0, wait, nil
 }
 
-// Idle reports that this replica knows of no spent budget and would not ask Redis: Wait would
-// answer 0 for every key.
+// Idle reports that this replica knows of no budget short of full and would not ask Redis: Room
+// would answer the burst for every key.
 func (r *Redis) Idle() bool {
-	return r.now().UnixNano() >= r.blockedUntil.Load() && r.live.Alive()
+	return r.now().UnixNano() >= r.spentUntil.Load() && r.live.Alive()
 }
 
 func (r *Redis) block(key string, wait time.Duration) {
 	until := r.now().Add(wait)
-	raiseTo(&r.blockedUntil, until)
+	raiseTo(&r.spentUntil, until)
 	if old, ok := r.blocked.Peek(key); ok && old.After(until) {
 		return
 	}

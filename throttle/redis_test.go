@@ -122,13 +122,13 @@ func TestRedisWithoutSubscriptionAsksRedis(t *testing.T) {
 	if deaf.Live() {
 		t.Fatal("a backend whose pongs are an hour old claims to be live")
 	}
-	wait, err := deaf.Wait(ctx, "ip:"+attacker.String(), limits.Address)
-	if err != nil || wait <= 0 {
-		t.Fatalf("Wait without a live subscription = %s, %v; want the budget Redis holds", wait, err)
+	room, wait, err := deaf.Room(ctx, "ip:"+attacker.String(), limits.Address)
+	if err != nil || room != 0 || wait <= 0 {
+		t.Fatalf("Room without a live subscription = %d, %s, %v; want the budget Redis holds", room, wait, err)
 	}
 	other := netip.MustParseAddr("192.0.2.200")
-	if wait, err := deaf.Wait(ctx, "ip:"+other.String(), limits.Address); err != nil || wait != 0 {
-		t.Fatalf("an untouched key: %s, %v", wait, err)
+	if room, wait, err := deaf.Room(ctx, "ip:"+other.String(), limits.Address); err != nil || room != limits.Address.Burst || wait != 0 {
+		t.Fatalf("an untouched key: %d, %s, %v", room, wait, err)
 	}
 }
 
