@@ -53,12 +53,12 @@ type RefreshTokens interface {
 	Verify(token string) (tokens.RefreshClaims, error)
 }
 
-// Throttle limits failed authentication (throttle.Guard): Allow is asked before credentials are
-// checked, Failed after they were refused. Either refuses with an error that has a
-// RetryAfterSeconds method, answered 429 with Retry-After.
+// Throttle limits failed authentication (throttle.Guard): Admit is asked before credentials are
+// checked and counts the attempt as in flight until settle is called with whether they were
+// refused. Admit and settle refuse with an error that has a RetryAfterSeconds method, answered
+// 429 with Retry-After.
 type Throttle interface {
-	Allow(ctx context.Context, client netip.Addr, account string) error
-	Failed(ctx context.Context, client netip.Addr, account string) error
+	Admit(ctx context.Context, client netip.Addr, account string) (settle func(ctx context.Context, failed bool) error, err error)
 }
 
 // MaxFormBytes bounds a POST body; real token requests are a few hundred bytes.
@@ -418,20 +418,21 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 }
 
 // authenticateThrottled is authenticate within the failure budgets of the client's address and
-// the account it names: a spent budget is refused before the credentials are looked at, and a
-// failure is counted against every budget.
+// the account it names: a spent budget is refused before the credentials are looked at, the
+// check counts against the budgets while it runs, and a failure is counted against every budget.
 func (h *Handler) authenticateThrottled(ctx context.Context, req request) (keystore.Principal, error) {
 	if h.throttle == nil {
 		return h.authenticate(ctx, req)
 	}
-	if err := h.throttle.Allow(ctx, req.client, req.username); err != nil {
+	settle, err := h.throttle.Admit(ctx, req.client, req.username)
+	if err != nil {
 		return keystore.Principal{}, err
 	}
+	// Gives the held units back should the check panic; a no-op once settled below.
+	defer settle(ctx, false)
 	p, err := h.authenticate(ctx, req)
-	if errors.Is(err, ErrBadCredentials) {
-		if terr := h.throttle.Failed(ctx, req.client, req.username); terr != nil {
-			return p, fmt.Errorf("%w (%w)", terr, err)
-		}
+	if terr := settle(ctx, errors.Is(err, ErrBadCredentials)); terr != nil {
+		return p, fmt.Errorf("%w (%w)", terr, err)
 	}
 	return p, err
 }
