@@ -65,11 +65,12 @@ type Authorizer interface {
 	Authorize(ctx context.Context, in *policy.AdminInput) (policy.AdminDecision, error)
 }
 
-// Throttle limits failed authentication (throttle.Guard), as on the token endpoint. Either
-// method refuses with an error that has a RetryAfterSeconds method, answered 429.
+// Throttle limits failed authentication (throttle.Guard), as on the token endpoint: Admit is
+// asked before a key is checked and counts the attempt as in flight until settle is called with
+// whether it was refused. Either refuses with an error that has a RetryAfterSeconds method,
+// answered 429.
 type Throttle interface {
-	Allow(ctx context.Context, client netip.Addr, account string) error
-	Failed(ctx context.Context, client netip.Addr, account string) error
+	Admit(ctx context.Context, client netip.Addr, account string) (settle func(ctx context.Context, failed bool) error, err error)
 }
 
 // Deps are the collaborators of the API, all passed the same way. Store and Authorizer are
@@ -209,10 +210,14 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (keystore.Princ
 	if id, ok := keystore.ParseAPIKey(key); ok && !basic {
 		subject = "key:" + id
 	}
+	settle := func(context.Context, bool) error { return nil }
 	if a.throttle != nil {
-		if err := a.throttle.Allow(ctx, client, subject); err != nil {
+		var err error
+		if settle, err = a.throttle.Admit(ctx, client, subject); err != nil {
 			return keystore.Principal{}, err
 		}
+		// Gives the held units back should the check panic; a no-op once settled below.
+		defer settle(ctx, false)
 	}
 	var p keystore.Principal
 	var err error
@@ -221,10 +226,8 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (keystore.Princ
 	} else {
 		p, err = keystore.Authenticate(ctx, a.store, user, key, a.opts.Now())
 	}
-	if a.throttle != nil && errors.Is(err, keystore.ErrBadCredentials) {
-		if terr := a.throttle.Failed(ctx, client, subject); terr != nil {
-			err = fmt.Errorf("%w (%w)", terr, err)
-		}
+	if terr := settle(ctx, errors.Is(err, keystore.ErrBadCredentials)); terr != nil {
+		err = fmt.Errorf("%w (%w)", terr, err)
 	}
 	return p, err
 }

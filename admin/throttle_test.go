@@ -1,12 +1,15 @@
 package admin_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -146,4 +149,111 @@ func throttledAPI(t *testing.T, limits throttle.Limits, opts admin.Options) (*bo
 		t.Fatal(err)
 	}
 	return store, api
+}
+
+// heldStore makes the key check slow: every principal lookup waits until let is closed.
+type heldStore struct {
+	*boltstore.Store
+	let   chan struct{}
+	began atomic.Int64
+}
+
+func (s *heldStore) LoadPrincipal(ctx context.Context, id string) (keystore.Principal, error) {
+	s.began.Add(1)
+	<-s.let
+	return s.Store.LoadPrincipal(ctx, id)
+}
+
+// TestConcurrentGuessesAtTheAdminAPIAreBounded: guesses sent at once, Bearer ones at the secret
+// of a known key id and Basic ones at an account, are checked against the budget with those
+// still in flight counted as spent: no more reach the key check than the key's (or account's)
+// budget at the address holds, and the others are answered 429 with its Retry-After once those
+// failed. Before, every one of them was checked.
+func TestConcurrentGuessesAtTheAdminAPIAreBounded(t *testing.T) {
+	const atOnce, budget = 12, 2
+	limits := throttle.Limits{Address: throttle.Limit{Burst: 100, Every: time.Minute}, AccountAddress: throttle.Limit{Burst: budget, Every: time.Minute}}
+	for _, basic := range []bool{false, true} {
+		t.Run(map[bool]string{false: "bearer", true: "basic"}[basic], func(t *testing.T) {
+			bolt, err := boltstore.Open(filepath.Join(t.TempDir(), "store.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { bolt.Close() })
+			if err := bolt.CreateAccount(ctx, keystore.Account{Name: "admin", Roles: []string{"admin"}}); err != nil {
+				t.Fatal(err)
+			}
+			plain, id, hash, _ := keystore.NewAPIKey(rand.Reader)
+			if err := bolt.CreateKey(ctx, keystore.Key{ID: id, Account: "admin", Hash: hash}); err != nil {
+				t.Fatal(err)
+			}
+			store := &heldStore{Store: bolt, let: make(chan struct{})}
+			engine := policy.New(policy.Options{})
+			if err := engine.LoadFS(ctx, policies.FS, "default"); err != nil {
+				t.Fatal(err)
+			}
+			guard := throttle.NewGuard(throttle.NewMemory(1000, limits.Refill(), nil), limits, nil, nil)
+			api, err := admin.New(admin.Deps{Store: store, Authorizer: engine, Throttle: guard}, admin.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(api)
+			t.Cleanup(srv.Close)
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: atOnce}}
+			t.Cleanup(client.CloseIdleConnections)
+
+			type answer struct {
+				status     int
+				retryAfter string
+			}
+			answers := make(chan answer, atOnce)
+			for range atOnce {
+				go func() {
+					wrong, _, _, _ := keystore.NewAPIKey(rand.Reader)
+					n := len("rak_") + len(id) + 1 // rak_ID_
+					guess := plain[:n] + wrong[n:]
+					r, _ := http.NewRequest("GET", srv.URL+admin.Prefix+"/whoami", nil)
+					if basic {
+						r.SetBasicAuth("admin", guess)
+					} else {
+						r.Header.Set("Authorization", "Bearer "+guess)
+					}
+					resp, err := client.Do(r)
+					if err != nil {
+						t.Error(err)
+						answers <- answer{}
+						return
+					}
+					resp.Body.Close()
+					answers <- answer{resp.StatusCode, resp.Header.Get("Retry-After")}
+				}()
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for store.began.Load() < budget && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(300 * time.Millisecond)
+			checking := store.began.Load()
+			close(store.let)
+			unauthorized, throttled := 0, 0
+			for range atOnce {
+				switch a := <-answers; a.status {
+				case http.StatusUnauthorized:
+					unauthorized++
+				case http.StatusTooManyRequests:
+					throttled++
+					if s, err := strconv.Atoi(a.retryAfter); err != nil || s < 55 || s > 60 {
+						t.Errorf("Retry-After %q, want about 60", a.retryAfter)
+					}
+				default:
+					t.Errorf("HTTP %d", a.status)
+				}
+			}
+			if checking != budget {
+				t.Fatalf("%d guesses at once with a budget of %d: %d reached the key check at once", atOnce, budget, checking)
+			}
+			if unauthorized != budget || throttled != atOnce-budget || store.began.Load() != budget {
+				t.Fatalf("%d answered 401 and %d 429 after %d key checks; want %d, %d and %d", unauthorized, throttled, store.began.Load(), budget, atOnce-budget, budget)
+			}
+		})
+	}
 }
