@@ -60,12 +60,11 @@ type Operations interface {
 }
 
 // Limiter holds back sign-in attempts: the brute-force limits of the token endpoint, so that a
-// guess costs the same wherever it is made. Allow is asked before a key is checked; Failed
-// records a wrong one. Either refuses with an error, which says how long to wait when it has a
-// RetryAfterSeconds method.
+// guess costs the same wherever it is made. Admit is asked before a key is checked and counts
+// the attempt as in flight until settle is called with whether the key was refused. Either
+// refuses with an error, which says how long to wait when it has a RetryAfterSeconds method.
 type Limiter interface {
-	Allow(ctx context.Context, client netip.Addr, account string) error
-	Failed(ctx context.Context, client netip.Addr, account string) error
+	Admit(ctx context.Context, client netip.Addr, account string) (settle func(ctx context.Context, failed bool) error, err error)
 }
 
 // refusal is a Limiter's refusal that says how long to wait.
@@ -240,5 +239,6 @@ func peerIP(r *http.Request) netip.Addr {
 
 type noLimit struct{}
 
-func (noLimit) Allow(context.Context, netip.Addr, string) error  { return nil }
-func (noLimit) Failed(context.Context, netip.Addr, string) error { return nil }
+func (noLimit) Admit(context.Context, netip.Addr, string) (func(context.Context, bool) error, error) {
+	return func(context.Context, bool) error { return nil }, nil
+}

@@ -70,6 +70,8 @@ type fixtureConfig struct {
 	// deps adjusts what the admin operations are built on.
 	deps    func(*admin.Deps)
 	console []func(*console.Options)
+	// store, when set, wraps the store the console signs in with.
+	store func(console.Store) console.Store
 }
 
 func newFixtureWith(t *testing.T, cfg fixtureConfig) *fixture {
@@ -105,7 +107,11 @@ func newFixtureWith(t *testing.T, cfg fixtureConfig) *fixture {
 	for _, fn := range cfg.console {
 		fn(&opts)
 	}
-	c, err := console.New(store, ops, opts)
+	var signins console.Store = store
+	if cfg.store != nil {
+		signins = cfg.store(store)
+	}
+	c, err := console.New(signins, ops, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,6 +258,7 @@ type countingLimiter struct {
 	// budget, when set for an account, is the failure that is refused as one too many.
 	budget map[string]int
 	asked  int
+	open   int
 }
 
 // throttled is a refusal that says how long to wait, as the token endpoint's limits give one.
@@ -260,17 +267,34 @@ type throttled struct{ wait time.Duration }
 func (e throttled) Error() string          { return "too many failed authentication attempts" }
 func (e throttled) RetryAfterSeconds() int { return int(e.wait / time.Second) }
 
-func (l *countingLimiter) Allow(_ context.Context, _ netip.Addr, account string) error {
+// Admit refuses blocked accounts; the attempts it lets through are open until settled, and a
+// failed one counts as Failed does.
+func (l *countingLimiter) Admit(_ context.Context, _ netip.Addr, account string) (func(context.Context, bool) error, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.asked++
 	if l.blocked[account] {
-		return throttled{90 * time.Second}
+		return nil, throttled{90 * time.Second}
 	}
-	return nil
+	l.open++
+	settled := false
+	return func(ctx context.Context, failed bool) error {
+		l.mu.Lock()
+		if settled {
+			l.mu.Unlock()
+			return nil
+		}
+		settled = true
+		l.open--
+		l.mu.Unlock()
+		if failed {
+			return l.fail(account)
+		}
+		return nil
+	}, nil
 }
 
-func (l *countingLimiter) Failed(_ context.Context, _ netip.Addr, account string) error {
+func (l *countingLimiter) fail(account string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.failed == nil {
@@ -281,6 +305,13 @@ func (l *countingLimiter) Failed(_ context.Context, _ netip.Addr, account string
 		return throttled{30 * time.Second}
 	}
 	return nil
+}
+
+// unsettled is how many attempts Admit let through are not settled.
+func (l *countingLimiter) unsettled() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.open
 }
 
 func (l *countingLimiter) block(account string) {

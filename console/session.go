@@ -324,21 +324,27 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	addr := c.clientIP(r)
-	if err := c.opts.Limiter.Allow(ctx, addr, account); err != nil {
+	settle, err := c.opts.Limiter.Admit(ctx, addr, account)
+	if err != nil {
 		c.limited(w, r, v, f, err)
 		return
 	}
+	// Gives the held units back should the check panic; a no-op once settled below.
+	defer settle(ctx, false)
 	now := c.opts.Now()
 	p, err := keystore.Authenticate(ctx, c.store, account, key, now)
 	if err == nil && !keyAllowsAddr(p.Key, addr) {
 		err = fmt.Errorf("%w: key %s is limited to networks that %s is not in", keystore.ErrBadCredentials, p.Key.ID, addr)
 	}
-	if errors.Is(err, keystore.ErrBadCredentials) {
+	failed := errors.Is(err, keystore.ErrBadCredentials)
+	if failed {
 		c.opts.Logger.Info("console sign-in refused", "account", account, "client_ip", addr.String(), "reason", err)
-		if err := c.opts.Limiter.Failed(ctx, addr, account); err != nil {
-			c.limited(w, r, v, f, err)
-			return
-		}
+	}
+	if terr := settle(ctx, failed); terr != nil {
+		c.limited(w, r, v, f, terr)
+		return
+	}
+	if failed {
 		f.Errors["key"] = "This account name and API key do not match, or the key is revoked, expired or not usable from here."
 		c.renderSignin(w, r, v, f, http.StatusUnauthorized)
 		return

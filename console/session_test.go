@@ -94,6 +94,9 @@ func TestSignInFailures(t *testing.T) {
 	if p := b.get("/console/keys"); p.status != http.StatusSeeOther {
 		t.Fatalf("a limited sign-in with the right key opened a session")
 	}
+	if n := f.limiter.unsettled(); n != 0 {
+		t.Fatalf("%d sign-in attempts were let through and never settled", n)
+	}
 }
 
 // TestSignOutEndsTheSession: a copy of the cookie taken before signing out opens nothing
