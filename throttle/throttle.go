@@ -124,9 +124,9 @@ type Guard struct {
 	// budget. They are this process's: every replica counts its own.
 	mu   sync.Mutex
 	held map[holdKey]holding
-	// landed counts the failures whose spend reached the backend. Admit reads a budget's room
-	// outside mu; a failure that lands meanwhile and is then let go from held would be counted
-	// in neither, so Admit reads the room again when landed moved.
+	// landed counts the spends of failures that reached the backend. Admit reads a budget's
+	// room outside mu; a failure that lands meanwhile and is then let go from held would be
+	// counted in neither, so Admit takes each spend that landed since as one unit less room.
 	landed atomic.Uint64
 }
 
@@ -312,13 +312,11 @@ func (g *Guard) Admit(ctx context.Context, client netip.Addr, account string) (s
 			return nil, err
 		}
 		g.mu.Lock()
-		if g.landed.Load() != seen {
-			g.mu.Unlock()
-			continue
-		}
+		// Failures that landed since the room was read may have taken one unit each of it.
+		landed := int(g.landed.Load() - seen)
 		full := -1
 		for j := range bs.checked {
-			if g.held[bs.all[j].hold].n >= room[j] {
+			if g.held[bs.all[j].hold].n >= room[j]-landed {
 				full = j
 				break
 			}
@@ -332,6 +330,12 @@ func (g *Guard) Admit(ctx context.Context, client netip.Addr, account string) (s
 			}
 			g.mu.Unlock()
 			return g.settler(client, account, bs), nil
+		}
+		if landed > 0 {
+			// Perhaps none of them was this attempt's: read the room again rather than wait
+			// for a release that may never come.
+			g.mu.Unlock()
+			continue
 		}
 		k := bs.all[full].hold
 		h := g.held[k]
