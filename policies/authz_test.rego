@@ -70,6 +70,20 @@ test_group_grants_apply if {
 	access(user("user1", {"groups": ["sellers"]}), g, [repo("shop/app", ["push"])]) == {"repository:shop/app": ["push"]}
 }
 
+# The account's own rows naming the repository and its other rows are two rules (an explanation
+# shows the first to the repository's owner, not the second); together they grant what the rows
+# hold, each row once.
+test_own_and_group_rows_both_grant if {
+	g := [
+		grant("shop/app", ["pull"]),
+		{"subject": "group:sellers", "repository": "shop/app", "actions": ["push"]},
+		grant("shop/*", ["delete"]),
+		{"subject": "account:user2", "repository": "shop/app", "actions": ["delete"]},
+	]
+	access(user("user1", {"groups": ["sellers"]}), g, [repo("shop/app", ["delete", "pull", "push"])]) == {"repository:shop/app": ["delete", "pull", "push"]}
+	access(user("user2", {}), g, [repo("shop/app", ["delete", "pull", "push"])]) == {"repository:shop/app": ["delete"]}
+}
+
 test_unknown_actions_are_never_granted if {
 	access(user("user1", {}), [grant("image", ["pull"])], [repo("image", ["pull", "fly"])]) == {"repository:image": ["pull"]}
 }

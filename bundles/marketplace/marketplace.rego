@@ -60,6 +60,11 @@ permit contains ["repository", scope.name, action] if {
 # description: |
 #   Only the seller who reserved a listing pushes to it: a push grant, even an admin's, never
 #   lets anyone else replace what buyers paid for. Admins may still delete (take down).
+#   Shown to the seller explaining a buyer's push: it reads nothing of who the buyer is, only
+#   that the buyer does not own the listing. (The rule on deletes reads whether the account is
+#   an admin, so it stays withheld.)
+# custom:
+#   when_account_withheld: shown
 deny contains {"type": "repository", "name": scope.name, "action": action, "reason": "only the listing's seller publishes to it"} if {
 	some scope in input.scopes
 	scope.type == "repository"

@@ -78,6 +78,8 @@ permit contains ["repository", scope.name, action] if {
 # METADATA
 # title: frozen organisation
 # description: A frozen organisation (e.g. an unpaid plan) is read-only for everyone.
+# custom:
+#   when_account_withheld: shown
 deny contains {"type": "repository", "name": scope.name, "action": action, "reason": sprintf("organisation %s is frozen", [org])} if {
 	some scope in input.scopes
 	scope.type == "repository"

@@ -236,6 +236,10 @@ func result(v policy.ActionVerdict) string {
 func why(v policy.ActionVerdict) string {
 	var titles []string
 	for _, r := range v.Rules {
+		if r.Location == "" { // the stand-in for rules about an account the asker may not read
+			titles = append(titles, r.Title)
+			continue
+		}
 		titles = append(titles, fmt.Sprintf("%s (%s)", r.Title, r.Location))
 	}
 	if v.Allowed {
