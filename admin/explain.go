@@ -92,9 +92,11 @@ func (a *API) Explain(ctx context.Context, c *Caller, req ExplainRequest) (polic
 		return policy.Explanation{}, fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
 	}
 	// Whoever may not read the account (an owner asking about its buyer, or the account's own
-	// key limited to repositories) learns the verdicts on what was asked and the rules that
-	// decided each, not the account: its groups, roles and key, its rows on other names, and
-	// every rule that fired on them, would tell what accounts.get refuses it.
+	// key limited to repositories) learns the verdicts on what was asked, and the rules that
+	// decided each when they tell nothing of who the account is, not the account: its groups,
+	// roles and key, its rows on other names, every rule that fired on them, and a verdict's rule
+	// or reason that reads them ("admin", a group's grant, a deny rule for a group) would tell
+	// what accounts.get refuses it.
 	ok, err := a.Permits(ctx, c, "accounts.get", policy.AdminTarget{Account: req.Account})
 	if err != nil {
 		return policy.Explanation{}, err
@@ -115,9 +117,11 @@ func (a *API) Explain(ctx context.Context, c *Caller, req ExplainRequest) (polic
 	return x, nil
 }
 
-// withoutAccount is an explanation without what it tells of the account beyond the verdicts and
-// the account's own grants on the names asked about.
+// withoutAccount is an explanation without what it tells of the account beyond the verdicts, the
+// rules that decided them when those read nothing of who it is, and the account's own grants on
+// the names asked about.
 func withoutAccount(x policy.Explanation) policy.Explanation {
+	x = x.WithoutRulesAboutAccount()
 	in := *x.Input
 	// Of the grants, those to the account itself on a requested name: a row of one of its
 	// groups names the group, and a pattern the owner did not grant.
@@ -129,7 +133,6 @@ func withoutAccount(x policy.Explanation) policy.Explanation {
 		in.Principal.Key = &policy.Key{ID: k.ID}
 	}
 	x.Input = &in
-	x.Rules = []policy.FiredRule{}
 	x.AccountWithheld = true
 	return x
 }

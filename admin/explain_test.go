@@ -1,10 +1,13 @@
 package admin_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"os"
@@ -388,6 +391,151 @@ func TestExplainShowsThePolicysDataToOperatorsOnly(t *testing.T) {
 		// Admins debug policies: they see every argument.
 		if found := secret(must(s.admin.Explain(ctx, req))); len(found) == 0 {
 			t.Fatal("an admin no longer sees the rules' arguments")
+		}
+	})
+}
+
+// explainJSON posts req to POST /policy/explain with key and returns the body as sent.
+func (s *stack) explainJSON(key string, req admin.ExplainRequest) string {
+	s.t.Helper()
+	body, err := json.Marshal(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	r, _ := http.NewRequestWithContext(s.t.Context(), "POST", s.server.URL+admin.Prefix+"/policy/explain", bytes.NewReader(body))
+	r.Header.Set("Authorization", "Bearer "+key)
+	r.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		s.t.Fatalf("explain %+v: HTTP %d %v\n%s", req, resp.StatusCode, err, raw)
+	}
+	return string(raw)
+}
+
+// TestExplainForOwnersWithholdsRulesAboutTheAccount: the owner of a repository explaining
+// another account's request of it learns each verdict, and the rule behind it when that rule
+// reads nothing of who the account is (the owner's reservation, the account's own row naming
+// the repository, a public repository), not a rule or reason that does: "admin" would say the
+// account holds an admin role, a group's row its group, a deny rule chosen by subject the
+// group or role it names, "personal namespace" what the account's name reserves. Those read
+// "a rule about the account". Admins see every rule and reason.
+func TestExplainForOwnersWithholdsRulesAboutTheAccount(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		".manifest": `{"roots": ["regoauth/config"]}`,
+		"data.json": `{"regoauth": {"config": {"personal_namespaces": true, "reserved_namespaces": ["shop"], "deny": [{"repositories": ["shop/**"], "subjects": ["group:staff"], "reason": "the staff buy nothing"}]}}}`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{BundleDir: dir})
+		ctx := t.Context()
+		sellerKey := s.account("sam")
+		s.role("ops", "admin")
+		s.account("vic", "vip")
+		s.account("sue", "staff")
+		s.account("ann")
+		s.account("carol")
+		must(s.admin.ReserveRepository(ctx, admin.RepositoryRequest{Repository: "shop/app", Owner: "sam"}))
+		// The admin policy refuses a name in an account's personal namespace; a reservation
+		// made before personal namespaces were turned on is still in the store.
+		s.rawOwnership("carol/app", "sam")
+		must(s.admin.AddGrant(ctx, admin.GrantRequest{Group: "vip", Repository: "shop/app", Actions: []string{"pull"}}))
+		for _, who := range []string{"sue", "ann"} {
+			must(s.admin.AddGrant(ctx, admin.GrantRequest{Account: who, Repository: "shop/app", Actions: []string{"pull"}}))
+		}
+
+		type verdict struct {
+			allowed bool
+			reason  string
+			rules   string // the titles of the verdict's rules, joined by ", "
+		}
+		withheld := verdict{true, "", "a rule about the account"}
+		for _, tt := range []struct {
+			name, account, repository string
+			// owner is what the owner sees per action, admin what an admin sees.
+			owner, admin map[string]verdict
+			// secrets are what the owner must read nowhere in the answer.
+			secrets []string
+		}{
+			{
+				name: "an admin account", account: "ops", repository: "shop/app",
+				owner: map[string]verdict{"pull": withheld, "push": withheld, "delete": withheld},
+				admin: map[string]verdict{"pull": {true, "", "admin"}, "push": {true, "", "admin"}, "delete": {true, "", "admin"}},
+				// The owner's own answer carries "admin" nowhere: the role, the rule, the
+				// library's admin_roles.
+				secrets: []string{"admin"},
+			},
+			{
+				name: "a group's grant", account: "vic", repository: "shop/app",
+				owner:   map[string]verdict{"pull": withheld, "push": {false, "no grant or rule permits it", ""}},
+				admin:   map[string]verdict{"pull": {true, "", "grant"}, "push": {false, "no grant or rule permits it", ""}},
+				secrets: []string{"vip", "group:", `"grant"`},
+			},
+			{
+				name: "a deny rule for a group", account: "sue", repository: "shop/app",
+				owner: map[string]verdict{
+					"pull": {false, "refused by a rule about the account", "a rule about the account, grant"},
+					"push": {false, "refused by a rule about the account", "a rule about the account"},
+				},
+				admin: map[string]verdict{
+					"pull": {false, "a deny rule forbids it: the staff buy nothing", "deny rule, grant"},
+					"push": {false, "a deny rule forbids it: the staff buy nothing", "deny rule"},
+				},
+				secrets: []string{"staff", "deny rule", "group:"},
+			},
+			{
+				name: "the account's own row", account: "ann", repository: "shop/app",
+				owner: map[string]verdict{"pull": {true, "", "grant"}, "push": {false, "no grant or rule permits it", ""}},
+				admin: map[string]verdict{"pull": {true, "", "grant"}, "push": {false, "no grant or rule permits it", ""}},
+			},
+			{
+				name: "a personal namespace", account: "carol", repository: "carol/app",
+				owner:   map[string]verdict{"pull": withheld, "push": withheld},
+				admin:   map[string]verdict{"pull": {true, "", "personal namespace"}, "push": {true, "", "personal namespace"}},
+				secrets: []string{"personal namespace"},
+			},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				req := admin.ExplainRequest{Account: tt.account, Scopes: []string{"repository:" + tt.repository + ":" + strings.Join(slices.Sorted(maps.Keys(tt.owner)), ",")}}
+				for who, c := range map[string]struct {
+					key  string
+					want map[string]verdict
+				}{"the owner": {sellerKey, tt.owner}, "an admin": {s.rootKey, tt.admin}} {
+					raw := s.explainJSON(c.key, req)
+					var x policy.Explanation
+					if err := json.Unmarshal([]byte(raw), &x); err != nil {
+						t.Fatal(err)
+					}
+					got := map[string]verdict{}
+					for _, v := range x.Actions {
+						var titles []string
+						for _, r := range v.Rules {
+							titles = append(titles, r.Title)
+						}
+						slices.Sort(titles)
+						got[v.Action] = verdict{v.Allowed, v.Reason, strings.Join(titles, ", ")}
+					}
+					if !maps.Equal(got, c.want) {
+						t.Errorf("%s reads %v, want %v", who, got, c.want)
+					}
+					if who != "the owner" {
+						continue
+					}
+					for _, secret := range tt.secrets {
+						if strings.Contains(raw, secret) {
+							t.Errorf("the owner reads %q in\n%s", secret, raw)
+						}
+					}
+				}
+			})
 		}
 	})
 }

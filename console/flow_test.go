@@ -138,3 +138,50 @@ func TestAdminPages(t *testing.T) {
 	wantIn(t, b.get("/console/admin/keys?id=ab"), "at least the first 4 characters")
 	wantIn(t, b.get("/console/admin/status"), "This server does not report its status")
 }
+
+// TestExplainPageWithholdsRulesAboutTheAccount: the seller asking why an account can or cannot
+// pull its listing sees each verdict, and the rule or reason behind it only when it reads nothing
+// of who the account is: not that the account is an admin, is in a group granted the listing,
+// or is refused by an extension's rule for its group. Those read "a rule about the account".
+// An admin sees every rule and reason.
+func TestExplainPageWithholdsRulesAboutTheAccount(t *testing.T) {
+	f := newFixtureWith(t, fixtureConfig{extension: `package regoauth.extensions.test
+
+# METADATA
+# title: the staff buy nothing
+deny contains {"type": "repository", "name": scope.name, "action": "pull", "reason": "the staff buy nothing"} if {
+	some scope in input.scopes
+	"staff" in input.principal.groups
+}
+`})
+	for _, a := range []keystore.Account{{Name: "vic", Groups: []string{"vip"}}, {Name: "sue", Groups: []string{"staff"}}} {
+		a.Created = f.clock.Now()
+		must(t, f.store.CreateAccount(ctx, a))
+	}
+	must(t, f.store.PutGrant(ctx, keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectGroup, Name: "vip"}, Repository: "shop/alice", Actions: []string{"pull"}}, keystore.Unguarded))
+	must(t, f.store.PutGrant(ctx, keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "sue"}, Repository: "shop/alice", Actions: []string{"pull"}}, keystore.Unguarded))
+	alice, admin := f.as("alice"), f.as("admin")
+	for _, tt := range []struct {
+		account string
+		// seller is what the seller reads, hidden what it must not, admin what an admin reads.
+		seller, hidden, admin []string
+	}{
+		{"admin", []string{"allowed", "by rule “a rule about the account”"}, []string{"“admin”"}, []string{"allowed", "by rule “admin”"}},
+		{"vic", []string{"allowed", "by rule “a rule about the account”"}, []string{"vip", "“grant”"}, []string{"allowed", "by rule “grant”", "groups vip"}},
+		{"sue", []string{"refused — refused by a rule about the account", "by rule “grant”", "by rule “a rule about the account”"}, []string{"staff"}, []string{"refused — the staff buy nothing", "by rule “the staff buy nothing”"}},
+		{"buyer", []string{"allowed", "by rule “grant”"}, []string{"a rule about the account"}, []string{"allowed", "by rule “grant”"}},
+	} {
+		t.Run(tt.account, func(t *testing.T) {
+			path := "/console/explain?account=" + tt.account + "&repository=shop/alice&action=pull"
+			p := alice.get(path)
+			wantStatus(t, p, http.StatusOK, "explain as the seller")
+			for _, h := range tt.hidden {
+				if strings.Contains(p.body, h) {
+					t.Errorf("the seller reads %q", h)
+				}
+			}
+			wantIn(t, p, tt.seller...)
+			wantIn(t, admin.get(path), tt.admin...)
+		})
+	}
+}
