@@ -113,45 +113,23 @@ permit contains [i, "*"] if {
 
 # METADATA
 # title: grant
-# description: An ACL row of the account itself naming the repository exactly.
-# custom:
-#   when_account_withheld: shown
-permit contains [i, action] if {
-	some grant in input.grants
-	some i, scope in input.scopes
-	own_row_on(grant, scope)
-	some action in grant.actions
-}
-
-# METADATA
-# title: grant
 # description: |
-#   An ACL row of one of the principal's groups or roles, or a pattern row of the account, that
-#   matches the repository: an anchored glob where "*" stays within one path segment and "**"
-#   crosses segments. (The server passes only the rows that can match a requested repository.)
-#   Which of these an account holds is its own business: an explanation for whoever may not
-#   read the account withholds this rule (the account's own rows naming the repository are the
-#   rule above).
+#   An ACL row of the principal or one of its groups whose pattern matches the repository: an
+#   exact name, or an anchored glob where "*" stays within one path segment and "**" crosses
+#   segments. (The server passes only the rows that can match a requested repository.) An
+#   explanation for whoever may not read the account names this rule only where a row of the
+#   account itself names the repository exactly with the action ("own row"): which other rows
+#   an account holds is its own business.
+# custom:
+#   when_account_withheld: own row
 permit contains [i, action] if {
 	some grant in input.grants
 	grant.subject in subjects
 	some i, scope in input.scopes
 	scope.type == "repository"
 	glob.match(grant.repository, ["/"], scope.name)
-	not own_row_on(grant, scope)
 	some action in grant.actions
 }
-
-# own_row_on(grant, scope) holds when grant is a row of the account itself naming the scope's
-# repository exactly: what the repository's owner sees of the account's grants when it asks
-# why the account can or cannot pull.
-own_row_on(grant, scope) if {
-	scope.type == "repository"
-	grant.repository == scope.name
-	grant.subject == account_subject
-}
-
-account_subject := sprintf("account:%s", [input.principal.account]) if authenticated
 
 # repository_name(name) holds for one literal repository name: distribution's grammar in lower
 # case (path components of a-z 0-9 joined by ".", "_", "__" or "-" runs, separated by "/",

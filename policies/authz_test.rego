@@ -70,9 +70,8 @@ test_group_grants_apply if {
 	access(user("user1", {"groups": ["sellers"]}), g, [repo("shop/app", ["push"])]) == {"repository:shop/app": ["push"]}
 }
 
-# The account's own rows naming the repository and its other rows are two rules (an explanation
-# shows the first to the repository's owner, not the second); together they grant what the rows
-# hold, each row once.
+# The account's own rows, its groups' rows and its pattern rows grant what they hold, each row
+# once, and another account's rows nothing.
 test_own_and_group_rows_both_grant if {
 	g := [
 		grant("shop/app", ["pull"]),

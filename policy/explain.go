@@ -79,6 +79,10 @@ const (
 	// viewShown marks a rule whose firing tells nothing of who the account is (its roles, groups,
 	// other grants, key): the owner's rule, the account's own row naming the repository.
 	viewShown = "shown"
+	// viewOwnRow marks the library's grant rule: shown where a row of the account itself names
+	// the repository exactly with the action (what the repository's owner sees of its buyers),
+	// so that one rule serves every row and the token decision pays nothing for the view.
+	viewOwnRow = "own row"
 	// viewAsExtension marks the library's rules that pass on an extension's permit or deny set:
 	// shown when every extension rule that fired for the same scope and action is shown.
 	viewAsExtension = "as extension"
@@ -233,7 +237,7 @@ func (e *Engine) Explain(ctx context.Context, in *Input) (Explanation, error) {
 					}
 				}
 			}
-			v.withheld = withhold(v, decided, unresolved)
+			v.withheld = withhold(v, decided, unresolved, ownRow(in, s, action))
 			x.Actions = append(x.Actions, v)
 		}
 	}
@@ -258,12 +262,15 @@ type firing struct {
 // rule that refused it is shown, and the reason is theirs or the library's "no grant or rule
 // permits it"; otherwise the reason and a rule are the stand-ins. A rule permitting the action
 // that is not shown is left out of a denial: whether one fired tells of the account, not why it
-// was refused.
-func withhold(v ActionVerdict, decided []firing, unresolved map[string]bool) withheldVerdict {
+// was refused. ownRow says whether a row of the account itself names the scope with the action
+// (viewOwnRow).
+func withhold(v ActionVerdict, decided []firing, unresolved map[string]bool, ownRow bool) withheldVerdict {
 	shown := func(f firing) bool {
 		switch f.rule.view {
 		case viewShown:
 			return true
+		case viewOwnRow:
+			return ownRow
 		case viewAsExtension:
 			if unresolved[f.set] {
 				return false
@@ -308,6 +315,18 @@ func withhold(v ActionVerdict, decided []firing, unresolved map[string]bool) wit
 		w.rules = append(w.rules, stand)
 	}
 	return w
+}
+
+// ownRow reports whether a row of the account itself in the input names scope s exactly and
+// holds action.
+func ownRow(in *Input, s Scope, action string) bool {
+	if in.Principal.Anonymous || s.Type != "repository" {
+		return false
+	}
+	subject := "account:" + in.Principal.Account
+	return slices.ContainsFunc(in.Grants, func(g Grant) bool {
+		return g.Subject == subject && g.Repository == s.Name && slices.Contains(g.Actions, action)
+	})
 }
 
 // extensionSet reports whether rule adds to an extension's permit or deny set, and which.
