@@ -632,3 +632,43 @@ func TestReloadLogsNewWarnings(t *testing.T) {
 		t.Fatalf("a reload after the secret turned readable again warned %q (counting %v), want one beginning %q", got, n, want)
 	}
 }
+
+// TestPublicFileWarnings: files that hold nothing secret still choose what is trusted — a key
+// the JWKS publishes (registries reading it accept tokens signed with it), the certificate chain
+// tokens carry, the public key bundles are verified with — so others able to change them warns.
+func TestPublicFileWarnings(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, content string, mode os.FileMode) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	const privateKey = "-----BEGIN EC PRIVATE KEY-----\nMHc=\n-----END EC PRIVATE KEY-----\n"
+	cfg := Defaults()
+	cfg.Listen.Addr = "127.0.0.1:5001"
+	cfg.Signing = Signing{KeyFile: file("signing-key.pem", privateKey, 0o600), CertFile: file("signing-cert.pem", cert, 0o646),
+		Publish: []string{file("next.pub", "-----BEGIN PUBLIC KEY-----\n", 0o666), file("kept.pem", cert, 0o644), file("next-key.pem", privateKey, 0o600)}}
+	cfg.Policy.DryRun = &PolicySource{Signing: &PolicySigning{KeyFile: file("bundle.pub", "-----BEGIN PUBLIC KEY-----\n", 0o662), Algorithm: "ES256"}}
+
+	got := cfg.Warnings("")
+	want := []string{
+		`signing.publish[0] "` + dir + `/next.pub" can be changed by every user of this host (mode 0666), and whoever changes it chooses a key the JWKS publishes`,
+		`signing.cert_file "` + dir + `/signing-cert.pem" can be changed by every user of this host (mode 0646), and whoever changes it chooses the certificate chain`,
+		`policy.dry_run.signing.key_file "` + dir + `/bundle.pub" can be changed by every user of this host (mode 0662), and whoever changes it chooses the key bundles are verified with`,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("warnings:\n%s\nwant %d:\n%s", strings.Join(got, "\n"), len(want), strings.Join(want, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) || !strings.HasSuffix(got[i], "chmod go-w it") {
+			t.Errorf("warning %q, want one beginning %q and saying to chmod go-w it", got[i], want[i])
+		}
+	}
+}

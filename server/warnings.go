@@ -79,6 +79,18 @@ func (c Config) warnings(file string, stat func(string) (fs.FileInfo, error)) []
 			ws = append(ws, w)
 		}
 	}
+	for _, f := range c.publicFiles() {
+		st, err := stat(f.path)
+		if err != nil || !st.Mode().IsRegular() || holdsPrivateKey(f.path) {
+			continue // a private key among them is a secret file, checked above
+		}
+		if who := exposureOf(st, canWrite); who != "" {
+			warn("%s %q %s (mode %04o), and whoever changes it %s: chmod go-w it", f.field, f.path, who, st.Mode().Perm(), f.chooses)
+		}
+		if w := folderWarning(f.field, f.path, f.chooses, stat); w != "" {
+			ws = append(ws, w)
+		}
+	}
 	for _, p := range c.policySources() {
 		ws = append(ws, p.localWarnings(stat)...)
 	}
@@ -145,6 +157,29 @@ func (c Config) secretFiles() []secretFile {
 		// An HS* algorithm verifies with a shared secret; the others with a public key.
 		if p.Signing != nil && strings.HasPrefix(strings.ToUpper(p.Signing.Algorithm), "HS") {
 			add(p.field+".signing.key_file", p.Signing.KeyFile, "the secret bundles are signed with", "chooses the secret bundles are signed with, and with it the policy")
+		}
+	}
+	return files
+}
+
+// publicFiles lists the files of the configuration that hold nothing secret, yet whoever changes
+// them chooses what is trusted: a key the JWKS publishes (registries reading it accept tokens
+// signed with it), the certificate chain tokens carry, the public key bundles are verified with.
+// Only field, path and chooses are set.
+func (c Config) publicFiles() []secretFile {
+	var files []secretFile
+	add := func(field, path, chooses string) {
+		if path != "" {
+			files = append(files, secretFile{field: field, path: path, chooses: chooses})
+		}
+	}
+	for i, p := range c.Signing.Publish {
+		add(fmt.Sprintf("signing.publish[%d]", i), p, "chooses a key the JWKS publishes, and registries reading it accept tokens signed with that key")
+	}
+	add("signing.cert_file", c.Signing.CertFile, "chooses the certificate chain every token carries")
+	for _, p := range c.policySources() {
+		if p.Signing != nil && !strings.HasPrefix(strings.ToUpper(p.Signing.Algorithm), "HS") {
+			add(p.field+".signing.key_file", p.Signing.KeyFile, "chooses the key bundles are verified with, and with it the policy")
 		}
 	}
 	return files
