@@ -3,9 +3,12 @@ package helmtest
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -495,20 +498,65 @@ func checkMounts(t *testing.T, r *rendered) {
 			t.Errorf("%s: no mounted ConfigMap or Secret key provides it (args %q)", f, args)
 		}
 	}
-	env := cfg.Store.URL["env"]
-	var ref *corev1.SecretKeySelector
+	// The store URL, with its password, is a file of a Secret: an environment variable would be
+	// in the container runtime's record of the container on the node, and in every process
+	// regoauth starts.
+	if f := cfg.Store.URL["file"]; f == "" || len(cfg.Store.URL) != 1 {
+		t.Errorf("store.url is not read from a file: %v", cfg.Store.URL)
+	} else if !provided(t, r, f) || !fromSecret(pod, c, f) {
+		t.Errorf("store.url file %s: no mounted Secret key provides it", f)
+	}
 	for _, e := range c.Env {
-		if e.Name == env && e.ValueFrom != nil {
-			ref = e.ValueFrom.SecretKeyRef
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			t.Errorf("environment variable %s holds a Secret's value (%s)", e.Name, e.ValueFrom.SecretKeyRef.Name)
 		}
 	}
-	if env == "" || ref == nil {
-		t.Fatalf("store.url is not read from an environment variable set from a Secret: %v", cfg.Store.URL)
-	}
-	if s, ok := r.secrets[ref.Name]; ok {
-		if _, ok := s.Data[ref.Key]; !ok {
-			t.Errorf("Secret %s has no key %s for the store URL", ref.Name, ref.Key)
+	for _, e := range c.EnvFrom {
+		if e.SecretRef != nil {
+			t.Errorf("the environment holds the Secret %s", e.SecretRef.Name)
 		}
+	}
+}
+
+// fromSecret reports whether path is a file of a Secret volume mounted in c.
+func fromSecret(pod corev1.PodSpec, c corev1.Container, path string) bool {
+	for _, m := range c.VolumeMounts {
+		if filepath.Dir(path) != filepath.Clean(m.MountPath) {
+			continue
+		}
+		for _, v := range pod.Volumes {
+			if v.Name == m.Name {
+				return v.Secret != nil
+			}
+		}
+	}
+	return false
+}
+
+// TestChartStoreURLRollsThePods: a new store.url restarts the pods, as a new configuration does.
+// The server opens its store once: without a restart the running pods would keep the old store
+// while pods started later (a rescheduled or an added one) used the new one, two sets of
+// replicas on two stores. The annotation that does it is not a plain hash of the URL, which
+// whoever may read pods could test guessed passwords against.
+func TestChartStoreURLRollsThePods(t *testing.T) {
+	minimal := filepath.Join(chart, "ci", "minimal-values.yaml")
+	const before, after = "redis://:old-password@redis-master.redis.svc:6379/0", "redis://:new-password@redis-master.redis.svc:6379/0"
+	a := render(t, minimal, "store.url="+before).deployment.Spec.Template.Annotations
+	b := render(t, minimal, "store.url="+after).deployment.Spec.Template.Annotations
+	if maps.Equal(a, b) {
+		t.Errorf("a changed store.url leaves the pod template as it was: %v", a)
+	}
+	for _, url := range []string{before, after} {
+		sum := sha256.Sum256([]byte(url))
+		for k, v := range b {
+			if strings.Contains(v, "password") || v == hex.EncodeToString(sum[:]) {
+				t.Errorf("annotation %s gives away the store URL %s: %s", k, url, v)
+			}
+		}
+	}
+	c := render(t, minimal, "store.url="+after).deployment.Spec.Template.Annotations
+	if !maps.Equal(b, c) {
+		t.Errorf("the same values render different pod templates: %v, %v", b, c)
 	}
 }
 
@@ -777,7 +825,6 @@ func TestChartConfigLoads(t *testing.T) {
 			}
 			writeFile(t, config, []byte(text))
 			cmd := exec.Command(bin, "signing", "jwks", "--config", config)
-			cmd.Env = append(os.Environ(), "REGOAUTH_STORE_URL=redis://127.0.0.1:1/0")
 			out, err := cmd.CombinedOutput()
 			if err != nil || !strings.Contains(string(out), `"keys"`) {
 				t.Fatalf("regoauth refuses the rendered configuration: %v\n%s\n%s", err, out, text)
@@ -822,6 +869,8 @@ func layOut(t *testing.T, bin string, r *rendered, root string) {
 	certPEM, _ := os.ReadFile(filepath.Join(dir, "cert.pem"))
 	madeUp := func(key string) []byte {
 		switch {
+		case strings.Contains(key, "url"):
+			return []byte("redis://127.0.0.1:1/0\n") // as kubectl create secret --from-file keeps it
 		case strings.Contains(key, "key"):
 			return keyPEM
 		case strings.Contains(key, "crt") || strings.Contains(key, "cert"):

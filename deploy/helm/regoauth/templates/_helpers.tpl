@@ -91,6 +91,7 @@ which goes with the container. A relative path cannot be placed, and counts as t
 {{/* Where the pod sees its files. */}}
 {{- define "regoauth.paths" -}}
 config: /etc/regoauth/config/regoauth.yaml
+storeURL: /etc/regoauth/store/url
 signingKey: /etc/regoauth/signing/signing-key.pem
 signingCert: /etc/regoauth/signing/signing-cert.pem
 refreshSecret: /etc/regoauth/refresh/secret
@@ -125,7 +126,7 @@ tlsKey: /etc/regoauth/tls/tls.key
 {{- if hasKey $store "url" }}
 {{- fail "config.store.url is set by the chart; use store.existingSecret or store.url" }}
 {{- end }}
-{{- $_ := set $store "url" (dict "env" "REGOAUTH_STORE_URL") }}
+{{- $_ := set $store "url" (dict "file" $paths.storeURL) }}
 {{- $_ := set $cfg "store" $store }}
 {{- toYaml $cfg }}
 {{- end }}
