@@ -9,7 +9,10 @@ import (
 )
 
 // limitInFlight answers 503 at once when max requests are already being served, so a flood
-// queues nowhere and costs nothing but the refusal.
+// queues nowhere and costs nothing but the refusal. GET /healthz, the liveness probe, is never
+// refused: requests piling up on a slow store make the server overloaded, not dead, and a
+// probe that failed with them would have the orchestrator restart every replica at once, which
+// /readyz (refused with the rest) handles by taking the replica out of the load balancer.
 func limitInFlight(next http.Handler, max int, reg prometheus.Registerer) http.Handler {
 	slots := make(chan struct{}, max)
 	rejected := prometheus.NewCounter(prometheus.CounterOpts{
@@ -18,6 +21,10 @@ func limitInFlight(next http.Handler, max int, reg prometheus.Registerer) http.H
 	})
 	reg.MustRegister(rejected)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/healthz" {
+			next.ServeHTTP(w, r)
+			return
+		}
 		select {
 		case slots <- struct{}{}:
 			defer func() { <-slots }()

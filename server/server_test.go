@@ -168,7 +168,10 @@ func TestNewRefusesWhatCannotWork(t *testing.T) {
 func TestLimitInFlight(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	entered, release := make(chan struct{}, 10), make(chan struct{})
-	h := limitInFlight(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	h := limitInFlight(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/token" {
+			return
+		}
 		entered <- struct{}{}
 		<-release
 	}), 1, reg)
@@ -184,6 +187,16 @@ func TestLimitInFlight(t *testing.T) {
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" || !strings.Contains(w.Body.String(), "UNAVAILABLE") {
 		t.Fatalf("over the limit: %d %v %s", w.Code, w.Header(), w.Body)
 	}
+	// A liveness probe is answered while the slots are taken: a pod whose requests pile up on a
+	// slow store is overloaded, not dead, and a restart would only drop its requests. Readiness
+	// is refused with the rest, which takes the pod out of the load balancer meanwhile.
+	for path, want := range map[string]int{"/healthz": http.StatusOK, "/readyz": http.StatusServiceUnavailable} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		if w.Code != want {
+			t.Errorf("GET %s over the limit: %d, want %d", path, w.Code, want)
+		}
+	}
 	close(release)
 	if w := <-done; w.Code != http.StatusOK {
 		t.Fatalf("the request within the limit: %d", w.Code)
@@ -192,7 +205,7 @@ func TestLimitInFlight(t *testing.T) {
 		t.Fatalf("after the slot was freed: %d", w.Code)
 	}
 	want := "# HELP regoauth_overload_rejections_total Requests refused because max_in_flight requests were already being served.\n" +
-		"# TYPE regoauth_overload_rejections_total counter\nregoauth_overload_rejections_total 1\n"
+		"# TYPE regoauth_overload_rejections_total counter\nregoauth_overload_rejections_total 2\n"
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "regoauth_overload_rejections_total"); err != nil {
 		t.Fatal(err)
 	}
