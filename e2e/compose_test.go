@@ -18,7 +18,7 @@ import (
 
 // composeServices are the services of docker-compose.yml the test starts: all but Grafana, which
 // has no stand-in here (e2e/compose/standins/build.sh).
-var composeServices = []string{"redis", "regoauth-init", "regoauth", "registry", "prometheus"}
+var composeServices = []string{"redis-init", "redis", "regoauth-init", "regoauth", "registry", "prometheus"}
 
 // composeStack is the repository's docker-compose.yml, run unchanged under its own project name
 // with its published ports moved to free ones.
@@ -211,6 +211,21 @@ func TestCompose(t *testing.T) {
 	registryVolumes := run(t, nil, docker, "inspect", "-f", "{{range .Mounts}}{{.Name}} {{end}}", c.container("registry")).out
 	if !strings.Contains(registryVolumes, c.project+"_regoauth-public") || strings.Contains(registryVolumes, c.project+"_regoauth-data") {
 		t.Errorf("the registry should mount regoauth-public and not regoauth's private volume: %s", registryVolumes)
+	}
+
+	// Redis answers regoauth's own user only: a client without its password — any container on
+	// the compose network, any user of the host, who reaches the container's address — can
+	// neither read nor write the records that decide every token. The password is in no
+	// container's environment.
+	for _, cmd := range [][]string{{"SET", "{regoauth}:probe", "1"}, {"KEYS", "*"}, {"ACL", "SETUSER", "default", "+@all"}} {
+		if out := c.run(append([]string{"exec", "-T", "redis", "redis-cli"}, cmd...)...).out; !strings.Contains(out, "NOAUTH") {
+			t.Errorf("redis-cli %s without a password: %q, want NOAUTH", strings.Join(cmd, " "), out)
+		}
+	}
+	for _, service := range []string{"regoauth", "redis"} {
+		if env := run(t, nil, docker, "inspect", "-f", "{{range .Config.Env}}{{.}} {{end}}", c.container(service)).out; strings.Contains(env, "redis://") {
+			t.Errorf("the %s container's environment holds the store URL: %s", service, env)
+		}
 	}
 
 	// A seller with a namespace, as the docs show.

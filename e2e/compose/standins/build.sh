@@ -4,7 +4,8 @@
 # compose file tells users to run.
 #
 #   registry:3              distribution's registry command (standins/registry), built with Go
-#   redis:7                 Debian's redis-server and redis-cli with their libraries
+#   redis:7                 Debian's redis-server and redis-cli with their libraries, and the
+#                           shell and coreutils redis-init runs (the real image is Debian's too)
 #   prom/prometheus:v3.5.0  Debian's prometheus with its libraries
 #
 # Grafana has no stand-in (Debian ships none); the test starts the other services by name.
@@ -79,11 +80,15 @@ else
   d=$work/redis
   add "$d/rootfs" "$(command -v redis-server)" /usr/local/bin/redis-server
   add "$d/rootfs" "$(command -v redis-cli)" /usr/local/bin/redis-cli
+  add "$d/rootfs" "$(command -v dash)" /bin/sh
+  for tool in od tr sha256sum cut chmod chown mv; do
+    add "$d/rootfs" "$(command -v "$tool")" "/bin/$tool"
+  done
   mkdir -p "$d/rootfs/data"
   cat >"$d/Dockerfile" <<'EOF'
 FROM scratch
 COPY rootfs/ /
-ENV PATH=/usr/local/bin
+ENV PATH=/usr/local/bin:/bin
 WORKDIR /data
 LABEL org.regoauth.standin=true
 EXPOSE 6379
