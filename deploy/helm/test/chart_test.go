@@ -20,6 +20,7 @@ import (
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -82,6 +83,7 @@ type rendered struct {
 	serviceAccounts []*corev1.ServiceAccount
 	pdbs            []*policyv1.PodDisruptionBudget
 	serviceMonitors []*monitoringv1.ServiceMonitor
+	networkPolicies []*networkingv1.NetworkPolicy
 }
 
 // setArgs are helm's arguments for values: key=value for --set, or a flag of its own
@@ -146,6 +148,9 @@ func render(t *testing.T, values string, set ...string) *rendered {
 		case "policy/v1/PodDisruptionBudget":
 			p := &policyv1.PodDisruptionBudget{}
 			r.pdbs, obj = append(r.pdbs, p), p
+		case "networking.k8s.io/v1/NetworkPolicy":
+			p := &networkingv1.NetworkPolicy{}
+			r.networkPolicies, obj = append(r.networkPolicies, p), p
 		case "monitoring.coreos.com/v1/ServiceMonitor":
 			m := &monitoringv1.ServiceMonitor{}
 			r.serviceMonitors, obj = append(r.serviceMonitors, m), m
@@ -988,4 +993,40 @@ func lookupValue(values map[string]any, path string) (any, bool) {
 		}
 	}
 	return cur, true
+}
+
+// TestChartNetworkPolicy: networkPolicy.enabled admits the token listener from the given peers
+// (anyone when none are given) and the metrics listener from its own peers only, to the pods of
+// the release alone.
+func TestChartNetworkPolicy(t *testing.T) {
+	minimal := filepath.Join(chart, "ci", "minimal-values.yaml")
+	if r := render(t, minimal); len(r.networkPolicies) != 0 {
+		t.Errorf("a NetworkPolicy without networkPolicy.enabled")
+	}
+	r := render(t, minimal, "networkPolicy.enabled=true",
+		`--set-json=networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]`)
+	if len(r.networkPolicies) != 1 {
+		t.Fatalf("networkPolicy.enabled renders %d NetworkPolicies", len(r.networkPolicies))
+	}
+	np := r.networkPolicies[0].Spec
+	if !maps.Equal(np.PodSelector.MatchLabels, r.deployment.Spec.Selector.MatchLabels) || !slices.Equal(np.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) {
+		t.Errorf("the NetworkPolicy selects %v for %v, want the Deployment's pods for ingress", np.PodSelector.MatchLabels, np.PolicyTypes)
+	}
+	ports := map[string]int{}
+	for _, rule := range np.Ingress {
+		for _, p := range rule.Ports {
+			ports[p.Port.StrVal] = len(rule.From)
+		}
+	}
+	if ports["http"] != 0 || ports["metrics"] != 1 || len(ports) != 2 {
+		t.Errorf("ingress rules %+v: want http from anywhere, metrics from the one peer given", np.Ingress)
+	}
+	r = render(t, minimal, "networkPolicy.enabled=true")
+	for _, rule := range r.networkPolicies[0].Spec.Ingress {
+		for _, p := range rule.Ports {
+			if p.Port.StrVal != "http" {
+				t.Errorf("without networkPolicy.metricsFrom, port %v is open", p.Port)
+			}
+		}
+	}
 }
