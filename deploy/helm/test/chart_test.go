@@ -1030,3 +1030,17 @@ func TestChartNetworkPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestChartImageDigest: image.digest pins the pods to one image, whatever a tag comes to name.
+func TestChartImageDigest(t *testing.T) {
+	minimal := filepath.Join(chart, "ci", "minimal-values.yaml")
+	const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	r := render(t, minimal, "image.repository=registry.example.com/regoauth", "image.tag=1.2.3", "image.digest="+digest)
+	if got := r.deployment.Spec.Template.Spec.Containers[0].Image; got != "registry.example.com/regoauth@"+digest {
+		t.Errorf("image %q, want the repository at the digest", got)
+	}
+	r = render(t, minimal, "image.repository=registry.example.com/regoauth", "image.tag=1.2.3")
+	if got := r.deployment.Spec.Template.Spec.Containers[0].Image; got != "registry.example.com/regoauth:1.2.3" {
+		t.Errorf("image %q, want the tag", got)
+	}
+}
