@@ -338,13 +338,15 @@ func TestCompose(t *testing.T) {
 }
 
 // TestComposeGrafanaProvisioning checks, without Grafana, that the dashboard and data source
-// the compose file provisions are where Grafana is told to look.
+// the compose file provisions are where Grafana is told to look, and that nobody can sign in
+// (Grafana's first admin login is admin/admin, which any user of the host could claim first).
 func TestComposeGrafanaProvisioning(t *testing.T) {
 	t.Parallel()
 	var compose struct {
 		Services map[string]struct {
-			Image   string   `yaml:"image"`
-			Volumes []string `yaml:"volumes"`
+			Image       string            `yaml:"image"`
+			Volumes     []string          `yaml:"volumes"`
+			Environment map[string]string `yaml:"environment"`
 		} `yaml:"services"`
 	}
 	raw, err := os.ReadFile("../docker-compose.yml")
@@ -353,6 +355,11 @@ func TestComposeGrafanaProvisioning(t *testing.T) {
 	}
 	if err := yaml.Unmarshal(raw, &compose); err != nil {
 		t.Fatal(err)
+	}
+	env := compose.Services["grafana"].Environment
+	if env["GF_AUTH_DISABLE_LOGIN_FORM"] != "true" || env["GF_AUTH_BASIC_ENABLED"] != "false" {
+		t.Errorf("grafana can be signed in to (GF_AUTH_DISABLE_LOGIN_FORM %q, GF_AUTH_BASIC_ENABLED %q): its admin/admin login is anyone's who comes first",
+			env["GF_AUTH_DISABLE_LOGIN_FORM"], env["GF_AUTH_BASIC_ENABLED"])
 	}
 	mounts := map[string]string{} // container path → repository path
 	for _, v := range compose.Services["grafana"].Volumes {
