@@ -310,6 +310,13 @@ type OwnershipPage struct {
 	Total      int
 }
 
+// Confirmer is a Store whose changes replicas confirm (Redis with confirm_replicas). Confirm
+// returns ErrUnconfirmed unless enough replicas hold every change the store took so far: a
+// caller that found its records already present, and so wrote nothing to wait for, asks it.
+type Confirmer interface {
+	Confirm(ctx context.Context) error
+}
+
 // Store is implemented by every backend and proven by keystore/storetest: the records one at a
 // time, and the few operations on many records at once that bulk work and readiness need.
 type Store interface {

@@ -147,8 +147,9 @@ const MaxImportLine = 1 << 20
 // Import reads an export from r and writes it into s. The whole input is parsed and checked
 // first — syntax, every record's validity, duplicates, references to accounts, and conflicts
 // with what s already holds — so bad input writes nothing. Records s already holds identically
-// are skipped, so an import that stopped half way (the store went away) is finished by running
-// it again. Grants merge into existing rows, as PutGrant does. workers bounds concurrent writes.
+// are skipped, so an import that stopped half way (the store went away, or its replicas did not
+// confirm the records) is finished by running it again: a store that confirms its changes is
+// asked to confirm the skipped ones too. Grants merge into existing rows, as PutGrant does. workers bounds concurrent writes.
 func Import(ctx context.Context, s Store, r io.Reader, workers int) (Counts, error) {
 	set, err := readImport(r)
 	if err != nil {
@@ -158,7 +159,18 @@ func Import(ctx context.Context, s Store, r io.Reader, workers int) (Counts, err
 	if err != nil {
 		return Counts{}, err
 	}
-	return set.write(ctx, s, skip, max(workers, 1))
+	c, err := set.write(ctx, s, skip, max(workers, 1))
+	if err != nil || c.Skipped == 0 {
+		return c, err
+	}
+	// The records found present may be those of an earlier run its store did not confirm;
+	// writing nothing for them waited for nothing.
+	if cf, ok := s.(Confirmer); ok {
+		if err := cf.Confirm(ctx); err != nil {
+			return c, fmt.Errorf("%d records were already present: %w", c.Skipped, err)
+		}
+	}
+	return c, nil
 }
 
 func readImport(r io.Reader) (*importSet, error) {

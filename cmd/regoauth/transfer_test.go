@@ -274,3 +274,38 @@ func TestExportImportUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestUnconfirmedImportIsNeverReportedDone: with confirm_replicas, an import the replica did not
+// confirm fails with one line, and so does running it again while the replica still does not
+// answer. An import stops at the first kind of record not confirmed, so it takes a run per kind
+// to put every record on the primary; the run after that writes nothing, and must not report
+// done what no replica holds. Once the replica answers, it is.
+func TestUnconfirmedImportIsNeverReportedDone(t *testing.T) {
+	primary := redistest.Start(t)
+	replica := primary.StartReplica(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.db")
+	s := openBolt(t, src)
+	storetest.Seed(t, s)
+	s.Close()
+	export := filepath.Join(dir, "export.jsonl")
+	if _, stderr, err := runCLI(t, "", "export", "--store", "bolt://"+src, "-o", export); err != nil {
+		t.Fatalf("export: %v\n%s", err, stderr)
+	}
+	url := primary.URL() + "?prefix=unconfirmed&confirm_replicas=1&confirm_timeout=100ms"
+
+	replica.Pause()
+	// Accounts, keys, grants, reservations: one run each, then one that finds them all.
+	for run := 1; run <= 5; run++ {
+		_, stderr, err := runCLI(t, "", "import", "--store", url, export)
+		if !errors.Is(err, keystore.ErrUnconfirmed) || strings.Contains(err.Error(), "\n") {
+			replica.Resume()
+			t.Fatalf("import run %d, replica paused: %v (%q), want one line saying the change is unconfirmed", run, err, stderr)
+		}
+	}
+	replica.Resume()
+	patient := primary.URL() + "?prefix=unconfirmed&confirm_replicas=1&confirm_timeout=10s"
+	if _, stderr, err := runCLI(t, "", "import", "--store", patient, export); err != nil || !strings.Contains(stderr, "already present") {
+		t.Fatalf("import with the replica answering: %v, %q", err, stderr)
+	}
+}

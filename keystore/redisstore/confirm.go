@@ -86,6 +86,22 @@ func (s *Store) exec(ctx context.Context, change func(writer) error) error {
 	return s.waitReplicas(ctx, conn)
 }
 
+// Confirm waits until the replicas hold every change the primary took so far, and is
+// keystore.ErrUnconfirmed when fewer than Replicas do in time. An import that finds every record
+// already present writes nothing to wait for, though an earlier run may have written them
+// unconfirmed: it asks this instead. Without confirm_replicas it does nothing.
+func (s *Store) Confirm(ctx context.Context) error {
+	if !s.confirm.on() {
+		return nil
+	}
+	// WAIT counts the replicas holding its connection's last write, and a connection that wrote
+	// nothing has none: every replica still connected, a stalled one too, would count. A marker
+	// written first (gone a second later) makes that write now, after every earlier change.
+	return s.fail("confirm", s.exec(ctx, func(c writer) error {
+		return confirmMarker.Run(ctx, c, []string{s.prefix + "confirmed"}).Err()
+	}), nil)
+}
+
 // waitReplicas waits on conn for the replicas to confirm its writes.
 func (s *Store) waitReplicas(ctx context.Context, conn *redis.Conn) error {
 	start := time.Now()

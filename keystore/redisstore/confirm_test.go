@@ -202,3 +202,36 @@ func TestConfirmedChangesOnSentinelAndCluster(t *testing.T) {
 		})
 	}
 }
+
+// TestConfirmCoversChangesMadeBefore: Confirm, which an import asks for when it found every
+// record already present (an earlier run having written them unconfirmed), must cover every
+// change the primary took before it. WAIT counts the replicas holding its connection's last
+// write; a connection that wrote nothing has none, and every replica still connected, a paused
+// one included, was counted as holding it.
+func TestConfirmCoversChangesMadeBefore(t *testing.T) {
+	RouteClientLogs(slog.New(slog.DiscardHandler))
+	primary := redistest.Start(t)
+	replica := primary.StartReplica(t)
+	url := primary.URL() + "?prefix=confirm&confirm_replicas=1&confirm_timeout=200ms"
+	s, _ := openStore(t, url, Options{})
+	must(t, s.CreateAccount(ctx, keystore.Account{Name: "alice"}))
+
+	replica.Pause()
+	defer replica.Resume()
+	if err := s.CreateAccount(ctx, keystore.Account{Name: "bob"}); !errors.Is(err, keystore.ErrUnconfirmed) {
+		t.Fatalf("creating an account, replica paused: %v, want ErrUnconfirmed", err)
+	}
+	// As a later run of the command line would ask: another process, new connections.
+	later, _ := openStore(t, url, Options{})
+	if err := later.Confirm(ctx); !errors.Is(err, keystore.ErrUnconfirmed) {
+		t.Errorf("Confirm, replica paused: %v, want ErrUnconfirmed", err)
+	}
+	replica.Resume()
+	if err := later.Confirm(ctx); err != nil {
+		t.Errorf("Confirm, replica answering: %v", err)
+	}
+	plain, _ := openStore(t, primary.URL()+"?prefix=confirm", Options{})
+	if err := plain.Confirm(ctx); err != nil {
+		t.Errorf("Confirm without confirm_replicas: %v", err)
+	}
+}

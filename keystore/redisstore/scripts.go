@@ -269,6 +269,13 @@ redis.call('PEXPIRE', KEYS[2], math.max(1, tonumber(last[2]) - tonumber(ARGV[3])
 return 1
 `)
 
+// confirmMarker: KEYS marker. A write of no meaning, gone a second later, that Confirm waits
+// for.
+var confirmMarker = redis.NewScript(`
+redis.call('SET', KEYS[1], '1', 'PX', 1000)
+return 1
+`)
+
 // deleteSession: KEYS session; ARGV prefix, id. Ending a session that is gone is not an error.
 var deleteSession = redis.NewScript(`
 local raw = redis.call('GET', KEYS[1])
