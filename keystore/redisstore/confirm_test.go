@@ -235,3 +235,36 @@ func TestConfirmCoversChangesMadeBefore(t *testing.T) {
 		t.Errorf("Confirm without confirm_replicas: %v", err)
 	}
 }
+
+// TestConfirmedChangesFollowAClusterManualFailover: confirmed changes run on a connection to
+// the slot's primary taken from the client's slot map, which an operator's CLUSTER FAILOVER
+// makes stale: the former primary, still running, answers MOVED. Such a change was not made; it
+// must read as the store being briefly unavailable (a 503 to repeat), have the slot map read
+// again, and the next change must reach the new primary.
+func TestConfirmedChangesFollowAClusterManualFailover(t *testing.T) {
+	RouteClientLogs(slog.New(slog.DiscardHandler))
+	cluster := redistest.StartCluster(t)
+	s, _ := openStore(t, cluster.URL()+"?prefix=moved&confirm_replicas=1&confirm_timeout=10s", Options{})
+	must(t, s.CreateAccount(ctx, keystore.Account{Name: "alice"}))
+
+	cluster.ManualFailover(s.prefix)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.UpdateAccount(ctx, keystore.Account{Name: "alice", Disabled: true})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, keystore.ErrUnavailable) {
+			t.Fatalf("a change after the failover: %v, want success or ErrUnavailable", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("changes still fail 10s after the failover: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	a, err := s.GetAccount(ctx, "alice")
+	must(t, err)
+	if !a.Disabled {
+		t.Fatal("the change after the failover is not on the new primary")
+	}
+}

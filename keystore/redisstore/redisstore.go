@@ -238,7 +238,16 @@ func unavailable(err error) bool {
 	return redis.IsLoadingError(err) || redis.IsReadOnlyError(err) || redis.IsClusterDownError(err) ||
 		redis.IsTryAgainError(err) || redis.IsMasterDownError(err) || redis.IsMaxClientsError(err) ||
 		redis.IsNoReplicasError(err) || redis.HasErrorPrefix(err, "BUSY") ||
-		redis.IsAuthError(err) || redis.IsPermissionError(err)
+		redis.IsAuthError(err) || redis.IsPermissionError(err) || moved(err)
+}
+
+// moved tells a Cluster node's MOVED or ASK: the command ran nowhere. The cluster client follows
+// these itself; a confirmed change, on one connection to the primary the slot map named, sees
+// one after the slot moved (an operator's failover), and fail has the map read again.
+func moved(err error) bool {
+	_, m := redis.IsMovedError(err)
+	_, a := redis.IsAskError(err)
+	return m || a
 }
 
 // LoadPrincipal reads the key, its account, their grants and owned repositories in one script,

@@ -434,9 +434,8 @@ func (c *Cluster) primaryOf(s *Server) *Server {
 	return nil
 }
 
-// Failover kills the primary that serves key's hash slot, once its replica holds everything it
-// wrote, then waits until the cluster has promoted the replica and is whole again.
-func (c *Cluster) Failover(key string) {
+// servingPair returns the primary serving key's hash slot and its replica.
+func (c *Cluster) servingPair(key string) (primary, replica *Server) {
 	c.t.Helper()
 	ctx := context.Background()
 	any := redis.NewClient(&redis.Options{Addr: c.servers[0].Addr})
@@ -455,7 +454,6 @@ func (c *Cluster) Failover(key string) {
 			primaryAddr = r.Nodes[0].Addr
 		}
 	}
-	var primary, replica *Server
 	for _, s := range c.servers {
 		if s.Addr == primaryAddr {
 			primary = s
@@ -469,6 +467,34 @@ func (c *Cluster) Failover(key string) {
 	if primary == nil || replica == nil {
 		c.t.Fatalf("slot %d: primary %q, no replica of it among %d servers", slot, primaryAddr, len(c.servers))
 	}
+	return primary, replica
+}
+
+// ManualFailover has the replica of the primary serving key's hash slot take its place, as an
+// operator's CLUSTER FAILOVER does: the former primary keeps running, a replica of the new one,
+// and answers MOVED for the slot.
+func (c *Cluster) ManualFailover(key string) {
+	c.t.Helper()
+	primary, replica := c.servingPair(key)
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
+	defer rc.Close()
+	if err := rc.Do(context.Background(), "CLUSTER", "FAILOVER").Err(); err != nil {
+		c.t.Fatal(err)
+	}
+	waitFor(c.t, 30*time.Second, "the replica to take the primary's place", func() error {
+		if c.primaryOf(replica) != nil || c.primaryOf(primary) != replica {
+			return errors.New("roles not switched yet")
+		}
+		return nil
+	})
+}
+
+// Failover kills the primary that serves key's hash slot, once its replica holds everything it
+// wrote, then waits until the cluster has promoted the replica and is whole again.
+func (c *Cluster) Failover(key string) {
+	c.t.Helper()
+	ctx := context.Background()
+	primary, replica := c.servingPair(key)
 	waitFor(c.t, 15*time.Second, "the replica to catch up before the failover", func() error { return inSync(primary, replica) })
 	primary.Kill()
 	waitFor(c.t, 60*time.Second, "the cluster to promote the replica", func() error {
