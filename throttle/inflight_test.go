@@ -256,3 +256,44 @@ func TestInFlightAndSpentNeverExceedTheBudget(t *testing.T) {
 		})
 	}
 }
+
+// panickingBackend is a memory backend whose Spend panics while panics is set.
+type panickingBackend struct {
+	*throttle.Memory
+	panics atomic.Bool
+}
+
+func (p *panickingBackend) Spend(ctx context.Context, key string, l throttle.Limit) (bool, time.Duration, error) {
+	if p.panics.Load() {
+		panic("spend")
+	}
+	return p.Memory.Spend(ctx, key, l)
+}
+
+// TestAPanicWhileSettlingLetsGoOfTheUnits: settling a failure spends it, then lets go of what
+// the attempt held. A backend panicking on the spend must still let go: a unit held for good
+// leaves the budget short of room for ever, a lockout nobody can lift.
+func TestAPanicWhileSettlingLetsGoOfTheUnits(t *testing.T) {
+	limits := throttle.Limits{Address: throttle.Limit{Burst: 2, Every: time.Hour}}
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	backend := &panickingBackend{Memory: throttle.NewMemory(1000, limits.Refill(), c.now)}
+	g := throttle.NewGuard(backend, limits, nil, nil)
+	client := netip.MustParseAddr("192.0.2.7")
+
+	// One failure, so that the budget is no longer idle and attempts hold units.
+	s := admitN(t, g, 1, client, "alice")
+	if err := s[0](ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	s = admitN(t, g, 1, client, "alice") // holds the last unit of room
+	backend.panics.Store(true)
+	func() {
+		defer func() { recover() }()
+		s[0](ctx, true)
+	}()
+	backend.panics.Store(false)
+	// The unit was let go: the room is there again for one more attempt.
+	for _, s := range admitN(t, g, 1, client, "alice") {
+		s(ctx, false)
+	}
+}

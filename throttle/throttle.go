@@ -365,14 +365,15 @@ func (g *Guard) settler(client netip.Addr, account string, bs budgets) func(cont
 		if !done.CompareAndSwap(false, true) {
 			return nil
 		}
-		var err error
+		// Let go of the held units however this ends, a panicking backend included: a unit held
+		// for good would leave the budget short of room for ever.
+		defer g.release(&bs)
 		if failed {
 			// The failure is spent before the held units are let go: in between it counts twice,
 			// never not at all.
-			err = g.Failed(context.WithoutCancel(ctx), client, account)
+			return g.Failed(context.WithoutCancel(ctx), client, account)
 		}
-		g.release(&bs)
-		return err
+		return nil
 	}
 }
 
