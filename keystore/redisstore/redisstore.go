@@ -216,6 +216,11 @@ func (s *Store) fail(op string, err error, what map[string]string) error {
 			return fmt.Errorf("%s %q: %w", kind, what[kind], m.sentinel)
 		}
 	}
+	if errors.Is(err, context.Canceled) {
+		// The caller hung up: that tells nothing of Redis, so it is not reported down (a client
+		// hanging up on purpose must not make regoauth_store_up flap or an alert fire).
+		return fmt.Errorf("redis %s: %w: %v", op, keystore.ErrUnavailable, err)
+	}
 	if unavailable(err) {
 		if s.reloadTopology != nil {
 			s.reloadTopology() // one at a time, however many requests fail

@@ -640,3 +640,23 @@ func TestDeleteScriptChecksWhatItRemoves(t *testing.T) {
 		t.Fatalf("removing a revoked key and one read expired: %d, want 2", n)
 	}
 }
+
+// TestAHangUpIsNotAnOutage: a request whose client hung up fails closed, but tells nothing of
+// Redis: the store is not reported unreachable (regoauth_store_up stays 1, nothing logged), so
+// clients hanging up on purpose cannot make it flap or its alert fire.
+func TestAHangUpIsNotAnOutage(t *testing.T) {
+	RouteClientLogs(slog.New(slog.DiscardHandler))
+	srv := redistest.Start(t)
+	s, reg := openStore(t, srv.URL()+"?prefix=hangup", Options{})
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.LoadPrincipal(cancelled, "abcdefghijklmnop"); !errors.Is(err, keystore.ErrUnavailable) {
+		t.Fatalf("a lookup whose client hung up: %v, want ErrUnavailable (fail closed)", err)
+	}
+	if up := testutil.ToFloat64(s.metrics.up); up != 1 {
+		t.Fatalf("regoauth_store_up = %v after a client hung up, want 1", up)
+	}
+	if n, _ := testutil.GatherAndCount(reg, "regoauth_store_unavailable_total"); n != 0 {
+		t.Fatalf("regoauth_store_unavailable_total has %d series after a client hung up, want none", n)
+	}
+}
