@@ -8,12 +8,12 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/regoauth/regoauth/admin"
+	"github.com/regoauth/regoauth/internal/testenv"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/boltstore"
 	"github.com/regoauth/regoauth/policies"
@@ -201,13 +201,9 @@ func TestConcurrentGuessesAtTheAdminAPIAreBounded(t *testing.T) {
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: atOnce}}
 			t.Cleanup(client.CloseIdleConnections)
 
-			type answer struct {
-				status     int
-				retryAfter string
-			}
-			answers := make(chan answer, atOnce)
-			for range atOnce {
-				go func() {
+			attempts := make([]func() (int, string), atOnce)
+			for i := range attempts {
+				attempts[i] = func() (int, string) {
 					wrong, _, _, _ := keystore.NewAPIKey(rand.Reader)
 					n := len("rak_") + len(id) + 1 // rak_ID_
 					guess := plain[:n] + wrong[n:]
@@ -220,40 +216,13 @@ func TestConcurrentGuessesAtTheAdminAPIAreBounded(t *testing.T) {
 					resp, err := client.Do(r)
 					if err != nil {
 						t.Error(err)
-						answers <- answer{}
-						return
+						return 0, ""
 					}
 					resp.Body.Close()
-					answers <- answer{resp.StatusCode, resp.Header.Get("Retry-After")}
-				}()
-			}
-			deadline := time.Now().Add(5 * time.Second)
-			for store.began.Load() < budget && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond)
-			}
-			time.Sleep(300 * time.Millisecond)
-			checking := store.began.Load()
-			close(store.let)
-			unauthorized, throttled := 0, 0
-			for range atOnce {
-				switch a := <-answers; a.status {
-				case http.StatusUnauthorized:
-					unauthorized++
-				case http.StatusTooManyRequests:
-					throttled++
-					if s, err := strconv.Atoi(a.retryAfter); err != nil || s < 55 || s > 60 {
-						t.Errorf("Retry-After %q, want about 60", a.retryAfter)
-					}
-				default:
-					t.Errorf("HTTP %d", a.status)
+					return resp.StatusCode, resp.Header.Get("Retry-After")
 				}
 			}
-			if checking != budget {
-				t.Fatalf("%d guesses at once with a budget of %d: %d reached the key check at once", atOnce, budget, checking)
-			}
-			if unauthorized != budget || throttled != atOnce-budget || store.began.Load() != budget {
-				t.Fatalf("%d answered 401 and %d 429 after %d key checks; want %d, %d and %d", unauthorized, throttled, store.began.Load(), budget, atOnce-budget, budget)
-			}
+			testenv.Burst(t, budget, store.began.Load, func() { close(store.let) }, attempts)
 		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/regoauth/regoauth/authz"
+	"github.com/regoauth/regoauth/internal/testenv"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/redisstore/redistest"
 	"github.com/regoauth/regoauth/throttle"
@@ -93,20 +94,25 @@ func tokenRequests(t *testing.T, srv *httptest.Server, users, keys []string) []a
 	out := make([]answer, len(users))
 	var wg sync.WaitGroup
 	for i := range users {
-		wg.Go(func() {
-			req, _ := http.NewRequest("GET", srv.URL+"/token?"+q("repository:image:pull"), nil)
-			req.SetBasicAuth(users[i], keys[i])
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Errorf("request %d: %v", i, err)
-				return
-			}
-			resp.Body.Close()
-			out[i] = answer{resp.StatusCode, resp.Header.Get("Retry-After")}
-		})
+		wg.Go(func() { out[i].status, out[i].retryAfter = tokenRequest(t, client, srv, users[i], keys[i])() })
 	}
 	wg.Wait()
 	return out
+}
+
+// tokenRequest is one token request as user with key, answering its status and Retry-After.
+func tokenRequest(t *testing.T, client *http.Client, srv *httptest.Server, user, key string) func() (int, string) {
+	return func() (int, string) {
+		req, _ := http.NewRequest("GET", srv.URL+"/token?"+q("repository:image:pull"), nil)
+		req.SetBasicAuth(user, key)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Errorf("token request of %s: %v", user, err)
+			return 0, ""
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
 }
 
 // TestConcurrentGuessesAreBoundedByTheBudget: wrong keys sent at once from one address are
@@ -135,43 +141,13 @@ func TestConcurrentGuessesAreBoundedByTheBudget(t *testing.T) {
 				e := newEnv(t)
 				dir := &heldDirectory{let: make(chan struct{})}
 				srv := inFlightServer(t, e, dir, c.limits, newBackend(t, c.limits))
-				users, keys := make([]string, atOnce), make([]string, atOnce)
-				for i := range atOnce {
-					users[i], keys[i] = c.users(i), wrongKey(t)
+				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: atOnce}}
+				t.Cleanup(client.CloseIdleConnections)
+				attempts := make([]func() (int, string), atOnce)
+				for i := range attempts {
+					attempts[i] = tokenRequest(t, client, srv, c.users(i), wrongKey(t))
 				}
-				answers := make(chan []answer)
-				go func() { answers <- tokenRequests(t, srv, users, keys) }()
-				// The checks the budget admits begin; give the others time to get there too,
-				// were they let through.
-				deadline := time.Now().Add(5 * time.Second)
-				for dir.began.Load() < int64(c.budget) && time.Now().Before(deadline) {
-					time.Sleep(time.Millisecond)
-				}
-				time.Sleep(300 * time.Millisecond)
-				checking := dir.began.Load()
-				close(dir.let)
-				got := <-answers
-				if checking != int64(c.budget) {
-					t.Fatalf("%d wrong keys at once with a budget of %d: %d reached the credential check at once, want %d", atOnce, c.budget, checking, c.budget)
-				}
-				unauthorized, throttled := 0, 0
-				for i, a := range got {
-					switch a.status {
-					case http.StatusUnauthorized:
-						unauthorized++
-					case http.StatusTooManyRequests:
-						throttled++
-						// The budget was spent by exactly its burst: one more fits a minute later.
-						if s, err := strconv.Atoi(a.retryAfter); err != nil || s < 55 || s > 60 {
-							t.Errorf("attempt %d: Retry-After %q, want about 60", i, a.retryAfter)
-						}
-					default:
-						t.Errorf("attempt %d: HTTP %d", i, a.status)
-					}
-				}
-				if unauthorized != c.budget || throttled != atOnce-c.budget || dir.began.Load() != int64(c.budget) {
-					t.Fatalf("%d answered 401 and %d 429 after %d checks; want %d, %d and %d", unauthorized, throttled, dir.began.Load(), c.budget, atOnce-c.budget, c.budget)
-				}
+				testenv.Burst(t, c.budget, dir.began.Load, func() { close(dir.let) }, attempts)
 			})
 		}
 	}

@@ -5,13 +5,13 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/regoauth/regoauth/console"
+	"github.com/regoauth/regoauth/internal/testenv"
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/throttle"
 )
@@ -51,56 +51,25 @@ func TestConcurrentSignInGuessesAreBounded(t *testing.T) {
 		store: func(s console.Store) console.Store { held.Store = s; return held },
 	})
 	// Each browser fetches its form first, one after the other; then all send at once.
-	type answer struct {
-		status     int
-		retryAfter string
-	}
-	answers := make(chan answer, atOnce)
-	for range atOnce {
+	attempts := make([]func() (int, string), atOnce)
+	for i := range attempts {
 		b := f.browser()
 		b.get("/console/signin")
 		form := url.Values{"csrf": {b.csrf()}, "account": {"alice"}, "key": {otherSecret(f.keys["alice"])}}
-		go func() {
+		attempts[i] = func() (int, string) {
 			req, _ := http.NewRequest("POST", f.srv.URL+"/console/signin", strings.NewReader(form.Encode()))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			req.Header.Set("Sec-Fetch-Site", "same-origin")
 			resp, err := b.c.Do(req)
 			if err != nil {
 				t.Error(err)
-				answers <- answer{}
-				return
+				return 0, ""
 			}
 			resp.Body.Close()
-			answers <- answer{resp.StatusCode, resp.Header.Get("Retry-After")}
-		}()
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for held.began.Load() < budget && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(300 * time.Millisecond)
-	checking := held.began.Load()
-	close(held.let)
-	unauthorized, throttled := 0, 0
-	for range atOnce {
-		switch a := <-answers; a.status {
-		case http.StatusUnauthorized:
-			unauthorized++
-		case http.StatusTooManyRequests:
-			throttled++
-			if s, err := strconv.Atoi(a.retryAfter); err != nil || s < 55 || s > 60 {
-				t.Errorf("Retry-After %q, want about 60", a.retryAfter)
-			}
-		default:
-			t.Errorf("HTTP %d", a.status)
+			return resp.StatusCode, resp.Header.Get("Retry-After")
 		}
 	}
-	if checking != budget {
-		t.Fatalf("%d wrong keys at once with a budget of %d: %d reached the key check at once", atOnce, budget, checking)
-	}
-	if unauthorized != budget || throttled != atOnce-budget || held.began.Load() != budget {
-		t.Fatalf("%d answered 401 and %d 429 after %d key checks; want %d, %d and %d", unauthorized, throttled, held.began.Load(), budget, atOnce-budget, budget)
-	}
+	testenv.Burst(t, budget, held.began.Load, func() { close(held.let) }, attempts)
 	// The right key, from the address whose guesses spent the budget, is refused too; from
 	// elsewhere it signs in.
 	if p := f.browser().trySignin("alice", f.keys["alice"]); p.status != http.StatusTooManyRequests {
