@@ -18,17 +18,7 @@ import (
 // can read or change it; certificates, public keys and private files do not.
 func TestSecretFileWarnings(t *testing.T) {
 	dir := t.TempDir()
-	file := func(name, content string, mode os.FileMode) string {
-		t.Helper()
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(p, mode); err != nil { // whatever the umask let through
-			t.Fatal(err)
-		}
-		return p
-	}
+	file := func(name, content string, mode os.FileMode) string { return fileWithMode(t, dir, name, content, mode) }
 	const privateKey = "-----BEGIN EC PRIVATE KEY-----\nMHc=\n-----END EC PRIVATE KEY-----\n"
 	const cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 	cfg := Defaults()
@@ -638,17 +628,7 @@ func TestReloadLogsNewWarnings(t *testing.T) {
 // tokens carry, the public key bundles are verified with — so others able to change them warns.
 func TestPublicFileWarnings(t *testing.T) {
 	dir := t.TempDir()
-	file := func(name, content string, mode os.FileMode) string {
-		t.Helper()
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(p, mode); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	file := func(name, content string, mode os.FileMode) string { return fileWithMode(t, dir, name, content, mode) }
 	const cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 	const privateKey = "-----BEGIN EC PRIVATE KEY-----\nMHc=\n-----END EC PRIVATE KEY-----\n"
 	cfg := Defaults()
@@ -671,4 +651,17 @@ func TestPublicFileWarnings(t *testing.T) {
 			t.Errorf("warning %q, want one beginning %q and saying to chmod go-w it", got[i], want[i])
 		}
 	}
+}
+
+// fileWithMode writes content to dir/name with exactly mode, whatever the umask lets through.
+func fileWithMode(t *testing.T, dir, name, content string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
