@@ -52,24 +52,13 @@ func TestSecretFileWarnings(t *testing.T) {
 
 	// Group access warns only when the file's group is not one the server runs with (in a
 	// Kubernetes secret volume, fsGroup with mode 0440 is the server's own).
-	foreign := os.Getegid() + 1
-	for groups, _ := os.Getgroups(); slices.Contains(groups, foreign) || foreign == os.Getegid(); foreign++ {
-	}
 	cfg = Defaults()
 	cfg.Listen.Addr = "127.0.0.1:5001"
 	cfg.Signing.KeyFile = file("grouped-key.pem", privateKey, 0o640)
 	if got := cfg.Warnings(""); len(got) != 0 {
 		t.Fatalf("a key readable by the server's own group: warnings %q, want none", got)
 	}
-	otherGroup := func(path string) (fs.FileInfo, error) {
-		st, err := os.Stat(path)
-		if err != nil {
-			return nil, err
-		}
-		sys := *st.Sys().(*syscall.Stat_t)
-		sys.Gid = uint32(foreign)
-		return withSys{st, &sys}, nil
-	}
+	otherGroup := otherGroupStat(t)
 	got = cfg.warnings("", otherGroup)
 	if len(got) != 1 || !strings.HasPrefix(got[0], `signing.key_file "`+cfg.Signing.KeyFile+`" can be read by its group, which the server does not run with (mode 0640)`) {
 		t.Fatalf("a key readable by another group: warnings %q", got)
@@ -179,18 +168,7 @@ func TestConfigFileModesWarn(t *testing.T) {
 	if err := os.WriteFile(plain, []byte(base+"store: {url: \"bolt:///tmp/x.db\"}\npolicy: {opa: "+opa+"}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	foreign := os.Getegid() + 1
-	for groups, _ := os.Getgroups(); slices.Contains(groups, foreign) || foreign == os.Getegid(); foreign++ {
-	}
-	otherGroup := func(path string) (fs.FileInfo, error) {
-		st, err := os.Stat(path)
-		if err != nil {
-			return nil, err
-		}
-		sys := *st.Sys().(*syscall.Stat_t)
-		sys.Gid = uint32(foreign)
-		return withSys{st, &sys}, nil
-	}
+	otherGroup := otherGroupStat(t)
 	const read = "can be read by every user of this host"
 	for _, tt := range []struct {
 		name       string
