@@ -31,15 +31,7 @@ func BenchmarkAllow(b *testing.B) {
 		}
 	})
 	b.Run("redis", func(b *testing.B) {
-		srv := redistest.Start(b)
-		client2 := srv.Client()
-		r := throttle.NewRedis(client2, throttle.RedisOptions{Prefix: "{bench}:", Forget: benchLimits.Refill()})
-		b.Cleanup(func() { r.Close() })
-		deadline := time.Now().Add(5 * time.Second)
-		for !r.Live() && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		g := throttle.NewGuard(r, benchLimits, nil, nil)
+		g := redisBenchGuard(b)
 		b.ReportAllocs()
 		b.ResetTimer()
 		for b.Loop() {
@@ -96,18 +88,25 @@ func BenchmarkAdmit(b *testing.B) {
 		})
 	})
 	b.Run("redis", func(b *testing.B) {
-		srv := redistest.Start(b)
-		r := throttle.NewRedis(srv.Client(), throttle.RedisOptions{Prefix: "{bench}:", Forget: benchLimits.Refill()})
-		b.Cleanup(func() { r.Close() })
-		deadline := time.Now().Add(5 * time.Second)
-		for !r.Live() && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		g := throttle.NewGuard(r, benchLimits, nil, nil)
+		g := redisBenchGuard(b)
 		b.ReportAllocs()
 		b.ResetTimer()
 		for b.Loop() {
 			admit(b, g)
 		}
 	})
+}
+
+// redisBenchGuard is a Guard of benchLimits on a redis-server of its own, once its
+// subscription is live.
+func redisBenchGuard(b *testing.B) *throttle.Guard {
+	b.Helper()
+	srv := redistest.Start(b)
+	r := throttle.NewRedis(srv.Client(), throttle.RedisOptions{Prefix: "{bench}:", Forget: benchLimits.Refill()})
+	b.Cleanup(func() { r.Close() })
+	deadline := time.Now().Add(5 * time.Second)
+	for !r.Live() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return throttle.NewGuard(r, benchLimits, nil, nil)
 }
