@@ -96,6 +96,9 @@ func (e *Engine) admit(ctx context.Context, txn storage.Transaction, tctx *stora
 	if compiler == nil {
 		return nil
 	}
+	if err := e.linkedFolders(); err != nil {
+		return err
+	}
 	var tests []string
 	for id := range compiler.Modules {
 		if isTestFile(id) {

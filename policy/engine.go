@@ -94,8 +94,11 @@ type Engine struct {
 	// bundles are the names of the configured bundles; a policy is complete (and the engine
 	// ready) once every one of them is active.
 	bundles []string
-	logs    *logs.Plugin
-	active  atomic.Pointer[revision]
+	// localDirs are the local (file://) bundles' paths, read before the plugins start: admit
+	// refuses an activation while one of them holds a symbolic link (linkIn).
+	localDirs []string
+	logs      *logs.Plugin
+	active    atomic.Pointer[revision]
 	// generations counts the revisions activated.
 	generations atomic.Uint64
 	metrics     *metrics
@@ -259,17 +262,28 @@ func (e *Engine) start(ctx context.Context) error {
 			return err
 		}
 	}
-	// The plugins' loops outlive ctx (which may only bound the start): they end with Stop.
-	runCtx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
 	local := e.localBundles()
+	for _, path := range local {
+		e.localDirs = append(e.localDirs, path)
+	}
+	// Checked here too, not only as a revision is admitted: OPA refuses some folders of links
+	// itself before that, in words that do not say why (a ConfigMap's, or a folder that is a link).
+	if err := e.linkedFolders(); err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
 	w, err := newWatcher(e, local)
 	if err != nil {
 		return err
 	}
+	// The plugins' loops outlive ctx (which may only bound the start): they end with Stop, which
+	// waits for the watcher only once it runs.
+	runCtx, cancel := context.WithCancel(context.Background())
 	if err := e.manager.Start(runCtx); err != nil {
+		cancel()
+		w.close()
 		return fmt.Errorf("starting OPA plugins: %w", err)
 	}
+	e.cancel = cancel
 	go func() {
 		defer close(e.done)
 		w.run(runCtx)

@@ -64,6 +64,13 @@ func newWatcher(e *Engine, local map[string]string) (*watcher, error) {
 	return w, nil
 }
 
+// close ends the watches of a watcher that will not run.
+func (w *watcher) close() {
+	if w.fs != nil {
+		w.fs.Close()
+	}
+}
+
 // addTree watches dir, and every directory below it when recursive.
 func (w *watcher) addTree(dir string, recursive bool) error {
 	if !recursive {
@@ -163,6 +170,12 @@ func fingerprint(path string, dir bool) string {
 		}
 		rel, _ := filepath.Rel(path, p)
 		io.WriteString(h, rel+"\x00")
+		if d.Type()&fs.ModeSymlink != 0 {
+			// A link is refused where the same file is loaded (linkIn): replacing one with the
+			// other changes the bundle.
+			target, _ := os.Readlink(p)
+			io.WriteString(h, "link:"+target+"\x00")
+		}
 		hashFile(p)
 		return nil
 	})
