@@ -172,7 +172,16 @@ func (c *decisionCache) onCommit(context.Context, storage.Transaction, storage.T
 	c.lru.Purge()
 }
 
-// deterministic reports whether no module of the compiler calls a nondeterministic builtin.
+// readsTheClock are builtins that read the clock without OPA marking them nondeterministic:
+// given no time, the x509 chain checks verify against time.Now. A decision calling one is no
+// function of its input and data: kept, it would still permit once a certificate expired.
+var readsTheClock = map[string]bool{
+	ast.CryptoX509ParseAndVerifyCertificates.Name:            true,
+	ast.CryptoX509ParseAndVerifyCertificatesWithOptions.Name: true,
+}
+
+// deterministic reports whether no module of the compiler calls a nondeterministic builtin,
+// or one that reads the clock (readsTheClock).
 func deterministic(compiler *ast.Compiler) bool {
 	ok := true
 	for _, m := range compiler.Modules {
@@ -181,7 +190,7 @@ func deterministic(compiler *ast.Compiler) bool {
 				return false
 			}
 			name := x.Operator().String()
-			if b, found := ast.BuiltinMap[name]; found && b.IsNondeterministic() {
+			if b, found := ast.BuiltinMap[name]; found && (b.IsNondeterministic() || readsTheClock[name]) {
 				ok = false
 			}
 			return !ok

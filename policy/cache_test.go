@@ -2,10 +2,19 @@ package policy
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"testing"
 	"testing/fstest"
+	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -158,5 +167,94 @@ func TestDecisionCacheKeepsOnlyRepeatedInputs(t *testing.T) {
 	}
 	if n, hits := e.cache.lru.Len(), cacheCount(t, reg, "hit"); n != 1 || hits != 1 {
 		t.Fatalf("an input seen three times: %d entries, %v hits; want 1 and 1", n, hits)
+	}
+}
+
+// expiringChain is a PEM chain, root first, whose leaf stops being valid at notAfter.
+func expiringChain(t *testing.T, notAfter time.Time) string {
+	t.Helper()
+	issue := func(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if parent == nil {
+			parent, parentKey = tmpl, key
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cert, key
+	}
+	start := time.Now().Add(-time.Hour)
+	root, rootKey := issue(&x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "entitlements"},
+		NotBefore: start, NotAfter: start.Add(48 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}, nil, nil)
+	leaf, _ := issue(&x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "user1"},
+		NotBefore: start, NotAfter: notAfter, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}, root, rootKey)
+	var chain []byte
+	for _, c := range []*x509.Certificate{root, leaf} {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return string(chain)
+}
+
+// TestDecisionCacheSkipsPoliciesThatReadTheClock: the x509 chain checks
+// (crypto.x509.parse_and_verify_certificates, and its _with_options form without CurrentTime)
+// read the clock, though OPA does not mark them nondeterministic. A policy that permits while an
+// entitlement certificate is valid must stop permitting when it expires, not keep answering
+// from the cache.
+func TestDecisionCacheSkipsPoliciesThatReadTheClock(t *testing.T) {
+	notAfter := time.Now().Add(1500 * time.Millisecond).Truncate(time.Second).Add(time.Second)
+	e, reg := cachedEngine(t, fmt.Sprintf(`package regoauth.authz
+
+entitled if {
+	[valid, _] := crypto.x509.parse_and_verify_certificates(%q)
+	valid
+}
+
+actions := ["pull"] if entitled
+
+else := []
+
+decision := {"access": [{"type": "repository", "name": "image", "actions": actions}], "reasons": []}
+`, expiringChain(t, notAfter)))
+	for range 3 { // kept the second time its input is seen, answered from the cache the third
+		if d, err := e.Decide(ctx, storyInput()); err != nil || len(d.Allowed("repository", "image")) != 1 {
+			t.Fatalf("while the certificate is valid: %+v, %v", d, err)
+		}
+	}
+	time.Sleep(time.Until(notAfter) + 200*time.Millisecond)
+	d, err := e.Decide(ctx, storyInput())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Allowed("repository", "image"); len(got) != 0 {
+		t.Fatalf("the entitlement certificate expired, yet the decision allows %v (cache hits: %v)", got, cacheCount(t, reg, "hit"))
+	}
+}
+
+// TestClockReadersAreNondeterministic: every builtin that reads the clock when not given a time
+// keeps a revision that calls it out of the decision cache.
+func TestClockReadersAreNondeterministic(t *testing.T) {
+	for _, call := range []string{
+		`io.jwt.decode_verify(input.token, {"secret": "s"})`,
+		`crypto.x509.parse_and_verify_certificates(input.chain)`,
+		`crypto.x509.parse_and_verify_certificates_with_options(input.chain, {})`,
+		`time.now_ns()`,
+	} {
+		c := ast.MustCompileModules(map[string]string{"p.rego": "package p\n\nx := " + call + "\n"})
+		if deterministic(c) {
+			t.Errorf("a module calling %s is taken for deterministic", call)
+		}
+	}
+	c := ast.MustCompileModules(map[string]string{"p.rego": "package p\n\nx := io.jwt.decode(input.token)\n"})
+	if !deterministic(c) {
+		t.Error("a module calling io.jwt.decode (which reads no clock) is taken for nondeterministic")
 	}
 }
