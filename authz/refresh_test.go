@@ -2,6 +2,8 @@ package authz_test
 
 import (
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"testing"
 	"time"
@@ -233,4 +235,40 @@ func TestPOSTAlwaysSaysWhatItGranted(t *testing.T) {
 	if res := e.get(q("repository:image:push"), "user1", e.keys["user1"]); res.body["scope"] != nil {
 		t.Errorf("GET answered a scope: %s", res.raw)
 	}
+}
+
+// TestRefreshTokenKeepsItsKeysRestrictions: a refresh token is worth what the key it came from
+// is worth, never more: a read-only key limited to one repository and one network gives, through
+// its refresh token, pull on that repository from inside that network, and nothing else.
+func TestRefreshTokenKeepsItsKeysRestrictions(t *testing.T) {
+	e := newEnv(t)
+	e.handler = e.newHandler(authz.Deps{Refresh: e.refresh}, authz.Options{
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, // httptest's peer
+		Now:            func() time.Time { return e.now },
+	})
+	e.Grant("user1", "image2", "delete")
+	key := e.Key("user1", func(k *keystore.Key) {
+		k.Restrictions = keystore.Restrictions{Actions: []string{"pull"}, Repositories: []string{"image2"}, CIDRs: []string{"203.0.113.0/24"}}
+	})
+	from := func(form url.Values, ip string) result {
+		r := formRequest(form)
+		r.Header.Set("X-Forwarded-For", ip)
+		return e.do(r)
+	}
+	login := url.Values{"grant_type": {"password"}, "username": {"user1"}, "password": {key}, "service": {service}, "access_type": {"offline"}}
+	res := from(login, "203.0.113.7")
+	tok, _ := res.body["refresh_token"].(string)
+	if !tokens.IsRefreshToken(tok) {
+		t.Fatalf("no refresh token: %s", res.raw)
+	}
+	scopes := []string{"repository:image:pull,push", "repository:image2:*", "registry:catalog:*"}
+	wantAccess(t, e.access(from(refreshForm(tok, "x", scopes...), "203.0.113.7")),
+		access("image"), access("image2", "pull"), tokens.Access{Type: "registry", Name: "catalog", Actions: []string{}})
+	wantAccess(t, e.access(from(refreshForm(tok, "x", scopes...), "198.51.100.1")),
+		access("image"), access("image2"), tokens.Access{Type: "registry", Name: "catalog", Actions: []string{}})
+	// The same from a client that sends the refresh token as containerd does on GET.
+	r := httptest.NewRequest("GET", "/token?"+q(scopes...), nil)
+	r.SetBasicAuth("", tok)
+	r.Header.Set("X-Forwarded-For", "203.0.113.9")
+	wantAccess(t, e.access(e.do(r)), access("image"), access("image2", "pull"), tokens.Access{Type: "registry", Name: "catalog", Actions: []string{}})
 }
