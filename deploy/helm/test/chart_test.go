@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -84,6 +85,7 @@ type rendered struct {
 	pdbs            []*policyv1.PodDisruptionBudget
 	serviceMonitors []*monitoringv1.ServiceMonitor
 	networkPolicies []*networkingv1.NetworkPolicy
+	certificates    []*certmanagerv1.Certificate
 }
 
 // setArgs are helm's arguments for values: key=value for --set, or a flag of its own
@@ -154,6 +156,9 @@ func render(t *testing.T, values string, set ...string) *rendered {
 		case "monitoring.coreos.com/v1/ServiceMonitor":
 			m := &monitoringv1.ServiceMonitor{}
 			r.serviceMonitors, obj = append(r.serviceMonitors, m), m
+		case "cert-manager.io/v1/Certificate":
+			c := &certmanagerv1.Certificate{}
+			r.certificates, obj = append(r.certificates, c), c
 		default:
 			t.Fatalf("%s renders a %s %s the test does not know", values, tm.APIVersion, tm.Kind)
 		}
@@ -208,6 +213,11 @@ func TestChartLints(t *testing.T) {
 		if out, err := runHelm(t, "lint", "--strict", chart, "-f", v); err != nil {
 			t.Errorf("%s: %v\n%s", v, err, out)
 		}
+	}
+	// Without values too: lint reports the chart's refusals (no store, no signing key, no TLS)
+	// as messages and renders on, which must not break a template.
+	if out, err := runHelm(t, "lint", "--strict", chart); err != nil {
+		t.Errorf("without values: %v\n%s", err, out)
 	}
 }
 
@@ -634,6 +644,12 @@ func provided(t *testing.T, r *rendered, path string) bool {
 	return false
 }
 
+// noTLS is the message of a chart given no source of TLS: one paragraph, naming each way on.
+const noTLS = "tls: choose how the token listener (tokens, the admin API) and the metrics listener get TLS, or API keys and tokens would cross the network in clear: " +
+	"tls.existingSecret (a kubernetes.io/tls Secret you keep), tls.generate: true (a self-signed certificate for the Service's names, made on first install and kept), " +
+	"tls.certManager.issuerRef.name (a cert-manager Certificate from that Issuer or ClusterIssuer), or tls.plainHTTP: true (plain HTTP, only behind an ingress or mesh " +
+	"that ends TLS in front of the pods, which config.trusted_proxies must then list)\n"
+
 // TestChartRefusesIncompleteValues: an install that could not work fails at render time with a
 // message saying what to set, never renders pods that crash.
 func TestChartRefusesIncompleteValues(t *testing.T) {
@@ -642,36 +658,47 @@ func TestChartRefusesIncompleteValues(t *testing.T) {
 		set  []string
 		want string
 	}{
-		{"no store", []string{"signing.generate=true"}, "store: give existingSecret"},
-		{"no signing key", []string{"store.url=redis://r:6379"}, "signing: give existingSecret"},
-		{"a key without its certificate", []string{"store.url=redis://r:6379", "signing.key=x"}, "signing: give existingSecret"},
-		{"listen set in config", []string{"store.url=redis://r:6379", "signing.generate=true", "config.listen.addr=:80"}, "config.listen is set by the chart"},
-		{"store URL in config", []string{"store.url=redis://r:6379", "signing.generate=true", "config.store.url=redis://x"}, "config.store.url is set by the chart"},
-		{"a short refresh secret", []string{"store.url=redis://r:6379", "signing.generate=true", "refreshTokens.secret=short"}, "at least 32 bytes"},
+		{"no store", []string{"signing.generate=true", "tls.generate=true"}, "store: give existingSecret"},
+		{"no signing key", []string{"store.url=redis://r:6379", "tls.generate=true"}, "signing: give existingSecret"},
+		{"a key without its certificate", []string{"store.url=redis://r:6379", "signing.key=x", "tls.generate=true"}, "signing: give existingSecret"},
+		{"listen set in config", []string{"store.url=redis://r:6379", "signing.generate=true", "tls.generate=true", "config.listen.addr=:80"}, "config.listen is set by the chart"},
+		{"store URL in config", []string{"store.url=redis://r:6379", "signing.generate=true", "tls.generate=true", "config.store.url=redis://x"}, "config.store.url is set by the chart"},
+		{"a short refresh secret", []string{"store.url=redis://r:6379", "signing.generate=true", "tls.generate=true", "refreshTokens.secret=short"}, "at least 32 bytes"},
 		// One bolt file cannot be opened by two pods, and pods on their own files would each
 		// hold different accounts, keys and grants.
-		{"a bolt store on the default replicas", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true"}, "a bolt store is one file"},
-		{"a bolt store on three replicas", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true", "replicaCount=3"}, "replicaCount: 1"},
+		{"a bolt store on the default replicas", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true", "tls.generate=true"}, "a bolt store is one file"},
+		{"a bolt store on three replicas", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true", "tls.generate=true", "replicaCount=3"}, "replicaCount: 1"},
 		// A bolt store on what goes with the pod loses every account, key and grant with it.
-		{"a bolt store on no volume", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true", "replicaCount=1"},
+		{"a bolt store on no volume", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true", "tls.generate=true", "replicaCount=1"},
 			`the bolt store "/var/lib/regoauth/store.db" is in the container's own file system (no volume of extraVolumeMounts holds it): every account, key and grant would be lost whenever the pod is replaced`},
-		{"a bolt store on the chart's /tmp", []string{"store.url=bolt:///tmp/regoauth/store.db", "signing.generate=true", "replicaCount=1"},
+		{"a bolt store on the chart's /tmp", []string{"store.url=bolt:///tmp/regoauth/store.db", "signing.generate=true", "tls.generate=true", "replicaCount=1"},
 			`the bolt store "/tmp/regoauth/store.db" is on the emptyDir volume tmp`},
-		{"a bolt store on an emptyDir", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true", "replicaCount=1",
+		{"a bolt store on an emptyDir", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true", "tls.generate=true", "replicaCount=1",
 			`--set-json=extraVolumes=[{"name":"data","emptyDir":{}}]`, `--set-json=extraVolumeMounts=[{"name":"data","mountPath":"/var/lib/regoauth"}]`},
 			`the bolt store "/var/lib/regoauth/store.db" is on the emptyDir volume data`},
-		{"a bolt store on a generic ephemeral volume", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true", "replicaCount=1",
+		{"a bolt store on a generic ephemeral volume", []string{"store.url=bolt:///var/lib/regoauth/store.db", "signing.generate=true", "tls.generate=true", "replicaCount=1",
 			`--set-json=extraVolumes=[{"name":"data","ephemeral":{"volumeClaimTemplate":{"spec":{"accessModes":["ReadWriteOnce"]}}}}]`,
 			`--set-json=extraVolumeMounts=[{"name":"data","mountPath":"/var/lib/regoauth"}]`},
 			`the bolt store "/var/lib/regoauth/store.db" is on the ephemeral volume data, deleted with the pod`},
-		{"a bolt store on an emptyDir inside a persistent volume", []string{"store.url=bolt:///var/lib/regoauth/cache/store.db", "signing.generate=true", "replicaCount=1",
+		{"a bolt store on an emptyDir inside a persistent volume", []string{"store.url=bolt:///var/lib/regoauth/cache/store.db", "signing.generate=true", "tls.generate=true", "replicaCount=1",
 			`--set-json=extraVolumes=[{"name":"data","persistentVolumeClaim":{"claimName":"regoauth"}},{"name":"cache","emptyDir":{}}]`,
 			`--set-json=extraVolumeMounts=[{"name":"data","mountPath":"/var/lib/regoauth"},{"name":"cache","mountPath":"/var/lib/regoauth/cache"}]`},
 			`the bolt store "/var/lib/regoauth/cache/store.db" is on the emptyDir volume cache`},
-		{"a bolt store beside a persistent volume", []string{"store.url=bolt:///var/lib/regoauth-data/store.db", "signing.generate=true", "replicaCount=1",
+		{"a bolt store beside a persistent volume", []string{"store.url=bolt:///var/lib/regoauth-data/store.db", "signing.generate=true", "tls.generate=true", "replicaCount=1",
 			`--set-json=extraVolumes=[{"name":"data","persistentVolumeClaim":{"claimName":"regoauth"}}]`,
 			`--set-json=extraVolumeMounts=[{"name":"data","mountPath":"/var/lib/regoauth"}]`},
 			"is in the container's own file system"},
+		// Plain HTTP only when chosen: API keys would otherwise cross the network in clear
+		// because nobody set a value.
+		{"no TLS", []string{"store.url=redis://r:6379", "signing.generate=true"}, noTLS},
+		{"an issuer without a name", []string{"store.url=redis://r:6379", "signing.generate=true", "tls.certManager.issuerRef.kind=ClusterIssuer"}, noTLS},
+		// Two sources: which one was meant is not the chart's to guess.
+		{"generate and plain HTTP", []string{"store.url=redis://r:6379", "signing.generate=true", "tls.generate=true", "tls.plainHTTP=true"},
+			"tls: choose one source of TLS, not tls.generate and tls.plainHTTP"},
+		{"an existing Secret and cert-manager", []string{"store.url=redis://r:6379", "signing.generate=true", "tls.existingSecret=regoauth-tls", "tls.certManager.issuerRef.name=ca"},
+			"tls: choose one source of TLS, not tls.existingSecret and tls.certManager.issuerRef.name"},
+		{"all four", []string{"store.url=redis://r:6379", "signing.generate=true", "tls.existingSecret=regoauth-tls", "tls.generate=true", "tls.certManager.issuerRef.name=ca", "tls.plainHTTP=true"},
+			"tls: choose one source of TLS, not tls.existingSecret and tls.generate and tls.certManager.issuerRef.name and tls.plainHTTP"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := runHelm(t, append([]string{"template", "rel", chart}, setArgs(c.set)...)...)
@@ -767,10 +794,19 @@ func TestChartMetricsTLS(t *testing.T) {
 		t.Errorf("metrics.plainHTTP: metrics TLS %+v, token listener TLS %+v", cfg.Metrics.TLS, cfg.Listen.TLS)
 	}
 
-	r = render(t, filepath.Join(chart, "ci", "minimal-values.yaml"), "metrics.serviceMonitor.enabled=true")
+	minimal := filepath.Join(chart, "ci", "minimal-values.yaml")
+	r = render(t, minimal, "tls.generate=false", "tls.plainHTTP=true", "metrics.serviceMonitor.enabled=true")
 	checkMounts(t, r)
-	if cfg := renderedConfig(t, r); cfg.Metrics.TLS != nil {
-		t.Errorf("no TLS Secret, yet metrics TLS %+v", cfg.Metrics.TLS)
+	if cfg := renderedConfig(t, r); cfg.Metrics.TLS != nil || cfg.Listen.TLS != nil {
+		t.Errorf("tls.plainHTTP, yet metrics TLS %+v, token listener TLS %+v", cfg.Metrics.TLS, cfg.Listen.TLS)
+	}
+
+	// A generated certificate gets a tlsConfig of its own (TestChartGeneratesTLSCertificate)
+	// unless the values give one.
+	r = render(t, minimal, "metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.tlsConfig.serverName=auth.example.com")
+	checkMounts(t, r)
+	if tc := r.serviceMonitors[0].Spec.Endpoints[0].TLSConfig; tc == nil || tc.ServerName == nil || *tc.ServerName != "auth.example.com" || tc.CA.Secret != nil {
+		t.Errorf("the ServiceMonitor's tlsConfig is %+v, not the values'", tc)
 	}
 }
 
@@ -803,17 +839,12 @@ func renderedConfig(t *testing.T, r *rendered) (cfg struct {
 // key and certificate, so an option regoauth does not know, a file no mount provides or a key
 // the certificate does not hold fails here instead of in a crash-looping pod.
 func TestChartConfigLoads(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "regoauth")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/regoauth")
-	build.Dir = "../../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building regoauth: %v\n%s", err, out)
-	}
+	bin := buildRegoauth(t)
 	for _, v := range valuesFiles(t) {
 		t.Run(filepath.Base(v), func(t *testing.T) {
 			r := render(t, v)
 			root := t.TempDir()
-			layOut(t, bin, r, root)
+			layOut(t, bin, r, root, nil)
 			c := r.deployment.Spec.Template.Spec.Containers[0]
 			config := filepath.Join(root, strings.TrimPrefix(strings.Join(c.Args, " "), "serve --config "))
 			raw, err := os.ReadFile(config)
@@ -838,6 +869,18 @@ func TestChartConfigLoads(t *testing.T) {
 	}
 }
 
+// buildRegoauth builds the regoauth command of this repository into a temporary folder.
+func buildRegoauth(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "regoauth")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/regoauth")
+	build.Dir = "../../.."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building regoauth: %v\n%s", err, out)
+	}
+	return bin
+}
+
 // regexpAbsPaths lists the paths under root that text names.
 func regexpAbsPaths(text, root string) []string {
 	var paths []string
@@ -860,8 +903,10 @@ func writeFile(t *testing.T, path string, data []byte) {
 	}
 }
 
-// layOut writes the files of the container's ConfigMap and Secret mounts under root.
-func layOut(t *testing.T, bin string, r *rendered, root string) {
+// layOut writes the files of the container's ConfigMap and Secret mounts under root. A Secret the
+// chart does not render is taken from existing, by name, when it is there (what the operator or
+// cert-manager would write), and made up otherwise.
+func layOut(t *testing.T, bin string, r *rendered, root string, existing map[string]map[string][]byte) {
 	t.Helper()
 	pod := r.deployment.Spec.Template.Spec
 	// One made-up key pair stands for every existing Secret holding a key and a certificate.
@@ -903,6 +948,8 @@ func layOut(t *testing.T, bin string, r *rendered, root string) {
 				items = v.Secret.Items
 				if s, ok := r.secrets[v.Secret.SecretName]; ok {
 					data = s.Data
+				} else if e, ok := existing[v.Secret.SecretName]; ok {
+					data = e
 				} else if len(items) == 0 {
 					// An existing kubernetes.io/tls Secret.
 					data = map[string][]byte{corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM}

@@ -49,6 +49,53 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- .Values.refreshTokens.existingSecret | default (printf "%s-refresh" (include "regoauth.fullname" .)) }}
 {{- end }}
 
+{{/* Which of the values gives both listeners their TLS: existingSecret, generate, certManager
+or plainHTTP. Exactly one: with none the chart would serve API keys and tokens in clear without
+anyone having said so, and two would leave it to the chart to guess which was meant. */}}
+{{- define "regoauth.tlsSource" -}}
+{{- $tls := .Values.tls }}
+{{- $chosen := list }}
+{{- if $tls.existingSecret }}{{ $chosen = append $chosen "tls.existingSecret" }}{{ end }}
+{{- if $tls.generate }}{{ $chosen = append $chosen "tls.generate" }}{{ end }}
+{{- if dig "certManager" "issuerRef" "name" "" $tls }}{{ $chosen = append $chosen "tls.certManager.issuerRef.name" }}{{ end }}
+{{- if $tls.plainHTTP }}{{ $chosen = append $chosen "tls.plainHTTP" }}{{ end }}
+{{- if not $chosen }}
+{{- fail "tls: choose how the token listener (tokens, the admin API) and the metrics listener get TLS, or API keys and tokens would cross the network in clear: tls.existingSecret (a kubernetes.io/tls Secret you keep), tls.generate: true (a self-signed certificate for the Service's names, made on first install and kept), tls.certManager.issuerRef.name (a cert-manager Certificate from that Issuer or ClusterIssuer), or tls.plainHTTP: true (plain HTTP, only behind an ingress or mesh that ends TLS in front of the pods, which config.trusted_proxies must then list)" }}
+{{- end }}
+{{- if gt (len $chosen) 1 }}
+{{- fail (printf "tls: choose one source of TLS, not %s" (join " and " $chosen)) }}
+{{- end }}
+{{- /* helm lint goes on after a fail: no source then names none. */}}
+{{- with $chosen }}{{ first . | trimPrefix "tls." | splitList "." | first }}{{ end }}
+{{- end }}
+
+{{/* The kubernetes.io/tls Secret both listeners serve with; empty when they serve plain HTTP
+(tls.plainHTTP). Everything that depends on TLS being on asks this. */}}
+{{- define "regoauth.tlsSecret" -}}
+{{- $source := include "regoauth.tlsSource" . }}
+{{- if eq $source "existingSecret" }}
+{{- .Values.tls.existingSecret }}
+{{- else if eq $source "generate" }}
+{{- printf "%s-tls-self-signed" (include "regoauth.fullname" .) }}
+{{- else if eq $source "certManager" }}
+{{- printf "%s-tls" (include "regoauth.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* The names a generated or cert-manager certificate holds: the Service's, short and long, in
+tls.clusterDomain, then tls.extraDNSNames. As a JSON list. */}}
+{{- define "regoauth.tlsDNSNames" -}}
+{{- $svc := include "regoauth.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns (trimSuffix "." .Values.tls.clusterDomain)) }}
+{{- range .Values.tls.extraDNSNames }}
+{{- if not (has . $names) }}
+{{- $names = append $names . }}
+{{- end }}
+{{- end }}
+{{- toJson $names }}
+{{- end }}
+
 {{/* "true" when the store is a bolt file. The chart reads the URL only when it makes the Secret:
 an existing Secret's URL is the operator's to keep to one replica. */}}
 {{- define "regoauth.boltStore" -}}
@@ -109,7 +156,7 @@ tlsKey: /etc/regoauth/tls/tls.key
 {{- end }}
 {{- end }}
 {{- $listen := dict "addr" ":5001" }}
-{{- if .Values.tls.existingSecret }}
+{{- if include "regoauth.tlsSecret" . }}
 {{- $_ := set $listen "tls" (dict "cert_file" $paths.tlsCert "key_file" $paths.tlsKey) }}
 {{- end }}
 {{- $_ := set $cfg "listen" $listen }}
@@ -133,9 +180,9 @@ tlsKey: /etc/regoauth/tls/tls.key
 
 {{/* "true" when /metrics is served with the token listener's certificate. */}}
 {{- define "regoauth.metricsTLS" -}}
-{{- if and .Values.tls.existingSecret (not .Values.metrics.plainHTTP) }}true{{ end }}
+{{- if and (include "regoauth.tlsSecret" .) (not .Values.metrics.plainHTTP) }}true{{ end }}
 {{- end }}
 
 {{- define "regoauth.scheme" -}}
-{{- if .Values.tls.existingSecret }}HTTPS{{ else }}HTTP{{ end }}
+{{- if include "regoauth.tlsSecret" . }}HTTPS{{ else }}HTTP{{ end }}
 {{- end }}
