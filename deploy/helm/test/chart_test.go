@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Masterminds/sprig/v3"
 	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -572,6 +573,13 @@ func TestChartStoreURLRollsThePods(t *testing.T) {
 	c := render(t, minimal, "store.url="+after).deployment.Spec.Template.Annotations
 	if !maps.Equal(b, c) {
 		t.Errorf("the same values render different pod templates: %v, %v", b, c)
+	}
+	// A guess of the password costs a scrypt (N=32768, r=8, p=2) salted with the release's
+	// names, not a hash: the annotation is sprig's derivePassword of the URL, hashed.
+	derive := sprig.TxtFuncMap()["derivePassword"].(func(uint32, string, string, string, string) string)
+	sum := sha256.Sum256([]byte(derive(1, "maximum", after, "registry/rel-regoauth", "regoauth-store-url")))
+	if got, want := b["checksum/store"], hex.EncodeToString(sum[:]); got != want {
+		t.Errorf("checksum/store = %q, want %q: derived from the URL with scrypt, salted with the release's names", got, want)
 	}
 }
 
