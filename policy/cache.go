@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"hash/maphash"
 	"sync"
 
 	"github.com/hashicorp/golang-lru/v2"
@@ -34,9 +35,10 @@ type decisionCache struct {
 
 type cachedDecision struct {
 	query int
-	input ast.Value
-	ev    evaluation
-	size  int64
+	// key is the input's canonical encoding (appendKey).
+	key  string
+	ev   evaluation
+	size int64
 }
 
 // The cache is bounded by bytes, not entries: an input's size is chosen by its caller (a key's
@@ -69,15 +71,20 @@ func seenSlots(maxBytes int64) int {
 	return n
 }
 
-// key hashes the query with the input; entries also keep the input to rule out collisions.
-func cacheKey(q query, input ast.Value) uint64 { return uint64(input.Hash())*31 + uint64(q) }
+// keySeed makes the hashes of inputs this process's own: a caller cannot choose inputs whose
+// hashes collide, to push others' decisions out of the table of inputs seen once.
+var keySeed = maphash.MakeSeed()
 
-func (c *decisionCache) get(q query, input ast.Value, rev *revision) (evaluation, bool) {
+// cacheKey hashes the query with the input's canonical encoding (appendKey); entries also keep
+// the encoding to rule out collisions.
+func cacheKey(q query, key []byte) uint64 { return maphash.Bytes(keySeed, key)*31 + uint64(q) }
+
+func (c *decisionCache) get(q query, key []byte, rev *revision) (evaluation, bool) {
 	if c == nil || !rev.deterministic {
 		return evaluation{}, false
 	}
-	d, ok := c.lru.Get(cacheKey(q, input))
-	if !ok || d.query != int(q) || d.ev.rev != rev || d.input.Compare(input) != 0 {
+	d, ok := c.lru.Get(cacheKey(q, key))
+	if !ok || d.query != int(q) || d.ev.rev != rev || d.key != string(key) {
 		return evaluation{}, false
 	}
 	return d.ev, true
@@ -94,7 +101,7 @@ func (c *decisionCache) epochNow() uint64 {
 	return c.epoch
 }
 
-func (c *decisionCache) put(q query, input ast.Value, ev evaluation, epoch uint64) {
+func (c *decisionCache) put(q query, input []byte, ev evaluation, epoch uint64) {
 	if c == nil || !ev.rev.deterministic {
 		return
 	}
@@ -102,7 +109,7 @@ func (c *decisionCache) put(q query, input ast.Value, ev evaluation, epoch uint6
 	if !c.seenBefore(key) {
 		return
 	}
-	size := minEntryBytes + valueSize(input) + valueSize(ev.value)
+	size := minEntryBytes + 16 + int64(len(input)) + valueSize(ev.value)
 	if size > c.max/64 {
 		return
 	}
@@ -112,7 +119,7 @@ func (c *decisionCache) put(q query, input ast.Value, ev evaluation, epoch uint6
 		return
 	}
 	c.lru.Remove(key) // a replaced entry gives its bytes back through the eviction callback
-	c.lru.Add(key, cachedDecision{query: int(q), input: input, ev: ev, size: size})
+	c.lru.Add(key, cachedDecision{query: int(q), key: string(input), ev: ev, size: size})
 	c.bytes += size
 	for c.bytes > c.max {
 		if _, _, ok := c.lru.RemoveOldest(); !ok {

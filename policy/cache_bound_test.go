@@ -24,8 +24,7 @@ func largeInput(variant int) *Input {
 
 // TestDecisionCacheMemoryIsBounded fills decision caches with large inputs' decisions, several
 // times over their budget, and holds the heap they keep to the budget. (The server's default,
-// 64 MiB, is the same mechanism; filling it takes 20,000 decisions and about a minute: the heap
-// then kept was 41 MiB, 0.63 of what the cache counts.)
+// 64 MiB, is the same mechanism; filling it takes 20,000 decisions and about a minute.)
 func TestDecisionCacheMemoryIsBounded(t *testing.T) {
 	for _, tt := range []struct {
 		name      string

@@ -29,9 +29,11 @@ func (e *Engine) DryRun(candidate *Engine) {
 
 // comparison is one decision to evaluate again with the candidate.
 type comparison struct {
-	q      query
-	id     string
-	input  ast.Value
+	q     query
+	id    string
+	input ast.Value
+	// key is the input's canonical encoding, for the candidate's decision cache.
+	key    string
 	active evaluation
 }
 
@@ -46,14 +48,20 @@ type comparer struct {
 }
 
 // compare queues a decision for the candidate, if there is one. The input value is not
-// changed after the decision, so the worker may read it.
-func (e *Engine) compare(q query, id string, input ast.Value, ev evaluation) {
+// changed after the decision, so the worker may read it; key is its canonical encoding. A
+// decision the cache answered just as the candidate arrived has no input value, and is not
+// compared.
+func (e *Engine) compare(q query, id string, input ast.Value, key []byte, ev evaluation) {
 	c := e.dryRun.Load()
 	if c == nil {
 		return
 	}
+	if input == nil {
+		e.metrics.dryRun.WithLabelValues(q.label(), "dropped").Inc()
+		return
+	}
 	select {
-	case c.jobs <- comparison{q: q, id: id, input: input, active: ev}:
+	case c.jobs <- comparison{q: q, id: id, input: input, key: string(key), active: ev}:
 	default:
 		e.metrics.dryRun.WithLabelValues(q.label(), "dropped").Inc()
 	}
@@ -89,7 +97,10 @@ func (c *comparer) run() {
 func (c *comparer) check(job comparison) {
 	e := c.engine
 	label := job.q.label()
-	cand, err := c.candidate.eval(context.Background(), job.q, job.input)
+	cand, hit, epoch, err := c.candidate.lookup(job.q, []byte(job.key))
+	if err == nil && !hit {
+		cand, err = c.candidate.eval(context.Background(), job.q, job.input, []byte(job.key), epoch)
+	}
 	if err != nil {
 		e.metrics.dryRun.WithLabelValues(label, "error").Inc()
 		e.opts.Logger.Warn("dry-run candidate failed", "decision_id", job.id, "query", label, "error", err)

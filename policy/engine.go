@@ -476,23 +476,30 @@ var evalOptions = []rego.EvalOption{
 	rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, nil }),
 }
 
+// lookup answers query q from the decision cache, by key, its input's canonical encoding
+// (appendKey). epoch is the cache's epoch before the lookup, for eval to keep a decision under.
+// It returns ErrNotReady while no policy is active.
+func (e *Engine) lookup(q query, key []byte) (ev evaluation, hit bool, epoch uint64, err error) {
+	epoch = e.cache.epochNow()
+	r := e.active.Load()
+	if r == nil {
+		return evaluation{}, false, epoch, ErrNotReady
+	}
+	if ev, ok := e.cache.get(q, key, r); ok {
+		e.metrics.cache.WithLabelValues(q.label(), "hit").Inc()
+		return ev, true, epoch, nil
+	}
+	return evaluation{}, false, epoch, nil
+}
+
 // eval evaluates query q on input within one read transaction of the store: the revision it
-// loads is the one that matches the data it reads (see onCompile).
-func (e *Engine) eval(ctx context.Context, q query, input ast.Value, extra ...rego.EvalOption) (evaluation, error) {
+// loads is the one that matches the data it reads (see onCompile). With a key (the input's
+// canonical encoding, after a lookup that missed at epoch) the decision may be kept in the
+// cache; evaluations with extra options (a tracer) are never kept.
+func (e *Engine) eval(ctx context.Context, q query, input ast.Value, key []byte, epoch uint64, extra ...rego.EvalOption) (evaluation, error) {
 	// The active revision may end (onCompile fails closed) between any two loads: each load is
 	// checked.
-	cacheable := len(extra) == 0
-	epoch := e.cache.epochNow()
-	if cacheable {
-		r := e.active.Load()
-		if r == nil {
-			return evaluation{}, ErrNotReady
-		}
-		if ev, ok := e.cache.get(q, input, r); ok {
-			e.metrics.cache.WithLabelValues(q.label(), "hit").Inc()
-			return ev, nil
-		}
-	}
+	cacheable := key != nil && len(extra) == 0
 	txn, err := e.store.NewTransaction(ctx)
 	if err != nil {
 		return evaluation{}, fmt.Errorf("opening a policy store transaction: %w", err)
@@ -514,9 +521,32 @@ func (e *Engine) eval(ctx context.Context, q query, input ast.Value, extra ...re
 	ev.value, ev.defined = single(rs)
 	if cacheable && e.cache != nil {
 		e.metrics.cache.WithLabelValues(q.label(), "miss").Inc()
-		e.cache.put(q, input, ev, epoch)
+		e.cache.put(q, key, ev, epoch)
 	}
 	return ev, nil
+}
+
+// keyBuffers hold the canonical encodings of inputs while they are looked up.
+var keyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// decide answers query q for the input whose canonical encoding is key: from the decision cache
+// when it holds the answer, otherwise by evaluating the input's value, which value builds. The
+// value is built on a hit too when a decision log or a dry run will read it; otherwise a hit
+// builds no OPA value at all, and returns a nil input.
+func (e *Engine) decide(ctx context.Context, q query, key []byte, value func() ast.Value) (evaluation, ast.Value, error) {
+	ev, hit, epoch, err := e.lookup(q, key)
+	if err != nil {
+		return ev, nil, err
+	}
+	if hit {
+		if e.logs == nil && e.dryRun.Load() == nil {
+			return ev, nil, nil
+		}
+		return ev, value(), nil
+	}
+	input := value()
+	ev, err = e.eval(ctx, q, input, key, epoch)
+	return ev, input, err
 }
 
 // Decide evaluates the token decision for in. A policy error is returned as an error (the
@@ -524,9 +554,11 @@ func (e *Engine) eval(ctx context.Context, q query, input ast.Value, extra ...re
 // Either way the decision has an ID, the decision_id of its decision log entry.
 func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	d := Decision{ID: newDecisionID()}
-	input := in.value()
+	buf := keyBuffers.Get().(*[]byte)
+	defer keyBuffers.Put(buf)
+	*buf = in.appendKey((*buf)[:0])
 	start := time.Now()
-	ev, err := e.eval(ctx, queryAuthz, input)
+	ev, input, err := e.decide(ctx, queryAuthz, *buf, in.value)
 	if errors.Is(err, ErrNotReady) {
 		return d, err
 	}
@@ -534,7 +566,7 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	if err != nil {
 		return d, err
 	}
-	e.compare(queryAuthz, d.ID, input, ev)
+	e.compare(queryAuthz, d.ID, input, *buf, ev)
 	if !ev.defined {
 		e.metrics.outcomes.WithLabelValues("authz", "undefined").Inc()
 		return d, nil
@@ -552,9 +584,11 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 // Authorize evaluates the admin decision for in. Anything but an explicit allow is a deny.
 func (e *Engine) Authorize(ctx context.Context, in *AdminInput) (AdminDecision, error) {
 	d := AdminDecision{ID: newDecisionID()}
-	input := in.value()
+	buf := keyBuffers.Get().(*[]byte)
+	defer keyBuffers.Put(buf)
+	*buf = in.appendKey((*buf)[:0])
 	start := time.Now()
-	ev, err := e.eval(ctx, queryAdmin, input)
+	ev, input, err := e.decide(ctx, queryAdmin, *buf, in.value)
 	if errors.Is(err, ErrNotReady) {
 		return d, err
 	}
@@ -562,7 +596,7 @@ func (e *Engine) Authorize(ctx context.Context, in *AdminInput) (AdminDecision, 
 	if err != nil {
 		return d, err
 	}
-	e.compare(queryAdmin, d.ID, input, ev)
+	e.compare(queryAdmin, d.ID, input, *buf, ev)
 	if !ev.defined {
 		e.metrics.outcomes.WithLabelValues("admin", "undefined").Inc()
 		return d, nil

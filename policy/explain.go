@@ -161,7 +161,7 @@ func decisionOf(verdicts []ActionVerdict) map[string]any {
 // token and writes no decision log.
 func (e *Engine) Explain(ctx context.Context, in *Input) (Explanation, error) {
 	tracer := topdown.NewBufferTracer()
-	ev, err := e.eval(ctx, queryAuthz, in.value(), rego.EvalQueryTracer(tracer))
+	ev, err := e.eval(ctx, queryAuthz, in.value(), nil, 0, rego.EvalQueryTracer(tracer))
 	if err != nil {
 		return Explanation{}, err
 	}
