@@ -1,6 +1,6 @@
 // Package redistest starts real Redis processes for tests: a standalone redis-server, a Sentinel
-// setup (primary, replica and three sentinels) and a Cluster (three primaries, three replicas),
-// both of which can fail over on demand.
+// setup (a primary, one or more replicas and three sentinels) and a Cluster (three primaries,
+// three replicas), both of which can fail over on demand.
 // Every process listens on a free loopback port, lives in a temporary folder, and is stopped when
 // the test ends. A test that needs a program that is not installed is skipped, or fails when
 // REGOAUTH_E2E=1 (as in CI). It never touches a Redis server it did not start.
@@ -9,6 +9,8 @@ package redistest
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -120,6 +122,21 @@ func (p *process) stop(sig syscall.Signal) {
 	}
 }
 
+// running reports whether the process was started and has not exited.
+func (p *process) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
 func (p *process) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)) }
 
 // Server is a redis-server process.
@@ -144,6 +161,10 @@ func newServer(t testing.TB, port int, dir string, extra ...string) *Server {
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
 		"--protected-mode", "no", "--daemonize", "no", "--logfile", "",
+		// A new replica is sent a snapshot file at once, and the writes after it right away: a
+		// diskless sync waits 5s for other replicas first, then holds the writes back until the
+		// replica's first acknowledgement, up to a second later.
+		"--repl-diskless-sync", "no",
 	}, extra...)
 	s := &Server{p: &process{t: t, name: "redis-server", args: args, port: port, dir: dir}, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 	t.Cleanup(func() { s.p.stop(syscall.SIGKILL) })
@@ -183,7 +204,7 @@ func (s *Server) Client() *redis.Client {
 	return c
 }
 
-// Sentinel is a primary, one replica and three sentinels watching them.
+// Sentinel is a primary, its replicas and three sentinels watching them.
 type Sentinel struct {
 	t         testing.TB
 	Master    string
@@ -191,47 +212,107 @@ type Sentinel struct {
 	sentinels []*process
 }
 
-// StartSentinel starts a Sentinel setup and waits until the sentinels know the primary, the
-// replica and each other, so that a failover can happen.
+// StartSentinel starts a Sentinel setup of a primary and one replica, and waits until the
+// sentinels know them and each other, so that a failover can happen.
 func StartSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	return StartSentinelReplicas(t, 1)
+}
+
+// StartSentinelReplicas is StartSentinel with n replicas. With two, one is left to replicate
+// the new primary after a failover.
+func StartSentinelReplicas(t testing.TB, n int) *Sentinel {
 	t.Helper()
 	Program(t, "redis-sentinel")
 	primary := Start(t)
-	replica := Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(primary.Port()))
-	s := &Sentinel{t: t, Master: "regoauth", servers: []*Server{primary, replica}}
-	waitFor(t, 15*time.Second, "the replica to sync", func() error {
-		return inSync(primary, replica)
-	})
-	for range 3 {
+	s := &Sentinel{t: t, Master: "regoauth", servers: []*Server{primary}}
+	for range n {
+		replica := Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(primary.Port()))
+		s.servers = append(s.servers, replica)
+		waitFor(t, 15*time.Second, "the replica to sync", func() error {
+			return inSync(primary, replica)
+		})
+	}
+	// Each sentinel is told of the replicas and of the other sentinels, as the configuration a
+	// sentinel rewrites itself records them, instead of discovering them, which takes seconds
+	// (replicas from the primary's INFO every 10s, sentinels from hellos every 2s).
+	type sentinel struct {
+		port int
+		id   string
+	}
+	peers := make([]sentinel, 3)
+	for i := range peers {
+		id := make([]byte, 20)
+		rand.Read(id)
+		peers[i] = sentinel{FreePort(t), hex.EncodeToString(id)}
+	}
+	for i, me := range peers {
 		dir := t.TempDir()
-		port := FreePort(t)
-		conf := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 2\n"+
-			"sentinel down-after-milliseconds %[3]s 1000\nsentinel failover-timeout %[3]s 10000\nsentinel parallel-syncs %[3]s 1\n",
-			port, dir, s.Master, primary.Port())
+		var conf strings.Builder
+		fmt.Fprintf(&conf, "port %d\nbind 127.0.0.1\ndir %s\nsentinel myid %s\nsentinel monitor %s 127.0.0.1 %d 2\n"+
+			"sentinel down-after-milliseconds %[4]s 1000\nsentinel failover-timeout %[4]s 10000\nsentinel parallel-syncs %[4]s 1\n",
+			me.port, dir, me.id, s.Master, primary.Port())
+		for _, r := range s.servers[1:] {
+			fmt.Fprintf(&conf, "sentinel known-replica %s 127.0.0.1 %d\n", s.Master, r.Port())
+		}
+		for j, other := range peers {
+			if j != i {
+				fmt.Fprintf(&conf, "sentinel known-sentinel %s 127.0.0.1 %d %s\n", s.Master, other.port, other.id)
+			}
+		}
 		path := filepath.Join(dir, "sentinel.conf")
-		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		if err := os.WriteFile(path, []byte(conf.String()), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		p := &process{t: t, name: "redis-sentinel", args: []string{path}, port: port, dir: dir}
+		p := &process{t: t, name: "redis-sentinel", args: []string{path}, port: me.port, dir: dir}
 		t.Cleanup(func() { p.stop(syscall.SIGKILL) })
 		p.start()
 		s.sentinels = append(s.sentinels, p)
 	}
-	waitFor(t, 30*time.Second, "the sentinels to know each other and the replica", func() error {
+	waitFor(t, 30*time.Second, "the sentinels to reach the replicas and each other", func() error {
 		for _, p := range s.sentinels {
-			c := redis.NewSentinelClient(&redis.Options{Addr: p.addr()})
-			m, err := c.Master(context.Background(), s.Master).Result()
-			c.Close()
-			if err != nil {
-				return err
-			}
-			if m["num-other-sentinels"] != "2" || m["num-slaves"] != "1" {
-				return fmt.Errorf("sentinel %d sees %s other sentinels and %s replicas", p.port, m["num-other-sentinels"], m["num-slaves"])
+			if err := s.ready(p, n); err != nil {
+				return fmt.Errorf("sentinel %d: %w", p.port, err)
 			}
 		}
 		return nil
 	})
 	return s
+}
+
+// ready reports an error until sentinel p knows the primary, its n replicas and the two other
+// sentinels, and is in touch with each: it has the replicas' INFO, which a failover needs to
+// choose one, and the other sentinels are connected.
+func (s *Sentinel) ready(p *process, n int) error {
+	ctx := context.Background()
+	c := redis.NewSentinelClient(&redis.Options{Addr: p.addr()})
+	defer c.Close()
+	m, err := c.Master(ctx, s.Master).Result()
+	if err != nil {
+		return err
+	}
+	if m["num-other-sentinels"] != "2" || m["num-slaves"] != strconv.Itoa(n) {
+		return fmt.Errorf("%s other sentinels and %s replicas", m["num-other-sentinels"], m["num-slaves"])
+	}
+	replicas, err := c.Replicas(ctx, s.Master).Result()
+	if err != nil {
+		return err
+	}
+	for _, r := range replicas {
+		if refresh, _ := strconv.Atoi(r["info-refresh"]); r["flags"] != "slave" || r["master-link-status"] != "ok" || refresh > 5000 {
+			return fmt.Errorf("replica %s:%s: flags %s, link %s, INFO %sms ago", r["ip"], r["port"], r["flags"], r["master-link-status"], r["info-refresh"])
+		}
+	}
+	sentinels, err := c.Sentinels(ctx, s.Master).Result()
+	if err != nil {
+		return err
+	}
+	for _, o := range sentinels {
+		if o["flags"] != "sentinel" {
+			return fmt.Errorf("sentinel %s:%s: flags %s", o["ip"], o["port"], o["flags"])
+		}
+	}
+	return nil
 }
 
 // URL is the redis+sentinel URL of the setup.
@@ -282,43 +363,98 @@ func (s *Sentinel) primaryNamedBy(p *process) (string, error) {
 	return net.JoinHostPort(hp[0], hp[1]), nil
 }
 
-// Failover kills the primary once the replica holds everything it wrote, then waits until
-// every sentinel names the replica as primary and it accepts writes.
-func (s *Sentinel) Failover() {
+// Replicas are the running servers of the setup other than its primary.
+func (s *Sentinel) Replicas() []*Server {
 	s.t.Helper()
-	old := s.Primary()
-	var replica *Server
+	primary := s.Primary()
+	var replicas []*Server
 	for _, srv := range s.servers {
-		if srv != old {
-			replica = srv
+		if srv != primary && srv.p.running() {
+			replicas = append(replicas, srv)
 		}
 	}
-	waitFor(s.t, 15*time.Second, "the replica to catch up before the failover", func() error { return inSync(old, replica) })
+	return replicas
+}
+
+// Failover kills the primary once every replica holds everything it wrote, then waits as
+// AwaitFailover does, and returns the new primary.
+func (s *Sentinel) Failover() *Server {
+	s.t.Helper()
+	old := s.Primary()
+	for _, replica := range s.Replicas() {
+		waitFor(s.t, 15*time.Second, "the replicas to catch up before the failover", func() error { return inSync(old, replica) })
+	}
 	old.Kill()
-	waitFor(s.t, 60*time.Second, "the sentinels to promote the replica", func() error {
+	return s.AwaitFailover(old)
+}
+
+// AwaitFailover waits, after old failed (e.g. killed at once, as a crash would, whatever its
+// replicas hold), until every sentinel names one of the running replicas as primary and it
+// accepts writes, and until the other running replicas replicate it; it returns the new primary.
+func (s *Sentinel) AwaitFailover(old *Server) *Server {
+	s.t.Helper()
+	var replicas []*Server
+	for _, srv := range s.servers {
+		if srv != old && srv.p.running() {
+			replicas = append(replicas, srv)
+		}
+	}
+	var primary *Server
+	waitFor(s.t, 60*time.Second, "the sentinels to promote a replica", func() error {
 		// Every sentinel, not just the first to answer: the others learn of the promotion a
 		// moment later, and a client that asked one of them meanwhile would be sent to the
-		// primary just killed.
+		// primary that failed.
+		primary = nil
 		for _, p := range s.sentinels {
 			addr, err := s.primaryNamedBy(p)
 			if err != nil {
 				return fmt.Errorf("sentinel %d: %w", p.port, err)
 			}
-			if addr != replica.Addr {
+			if primary != nil && addr != primary.Addr {
+				return fmt.Errorf("sentinel %d names %s as primary, another %s", p.port, addr, primary.Addr)
+			}
+			for _, r := range replicas {
+				if r.Addr == addr {
+					primary = r
+				}
+			}
+			if primary == nil {
 				return fmt.Errorf("sentinel %d names %s as primary", p.port, addr)
 			}
 		}
-		c := redis.NewClient(&redis.Options{Addr: replica.Addr})
+		c := redis.NewClient(&redis.Options{Addr: primary.Addr})
 		defer c.Close()
 		role, err := c.Do(context.Background(), "ROLE").Slice()
 		if err != nil {
 			return err
 		}
 		if role[0] != "master" {
-			return fmt.Errorf("%s is still a %v", replica.Addr, role[0])
+			return fmt.Errorf("%s is still a %v", primary.Addr, role[0])
 		}
 		return nil
 	})
+	for _, r := range replicas {
+		if r != primary {
+			waitFor(s.t, 30*time.Second, "the other replicas to replicate the new primary", func() error { return replicates(r, primary) })
+		}
+	}
+	return primary
+}
+
+// replicates reports an error until replica's link to primary is up.
+func replicates(replica, primary *Server) error {
+	c := redis.NewClient(&redis.Options{Addr: replica.Addr})
+	defer c.Close()
+	ctx := context.Background()
+	host, _ := infoField(ctx, c, "master_host")
+	port, _ := infoField(ctx, c, "master_port")
+	if net.JoinHostPort(host, port) != primary.Addr {
+		return fmt.Errorf("%s replicates %s:%s", replica.Addr, host, port)
+	}
+	if link, _ := infoField(ctx, c, "master_link_status"); link != "up" {
+		return fmt.Errorf("%s: link to %s is %q", replica.Addr, primary.Addr, link)
+	}
+	return nil
 }
 
 // inSync reports an error until replica has applied everything primary wrote.
