@@ -3,8 +3,10 @@ package admin_test
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/regoauth/regoauth/admin"
 )
@@ -53,5 +55,55 @@ func TestUnconfirmedChangesAreSaidSo(t *testing.T) {
 	s.replica.Resume()
 	if status, body := send("DELETE", "/keys/"+id, ""); status != http.StatusOK {
 		t.Fatalf("the revocation repeated with the replica answering: %d %v", status, body)
+	}
+}
+
+// TestAChangeWhosePrimaryWasDemotedIsUnconfirmed: a Redis primary made a replica (REPLICAOF, as
+// an operator or a hosted service's failover sends it) while a change waits for its replicas
+// ends the wait with an error. The change was made on it and no replica confirmed it: the
+// answer is the 503 "unconfirmed" that says so, not a 500.
+func TestAChangeWhosePrimaryWasDemotedIsUnconfirmed(t *testing.T) {
+	s := newStack(t, "redis", stackOptions{ConfirmReplicas: true})
+	s.account("alice")
+	keys, err := s.admin.ListKeys(t.Context(), "alice")
+	s.must(err)
+
+	s.replica.Pause()
+	defer s.replica.Resume()
+	type answer struct {
+		status int
+		body   map[string]string
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest("DELETE", s.server.URL+admin.Prefix+"/keys/"+keys[0].ID, nil)
+		req.Header.Set("Authorization", "Bearer "+s.rootKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- answer{0, map[string]string{"error": err.Error()}}
+			return
+		}
+		defer resp.Body.Close()
+		var body map[string]string
+		json.NewDecoder(resp.Body).Decode(&body)
+		answered <- answer{resp.StatusCode, body}
+	}()
+	c := s.primary.Client()
+	deadline := time.Now().Add(2 * time.Second) // the store's confirm_timeout
+	for {
+		info, err := c.Info(t.Context(), "clients").Result()
+		s.must(err)
+		if strings.Contains(info, "blocked_clients:1") {
+			break // the revocation was made, its WAIT waits
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the revocation does not wait for the paused replica")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.must(c.Do(t.Context(), "REPLICAOF", "127.0.0.1", strconv.Itoa(s.replica.Port())).Err())
+	a := <-answered
+	if a.status != http.StatusServiceUnavailable || a.body["code"] != "unconfirmed" || !strings.Contains(a.body["error"], "may be lost") {
+		t.Fatalf("revocation whose primary was made a replica while it waited: %d %v, want 503 unconfirmed saying the change may be lost", a.status, a.body)
 	}
 }

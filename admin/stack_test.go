@@ -51,8 +51,9 @@ type stack struct {
 	key     *tokens.Key
 	admin   *admin.Client
 	rootKey string // the admin key behind admin
-	// replica is the Redis replica of a stack with stackOptions.ConfirmReplicas.
-	replica *redistest.Server
+	// primary and replica are the Redis server and its replica of a stack with
+	// stackOptions.ConfirmReplicas.
+	primary, replica *redistest.Server
 	// clock is the time both endpoints see, in Unix nanoseconds; advance moves it.
 	clock atomic.Int64
 	// rawOwnership writes an ownership record past the store's validation, as data written by
@@ -153,7 +154,7 @@ func newStack(t *testing.T, backend string, o stackOptions) *stack {
 		prefix := fmt.Sprintf("s%d", redisPrefixes.Add(1))
 		url := srv.URL() + "?prefix=" + prefix
 		if o.ConfirmReplicas {
-			s.replica = srv.StartReplica(t)
+			s.primary, s.replica = srv, srv.StartReplica(t)
 			url += "&confirm_replicas=1&confirm_timeout=2s"
 		}
 		store, err := redisstore.Open(url, redisstore.Options{Now: now})

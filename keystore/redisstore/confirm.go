@@ -107,6 +107,10 @@ func (s *Store) waitReplicas(ctx context.Context, conn *redis.Conn) error {
 	start := time.Now()
 	n, err := conn.Wait(ctx, s.confirm.Replicas, s.confirm.Timeout).Result()
 	s.metrics.confirmWait.Observe(time.Since(start).Seconds())
+	if demoted(err) {
+		s.metrics.unconfirmed.Inc()
+		return fmt.Errorf("%w: the primary was made a replica while waiting for them: %v", keystore.ErrUnconfirmed, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -115,4 +119,13 @@ func (s *Store) waitReplicas(ctx context.Context, conn *redis.Conn) error {
 		return fmt.Errorf("%w: %d of %d replicas within %s", keystore.ErrUnconfirmed, n, s.confirm.Replicas, s.confirm.Timeout)
 	}
 	return nil
+}
+
+// demoted tells WAIT refused because the server stopped being a primary: made a replica while the
+// change waited, it unblocks the WAIT with UNBLOCKED; made one between the change and the WAIT,
+// it refuses WAIT on a replica. Either way the change was made on it and no replica confirmed it
+// (as a replica it may well drop it): unconfirmed, not a failure of the store's own. Sentinel
+// closes the connections of a primary it demotes instead, which reads as the store unavailable.
+func demoted(err error) bool {
+	return redis.HasErrorPrefix(err, "UNBLOCKED") || redis.HasErrorPrefix(err, "WAIT cannot be used with replica")
 }

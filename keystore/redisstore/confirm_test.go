@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -414,5 +416,48 @@ func TestConfirmedChangesFollowASentinelFailover(t *testing.T) {
 				t.Error("no change the plain store reported done was lost: this test no longer shows the loss it is about")
 			}
 		})
+	}
+}
+
+// TestAPrimaryMadeAReplicaWhileWaitingIsUnconfirmed: a primary made a replica (REPLICAOF, as an
+// operator or a hosted service's failover sends it) while a change waits for its replicas
+// answers the WAIT with UNBLOCKED. The change was made on it and no replica confirmed it: that
+// is ErrUnconfirmed, a 503 to check and repeat, not an error of unknown kind (a 500).
+func TestAPrimaryMadeAReplicaWhileWaitingIsUnconfirmed(t *testing.T) {
+	RouteClientLogs(slog.New(slog.DiscardHandler))
+	primary := redistest.Start(t)
+	replica := primary.StartReplica(t)
+	s, _ := openStore(t, primary.URL()+"?prefix=demoted&confirm_replicas=1&confirm_timeout=10s", Options{})
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	must(t, s.CreateAccount(ctx, keystore.Account{Name: "alice"}))
+
+	replica.Pause()
+	defer replica.Resume()
+	result := make(chan error, 1)
+	go func() { result <- s.UpdateAccount(ctx, keystore.Account{Name: "alice", Disabled: true}) }()
+	pc := primary.Client()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		info, err := pc.Info(ctx, "clients").Result()
+		must(t, err)
+		if strings.Contains(info, "blocked_clients:1") {
+			break // the change was made, its WAIT waits
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the change does not wait for the paused replica:\n%s", info)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	must(t, pc.Do(ctx, "REPLICAOF", "127.0.0.1", strconv.Itoa(replica.Port())).Err())
+	err := <-result
+	if !errors.Is(err, keystore.ErrUnconfirmed) {
+		t.Fatalf("a change whose primary was made a replica while it waited: %v, want ErrUnconfirmed", err)
+	}
+	if got := testutil.ToFloat64(s.metrics.unconfirmed); got != 1 {
+		t.Errorf("regoauth_store_unconfirmed_writes_total = %v, want 1", got)
+	}
+	if v, _ := pc.HGet(ctx, s.accountKey("alice"), "disabled").Result(); v != "1" {
+		t.Errorf("the change was not made on the former primary (disabled=%q)", v)
 	}
 }
