@@ -400,7 +400,9 @@ type Store interface {
 	// Each record is checked and written as its single write would be (CreateAccount,
 	// CreateKey, PutGrant, Reserve), in order, so an account may precede its keys. A batch
 	// holding an invalid record writes nothing and fails with ErrInvalid; otherwise every
-	// record is attempted and the first failure is returned. Import loads a store with it.
+	// record is attempted and the first failure is returned; a store confirming its changes
+	// (Confirmer) confirms the records written all the same, and returns their being
+	// unconfirmed with that failure. Import loads a store with it.
 	WriteBatch(ctx context.Context, recs []Record) error
 
 	// Ping reports whether the backend answers: ErrUnavailable when it cannot be reached.

@@ -461,3 +461,58 @@ func TestAPrimaryMadeAReplicaWhileWaitingIsUnconfirmed(t *testing.T) {
 		t.Errorf("the change was not made on the former primary (disabled=%q)", v)
 	}
 }
+
+// TestABatchWithAFailedRecordWaitsForTheOthers: a batch one record of which fails (an account
+// that exists) still writes the others, and with confirm_replicas they are waited for as those
+// of any batch: a replica that does not answer makes the batch report both facts, in one line,
+// and one that answers confirms them.
+func TestABatchWithAFailedRecordWaitsForTheOthers(t *testing.T) {
+	RouteClientLogs(slog.New(slog.DiscardHandler))
+	primary := redistest.Start(t)
+	replica := primary.StartReplica(t)
+	patient, _ := openStore(t, primary.URL()+"?prefix=batch&confirm_replicas=1&confirm_timeout=10s", Options{})
+	hasty, _ := openStore(t, primary.URL()+"?prefix=batch&confirm_replicas=1&confirm_timeout=200ms", Options{})
+	must(t, patient.CreateAccount(ctx, keystore.Account{Name: "alice"}))
+	batch := func(names ...string) []keystore.Record {
+		recs := make([]keystore.Record, len(names))
+		for i, n := range names {
+			recs[i] = keystore.Record{Account: &keystore.Account{Name: n}}
+		}
+		return recs
+	}
+
+	replica.Pause()
+	err := hasty.WriteBatch(ctx, batch("bob", "alice", "carol"))
+	replica.Resume()
+	if !errors.Is(err, keystore.ErrExists) || !errors.Is(err, keystore.ErrUnconfirmed) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("a batch with an account that exists, replica paused: %v, want one line saying alice exists and the others are unconfirmed", err)
+	}
+	if got := testutil.ToFloat64(hasty.metrics.unconfirmed); got != 1 {
+		t.Errorf("regoauth_store_unconfirmed_writes_total = %v, want 1", got)
+	}
+
+	err = patient.WriteBatch(ctx, batch("dave", "alice", "erin"))
+	if !errors.Is(err, keystore.ErrExists) || errors.Is(err, keystore.ErrUnconfirmed) {
+		t.Errorf("a batch with an account that exists, replica answering: %v, want ErrExists alone", err)
+	}
+	// Confirmed: the replica holds them.
+	rc := replica.Client()
+	for _, name := range []string{"bob", "carol", "dave", "erin"} {
+		if n, _ := rc.Exists(ctx, patient.accountKey(name)).Result(); n != 1 {
+			t.Errorf("account %s is not on the replica", name)
+		}
+	}
+}
+
+// TestABatchWithoutAPrimaryIsUnavailable: with confirm_replicas a batch first takes a connection
+// to the primary, which under Cluster needs the slot map; a cluster that cannot be reached makes
+// the batch ErrUnavailable (an import stops with one line), where it used to panic.
+func TestABatchWithoutAPrimaryIsUnavailable(t *testing.T) {
+	RouteClientLogs(slog.New(slog.DiscardHandler))
+	url := fmt.Sprintf("redis+cluster://127.0.0.1:%d?confirm_replicas=1", redistest.FreePort(t))
+	s, _ := openStore(t, url, Options{})
+	err := s.WriteBatch(ctx, []keystore.Record{{Account: &keystore.Account{Name: "alice"}}})
+	if !errors.Is(err, keystore.ErrUnavailable) {
+		t.Fatalf("a batch on a cluster nobody answers for: %v, want ErrUnavailable", err)
+	}
+}

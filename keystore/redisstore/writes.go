@@ -3,6 +3,8 @@ package redisstore
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
 
 	"github.com/redis/go-redis/v9"
 
@@ -135,7 +137,8 @@ func (s *Store) write(ctx context.Context, r keystore.Record) error {
 // checked like a single write, but a whole batch costs one round trip. Records run in order,
 // so an account may precede its keys in the same batch. Import and bulk loading use it; a
 // million records load in seconds instead of minutes. It returns the first failure, after the
-// other records of the batch ran.
+// other records of the batch ran. With confirm_replicas the records written are waited for
+// whether or not another failed, and their being unconfirmed is returned with the failure.
 func (s *Store) WriteBatch(ctx context.Context, recs []keystore.Record) error {
 	if err := keystore.ValidateBatch(recs); err != nil {
 		return err
@@ -152,6 +155,7 @@ func (s *Store) WriteBatch(ctx context.Context, recs []keystore.Record) error {
 		return nil
 	}
 	cmds := make([]*redis.Cmd, len(writes))
+	wrote := false // some records were written while others failed
 	err := s.exec(ctx, func(c writer) error {
 		pipe := c.Pipeline()
 		for i, w := range writes {
@@ -159,17 +163,31 @@ func (s *Store) WriteBatch(ctx context.Context, recs []keystore.Record) error {
 			cmds[i] = w.script.Eval(ctx, pipe, w.keys, w.args...)
 		}
 		_, err := pipe.Exec(ctx)
+		if err != nil && slices.ContainsFunc(cmds, func(c *redis.Cmd) bool { return c.Err() == nil }) {
+			// The records written must be confirmed as those of a batch without failures are:
+			// the failure is told after the wait.
+			wrote = true
+			return nil
+		}
 		return err
 	})
 	s.changed("*")
-	if err == nil {
-		s.health.up()
-		return nil
-	}
+	var failed error // the first record that failed
 	for i, c := range cmds {
+		if c == nil { // the batch never ran: no connection to the primary
+			break
+		}
 		if cerr := c.Err(); cerr != nil {
-			return s.fail(writes[i].op, cerr, writes[i].what)
+			failed = s.fail(writes[i].op, cerr, writes[i].what)
+			break
 		}
 	}
-	return s.fail("write batch", err, nil)
+	switch {
+	case failed == nil:
+		return s.fail("write batch", err, nil)
+	case wrote && err != nil:
+		// One line, both facts: a record failed, and those written are not confirmed.
+		return fmt.Errorf("%w; %w", failed, s.fail("write batch", err, nil))
+	}
+	return failed
 }
