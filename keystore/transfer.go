@@ -49,17 +49,19 @@ func (r Record) count() int {
 	return n
 }
 
-// Counts says how many records of each kind an export or import handled.
+// Counts says how many records of each kind an export wrote out, or an import wrote into the
+// store.
 type Counts struct {
 	Accounts, Keys, Grants, Ownerships int
-	// Skipped are imported records the store already held identically.
+	// Skipped are the records of an import the store already held identically: not written,
+	// and not counted above.
 	Skipped int
 }
 
 func (c Counts) String() string {
 	s := fmt.Sprintf("%d accounts, %d keys, %d grants, %d repositories", c.Accounts, c.Keys, c.Grants, c.Ownerships)
 	if c.Skipped > 0 {
-		s += fmt.Sprintf(" (%d already present)", c.Skipped)
+		s += fmt.Sprintf("; %d records already present, left as they were", c.Skipped)
 	}
 	return s
 }
@@ -361,7 +363,7 @@ func (set *importSet) write(ctx context.Context, s Store, skip map[string]bool, 
 	total := len(set.accounts) + len(set.keys) + len(set.grants) + len(set.ownerships)
 	// Kinds go in order (keys and ownership need their accounts); the batches of a kind in
 	// parallel.
-	phase := func(n int, id func(i int) string, rec func(i int) Record) error {
+	phase := func(n int, id func(i int) string, rec func(i int) Record) (written int, err error) {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(workers)
 		var batch []Record
@@ -382,6 +384,7 @@ func (set *importSet) write(ctx context.Context, s Store, skip map[string]bool, 
 				done.Add(1)
 				continue
 			}
+			written++
 			if batch = append(batch, rec(i)); len(batch) == writeBatchSize {
 				flush()
 			}
@@ -389,30 +392,31 @@ func (set *importSet) write(ctx context.Context, s Store, skip map[string]bool, 
 		if len(batch) > 0 {
 			flush()
 		}
-		return g.Wait()
+		return written, g.Wait()
 	}
-	err := phase(len(set.accounts), func(i int) string { return "account " + set.accounts[i].Name },
+	// A kind is counted once all of its records are written.
+	n, err := phase(len(set.accounts), func(i int) string { return "account " + set.accounts[i].Name },
 		func(i int) Record { return Record{Account: &set.accounts[i]} })
 	if err == nil {
-		c.Accounts = len(set.accounts)
-		err = phase(len(set.keys), func(i int) string { return "key " + set.keys[i].ID },
+		c.Accounts = n
+		n, err = phase(len(set.keys), func(i int) string { return "key " + set.keys[i].ID },
 			func(i int) Record { return Record{Key: &set.keys[i]} })
 	}
 	if err == nil {
-		c.Keys = len(set.keys)
-		err = phase(len(set.grants), func(i int) string {
+		c.Keys = n
+		n, err = phase(len(set.grants), func(i int) string {
 			return "grant " + set.grants[i].Subject.String() + " " + set.grants[i].Repository
 		}, func(i int) Record { return Record{Grant: &set.grants[i]} })
 	}
 	if err == nil {
-		c.Grants = len(set.grants)
-		err = phase(len(set.ownerships), func(i int) string { return "repository " + set.ownerships[i].Repository },
+		c.Grants = n
+		n, err = phase(len(set.ownerships), func(i int) string { return "repository " + set.ownerships[i].Repository },
 			func(i int) Record { return Record{Ownership: &set.ownerships[i]} })
 	}
 	if err != nil {
 		return c, fmt.Errorf("stopped after %d of %d records (run the same import again to finish it; records already imported are skipped): %w", done.Load(), total, err)
 	}
-	c.Ownerships = len(set.ownerships)
+	c.Ownerships = n
 	return c, nil
 }
 

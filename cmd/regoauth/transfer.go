@@ -101,8 +101,9 @@ func importCommand() *cobra.Command {
 		Long: `Reads an export made by 'regoauth export' (from FILE, or standard input) and writes it into the
 store directly. The whole input is checked first — syntax, every record, duplicates, accounts
 that keys and reservations refer to, and conflicts with records the store already holds — so bad
-input writes nothing. Records the store already holds identically are skipped: if an import
-stops half way because the store went away, run it again to finish it.`,
+input writes nothing. Records the store already holds identically are skipped, and counted apart
+in the summary: if an import stops half way because the store went away, run it again to finish
+it.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var in io.Reader = cmd.InOrStdin()
