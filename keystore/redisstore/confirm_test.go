@@ -292,6 +292,7 @@ func TestConfirmedChangesFollowASentinelFailover(t *testing.T) {
 			plain, _ := openStore(t, url, Options{})
 			ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 			defer cancel()
+			must(t, confirming.CreateAccount(ctx, keystore.Account{Name: "probe"}))
 
 			// Each store creates accounts of its own, one after the other, until stopped.
 			type outcome struct {
@@ -371,7 +372,7 @@ func TestConfirmedChangesFollowASentinelFailover(t *testing.T) {
 			deadline := time.Now().Add(10 * time.Second)
 			var err error
 			for {
-				err = confirming.UpdateAccount(ctx, keystore.Account{Name: "s0-0", Disabled: true})
+				err = confirming.UpdateAccount(ctx, keystore.Account{Name: "probe", Disabled: true})
 				if !errors.Is(err, keystore.ErrUnavailable) || time.Now().After(deadline) {
 					break
 				}
@@ -384,7 +385,7 @@ func TestConfirmedChangesFollowASentinelFailover(t *testing.T) {
 				t.Errorf("a change after the failover, no replica left: %v, want ErrUnconfirmed", err)
 			}
 			for _, srv := range append([]*redistest.Server{primary}, left...) {
-				if v, _ := srv.Client().HGet(ctx, confirming.accountKey("s0-0"), "disabled").Result(); v != "1" {
+				if v, _ := srv.Client().HGet(ctx, confirming.accountKey("probe"), "disabled").Result(); v != "1" {
 					t.Errorf("the change after the failover is not on %s (disabled=%q)", srv.Addr, v)
 				}
 			}
