@@ -15,14 +15,15 @@
 package regoauth.authz
 
 # The decision document: for every requested scope, the actions allowed on it (possibly none),
-# and a reason for every action that was denied.
-decision := {
-	"access": [entry |
-		some i, scope in input.scopes
-		entry := {"type": scope.type, "name": scope.name, "actions": sort(object.get(allowed, i, set()))}
-	],
-	"reasons": sort(reasons),
-}
+# and a reason for every action that was denied. It is written key by key: the server asks for
+# decision.access alone, and OPA then evaluates neither the reasons nor the rules they need;
+# decision logs and explanations read the whole document.
+decision["access"] := [entry |
+	some i, scope in input.scopes
+	entry := {"type": scope.type, "name": scope.name, "actions": sort(object.get(allowed, i, set()))}
+]
+
+decision["reasons"] := sort(reasons)
 
 # allowed[i] are the actions allowed on the i-th requested scope: those some rule permits and
 # no rule denies. Denials always win.

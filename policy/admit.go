@@ -77,7 +77,7 @@ func isTestFile(id string) bool { return strings.HasSuffix(id, "_test.rego") }
 // runs as it commits, activates it without preparing its queries again.
 type draft struct {
 	compiler *ast.Compiler
-	prepared [queryCount]rego.PreparedEvalQuery
+	prepared preparedQueries
 }
 
 // admit decides whether the transaction may commit the policy compiled on its context.
@@ -185,22 +185,39 @@ func (e *Engine) complete(ctx context.Context, txn storage.Transaction) (map[str
 	return active, true, nil
 }
 
+// preparedQueries are a revision's decision queries, prepared.
+type preparedQueries struct {
+	queries [queryCount]rego.PreparedEvalQuery
+	// wholeAccess is true when the policy's decision has no "access" the type checker lets a
+	// query name (a decision that is a number, say): queryAccess then evaluates the whole
+	// decision, which the server reads as malformed, as before.
+	wholeAccess bool
+}
+
 // prepare prepares the engine's decision queries against a compiled policy and the data of
 // txn.
-func (e *Engine) prepare(ctx context.Context, compiler *ast.Compiler, txn storage.Transaction) ([queryCount]rego.PreparedEvalQuery, error) {
-	var prepared [queryCount]rego.PreparedEvalQuery
+func (e *Engine) prepare(ctx context.Context, compiler *ast.Compiler, txn storage.Transaction) (preparedQueries, error) {
+	var prepared preparedQueries
 	for i, q := range e.queries {
-		pq, err := rego.New(
-			rego.Query(q),
-			rego.Compiler(compiler),
-			rego.Store(e.store),
-			rego.Transaction(txn),
-			rego.StrictBuiltinErrors(true),
-		).PrepareForEval(ctx)
+		pq, err := e.prepareQuery(ctx, q, compiler, txn)
+		if err != nil && query(i) == queryAccess {
+			pq, err = e.prepareQuery(ctx, e.queries[queryAuthz], compiler, txn)
+			prepared.wholeAccess = true
+		}
 		if err != nil {
 			return prepared, fmt.Errorf("decision %s: %w", q, err)
 		}
-		prepared[i] = pq
+		prepared.queries[i] = pq
 	}
 	return prepared, nil
+}
+
+func (e *Engine) prepareQuery(ctx context.Context, q string, compiler *ast.Compiler, txn storage.Transaction) (rego.PreparedEvalQuery, error) {
+	return rego.New(
+		rego.Query(q),
+		rego.Compiler(compiler),
+		rego.Store(e.store),
+		rego.Transaction(txn),
+		rego.StrictBuiltinErrors(true),
+	).PrepareForEval(ctx)
 }

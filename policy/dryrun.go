@@ -133,7 +133,7 @@ func outcome(q query, ev evaluation) string {
 		return "allow"
 	}
 	var d Decision
-	if !ev.defined || parseDecision(ev.value, &d) != nil {
+	if !ev.defined || parseQuery(q, ev, &d) != nil {
 		return "deny all"
 	}
 	allowed := map[string]map[string]bool{}

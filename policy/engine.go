@@ -67,6 +67,10 @@ type query int
 const (
 	queryAuthz query = iota
 	queryAdmin
+	// queryAccess is the "access" of the token decision alone: what the server reads of it. A
+	// policy that writes its decision key by key (the library does) then evaluates neither
+	// the reasons nor anything else it holds; one that writes it whole evaluates it whole.
+	queryAccess
 	queryCount
 )
 
@@ -124,7 +128,7 @@ type revision struct {
 	generation uint64
 	activated  time.Time
 	compiler   *ast.Compiler
-	prepared   [queryCount]rego.PreparedEvalQuery
+	prepared   preparedQueries
 	// deterministic is true when no module calls a nondeterministic builtin: its decisions may
 	// be cached.
 	deterministic bool
@@ -148,7 +152,7 @@ func New(opts Options) *Engine {
 	}
 	e := &Engine{
 		opts:    opts,
-		queries: [queryCount]string{opts.DecisionQuery, opts.AdminQuery},
+		queries: [queryCount]string{opts.DecisionQuery, opts.AdminQuery, opts.DecisionQuery},
 		metrics: newMetrics(opts.Registerer),
 		status:  newBundleStatus(),
 		done:    make(chan struct{}),
@@ -165,6 +169,10 @@ func (e *Engine) init() error {
 		ref, err := ast.ParseRef(q)
 		if err != nil || !ref.HasPrefix(ast.DefaultRootRef) {
 			return fmt.Errorf("%w: decision %q is not a data reference like data.regoauth.authz.decision", ErrConfig, q)
+		}
+		if query(i) == queryAccess {
+			ref = ref.Append(keyAccess)
+			e.queries[i] = ref.String()
 		}
 		e.paths[i] = dataPath(ref)
 	}
@@ -511,7 +519,7 @@ func (e *Engine) eval(ctx context.Context, q query, input ast.Value, key []byte,
 	}
 	opts := slices.Concat(evalOptions, []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalTransaction(txn)}, extra)
 	start := time.Now()
-	rs, err := r.prepared[q].Eval(ctx, opts...)
+	rs, err := r.prepared.queries[q].Eval(ctx, opts...)
 	e.metrics.evalSeconds.WithLabelValues(q.label()).Observe(time.Since(start).Seconds())
 	ev := evaluation{rev: r}
 	if err != nil {
@@ -557,21 +565,38 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	buf := keyBuffers.Get().(*[]byte)
 	defer keyBuffers.Put(buf)
 	*buf = in.appendKey((*buf)[:0])
+	// The server reads only the decision's access; a decision log records the whole decision,
+	// reasons included.
+	q := queryAccess
+	if e.logs != nil {
+		q = queryAuthz
+	}
 	start := time.Now()
-	ev, input, err := e.decide(ctx, queryAuthz, *buf, in.value)
+	ev, input, err := e.decide(ctx, q, *buf, in.value)
 	if errors.Is(err, ErrNotReady) {
 		return d, err
 	}
-	e.logDecision(ctx, queryAuthz, d.ID, start, input, ev, err)
+	e.logDecision(ctx, q, d.ID, start, input, ev, err)
 	if err != nil {
 		return d, err
 	}
-	e.compare(queryAuthz, d.ID, input, *buf, ev)
+	e.compare(q, d.ID, input, *buf, ev)
+	if q == queryAccess && !ev.defined && !ev.rev.prepared.wholeAccess {
+		// No access: the decision is undefined, or malformed; only the whole decision tells
+		// which, for the metrics and the log. Either way it allows nothing.
+		if input == nil {
+			input = in.value()
+		}
+		if ev, err = e.eval(ctx, queryAuthz, input, nil, 0); err != nil {
+			return d, err
+		}
+		q = queryAuthz
+	}
 	if !ev.defined {
 		e.metrics.outcomes.WithLabelValues("authz", "undefined").Inc()
 		return d, nil
 	}
-	if err := parseDecision(ev.value, &d); err != nil {
+	if err := parseQuery(q, ev, &d); err != nil {
 		e.metrics.outcomes.WithLabelValues("authz", "malformed").Inc()
 		e.opts.Logger.Warn("malformed policy decision treated as deny", "decision_id", d.ID, "error", err)
 		return Decision{ID: d.ID}, nil
@@ -579,6 +604,14 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	d.Defined = true
 	e.metrics.outcomes.WithLabelValues("authz", "defined").Inc()
 	return d, nil
+}
+
+// parseQuery reads what query q answered: a whole token decision, or its access alone.
+func parseQuery(q query, ev evaluation, d *Decision) error {
+	if q == queryAccess && !ev.rev.prepared.wholeAccess {
+		return parseAccess(ev.value, d)
+	}
+	return parseDecision(ev.value, d)
 }
 
 // Authorize evaluates the admin decision for in. Anything but an explicit allow is a deny.
@@ -668,7 +701,12 @@ func parseDecision(doc ast.Value, d *Decision) error {
 	if !ok {
 		return fmt.Errorf("decision is %v, want an object", ast.ValueName(doc))
 	}
-	n, entryAt, ok := elements(field(obj, keyAccess))
+	return parseAccess(field(obj, keyAccess), d)
+}
+
+// parseAccess reads a decision's "access": an array of {"type", "name", "actions"}.
+func parseAccess(v ast.Value, d *Decision) error {
+	n, entryAt, ok := elements(v)
 	if !ok {
 		return errors.New(`decision has no "access" array`)
 	}
@@ -695,7 +733,6 @@ func parseDecision(doc ast.Value, d *Decision) error {
 		}
 		d.Access = append(d.Access, s)
 	}
-	d.Reasons = stringList(field(obj, keyReasons))
 	return nil
 }
 

@@ -167,9 +167,12 @@ func (e *Engine) Explain(ctx context.Context, in *Input) (Explanation, error) {
 	}
 	x := Explanation{Revision: ev.rev.name, Input: in, Decision: ev.doc(), Rules: []FiredRule{}, Actions: []ActionVerdict{}}
 	var d Decision
+	var reasons []string
 	if ev.defined {
 		if err := parseDecision(ev.value, &d); err != nil {
 			d = Decision{}
+		} else {
+			reasons = stringList(field(ev.value.(ast.Object), keyReasons))
 		}
 	}
 	var fired []firing
@@ -226,7 +229,7 @@ func (e *Engine) Explain(ctx context.Context, in *Input) (Explanation, error) {
 		for _, action := range s.Actions {
 			v := ActionVerdict{Type: s.Type, Name: s.Name, Action: action, Allowed: slices.Contains(allowed, action)}
 			if !v.Allowed {
-				v.Reason = reasonFor(d.Reasons, s, action)
+				v.Reason = reasonFor(reasons, s, action)
 			}
 			var decided []firing
 			for _, f := range fired {

@@ -66,7 +66,7 @@ func TestExplain(t *testing.T) {
 	}
 	var decisionFired bool
 	for _, r := range x.Rules {
-		decisionFired = decisionFired || r.Rule == "data.regoauth.authz.decision"
+		decisionFired = decisionFired || r.Rule == "data.regoauth.authz.decision.access"
 	}
 	if !decisionFired {
 		t.Fatalf("the decision rule is not among the fired rules: %+v", x.Rules)

@@ -69,11 +69,11 @@ type Scope struct {
 
 // Decision is what the policy allowed. Access lists, per requested scope, the actions allowed;
 // a scope the policy does not mention is denied. The server intersects Access with the request
-// again, so no policy can grant what was not asked for.
+// again, so no policy can grant what was not asked for. The decision's reasons are not read for
+// a token: decision logs record them, and explanations show them.
 type Decision struct {
-	ID      string
-	Access  []Scope
-	Reasons []string
+	ID     string
+	Access []Scope
 	// Defined is false when the policy produced no decision or one of the wrong shape: a deny.
 	Defined bool
 }
