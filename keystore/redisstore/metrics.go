@@ -10,6 +10,8 @@ type metrics struct {
 	listening     prometheus.Gauge
 	confirmWait   prometheus.Histogram
 	unconfirmed   prometheus.Counter
+	recordsLost   prometheus.Counter
+	evicting      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -43,9 +45,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "regoauth", Subsystem: "store", Name: "unconfirmed_writes_total",
 			Help: "Changes made on the primary that fewer replicas than confirm_replicas confirmed in time; the caller was told to check and repeat them.",
 		}),
+		recordsLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "regoauth", Subsystem: "store", Name: "records_lost_total",
+			Help: "Times the store found its records gone from Redis (a restart without persistence, a flush, a failover to an empty replica).",
+		}),
+		evicting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "regoauth", Subsystem: "store", Name: "evicting",
+			Help: "1 when Redis' maxmemory-policy is not noeviction, so that a full Redis drops records without a word.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.up, m.unavailable, m.cache, m.invalidations, m.listening, m.confirmWait, m.unconfirmed)
+		reg.MustRegister(m.up, m.unavailable, m.cache, m.invalidations, m.listening, m.confirmWait, m.unconfirmed, m.recordsLost, m.evicting)
 	}
 	return m
 }

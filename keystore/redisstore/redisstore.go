@@ -46,6 +46,10 @@ type Options struct {
 	// Confirm makes changes wait for replicas; Open takes it from the URL's confirm_replicas
 	// and confirm_timeout options.
 	Confirm Confirm
+	// RecordsCheck, when set, is how often the store checks that its records are still in
+	// Redis (see records.go) and, every 30 checks, that Redis may not evict them; a serving
+	// store sets DefaultRecordsCheck.
+	RecordsCheck time.Duration
 }
 
 // Store is a keystore.Store in Redis.
@@ -114,6 +118,13 @@ func New(client redis.UniversalClient, mode Mode, prefix string, opts Options) *
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
+	if opts.RecordsCheck > 0 {
+		s.done.Add(1)
+		go func() {
+			defer s.done.Done()
+			s.watchRecords(ctx, opts.RecordsCheck)
+		}()
+	}
 	if opts.CacheTTL > 0 || opts.NegativeTTL > 0 {
 		s.live = &redissub.Liveness{Now: opts.Now, Probe: func(ctx context.Context, channel, payload string) error {
 			return redissub.Publish(ctx, client, channel, payload)
