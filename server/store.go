@@ -68,6 +68,7 @@ func openStore(ctx context.Context, cfg StoreConfig, logger *slog.Logger, reg pr
 	redisstore.RouteClientLogs(logger)
 	s, err := redisstore.Open(location, redisstore.Options{
 		CacheTTL: ttl, CacheSize: cfg.Cache.Size, NegativeTTL: time.Duration(cfg.Cache.NegativeTTL), Logger: logger, Registerer: reg, Now: now,
+		RecordsCheck: redisstore.DefaultRecordsCheck,
 	})
 	if err != nil {
 		return nil, err
@@ -76,8 +77,18 @@ func openStore(ctx context.Context, cfg StoreConfig, logger *slog.Logger, reg pr
 	defer cancel()
 	if err := s.Ping(pingCtx); err != nil {
 		logger.Warn("redis store not reachable yet; not ready until it is", "url", Redact(u), "error", err)
-	} else {
-		logger.Info("redis store connected", "url", Redact(u), "cache_ttl", ttl.String())
+		return s, nil
+	}
+	logger.Info("redis store connected", "url", Redact(u), "cache_ttl", ttl.String())
+	// A Redis that may evict records would lose keys, grants and reservations without a word:
+	// refused while it can be told; a policy that turns unsafe later is logged and
+	// regoauth_store_evicting says so.
+	switch err := s.CheckEviction(pingCtx); {
+	case errors.Is(err, redisstore.ErrEvicts):
+		s.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	case err != nil:
+		logger.Warn("could not check that redis never evicts the store's records; make sure its maxmemory-policy is noeviction, or allow the Redis user INFO", "error", err)
 	}
 	return s, nil
 }
