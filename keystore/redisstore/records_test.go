@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/redisstore/redistest"
@@ -131,6 +133,29 @@ func TestEvictionPolicy(t *testing.T) {
 			}
 		})
 	}
+	// The policy is read where the store's records are: Sentinel's primary, the Cluster node
+	// that owns their slot.
+	t.Run("sentinel", func(t *testing.T) {
+		rs := redistest.StartSentinel(t)
+		s, _ := openStore(t, rs.URL(), Options{})
+		must(t, s.CheckEviction(ctx))
+		must(t, rs.Primary().Client().ConfigSet(ctx, "maxmemory-policy", "allkeys-lru").Err())
+		if err := s.CheckEviction(ctx); !errors.Is(err, ErrEvicts) {
+			t.Fatalf("CheckEviction with the primary on allkeys-lru = %v, want ErrEvicts", err)
+		}
+	})
+	t.Run("cluster", func(t *testing.T) {
+		rc := redistest.StartCluster(t)
+		s, _ := openStore(t, rc.URL(), Options{})
+		must(t, s.CheckEviction(ctx))
+		cc := s.client.(*redis.ClusterClient)
+		must(t, cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			return c.ConfigSet(ctx, "maxmemory-policy", "volatile-lfu").Err()
+		}))
+		if err := s.CheckEviction(ctx); !errors.Is(err, ErrEvicts) {
+			t.Fatalf("CheckEviction with the primaries on volatile-lfu = %v, want ErrEvicts", err)
+		}
+	})
 	t.Run("changed while running", func(t *testing.T) {
 		srv := redistest.Start(t)
 		var logs logLines
