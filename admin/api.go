@@ -43,6 +43,7 @@ type Store interface {
 	UpdateAccount(ctx context.Context, a keystore.Account) error
 
 	CreateKey(ctx context.Context, k keystore.Key) error
+	CreateKeyWithin(ctx context.Context, k keystore.Key, maxLive int) error
 	GetKey(ctx context.Context, id string) (keystore.Key, error)
 	ListKeys(ctx context.Context, account string) ([]keystore.Key, error)
 	RevokeKey(ctx context.Context, id string) error
@@ -92,7 +93,8 @@ type Options struct {
 	Now            func() time.Time
 	Random         io.Reader
 	// MaxKeysPerAccount bounds the keys an account holds that are neither revoked nor expired
-	// (0: no bound): a key creating keys without end would otherwise fill the store.
+	// (0: no bound): a key creating keys without end would otherwise fill the store. The store
+	// counts them in the write that creates a key, so concurrent creations never pass it.
 	MaxKeysPerAccount int
 }
 

@@ -384,6 +384,43 @@ func TestKeysPerAccountAreBounded(t *testing.T) {
 	})
 }
 
+// The bound on live keys holds against creations racing each other: an account (or a script
+// of its owner's) sending many at once gets exactly as many as the bound leaves room for, the
+// rest 403 limit, on every backend.
+func TestKeysPerAccountHoldAgainstRacingCreations(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		const limit, attempts = 3, 48
+		s := newStack(t, backend, stackOptions{MaxKeysPerAccount: limit})
+		sam := s.client(s.account("sam")) // its first key
+		var wg sync.WaitGroup
+		statuses := make(chan int, attempts)
+		for range attempts {
+			wg.Go(func() {
+				_, err := sam.CreateKey(t.Context(), admin.KeyRequest{Name: "burst"})
+				statuses <- status(err)
+			})
+		}
+		wg.Wait()
+		close(statuses)
+		created, limited := 0, 0
+		for st := range statuses {
+			switch st {
+			case http.StatusCreated, http.StatusOK:
+				created++
+			case http.StatusForbidden:
+				limited++
+			default:
+				t.Errorf("a racing creation answered %d", st)
+			}
+		}
+		keys := must(s.admin.ListKeys(t.Context(), "sam"))
+		if len(keys) != limit || created != limit-1 || limited != attempts-(limit-1) {
+			t.Fatalf("%d racing creations: %d created, %d refused, sam holds %d keys; want %d, %d and %d",
+				attempts, created, limited, len(keys), limit-1, attempts-(limit-1), limit)
+		}
+	})
+}
+
 // An account keeps at most 100 dead keys (keystore.DeadKeysKept): creating or revoking a key
 // removes its oldest dead keys beyond them, so that an account creating and revoking keys in a
 // loop does not grow the store without end. The dead keys that stopped working last stay

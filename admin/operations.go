@@ -206,9 +206,6 @@ func (a *API) CreateKey(ctx context.Context, c *Caller, req KeyRequest) (KeyCrea
 	if err != nil {
 		return KeyCreated{}, err
 	}
-	if err := a.keysBelowLimit(req.Account, keys, now); err != nil {
-		return KeyCreated{}, err
-	}
 	if err := a.pruneDeadKeys(ctx, req.Account, keys, now); err != nil {
 		return KeyCreated{}, err
 	}
@@ -217,31 +214,12 @@ func (a *API) CreateKey(ctx context.Context, c *Caller, req KeyRequest) (KeyCrea
 		return KeyCreated{}, err
 	}
 	k.ID, k.Hash = id, hash
-	if err := a.store.CreateKey(ctx, k); err != nil {
+	// The limit is counted by the store in the write itself: requests creating keys at the
+	// same instant would each see one below it here.
+	if err := a.store.CreateKeyWithin(ctx, k, a.opts.MaxKeysPerAccount); err != nil {
 		return KeyCreated{}, err
 	}
 	return KeyCreated{Secret: plain, Key: k.Redacted()}, nil
-}
-
-// keysBelowLimit is ErrLimit when account, holding keys, already holds
-// Options.MaxKeysPerAccount live keys. Requests creating keys at the same instant may each see
-// one below the limit, so an account can pass it by as many as it sends at once, never further:
-// the next finds it reached.
-func (a *API) keysBelowLimit(account string, keys []keystore.Key, now time.Time) error {
-	limit := a.opts.MaxKeysPerAccount
-	if limit <= 0 {
-		return nil
-	}
-	live := 0
-	for _, k := range keys {
-		if k.Live(now) {
-			live++
-		}
-	}
-	if live >= limit {
-		return fmt.Errorf("account %q holds %d live API keys, the most it may; revoke one first: %w", account, live, keystore.ErrLimit)
-	}
-	return nil
 }
 
 // pruneDeadKeys removes the dead keys of account, holding keys, beyond the newest

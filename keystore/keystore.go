@@ -336,6 +336,11 @@ type Store interface {
 
 	// CreateKey stores a new key; its account must exist.
 	CreateKey(ctx context.Context, k Key) error
+	// CreateKeyWithin is CreateKey, also ErrLimit (see KeysLimit) when maxLive > 0 and the
+	// key's account already holds maxLive keys live at the store's clock (neither revoked nor
+	// expired): the count and the write are one atomic step, so concurrent creations never
+	// exceed the limit.
+	CreateKeyWithin(ctx context.Context, k Key, maxLive int) error
 	GetKey(ctx context.Context, id string) (Key, error)
 	// ListKeys lists keys, all of them when account is empty, without their hashes.
 	ListKeys(ctx context.Context, account string) ([]Key, error)
@@ -450,6 +455,12 @@ var ErrKeyLive = fmt.Errorf("%w: the key is neither revoked nor expired", ErrCon
 
 // KeyLive is the error of removing the live key id.
 func KeyLive(id string) error { return fmt.Errorf("key %q: %w", id, ErrKeyLive) }
+
+// KeysLimit is the error of creating a key for account, which already holds live keys (the
+// most it may).
+func KeysLimit(account string, live int) error {
+	return fmt.Errorf("account %q holds %d live API keys, the most it may; revoke one first: %w", account, live, ErrLimit)
+}
 
 // MergeActions returns the sorted union of two action lists.
 func MergeActions(a, b []string) []string {

@@ -318,6 +318,33 @@ func (s *Store) CreateKey(_ context.Context, k keystore.Key) error {
 	return s.write(keystore.Record{Key: &k})
 }
 
+// CreateKeyWithin stores a new key, refused when its account already holds maxLive keys live
+// at the store's clock (no bound when maxLive <= 0), counted in the transaction that writes it.
+func (s *Store) CreateKeyWithin(_ context.Context, k keystore.Key, maxLive int) error {
+	if err := k.Validate(); err != nil {
+		return err
+	}
+	now := s.now()
+	return s.update(func(tx *bolt.Tx) error {
+		if maxLive > 0 {
+			keys, live := tx.Bucket(bucketKeys), 0
+			for _, id := range suffixes(tx.Bucket(bucketKeysByAcc), join(k.Account, "")) {
+				held, err := get[keystore.Key](keys, []byte(id), "key")
+				if err != nil {
+					return err
+				}
+				if held.Live(now) {
+					live++
+				}
+			}
+			if live >= maxLive {
+				return keystore.KeysLimit(k.Account, live)
+			}
+		}
+		return createKey(tx, k)
+	})
+}
+
 func createKey(tx *bolt.Tx, k keystore.Key) error {
 	if tx.Bucket(bucketAccounts).Get([]byte(k.Account)) == nil {
 		return fmt.Errorf("account %q: %w", k.Account, keystore.ErrNotFound)

@@ -167,6 +167,28 @@ func (s *Store) CreateKey(_ context.Context, k keystore.Key) error {
 	return s.WriteBatch(context.Background(), []keystore.Record{{Key: &k}})
 }
 
+// CreateKeyWithin stores a new key, refused when its account already holds maxLive keys live
+// at the store's clock (no bound when maxLive <= 0), counted under the lock that writes it.
+func (s *Store) CreateKeyWithin(_ context.Context, k keystore.Key, maxLive int) error {
+	if err := k.Validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if maxLive > 0 {
+		now, live := s.now(), 0
+		for _, held := range s.keys {
+			if held.Account == k.Account && held.Live(now) {
+				live++
+			}
+		}
+		if live >= maxLive {
+			return keystore.KeysLimit(k.Account, live)
+		}
+	}
+	return s.writeLocked(keystore.Record{Key: &k})
+}
+
 // GetKey reads one key, hash included.
 func (s *Store) GetKey(_ context.Context, id string) (keystore.Key, error) {
 	s.mu.RLock()

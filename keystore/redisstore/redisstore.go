@@ -554,6 +554,60 @@ func (s *Store) CreateKey(ctx context.Context, k keystore.Key) error {
 	return s.write(ctx, keystore.Record{Key: &k})
 }
 
+// CreateKeyWithin stores a new key, refused when its account already holds maxLive keys live
+// at the store's clock (no bound when maxLive <= 0). The account's keys are read first, to
+// judge their expiry here; the script then counts, in the step that writes the key, every key
+// of the account but those judged dead, so keys created meanwhile count. (One revoked
+// meanwhile still counts: a creation racing a revocation may be refused, never one too many
+// let through.)
+func (s *Store) CreateKeyWithin(ctx context.Context, k keystore.Key, maxLive int) error {
+	if maxLive <= 0 {
+		return s.CreateKey(ctx, k)
+	}
+	r := keystore.Record{Key: &k}
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	w, err := s.recordWrite(r)
+	if err != nil {
+		return err
+	}
+	ids, err := s.names(ctx, w.op, s.allKeysKey(), k.Account, s.keysOfKey)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	w.args = append(w.args, maxLive)
+	err = s.batchHGetAll(ctx, w.op, ids, s.keyKey, func(id string, f map[string]string) error {
+		held, err := decodeKey(id, f)
+		switch {
+		case errors.Is(err, keystore.ErrNotFound):
+			return nil
+		case err != nil:
+			return err
+		case !held.Live(now):
+			w.args = append(w.args, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var n int
+	err = s.exec(ctx, func(c writer) (err error) {
+		n, err = createKeyWithin.Run(ctx, c, w.keys, w.args...).Int()
+		return err
+	})
+	s.changed(w.changed)
+	if err != nil {
+		return s.fail(w.op, err, w.what)
+	}
+	if n < 0 {
+		return keystore.KeysLimit(k.Account, -n)
+	}
+	return nil
+}
+
 // GetKey reads one key, hash included.
 func (s *Store) GetKey(ctx context.Context, id string) (keystore.Key, error) {
 	f, err := s.client.HGetAll(ctx, s.keyKey(id)).Result()

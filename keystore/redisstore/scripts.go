@@ -50,7 +50,23 @@ return 1
 // createKey: KEYS key, account, account's keys, all keys; ARGV id, json, account, revoked,
 // last used, channel, message. The message evicts the id from replicas that remember it as
 // unknown.
-var createKey = redis.NewScript(`
+var createKey = redis.NewScript(createKeyBody)
+
+// createKeyWithin is createKey refused when the account already holds the most live keys it
+// may: ARGV as createKey's, then that limit, then the ids of the account's keys that were dead
+// (revoked or expired, which they stay) when read. Every other key of the account's set is
+// live, one created meanwhile too; it returns minus their count when they are the limit or
+// more, and writes nothing.
+var createKeyWithin = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 0 then return redis.error_reply('NOTFOUND account') end
+local live = redis.call('SCARD', KEYS[3])
+for i = 9, #ARGV do
+  live = live - redis.call('SISMEMBER', KEYS[3], ARGV[i])
+end
+if live >= tonumber(ARGV[8]) then return -live end
+` + createKeyBody)
+
+const createKeyBody = `
 if redis.call('EXISTS', KEYS[2]) == 0 then return redis.error_reply('NOTFOUND account') end
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('EXISTS key') end
 redis.call('HSET', KEYS[1], 'json', ARGV[2], 'account', ARGV[3], 'revoked', ARGV[4])
@@ -59,7 +75,7 @@ redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[4], 0, ARGV[1])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return 1
-`)
+`
 
 // revokeKey: KEYS key; ARGV channel, message.
 var revokeKey = redis.NewScript(`

@@ -72,6 +72,7 @@ func RunWith(t *testing.T, newStore NewStore, opts Options) {
 		{"KeyRecordKeptWhole", testKeyRecordKeptWhole},
 		{"TouchKeys", testTouchKeys},
 		{"DeleteKeys", withClock(testDeleteKeys)},
+		{"KeysPerAccountLimit", withClock(testKeysPerAccountLimit)},
 		{"Grants", testGrants},
 		{"GrantIndexes", testGrantIndexes},
 		{"LoadPrincipal", testLoadPrincipal},
