@@ -6,6 +6,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/gorilla/mux"
 
 	"github.com/regoauth/regoauth/authz/input"
@@ -240,15 +242,34 @@ func (a *API) clientAddress(r *http.Request) netip.Addr {
 	return input.ClientAddress(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), a.opts.TrustedProxies)
 }
 
-// decode reads a strict JSON body into v.
+// decode reads a strict JSON body into v: one JSON object, in valid UTF-8, no name twice in
+// an object, no field v does not have. encoding/json alone would take the last of two "account"
+// members (where a proxy or a log reads the first), turn invalid UTF-8 into U+FFFD (storing
+// another name than the one sent), and read null as an empty request.
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return fmt.Errorf("%w: request body over %d bytes", keystore.ErrInvalid, maxBody)
 		}
+		return fmt.Errorf("%w: request body: %v", keystore.ErrInvalid, err)
+	}
+	syntax := jsontext.NewDecoder(bytes.NewReader(raw))
+	switch syntax.PeekKind() {
+	case 0: // nothing, or not JSON: SkipValue says which
+	case '{':
+	default:
+		return fmt.Errorf("%w: request body: a JSON object is required", keystore.ErrInvalid)
+	}
+	if err := syntax.SkipValue(); errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: request body is empty: a JSON object is required", keystore.ErrInvalid)
+	} else if err != nil {
+		return fmt.Errorf("%w: request body: %v", keystore.ErrInvalid, strings.TrimPrefix(err.Error(), "jsontext: "))
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: request body: %v", keystore.ErrInvalid, err)
 	}
 	if dec.More() {

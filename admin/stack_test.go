@@ -44,7 +44,7 @@ import (
 // verified with distribution's own token code. Tests that try to reach what an account must not
 // run on every backend.
 type stack struct {
-	t       *testing.T
+	t       testing.TB
 	backend string
 	store   keystore.Store
 	server  *httptest.Server
@@ -110,7 +110,7 @@ func backends(t *testing.T, fn func(t *testing.T, backend string)) {
 
 var redisPrefixes atomic.Int64
 
-func newStack(t *testing.T, backend string, o stackOptions) *stack {
+func newStack(t testing.TB, backend string, o stackOptions) *stack {
 	t.Helper()
 	s := &stack{t: t, backend: backend}
 	s.clock.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
@@ -245,7 +245,7 @@ func newStack(t *testing.T, backend string, o stackOptions) *stack {
 
 // bundleWithoutTests copies bundles/NAME without its _test.rego files, as `opa build --ignore`
 // would ship it.
-func bundleWithoutTests(t *testing.T, name string) string {
+func bundleWithoutTests(t testing.TB, name string) string {
 	t.Helper()
 	src := filepath.Join("..", "bundles", name)
 	dst := filepath.Join(t.TempDir(), name)
