@@ -85,7 +85,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if resp.StatusCode >= 300 {
 		var eb errorBody
 		if json.Unmarshal(raw, &eb) != nil || eb.Error == "" {
-			return &APIError{Status: resp.StatusCode, Message: strings.TrimSpace(string(truncate(raw, 200)))}
+			return &APIError{Status: resp.StatusCode, Message: c.notTheAPI(resp, raw)}
 		}
 		return &APIError{Status: resp.StatusCode, Code: eb.Code, Message: eb.Error, Reasons: eb.Reasons}
 	}
@@ -93,9 +93,24 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return nil
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("decoding the server's response: %w", err)
+		return fmt.Errorf("%s (%w)", c.notTheAPI(resp, raw), err)
 	}
 	return nil
+}
+
+// notTheAPI describes an answer that is not the admin API's: a proxy's error page, another
+// service at the URL, a body cut short.
+func (c *Client) notTheAPI(resp *http.Response, raw []byte) string {
+	what := resp.Header.Get("Content-Type")
+	if what == "" {
+		what = "no content type"
+	}
+	text := strings.Join(strings.Fields(string(truncate(raw, 200))), " ")
+	if text == "" {
+		text = "an empty body"
+	}
+	return fmt.Sprintf("%s answered HTTP %d with %s, not the admin API's JSON (is it a regoauth server, and is it up?): %s",
+		c.base.Redacted(), resp.StatusCode, what, text)
 }
 
 func truncate(b []byte, n int) []byte {

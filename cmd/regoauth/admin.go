@@ -43,6 +43,9 @@ func (f *clientFlags) client() (*admin.Client, error) {
 			return nil, fmt.Errorf("reading the API key: %w", err)
 		}
 		key = strings.TrimSpace(string(raw))
+		if key == "" {
+			return nil, usageError{fmt.Errorf("the API key file %s is empty", keyFile)}
+		}
 	}
 	if key == "" {
 		return nil, usageError{errors.New("no API key: use --key-file FILE or set REGOAUTH_KEY")}

@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
+	"unicode"
 
 	"github.com/spf13/cobra"
 )
@@ -39,9 +41,27 @@ func main() {
 	if err == nil {
 		return
 	}
-	// One line, never a stack or the usage text.
-	fmt.Fprintln(os.Stderr, "regoauth: "+strings.ReplaceAll(err.Error(), "\n", "; "))
+	fmt.Fprintln(os.Stderr, errorLine(err))
 	os.Exit(exitCode(err))
+}
+
+// errorLine is how a failure is reported: one line, never a stack or the usage text. An error
+// may carry text from elsewhere (a server's answer, a file's name): control characters in it
+// are written escaped, so none moves the cursor, rewrites the line or colours the terminal, and
+// neither do the characters that reorder text shown right to left.
+func errorLine(err error) string {
+	msg := strings.ReplaceAll(strings.ReplaceAll(err.Error(), "\r\n", "\n"), "\n", "; ")
+	var b strings.Builder
+	b.WriteString("regoauth: ")
+	for _, r := range msg {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // exitCode is 2 for a usage mistake and 1 for any other failure.
