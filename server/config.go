@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -372,6 +374,15 @@ func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
 		Env   string `yaml:"env"`
 		File  string `yaml:"file"`
 	}
+	// Decode of a node does not refuse unknown keys as the file's decoder does: {fiel: x}
+	// would read as no secret at all, or {file: x, value: y} misspelt as one of them.
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i].Value; k != "value" && k != "env" && k != "file" {
+				return fmt.Errorf("line %d: %q: a secret is a value, or a mapping of one of value, env, file", n.Content[i].Line, k)
+			}
+		}
+	}
 	if err := n.Decode(&m); err != nil {
 		return err
 	}
@@ -445,6 +456,20 @@ func LoadConfig(path string) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
 	}
+	// A second document (after ---) would be read by nobody: every setting in it ignored.
+	for {
+		var next yaml.Node
+		err := dec.Decode(&next)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return Config{}, fmt.Errorf("%s: %w", path, err)
+		}
+		if len(next.Content) > 0 && next.Content[0].ShortTag() != "!!null" {
+			return Config{}, fmt.Errorf("%s: line %d: a second YAML document (after a line ---) would be ignored; the settings of one file go in one document", path, next.Content[0].Line)
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
 	}
@@ -471,11 +496,18 @@ func (c Config) Validate() error {
 	}
 	if c.Listen.Addr == "" {
 		add("listen.addr: required")
+	} else if err := validateAddr(c.Listen.Addr); err != nil {
+		add("listen.addr: %v", err)
 	}
 	errs = append(errs, c.Listen.TLS.validate("listen.tls"))
 	if c.Metrics != nil {
-		if c.Metrics.Addr == "" {
+		switch {
+		case c.Metrics.Addr == "":
 			add("metrics.addr: required when metrics is set")
+		case validateAddr(c.Metrics.Addr) != nil:
+			add("metrics.addr: %v", validateAddr(c.Metrics.Addr))
+		case c.Metrics.Addr == c.Listen.Addr && !strings.HasSuffix(c.Metrics.Addr, ":0"): // port 0: each its own
+			add("metrics.addr: %q is listen.addr too; give metrics another port, or leave metrics out to serve /metrics on the main listener", c.Metrics.Addr)
 		}
 		errs = append(errs, c.Metrics.TLS.validate("metrics.tls"))
 	}
@@ -562,6 +594,22 @@ func (c Config) Validate() error {
 		add("log.level: %q: use debug, info, warn or error", c.Log.Level)
 	}
 	return errors.Join(errs...)
+}
+
+// validateAddr checks a listener address as net.Listen reads it: [host]:port, the port a
+// number from 0 to 65535 (or a service name), so that a mistake is named when the configuration
+// is checked rather than when the server starts listening.
+func validateAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: use [host]:port, e.g. :5001 or 127.0.0.1:5001", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
+			return fmt.Errorf("%q: the port must be a number from 0 to 65535", addr)
+		}
+	}
+	return nil
 }
 
 // ipv4Mapped is the first IPv4-mapped IPv6 address: a prefix of 96 bits or fewer that holds it

@@ -373,3 +373,39 @@ func TestNetworksTogetherHoldingEveryAddressAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// A mistake that would only show when the server starts (a port out of range, the metrics
+// listener on the main listener's address) or never (settings in a second YAML document, a
+// misspelt key of a secret) is a clear error when the configuration is loaded, as
+// --check-config does.
+func TestConfigMistakesAreNamedAtLoad(t *testing.T) {
+	const base = "issuer: x\nservices: [r]\nsigning: {key_file: k.pem}\n"
+	for _, tt := range []struct{ name, config, want string }{
+		{"port out of range", base + "store: {url: 'bolt:///tmp/x.db'}\nlisten: {addr: ':99999'}\n", `listen.addr: ":99999": the port must be a number from 0 to 65535`},
+		{"negative port", base + "store: {url: 'bolt:///tmp/x.db'}\nlisten: {addr: ':-1'}\n", `listen.addr: ":-1": the port must be a number`},
+		{"no port", base + "store: {url: 'bolt:///tmp/x.db'}\nlisten: {addr: 'localhost'}\n", `listen.addr: "localhost": use [host]:port`},
+		{"metrics port out of range", base + "store: {url: 'bolt:///tmp/x.db'}\nmetrics: {addr: ':70000'}\n", `metrics.addr: ":70000": the port must be a number`},
+		{"metrics on the main listener", base + "store: {url: 'bolt:///tmp/x.db'}\nmetrics: {addr: ':5001'}\n", `metrics.addr: ":5001" is listen.addr too`},
+		{"a second document", base + "store: {url: 'bolt:///tmp/x.db'}\n---\nlimits: {keys_per_account: 5}\n", "line 6: a second YAML document (after a line ---) would be ignored"},
+		{"a misspelt key of a secret", base + "store: {url: {fiel: /run/secrets/store-url}}\n", `line 4: "fiel": a secret is a value, or a mapping of one of value, env, file`},
+		{"a misspelt key beside a good one", base + "store: {url: {file: /run/secrets/store-url, valu: x}}\n", `"valu": a secret is`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadConfig(writeConfig(t, tt.config))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	// What stays accepted: a host, IPv6, a service name, a document marker before the only
+	// document, empty documents after it.
+	for _, ok := range []string{
+		base + "store: {url: 'bolt:///tmp/x.db'}\nlisten: {addr: '127.0.0.1:5001'}\nmetrics: {addr: '[::1]:9090'}\n",
+		base + "store: {url: 'bolt:///tmp/x.db'}\nlisten: {addr: ':https'}\n",
+		"---\n" + base + "store: {url: 'bolt:///tmp/x.db'}\n---\n# nothing more\n",
+	} {
+		if _, err := LoadConfig(writeConfig(t, ok)); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+}
