@@ -42,7 +42,7 @@ type Store interface {
 	GetAccount(ctx context.Context, name string) (keystore.Account, error)
 	ListAccounts(ctx context.Context) ([]keystore.Account, error)
 	PageAccounts(ctx context.Context, q keystore.AccountQuery) (keystore.AccountPage, error)
-	UpdateAccount(ctx context.Context, a keystore.Account) error
+	ChangeAccount(ctx context.Context, name string, ch keystore.AccountChange) (keystore.Account, error)
 
 	CreateKey(ctx context.Context, k keystore.Key) error
 	CreateKeyWithin(ctx context.Context, k keystore.Key, maxLive int) error

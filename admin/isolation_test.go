@@ -346,6 +346,40 @@ func TestWritesDecidedOnAFormerOwnerFail(t *testing.T) {
 	}
 }
 
+// An account update writes only what it changes: an admin disabling a compromised account
+// while another changes its groups (the change read the account before the disabling, and
+// writes after it) leaves it disabled, with the new groups, and its key gets no token.
+func TestAccountChangesDoNotUndoEachOther(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		var s *stack
+		armed := false
+		s = newStack(t, backend, stackOptions{BeforeWrite: func(op string) {
+			if op == "update account" && armed {
+				armed = false
+				disabled := true
+				if _, err := s.admin.UpdateAccount(s.t.Context(), "mallory", admin.AccountUpdate{Disabled: &disabled}); err != nil {
+					s.t.Errorf("disabling mallory: %v", err)
+				}
+			}
+		}})
+		key := s.account("mallory", "buyers")
+		s.must(s.store.PutGrant(t.Context(), keystore.Grant{Subject: keystore.Subject{Kind: keystore.SubjectAccount, Name: "mallory"}, Repository: "shop/app", Actions: []string{"pull"}}, keystore.Unguarded))
+		armed = true
+		groups := []string{"buyers", "vip"}
+		got, err := s.admin.UpdateAccount(t.Context(), "mallory", admin.AccountUpdate{Groups: &groups})
+		if err != nil || armed {
+			t.Fatalf("changing mallory's groups: %v (the disabling ran: %v)", err, !armed)
+		}
+		stored := must(s.store.GetAccount(t.Context(), "mallory"))
+		if !stored.Disabled || !slices.Equal(stored.Groups, groups) || !got.Disabled || !slices.Equal(got.Groups, groups) {
+			t.Fatalf("mallory after a disabling and a change of groups at once: stored %+v, answered %+v; want both changes", stored, got)
+		}
+		if status, _ := s.token("mallory", key, "repository:shop/app:pull"); status != http.StatusUnauthorized {
+			t.Fatalf("the disabled account's key got HTTP %d from /token, want 401", status)
+		}
+	})
+}
+
 // An account holds at most MaxKeysPerAccount live keys: creating keys without end would
 // otherwise fill the store. A revoked or expired key frees its place; the bound holds for an
 // admin creating the account's keys too, and is the account's own.

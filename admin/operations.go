@@ -128,23 +128,10 @@ func (a *API) UpdateAccount(ctx context.Context, c *Caller, name string, req Acc
 	if err := a.authorize(ctx, c, "accounts.update", policy.AdminTarget{Account: name}); err != nil {
 		return keystore.Account{}, err
 	}
-	acct, err := a.store.GetAccount(ctx, name)
-	if err != nil {
-		return keystore.Account{}, err
-	}
-	if req.Groups != nil {
-		acct.Groups = *req.Groups
-	}
-	if req.Roles != nil {
-		acct.Roles = *req.Roles
-	}
-	if req.Disabled != nil {
-		acct.Disabled = *req.Disabled
-	}
-	if err := a.store.UpdateAccount(ctx, acct); err != nil {
-		return keystore.Account{}, err
-	}
-	return acct, nil
+	// Only the fields the request sets are written, by the store in one step: an account read
+	// here and written back whole would undo a change made meanwhile (its disabling, by another
+	// admin, undone by this change of its groups).
+	return a.store.ChangeAccount(ctx, name, keystore.AccountChange{Groups: req.Groups, Roles: req.Roles, Disabled: req.Disabled})
 }
 
 // ListKeys lists keys without their hashes: one account's, or all when account is empty.

@@ -68,8 +68,9 @@ type stackOptions struct {
 	BundleDir      string
 	TrustedProxies []netip.Prefix
 	// BeforeWrite, when set, is called by the admin API's store just before each grant write,
-	// grant removal and release it makes (op: "put grant", "remove grant", "release"): after
-	// the operation was decided, before its write, where another request's write may land.
+	// grant removal, release and account update it makes (op: "put grant", "remove grant",
+	// "release", "update account"): after the operation was decided, before its write, where
+	// another request's write may land.
 	BeforeWrite func(op string)
 	// MaxKeysPerAccount is the admin API's bound on live keys (0: none).
 	MaxKeysPerAccount int
@@ -92,6 +93,16 @@ func (h hookedStore) PutGrant(ctx context.Context, g keystore.Grant, guard keyst
 func (h hookedStore) RemoveGrant(ctx context.Context, subject keystore.Subject, repository string, actions []string, guard keystore.Guard) error {
 	h.before("remove grant")
 	return h.Store.RemoveGrant(ctx, subject, repository, actions, guard)
+}
+
+func (h hookedStore) UpdateAccount(ctx context.Context, a keystore.Account) error {
+	h.before("update account")
+	return h.Store.UpdateAccount(ctx, a)
+}
+
+func (h hookedStore) ChangeAccount(ctx context.Context, name string, ch keystore.AccountChange) (keystore.Account, error) {
+	h.before("update account")
+	return h.Store.ChangeAccount(ctx, name, ch)
 }
 
 func (h hookedStore) Release(ctx context.Context, repository string, guard keystore.Guard) error {

@@ -44,6 +44,28 @@ type Account struct {
 	Created  time.Time `json:"created"`
 }
 
+// AccountChange is a change of an account: each field set replaces the account's, each nil
+// one stays as the account holds it.
+type AccountChange struct {
+	Groups   *[]string
+	Roles    *[]string
+	Disabled *bool
+}
+
+// Apply returns a with the change made.
+func (ch AccountChange) Apply(a Account) Account {
+	if ch.Groups != nil {
+		a.Groups = slices.Clone(*ch.Groups)
+	}
+	if ch.Roles != nil {
+		a.Roles = slices.Clone(*ch.Roles)
+	}
+	if ch.Disabled != nil {
+		a.Disabled = *ch.Disabled
+	}
+	return a
+}
+
 // HasRole reports whether the account holds role.
 func (a Account) HasRole(role string) bool { return slices.Contains(a.Roles, role) }
 
@@ -333,6 +355,11 @@ type Store interface {
 	PageAccounts(ctx context.Context, q AccountQuery) (AccountPage, error)
 	// UpdateAccount replaces groups, roles and the disabled flag of an existing account.
 	UpdateAccount(ctx context.Context, a Account) error
+	// ChangeAccount applies the fields ch sets to an existing account, in one atomic step that
+	// leaves the others as they are then, and returns the account as changed: two changes of
+	// different fields made at once both hold (disabling an account is never undone by another
+	// caller's change of its groups, read before).
+	ChangeAccount(ctx context.Context, name string, ch AccountChange) (Account, error)
 
 	// CreateKey stores a new key; its account must exist.
 	CreateKey(ctx context.Context, k Key) error

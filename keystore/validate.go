@@ -190,6 +190,12 @@ func (a Account) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Validate checks a change of the account name: the account it would make is valid whatever
+// the fields it leaves, since each list is checked alone.
+func (ch AccountChange) Validate(name string) error {
+	return ch.Apply(Account{Name: name}).Validate()
+}
+
 // Validate checks a key's restrictions.
 func (r Restrictions) Validate() error {
 	if err := r.withinLimits(); err != nil {

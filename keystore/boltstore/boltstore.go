@@ -313,6 +313,27 @@ func (s *Store) UpdateAccount(_ context.Context, a keystore.Account) error {
 	})
 }
 
+// ChangeAccount applies ch to an existing account in one write transaction.
+func (s *Store) ChangeAccount(_ context.Context, name string, ch keystore.AccountChange) (keystore.Account, error) {
+	if err := ch.Validate(name); err != nil {
+		return keystore.Account{}, err
+	}
+	var a keystore.Account
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAccounts)
+		old, err := get[keystore.Account](b, []byte(name), "account")
+		if err != nil {
+			return err
+		}
+		a = ch.Apply(old)
+		return put(b, []byte(name), a)
+	})
+	if err != nil {
+		return keystore.Account{}, err
+	}
+	return a, nil
+}
+
 // CreateKey stores a new key for an existing account.
 func (s *Store) CreateKey(_ context.Context, k keystore.Key) error {
 	return s.write(keystore.Record{Key: &k})

@@ -162,6 +162,22 @@ func (s *Store) UpdateAccount(_ context.Context, a keystore.Account) error {
 	return nil
 }
 
+// ChangeAccount applies ch to an existing account under the store's lock.
+func (s *Store) ChangeAccount(_ context.Context, name string, ch keystore.AccountChange) (keystore.Account, error) {
+	if err := ch.Validate(name); err != nil {
+		return keystore.Account{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.accounts[name]
+	if !ok {
+		return keystore.Account{}, notFound("account", name)
+	}
+	a := ch.Apply(old)
+	s.accounts[name] = a
+	return copyAccount(a), nil
+}
+
 // CreateKey stores a new key for an existing account, as given.
 func (s *Store) CreateKey(_ context.Context, k keystore.Key) error {
 	return s.WriteBatch(context.Background(), []keystore.Record{{Key: &k}})

@@ -548,6 +548,41 @@ func (s *Store) UpdateAccount(ctx context.Context, a keystore.Account) error {
 	return s.fail("update account", err, map[string]string{"account": a.Name})
 }
 
+// ChangeAccount applies ch to an existing account in one script, which returns the account as
+// changed.
+func (s *Store) ChangeAccount(ctx context.Context, name string, ch keystore.AccountChange) (keystore.Account, error) {
+	if err := ch.Validate(name); err != nil {
+		return keystore.Account{}, err
+	}
+	// As encodeAccount writes them; "" leaves a field.
+	var groups, roles, disabled string
+	if ch.Groups != nil {
+		b, _ := json.Marshal(nonNil(*ch.Groups))
+		groups = string(b)
+	}
+	if ch.Roles != nil {
+		b, _ := json.Marshal(nonNil(*ch.Roles))
+		roles = string(b)
+	}
+	if ch.Disabled != nil {
+		disabled = flag(*ch.Disabled)
+	}
+	var fields []string
+	err := s.exec(ctx, func(c writer) (err error) {
+		fields, err = changeAccount.Run(ctx, c, []string{s.accountKey(name)}, s.channel, accountChanged(name), groups, roles, disabled).StringSlice()
+		return err
+	})
+	s.changed(accountChanged(name))
+	if err != nil {
+		return keystore.Account{}, s.fail("change account", err, map[string]string{"account": name})
+	}
+	f := make(map[string]string, len(fields)/2)
+	for i := 0; i+1 < len(fields); i += 2 {
+		f[fields[i]] = fields[i+1]
+	}
+	return decodeAccount(name, f)
+}
+
 // CreateKey stores a new key for an existing account, as given: an imported key keeps its
 // revoked flag and last-used time.
 func (s *Store) CreateKey(ctx context.Context, k keystore.Key) error {

@@ -47,6 +47,17 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1
 `)
 
+// changeAccount: KEYS account; ARGV channel, message, then groups, roles and disabled, each
+// "" to leave as it is. It returns the account's hash as changed.
+var changeAccount = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOTFOUND account') end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'groups', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'roles', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'disabled', ARGV[5]) end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return redis.call('HGETALL', KEYS[1])
+`)
+
 // createKey: KEYS key, account, account's keys, all keys; ARGV id, json, account, revoked,
 // last used, channel, message. The message evicts the id from replicas that remember it as
 // unknown.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -415,5 +416,66 @@ func testChangesVisibleAtOnce(t *testing.T, s keystore.Store) {
 			_, err := keystore.Authenticate(ctx, s, "alice", plain, tt.at)
 			wantErr(t, err, keystore.ErrBadCredentials)
 		})
+	}
+}
+
+// testChangeAccount checks ChangeAccount: it writes only the fields a change sets and returns
+// the account as changed; changes of different fields made at once all hold; a change of an
+// unknown account is ErrNotFound, an invalid one ErrInvalid and writes nothing.
+func testChangeAccount(t *testing.T, s keystore.Store) {
+	must(t, s.CreateAccount(ctx, keystore.Account{Name: "alice", Groups: []string{"sellers"}, Roles: []string{"checkout"}, Created: now}))
+	disabled, groups := true, []string{"buyers", "vip"}
+	got, err := s.ChangeAccount(ctx, "alice", keystore.AccountChange{Disabled: &disabled})
+	must(t, err)
+	if !got.Disabled || !slices.Equal(got.Groups, []string{"sellers"}) || !slices.Equal(got.Roles, []string{"checkout"}) || !got.Created.Equal(now) {
+		t.Fatalf("after disabling alice: %+v", got)
+	}
+	got, err = s.ChangeAccount(ctx, "alice", keystore.AccountChange{Groups: &groups})
+	must(t, err)
+	if read, err := s.GetAccount(ctx, "alice"); err != nil || !read.Disabled || !slices.Equal(read.Groups, groups) || !slices.Equal(got.Groups, groups) || !got.Disabled {
+		t.Fatalf("after changing alice's groups: returned %+v, stored %+v, %v", got, read, err)
+	}
+	none := []string{}
+	if got, err := s.ChangeAccount(ctx, "alice", keystore.AccountChange{Roles: &none}); err != nil || len(got.Roles) != 0 || !got.Disabled {
+		t.Fatalf("after taking alice's roles: %+v, %v", got, err)
+	}
+
+	// Changes of different fields racing each other: every one holds.
+	must(t, s.CreateAccount(ctx, acct("bob")))
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			var ch keystore.AccountChange
+			switch i % 3 {
+			case 0:
+				ch.Disabled = &disabled
+			case 1:
+				ch.Groups = &groups
+			default:
+				roles := []string{"checkout"}
+				ch.Roles = &roles
+			}
+			_, err := s.ChangeAccount(ctx, "bob", ch)
+			must(t, err)
+		})
+	}
+	wg.Wait()
+	if got, err := s.GetAccount(ctx, "bob"); err != nil || !got.Disabled || !slices.Equal(got.Groups, groups) || !slices.Equal(got.Roles, []string{"checkout"}) {
+		t.Fatalf("after racing changes of different fields: %+v, %v", got, err)
+	}
+
+	_, err = s.ChangeAccount(ctx, "nobody", keystore.AccountChange{Disabled: &disabled})
+	wantErr(t, err, keystore.ErrNotFound)
+	var tooMany []string
+	for i := range 33 {
+		tooMany = append(tooMany, fmt.Sprintf("g%d", i))
+	}
+	_, err = s.ChangeAccount(ctx, "alice", keystore.AccountChange{Groups: &tooMany, Disabled: new(bool)})
+	wantErr(t, err, keystore.ErrInvalid)
+	badRole := []string{"Bad Role"}
+	_, err = s.ChangeAccount(ctx, "alice", keystore.AccountChange{Roles: &badRole})
+	wantErr(t, err, keystore.ErrInvalid)
+	if got, err := s.GetAccount(ctx, "alice"); err != nil || !got.Disabled || !slices.Equal(got.Groups, groups) {
+		t.Fatalf("refused changes wrote: %+v, %v", got, err)
 	}
 }

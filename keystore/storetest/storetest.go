@@ -68,6 +68,7 @@ func RunWith(t *testing.T, newStore NewStore, opts Options) {
 	tests := []test{
 		{"Ping", func(t *testing.T, s keystore.Store) { must(t, s.Ping(ctx)) }},
 		{"Accounts", testAccounts},
+		{"ChangeAccount", testChangeAccount},
 		{"Keys", testKeys},
 		{"KeyRecordKeptWhole", testKeyRecordKeptWhole},
 		{"TouchKeys", testTouchKeys},
