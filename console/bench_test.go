@@ -66,8 +66,8 @@ func benchConsole(b *testing.B) (http.Handler, map[string]*http.Cookie) {
 		}
 	}
 	var buf strings.Builder
-	for _, r := range append([]keystore.Record{{Header: &keystore.ExportHeader{Format: keystore.ExportFormat, Version: keystore.ExportVersion}}}, recs...) {
-		storetest.MustEncode(b, &buf, r)
+	if err := keystore.WriteExport(&buf, recs); err != nil {
+		b.Fatal(err)
 	}
 	if _, err := keystore.Import(ctx, store, strings.NewReader(buf.String()), 4); err != nil {
 		b.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -223,10 +222,8 @@ func lookupsOf(t *testing.T, c *redis.Client, id string) int {
 func importRecords(t *testing.T, storeURL string, recs ...keystore.Record) {
 	t.Helper()
 	var in bytes.Buffer
-	enc := json.NewEncoder(&in)
-	enc.Encode(keystore.Record{Header: &keystore.ExportHeader{Format: keystore.ExportFormat, Version: keystore.ExportVersion}})
-	for _, r := range recs {
-		enc.Encode(r)
+	if err := keystore.WriteExport(&in, recs); err != nil {
+		t.Fatal(err)
 	}
 	file := writeFile(t, filepath.Join(t.TempDir(), "records.jsonl"), in.String(), 0o600)
 	must(t, []string{"REGOAUTH_STORE_URL=" + storeURL}, binary, "import", file)

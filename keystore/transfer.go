@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -15,12 +16,14 @@ import (
 
 // An export is JSON lines: a header, then every account, key (with its hash, expiry, revoked
 // flag, last use and restrictions), grant and repository ownership, in that order and sorted
-// within each kind, so that two exports of the same records are byte for byte equal.
+// within each kind, so that two exports of the same records are byte for byte equal, then (from
+// version 2 on) an end line counting them.
 
-// ExportFormat and ExportVersion identify the header line.
+// ExportFormat and ExportVersion identify the header line. Version 2 ends with an end line
+// (ExportEnd); version 1, which has none, is still read.
 const (
 	ExportFormat  = "regoauth-export"
-	ExportVersion = 1
+	ExportVersion = 2
 )
 
 // ExportHeader is the first line of an export.
@@ -29,9 +32,21 @@ type ExportHeader struct {
 	Version int    `json:"version"`
 }
 
+// ExportEnd is the last line of an export: how many records of each kind precede it. An export
+// cut short (a copy interrupted, an export that failed half way into a pipe) lacks it, or holds
+// fewer records than it counts, even when it is cut at the end of a line: import then refuses
+// it instead of loading part of a store as if it were all of it.
+type ExportEnd struct {
+	Accounts   int `json:"accounts"`
+	Keys       int `json:"keys"`
+	Grants     int `json:"grants"`
+	Ownerships int `json:"ownerships"`
+}
+
 // Record is one line of an export; exactly one field is set.
 type Record struct {
 	Header    *ExportHeader `json:"export,omitempty"`
+	End       *ExportEnd    `json:"end,omitempty"`
 	Account   *Account      `json:"account,omitempty"`
 	Key       *Key          `json:"key,omitempty"`
 	Grant     *Grant        `json:"grant,omitempty"`
@@ -41,7 +56,7 @@ type Record struct {
 // count is how many of the fields of r are set.
 func (r Record) count() int {
 	n := 0
-	for _, set := range []bool{r.Header != nil, r.Account != nil, r.Key != nil, r.Grant != nil, r.Ownership != nil} {
+	for _, set := range []bool{r.Header != nil, r.End != nil, r.Account != nil, r.Key != nil, r.Grant != nil, r.Ownership != nil} {
 		if set {
 			n++
 		}
@@ -122,7 +137,41 @@ func Export(ctx context.Context, s Store, w io.Writer) (Counts, error) {
 	if err != nil {
 		return c, fmt.Errorf("exporting repositories: %w", err)
 	}
+	if err := enc.Encode(Record{End: &ExportEnd{Accounts: c.Accounts, Keys: c.Keys, Grants: c.Grants, Ownerships: c.Ownerships}}); err != nil {
+		return c, err
+	}
 	return c, bw.Flush()
+}
+
+// WriteExport writes records as an export Import reads: the header, the records in the order
+// given (accounts before the keys and reservations that need them), and the end line counting
+// them. Tools that build records themselves (benchmarks, restores of hand-made data) use it.
+func WriteExport(w io.Writer, recs []Record) error {
+	bw := bufio.NewWriterSize(w, 1<<16)
+	enc := json.NewEncoder(bw)
+	if err := enc.Encode(Record{Header: &ExportHeader{Format: ExportFormat, Version: ExportVersion}}); err != nil {
+		return err
+	}
+	var end ExportEnd
+	for _, r := range recs {
+		switch {
+		case r.Account != nil:
+			end.Accounts++
+		case r.Key != nil:
+			end.Keys++
+		case r.Grant != nil:
+			end.Grants++
+		case r.Ownership != nil:
+			end.Ownerships++
+		}
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	if err := enc.Encode(Record{End: &end}); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 // writeAll writes one line per record and returns how many it wrote.
@@ -188,12 +237,16 @@ func readImport(r io.Reader) (*importSet, error) {
 		seen[k] = line
 		return nil
 	}
-	line, header := 0, false
+	line, header, version := 0, false, 0
+	var end *ExportEnd
 	for sc.Scan() {
 		line++
 		text := strings.TrimSpace(sc.Text())
 		if text == "" {
 			continue
+		}
+		if end != nil {
+			return nil, fmt.Errorf("line %d: %w: a record after the end line", line, ErrInvalid)
 		}
 		var rec Record
 		dec := json.NewDecoder(strings.NewReader(text))
@@ -205,22 +258,32 @@ func readImport(r io.Reader) (*importSet, error) {
 			return nil, fmt.Errorf("line %d: %w: more than one JSON value", line, ErrInvalid)
 		}
 		if rec.count() != 1 {
-			return nil, fmt.Errorf("line %d: %w: a record holds exactly one of export, account, key, grant, ownership", line, ErrInvalid)
+			return nil, fmt.Errorf("line %d: %w: a record holds exactly one of export, account, key, grant, ownership, end", line, ErrInvalid)
 		}
 		if !header {
 			if rec.Header == nil || rec.Header.Format != ExportFormat {
 				return nil, fmt.Errorf("line %d: %w: not a regoauth export (the first line must be {\"export\":{\"format\":%q,\"version\":%d}})", line, ErrInvalid, ExportFormat, ExportVersion)
 			}
-			if rec.Header.Version != ExportVersion {
-				return nil, fmt.Errorf("line %d: %w: export version %d; this regoauth reads version %d", line, ErrInvalid, rec.Header.Version, ExportVersion)
+			if rec.Header.Version != 1 && rec.Header.Version != ExportVersion {
+				return nil, fmt.Errorf("line %d: %w: export version %d; this regoauth reads versions 1 to %d", line, ErrInvalid, rec.Header.Version, ExportVersion)
 			}
-			header = true
+			header, version = true, rec.Header.Version
 			continue
 		}
 		var err error
 		switch {
 		case rec.Header != nil:
 			err = fmt.Errorf("%w: a second header", ErrInvalid)
+		case rec.End != nil && version == 1:
+			err = fmt.Errorf("%w: an end line in a version 1 export, which has none", ErrInvalid)
+		case rec.End != nil:
+			end = rec.End
+			read := ExportEnd{Accounts: len(set.accounts), Keys: len(set.keys), Grants: len(set.grants), Ownerships: len(set.ownerships)}
+			if *end != read {
+				err = fmt.Errorf("%w: the export counts %s but holds %s: it is incomplete or was edited; nothing was imported",
+					ErrInvalid, Counts{Accounts: end.Accounts, Keys: end.Keys, Grants: end.Grants, Ownerships: end.Ownerships},
+					Counts{Accounts: read.Accounts, Keys: read.Keys, Grants: read.Grants, Ownerships: read.Ownerships})
+			}
 		case rec.Account != nil:
 			a := *rec.Account
 			if err = a.Validate(); err == nil {
@@ -250,11 +313,16 @@ func readImport(r io.Reader) (*importSet, error) {
 			return nil, fmt.Errorf("line %d: %w", line, err)
 		}
 	}
-	if err := sc.Err(); err != nil {
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		return nil, fmt.Errorf("line %d: %w: longer than %d bytes, which no record is", line+1, ErrInvalid, MaxImportLine)
+	} else if err != nil {
 		return nil, fmt.Errorf("line %d: %w", line+1, err)
 	}
 	if !header {
 		return nil, fmt.Errorf("%w: empty input; expected a regoauth export", ErrInvalid)
+	}
+	if version >= 2 && end == nil {
+		return nil, fmt.Errorf("%w: the export stops at line %d without its end line ({\"end\":…}): it was cut short; nothing was imported", ErrInvalid, line)
 	}
 	return set, nil
 }

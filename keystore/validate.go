@@ -264,7 +264,7 @@ func (k Key) Validate() error {
 // account, key, grant or ownership.
 func (r Record) Validate() error {
 	switch {
-	case r.Header != nil || r.count() != 1:
+	case r.Header != nil || r.End != nil || r.count() != 1:
 		return fmt.Errorf("%w: a record written to a store holds exactly one account, key, grant or ownership", ErrInvalid)
 	case r.Account != nil:
 		return r.Account.Validate()

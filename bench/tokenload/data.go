@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -80,29 +79,19 @@ func (d dataset) grants() int {
 
 // writeImport writes the records as `regoauth import` reads them.
 func (d dataset) writeImport(w io.Writer) error {
-	bw := bufio.NewWriter(w)
-	enc := json.NewEncoder(bw)
-	if err := enc.Encode(keystore.Record{Header: &keystore.ExportHeader{Format: keystore.ExportFormat, Version: keystore.ExportVersion}}); err != nil {
-		return err
-	}
+	var recs []keystore.Record
 	for _, a := range d.accounts {
-		if err := enc.Encode(keystore.Record{Account: &keystore.Account{Name: a.name, Created: a.record.Created}}); err != nil {
-			return err
-		}
+		recs = append(recs, keystore.Record{Account: &keystore.Account{Name: a.name, Created: a.record.Created}})
 	}
-	for _, a := range d.accounts {
-		if err := enc.Encode(keystore.Record{Key: &a.record}); err != nil {
-			return err
-		}
+	for i := range d.accounts {
+		recs = append(recs, keystore.Record{Key: &d.accounts[i].record})
 	}
 	for _, a := range d.accounts {
 		for i := range a.grants {
-			if err := enc.Encode(keystore.Record{Grant: &a.grants[i]}); err != nil {
-				return err
-			}
+			recs = append(recs, keystore.Record{Grant: &a.grants[i]})
 		}
 	}
-	return bw.Flush()
+	return keystore.WriteExport(w, recs)
 }
 
 // basicAuth is the Authorization header value of an account's key.

@@ -341,3 +341,53 @@ func TestUnconfirmedImportIsNeverReportedDone(t *testing.T) {
 		t.Fatalf("import with the replica answering: %v, %q", err, stderr)
 	}
 }
+
+// An export cut short is refused whole, wherever it is cut: at the end of a line too, which
+// reads as a shorter export of valid records; so is one with a record taken out, or added after
+// its end. An export of version 1, which has no end line, is still read.
+func TestImportRefusesAnExportCutShort(t *testing.T) {
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.db")
+	s := openBolt(t, src)
+	storetest.Seed(t, s)
+	s.Close()
+	full, _, err := runCLI(t, "", "export", "--store", "bolt://"+src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(strings.TrimSuffix(full, "\n"), "\n")
+	if len(lines) != 13 || !strings.HasPrefix(lines[12], `{"end":{"accounts":3,"keys":4,"grants":3,"ownerships":1}}`) {
+		t.Fatalf("export:\n%s", full)
+	}
+	without := func(i int) string { return strings.Join(append(slices.Clone(lines[:i]), lines[i+1:]...), "") }
+	for i, tt := range []struct{ name, input, want string }{
+		{"cut after a line", strings.Join(lines[:9], ""), "line 9 without its end line"},
+		{"cut before the end line", strings.Join(lines[:12], ""), "line 12 without its end line"},
+		{"cut within a line", full[:len(full)-40], "line 13: invalid: not a record"},
+		{"a record taken out", without(5), "the export counts 3 accounts, 4 keys, 3 grants, 1 repositories but holds 3 accounts, 3 keys, 3 grants, 1 repositories"},
+		{"a record after the end", full + lines[1], "line 14: invalid: a record after the end line"},
+		{"a line over 1 MiB", strings.Join(lines[:1], "") + strings.Repeat(" ", 2<<20) + "\n", "line 2: invalid: longer than 1048576 bytes"},
+		{"an end line in a version 1 export", strings.Replace(full, `"version":2`, `"version":1`, 1), "line 13: invalid: an end line in a version 1 export"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			url := srv.URL() + "?prefix=cut" + string(rune('a'+i))
+			_, _, err := runCLI(t, tt.input, "import", "--store", url)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("import: %v, want %q", err, tt.want)
+			}
+			r, err := redisstore.Open(url, redisstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if snap := take(t, r); len(snap.Accounts)+len(snap.Keys)+len(snap.Grants)+len(snap.Owned) != 0 {
+				t.Fatalf("a refused import wrote records: %+v", snap)
+			}
+		})
+	}
+	v1 := strings.Replace(strings.Join(lines[:12], ""), `"version":2`, `"version":1`, 1)
+	if _, stderr, err := runCLI(t, v1, "import", "--store", srv.URL()+"?prefix=v1"); err != nil || !strings.Contains(stderr, "imported 3 accounts, 4 keys, 3 grants, 1 repositories") {
+		t.Fatalf("import of a version 1 export: %v, %q", err, stderr)
+	}
+}

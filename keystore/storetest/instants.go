@@ -79,8 +79,7 @@ func testInstantBounds(t *testing.T, s keystore.Store, c *clock) {
 			wantErr(t, s.CreateSession(ctx, keystore.Session{ID: sessionID("late"), KeyID: bad.ID, Account: "buyer", Created: now, Expires: at}, 0), keystore.ErrInvalid)
 
 			var export bytes.Buffer
-			MustEncode(t, &export, keystore.Record{Header: &keystore.ExportHeader{Format: keystore.ExportFormat, Version: keystore.ExportVersion}})
-			MustEncode(t, &export, keystore.Record{Grant: &g})
+			must(t, keystore.WriteExport(&export, []keystore.Record{{Grant: &g}}))
 			_, err := keystore.Import(ctx, s, &export, 1)
 			wantErr(t, err, keystore.ErrInvalid)
 		})
