@@ -16,6 +16,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -140,13 +142,13 @@ func New(deps Deps, opts Options) (*API, error) {
 	r.HandleFunc(Prefix+"/accounts", a.handle(a.createAccount)).Methods("POST")
 	r.HandleFunc(Prefix+"/accounts/{name}", a.handle(a.getAccount)).Methods("GET")
 	r.HandleFunc(Prefix+"/accounts/{name}", a.handle(a.updateAccount)).Methods("PATCH")
-	r.HandleFunc(Prefix+"/keys", a.handle(a.listKeys)).Methods("GET")
+	r.HandleFunc(Prefix+"/keys", a.handle(a.listKeys, "account")).Methods("GET")
 	r.HandleFunc(Prefix+"/keys", a.handle(a.createKey)).Methods("POST")
 	r.HandleFunc(Prefix+"/keys/{id}", a.handle(a.revokeKey)).Methods("DELETE")
-	r.HandleFunc(Prefix+"/grants", a.handle(a.listGrants)).Methods("GET")
+	r.HandleFunc(Prefix+"/grants", a.handle(a.listGrants, "account", "group", "repository")).Methods("GET")
 	r.HandleFunc(Prefix+"/grants", a.handle(a.addGrant)).Methods("POST")
 	r.HandleFunc(Prefix+"/grants", a.handle(a.removeGrant)).Methods("DELETE")
-	r.HandleFunc(Prefix+"/repositories", a.handle(a.listRepos)).Methods("GET")
+	r.HandleFunc(Prefix+"/repositories", a.handle(a.listRepos, "owner")).Methods("GET")
 	r.HandleFunc(Prefix+"/repositories", a.handle(a.reserveRepo)).Methods("POST")
 	r.HandleFunc(Prefix+"/repositories/{name:.+}", a.handle(a.releaseRepo)).Methods("DELETE")
 	r.HandleFunc(Prefix+"/policy/explain", a.handle(a.explainDecision)).Methods("POST")
@@ -168,12 +170,16 @@ type call struct {
 
 type handlerFunc func(ctx context.Context, c *call) (status int, body any, err error)
 
-// handle authenticates the caller, runs fn and writes its result as JSON.
-func (a *API) handle(fn handlerFunc) http.HandlerFunc {
+// handle authenticates the caller, checks the query against the parameters the endpoint
+// reads (params), runs fn and writes its result as JSON.
+func (a *API) handle(fn handlerFunc, params ...string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		ctx := r.Context()
 		p, err := a.authenticate(ctx, r)
+		if err == nil {
+			err = checkQuery(r.URL.RawQuery, params)
+		}
 		if err != nil {
 			a.opts.Logger.Info("admin request refused", "path", r.URL.Path, "error", err)
 			writeError(w, err)
@@ -240,6 +246,27 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (keystore.Princ
 // endpoint: the admin policy and the failure budgets see the same address.
 func (a *API) clientAddress(r *http.Request) netip.Addr {
 	return input.ClientAddress(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), a.opts.TrustedProxies)
+}
+
+// checkQuery refuses a query the endpoint would not read as sent: a parameter it does not
+// know (a misspelt ?acount=alice would list every account's keys), or one given twice (the
+// endpoint reads the first; a proxy or a log may read the last).
+func checkQuery(raw string, params []string) error {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return fmt.Errorf("%w: query: %v", keystore.ErrInvalid, err)
+	}
+	for name, values := range q {
+		switch {
+		case !slices.Contains(params, name) && len(params) == 0:
+			return fmt.Errorf("%w: query parameter %q: this endpoint takes none", keystore.ErrInvalid, name)
+		case !slices.Contains(params, name):
+			return fmt.Errorf("%w: query parameter %q: this endpoint takes %s", keystore.ErrInvalid, name, strings.Join(params, ", "))
+		case len(values) > 1:
+			return fmt.Errorf("%w: query parameter %q is given %d times; give it once", keystore.ErrInvalid, name, len(values))
+		}
+	}
+	return nil
 }
 
 // decode reads a strict JSON body into v: one JSON object, in valid UTF-8, no name twice in

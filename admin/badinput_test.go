@@ -17,7 +17,7 @@ var bodyRoutes = []struct{ method, path string }{
 }
 
 // send makes one admin request as key with a raw body and returns its status and decoded
-// error body, failing the test unless the answer is JSON.
+// body when it is an object, failing the test unless the answer is JSON.
 func (s *stack) send(key, method, path, body string) (int, map[string]any) {
 	s.t.Helper()
 	req, err := http.NewRequestWithContext(s.t.Context(), method, s.server.URL+"/admin/v1"+path, strings.NewReader(body))
@@ -32,11 +32,12 @@ func (s *stack) send(key, method, path, body string) (int, map[string]any) {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	var out map[string]any
+	var out any
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" || json.Unmarshal(raw, &out) != nil {
-		s.t.Fatalf("%s %s %.80q: HTTP %d, %s %.200q is no JSON object", method, path, body, resp.StatusCode, ct, raw)
+		s.t.Fatalf("%s %s %.80q: HTTP %d, %s %.200q is no JSON", method, path, body, resp.StatusCode, ct, raw)
 	}
-	return resp.StatusCode, out
+	obj, _ := out.(map[string]any) // nil for a listing
+	return resp.StatusCode, obj
 }
 
 // Every endpoint that reads a body takes one JSON object in valid UTF-8, each name once, and
@@ -158,6 +159,37 @@ func FuzzRequestBodies(f *testing.F) {
 		}
 		if msg, _ := out["error"].(string); resp.StatusCode >= 500 || resp.StatusCode >= 400 && msg == "" {
 			t.Fatalf("%s %s %q: HTTP %d %s", rt.method, rt.path, body, resp.StatusCode, raw)
+		}
+	})
+}
+
+// A query is read as sent or refused: a parameter the endpoint does not read (a misspelt
+// ?acount=sam would list every account's keys to an admin; ?limit=-1 pages nothing), one
+// given twice (the endpoint would read the first, a proxy or a log the last), or one that is
+// not URL-encoded is 400 invalid naming it.
+func TestQueriesAreReadAsSent(t *testing.T) {
+	backends(t, func(t *testing.T, backend string) {
+		s := newStack(t, backend, stackOptions{})
+		sam := s.account("sam")
+		for _, tt := range []struct{ key, path, want string }{
+			{s.rootKey, "/keys?acount=sam", `query parameter "acount": this endpoint takes account`},
+			{sam, "/keys?account=sam&account=root", `query parameter "account" is given 2 times`},
+			{s.rootKey, "/grants?account=sam&repository=a&repository=b", `query parameter "repository" is given 2 times`},
+			{s.rootKey, "/grants?subject=sam", `this endpoint takes account, group, repository`},
+			{s.rootKey, "/repositories?owner=sam&limit=-1", `query parameter "limit"`},
+			{s.rootKey, "/accounts?offset=abc", `query parameter "offset": this endpoint takes none`},
+			{s.rootKey, "/whoami?x=1", `query parameter "x": this endpoint takes none`},
+			{s.rootKey, "/keys?account=%zz", "invalid URL escape"},
+		} {
+			status, body := s.send(tt.key, "GET", tt.path, "")
+			if msg, _ := body["error"].(string); status != http.StatusBadRequest || body["code"] != "invalid" || !strings.Contains(msg, tt.want) {
+				t.Errorf("GET %s: HTTP %d %v, want 400 invalid saying %q", tt.path, status, body, tt.want)
+			}
+		}
+		for _, path := range []string{"/keys?account=sam", "/grants?account=sam&repository=shop/app", "/repositories?owner=sam", "/accounts", "/keys?account="} {
+			if status, body := s.send(s.rootKey, "GET", path, ""); status != http.StatusOK {
+				t.Errorf("GET %s: HTTP %d %v", path, status, body)
+			}
 		}
 	})
 }
