@@ -27,6 +27,9 @@ func TestExitCodes(t *testing.T) {
 		{"flag value of the wrong type", []string{"import", "--workers", "many"}, 2, "invalid argument"},
 		{"missing argument", []string{"accounts", "create"}, 2, "accepts 1 arg"},
 		{"extra argument", []string{"whoami", "extra"}, 2, "unknown command"},
+		{"unknown command of a group", []string{"accounts", "udpate", "sam"}, 2, `unknown command "udpate" for "regoauth accounts"`},
+		{"unknown command of a group, suggested", []string{"keys", "revok", "x"}, 2, "Did you mean this?\n\trevoke"},
+		{"unknown command of a nested group", []string{"signing", "frob"}, 2, `unknown command "frob" for "regoauth signing"`},
 		{"missing required flag", []string{"serve"}, 2, "--config is required"},
 		{"init without its configuration", []string{"init"}, 2, "--config is required"},
 		{"healthcheck of a URL that is not http", []string{"healthcheck", "--url", "ftp://x/healthz"}, 2, "want an http"},
@@ -42,7 +45,9 @@ func TestExitCodes(t *testing.T) {
 			}
 		})
 	}
-	if _, _, err := runCLI(t, ""); err != nil {
-		t.Fatalf("regoauth with no command: %v, want the help", err)
+	for _, group := range [][]string{nil, {"accounts"}, {"policy"}} {
+		if _, _, err := runCLI(t, "", group...); err != nil {
+			t.Fatalf("regoauth %v with no command: %v, want the help", group, err)
+		}
 	}
 }
