@@ -453,7 +453,9 @@ func LoadConfig(path string) (Config, error) {
 	cfg := Defaults()
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
+	if err := dec.Decode(&cfg); errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("%s: the file is empty; a configuration sets at least services, signing.key_file and store.url", path)
+	} else if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
 	}
 	// A second document (after ---) would be read by nobody: every setting in it ignored.

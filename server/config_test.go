@@ -388,6 +388,8 @@ func TestConfigMistakesAreNamedAtLoad(t *testing.T) {
 		{"metrics on the main listener", base + "store: {url: 'bolt:///tmp/x.db'}\nmetrics: {addr: ':5001'}\n", `metrics.addr: ":5001" is listen.addr too`},
 		{"a second document", base + "store: {url: 'bolt:///tmp/x.db'}\n---\nlimits: {keys_per_account: 5}\n", "line 6: a second YAML document (after a line ---) would be ignored"},
 		{"a misspelt key of a secret", base + "store: {url: {fiel: /run/secrets/store-url}}\n", `line 4: "fiel": a secret is a value, or a mapping of one of value, env, file`},
+		{"an empty file", "", "the file is empty; a configuration sets at least services"},
+		{"only comments", "# to do\n", "the file is empty"},
 		{"a misspelt key beside a good one", base + "store: {url: {file: /run/secrets/store-url, valu: x}}\n", `"valu": a secret is`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
