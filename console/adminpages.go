@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -148,6 +149,9 @@ func (c *Console) createAccount(w http.ResponseWriter, r *http.Request, s *sessi
 type accountData struct {
 	Account keystore.Account
 	Form    accountForm
+	// Shown is the account as the page shows it, which the form sends back (shown_groups,
+	// shown_roles, shown_disabled) so that saving writes only what was changed on the page.
+	Shown accountForm
 }
 
 func (c *Console) accountPage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -168,7 +172,8 @@ func (c *Console) renderAccount(w http.ResponseWriter, r *http.Request, s *sessi
 		f = &accountForm{Name: a.Name, Groups: strings.Join(a.Groups, ", "), Roles: strings.Join(a.Roles, ", "), Disabled: a.Disabled}
 	}
 	v := c.newView(r, s, "Account "+a.Name)
-	v.Nav, v.Error, v.Data = "accounts", formErr, accountData{Account: a, Form: *f}
+	shown := accountForm{Groups: strings.Join(a.Groups, ", "), Roles: strings.Join(a.Roles, ", "), Disabled: a.Disabled}
+	v.Nav, v.Error, v.Data = "accounts", formErr, accountData{Account: a, Form: *f, Shown: shown}
 	c.render(w, r, status, "account", v)
 }
 
@@ -193,7 +198,20 @@ func (c *Console) updateAccount(w http.ResponseWriter, r *http.Request, s *sessi
 	if roles == nil {
 		roles = []string{}
 	}
-	a, err := c.ops.UpdateAccount(r.Context(), s.caller, f.Name, admin.AccountUpdate{Groups: &groups, Roles: &roles, Disabled: &f.Disabled})
+	// Only what was changed on the page is written: a page opened before another admin
+	// disabled the account, saved to change its groups, must not enable it again. (A form
+	// without what it showed, from an older page, writes every field as before.)
+	update := admin.AccountUpdate{Groups: &groups, Roles: &roles, Disabled: &f.Disabled}
+	if pf.Has("shown_groups") && slices.Equal(groups, fields(pf.Get("shown_groups"))) {
+		update.Groups = nil
+	}
+	if pf.Has("shown_roles") && slices.Equal(roles, fields(pf.Get("shown_roles"))) {
+		update.Roles = nil
+	}
+	if pf.Has("shown_disabled") && f.Disabled == (pf.Get("shown_disabled") == "1") {
+		update.Disabled = nil
+	}
+	a, err := c.ops.UpdateAccount(r.Context(), s.caller, f.Name, update)
 	if err != nil {
 		status, msg := c.plain(r, err)
 		c.renderAccount(w, r, s, f.Name, &f, status, "Nothing was saved. "+msg)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -183,5 +185,42 @@ deny contains {"type": "repository", "name": scope.name, "action": "pull", "reas
 			wantIn(t, p, tt.seller...)
 			wantIn(t, admin.get(path), tt.admin...)
 		})
+	}
+}
+
+// An account page saved after another admin changed the account writes only what was changed
+// on the page: the account another admin disabled meanwhile stays disabled when a page opened
+// before is saved with new groups, and roles given meanwhile stay too.
+func TestAStaleAccountPageUndoesNoChange(t *testing.T) {
+	f := newFixture(t, false)
+	b := f.as("admin")
+	page := b.get("/console/admin/account?name=mallory")
+	wantIn(t, page, `name="shown_disabled" value="0"`)
+	form := url.Values{"csrf": {b.csrf()}, "name": {"mallory"}, "groups": {"buyers"}, "roles": {""}}
+	for _, field := range []string{"shown_groups", "shown_roles", "shown_disabled"} {
+		m := regexp.MustCompile(`name="` + field + `" value="([^"]*)"`).FindStringSubmatch(page.body)
+		if m == nil {
+			t.Fatalf("the account page has no %s", field)
+		}
+		form.Set(field, m[1])
+	}
+	// Meanwhile another admin disables mallory and gives it a role.
+	disabled, roles := true, []string{"checkout"}
+	must(t, f.store.UpdateAccount(ctx, keystore.Account{Name: "mallory", Roles: roles, Disabled: disabled}))
+
+	wantStatus(t, b.post("/console/admin/account", form), http.StatusSeeOther, "saving the page opened before")
+	a, err := f.store.GetAccount(ctx, "mallory")
+	must(t, err)
+	if !a.Disabled || !slices.Equal(a.Groups, []string{"buyers"}) || !slices.Equal(a.Roles, roles) {
+		t.Fatalf("mallory after a stale page was saved: %+v; want disabled, groups [buyers], roles [checkout]", a)
+	}
+	// What the page changes is written: unchecking disabled enables it.
+	page = b.get("/console/admin/account?name=mallory")
+	wantIn(t, page, `name="shown_disabled" value="1"`, `value="buyers"`)
+	form = url.Values{"csrf": {b.csrf()}, "name": {"mallory"}, "groups": {"buyers"}, "roles": {"checkout"},
+		"shown_groups": {"buyers"}, "shown_roles": {"checkout"}, "shown_disabled": {"1"}}
+	wantStatus(t, b.post("/console/admin/account", form), http.StatusSeeOther, "enabling mallory")
+	if a, _ := f.store.GetAccount(ctx, "mallory"); a.Disabled {
+		t.Fatalf("mallory still disabled: %+v", a)
 	}
 }
