@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -21,12 +23,15 @@ type clientFlags struct {
 	server  string
 	keyFile string
 	output  string
+	// stderr is where warnings go: the standard error of the command being run.
+	stderr io.Writer
 }
 
 func (f *clientFlags) register(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&f.server, "server", "", "token server URL (default $REGOAUTH_SERVER or http://localhost:5001)")
 	cmd.PersistentFlags().StringVar(&f.keyFile, "key-file", "", "file holding the API key (default $REGOAUTH_KEY, then $REGOAUTH_KEY_FILE)")
 	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "table", "output format: table or json")
+	cmd.PersistentPreRun = func(c *cobra.Command, _ []string) { f.stderr = c.ErrOrStderr() }
 }
 
 // client builds an admin client from flags and environment.
@@ -46,6 +51,10 @@ func (f *clientFlags) client() (*admin.Client, error) {
 		if key == "" {
 			return nil, usageError{fmt.Errorf("the API key file %s is empty", keyFile)}
 		}
+		if strings.ContainsFunc(key, unicode.IsSpace) {
+			return nil, usageError{fmt.Errorf("the API key file %s holds more than one word: it holds the key alone", keyFile)}
+		}
+		f.warnIfExposed(keyFile)
 	}
 	if key == "" {
 		return nil, usageError{errors.New("no API key: use --key-file FILE or set REGOAUTH_KEY")}
@@ -55,6 +64,18 @@ func (f *clientFlags) client() (*admin.Client, error) {
 		return nil, usageError{err}
 	}
 	return c, nil
+}
+
+// warnIfExposed warns when other users of the host can read or change the key file, as ssh does
+// of a private key; the command goes on, since refusing would break a setup that works.
+func (f *clientFlags) warnIfExposed(path string) {
+	st, err := os.Stat(path)
+	if err != nil || runtime.GOOS == "windows" || f.stderr == nil {
+		return
+	}
+	if perm := st.Mode().Perm(); perm&0o066 != 0 {
+		fmt.Fprintf(f.stderr, "regoauth: warning: the API key file %s can be read or changed by other users (mode %04o); chmod 600 %s\n", path, perm, path)
+	}
 }
 
 func firstNonEmpty(vals ...string) string {

@@ -61,3 +61,37 @@ func TestEmptyKeyFile(t *testing.T) {
 		t.Fatalf("whoami with an empty key file: %v (exit %d)", err, exitCode(err))
 	}
 }
+
+// An API key file others can read works, with a warning naming the fix; a file holding more
+// than the key is named as the problem, not sent as a key that fails with 401.
+func TestKeyFileChecks(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"account":{"name":"sam","created":"2026-01-01T00:00:00Z"},"key":{"id":"aaaaaaaaaaaaaaaa","account":"sam","created":"2026-01-01T00:00:00Z"}}`))
+	}))
+	defer srv.Close()
+	t.Setenv("REGOAUTH_KEY", "")
+	t.Setenv("REGOAUTH_KEY_FILE", "")
+	dir := t.TempDir()
+	private, shared, twoLines := filepath.Join(dir, "private"), filepath.Join(dir, "shared"), filepath.Join(dir, "two")
+	for path, body := range map[string]string{private: "rak_aaaaaaaaaaaaaaaa_secret\r\n", shared: "rak_aaaaaaaaaaaaaaaa_secret\n", twoLines: "rak_aaaaaaaaaaaaaaaa_secret\nrak_bbbbbbbbbbbbbbbb_other\n"} {
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(shared, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := runCLI(t, "", "whoami", "--server", srv.URL, "--key-file", private)
+	if err != nil || !strings.Contains(out, "sam") || stderr != "" {
+		t.Fatalf("whoami with a private key file (CRLF): %v, %q, %q", err, out, stderr)
+	}
+	out, stderr, err = runCLI(t, "", "whoami", "--server", srv.URL, "--key-file", shared)
+	if err != nil || !strings.Contains(out, "sam") || stderr != "regoauth: warning: the API key file "+shared+" can be read or changed by other users (mode 0644); chmod 600 "+shared+"\n" {
+		t.Fatalf("whoami with a key file of mode 0644: %v, %q, %q", err, out, stderr)
+	}
+	_, _, err = runCLI(t, "", "whoami", "--server", srv.URL, "--key-file", twoLines)
+	if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "holds more than one word") {
+		t.Fatalf("whoami with two keys in the file: %v", err)
+	}
+}
