@@ -155,12 +155,28 @@ func New(deps Deps, opts Options) (*API, error) {
 	notFound := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, fmt.Errorf("%w: no such endpoint", keystore.ErrNotFound))
 	})
-	notAllowed := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { writeError(w, errMethod) })
+	notAllowed := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		// A 405 says which methods the path takes (RFC 9110, 15.5.6).
+		var allowed []string
+		for _, m := range []string{"GET", "POST", "PATCH", "DELETE"} {
+			var match mux.RouteMatch
+			if probe := req.Clone(req.Context()); r.Match(withMethod(probe, m), &match) && match.MatchErr == nil {
+				allowed = append(allowed, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeError(w, errMethod)
+	})
 	r.NotFoundHandler, r.MethodNotAllowedHandler = notFound, notAllowed
 	return a, nil
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+
+func withMethod(r *http.Request, method string) *http.Request {
+	r.Method = method
+	return r
+}
 
 // call is one authenticated admin request.
 type call struct {

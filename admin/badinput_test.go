@@ -193,3 +193,30 @@ func TestQueriesAreReadAsSent(t *testing.T) {
 		}
 	})
 }
+
+// A method the path does not take is 405 as JSON, with the methods it takes in Allow.
+func TestMethodNotAllowedSaysWhichAre(t *testing.T) {
+	s := newStack(t, "bolt", stackOptions{})
+	for _, tt := range []struct{ method, path, allow string }{
+		{"PUT", "/accounts", "GET, POST"},
+		{"POST", "/accounts/sam", "GET, PATCH"},
+		{"GET", "/keys/abc", "DELETE"},
+		{"PATCH", "/grants", "GET, POST, DELETE"},
+		{"HEAD", "/whoami", "GET"},
+		{"GET", "/policy/explain", "POST"},
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), tt.method, s.server.URL+"/admin/v1"+tt.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+s.rootKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != tt.allow || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s: HTTP %d, Allow %q, %s; want 405, Allow %q, JSON", tt.method, tt.path, resp.StatusCode, resp.Header.Get("Allow"), resp.Header.Get("Content-Type"), tt.allow)
+		}
+	}
+}
