@@ -120,7 +120,16 @@ func TestEveryChangeWaitsForReplicas(t *testing.T) {
 		{"update account", func(r int) error {
 			return s.UpdateAccount(ctx, keystore.Account{Name: fmt.Sprintf("bob%d", r), Disabled: true})
 		}},
+		{"change account", func(r int) error {
+			disabled := false
+			_, err := s.ChangeAccount(ctx, fmt.Sprintf("bob%d", r), keystore.AccountChange{Disabled: &disabled})
+			return err
+		}},
 		{"create key", func(r int) error { return s.CreateKey(ctx, keys[r][0]) }},
+		{"create key within a limit", func(r int) error {
+			k, _ := storetest.NewKey(t, "alice")
+			return s.CreateKeyWithin(ctx, k, 100)
+		}},
 		{"revoke key", func(r int) error { return s.RevokeKey(ctx, keys[r][0].ID) }},
 		{"delete keys", func(r int) error { return s.DeleteKeys(ctx, []string{keys[r][0].ID}) }},
 		{"put grant", func(r int) error {
@@ -156,6 +165,11 @@ func TestEveryChangeWaitsForReplicas(t *testing.T) {
 				t.Errorf("%s, replica paused: %v, want ErrUnconfirmed", c.name, err)
 			}
 		}
+	}
+	// Still paused: a key creation refused at its limit wrote nothing, and says it was refused.
+	over, _ := storetest.NewKey(t, "alice")
+	if err := s.CreateKeyWithin(ctx, over, 1); !errors.Is(err, keystore.ErrLimit) || errors.Is(err, keystore.ErrUnconfirmed) {
+		t.Errorf("a key creation at its limit, replica paused: %v, want ErrLimit alone", err)
 	}
 	// Still paused: reads and last-used times answer at once.
 	start := time.Now()

@@ -634,13 +634,12 @@ func (s *Store) CreateKeyWithin(ctx context.Context, k keystore.Key, maxLive int
 		return err
 	})
 	s.changed(w.changed)
-	if err != nil {
-		return s.fail(w.op, err, w.what)
-	}
 	if n < 0 {
+		// Refused, so nothing was written: whether replicas confirmed it does not matter.
+		s.health.up()
 		return keystore.KeysLimit(k.Account, -n)
 	}
-	return nil
+	return s.fail(w.op, err, w.what)
 }
 
 // GetKey reads one key, hash included.
