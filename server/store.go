@@ -30,6 +30,11 @@ func ParseStoreURL(u string) (kind, location string, err error) {
 		if path == "" {
 			return "", "", errors.New("bolt:// needs a file path, e.g. bolt:///var/lib/regoauth/store.db")
 		}
+		// bolt:// takes no options: store.db?timeout=1s would open (or create, empty) another
+		// file than store.db, every account seemingly gone.
+		if strings.ContainsAny(path, "?#") {
+			return "", "", fmt.Errorf("bolt:// takes a file path and no options: %q holds a '?' or '#'", path)
+		}
 		return storeBolt, path, nil
 	case redisstore.IsURL(u):
 		if _, err := redisstore.ParseURL(u); err != nil {

@@ -26,7 +26,7 @@ func TestParseStoreURL(t *testing.T) {
 	}
 	for _, bad := range []string{
 		"mysql://u:hunter2@h", "bolt://", "redis://:hunter2@a,b/0", "redis+sentinel://:hunter2@s1", "redis+cluster://:hunter2@a/1",
-		"redis://:hunter2@h/0?nonsense=1",
+		"redis://:hunter2@h/0?nonsense=1", "bolt:///var/lib/regoauth/store.db?timeout=1s", "bolt:///data/store.db#main",
 	} {
 		t.Run(bad, func(t *testing.T) {
 			_, _, err := ParseStoreURL(bad)
