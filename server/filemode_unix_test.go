@@ -526,9 +526,7 @@ func TestReloadLogsNewWarnings(t *testing.T) {
 		if err := s.Reload("SIGHUP"); err != nil {
 			t.Fatal(err)
 		}
-		logs.mu.Lock()
-		defer logs.mu.Unlock()
-		lines := strings.Split(strings.TrimSpace(logs.buf.String()), "\n")
+		lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
 		for _, line := range lines[seen:] {
 			var rec map[string]any
 			if err := json.Unmarshal([]byte(line), &rec); err != nil {

@@ -27,35 +27,11 @@ import (
 
 	"github.com/regoauth/regoauth/internal/secretfile"
 	"github.com/regoauth/regoauth/tokens"
+
+	"github.com/regoauth/regoauth/internal/testenv/logbuf"
 )
 
 const reloadService = "registry.example.com"
-
-// lockedBuffer is a log sink tests read while the server writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// records are the JSON log records with message msg.
-func (b *lockedBuffer) records(msg string) []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	for line := range strings.SplitSeq(b.buf.String(), "\n") {
-		var rec map[string]any
-		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
-			out = append(out, rec)
-		}
-	}
-	return out
-}
 
 // fileSet is the file set a reloading server is given: a configuration file, one line per
 // top-level key, and the keys, certificates and secrets it names, in one temporary folder.
@@ -150,13 +126,13 @@ func (f *fileSet) secret(i int) string {
 }
 
 // start runs a server from the file set, as `regoauth serve --config` does.
-func (f *fileSet) start() (*Server, http.Handler, *lockedBuffer) {
+func (f *fileSet) start() (*Server, http.Handler, *logbuf.Buffer) {
 	f.t.Helper()
 	cfg, err := LoadConfig(f.path)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &logbuf.Buffer{}
 	s, err := New(ctx, cfg, Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), ConfigFile: f.path})
 	if err != nil {
 		f.t.Fatal(err)
@@ -292,7 +268,7 @@ func TestReloadIsOneSwapUnderLoad(t *testing.T) {
 	if got := reloadCount(s, "success"); got != 2*generations {
 		t.Fatalf("regoauth_config_reloads_total{result=success} = %v, want %d", got, 2*generations)
 	}
-	if recs := logs.records("configuration reloaded"); len(recs) != 2*generations || recs[len(recs)-1]["trigger"] != "test" {
+	if recs := logs.Records("configuration reloaded"); len(recs) != 2*generations || recs[len(recs)-1]["trigger"] != "test" {
 		t.Fatalf("%d reload log lines: %v", len(recs), recs)
 	}
 	t.Logf("%d token requests during %d reloads, 0 failures; tokens per generation: %v", len(results), 2*generations, perGeneration)
@@ -368,7 +344,7 @@ func TestReloadRefusesWhatCannotServe(t *testing.T) {
 			if v := testutil.ToFloat64(s.reloadMetrics.successful); v != 0 {
 				t.Fatalf("regoauth_config_last_reload_successful = %v after a refusal", v)
 			}
-			recs := logs.records("configuration reload refused; the running configuration keeps serving")
+			recs := logs.Records("configuration reload refused; the running configuration keeps serving")
 			if last := recs[len(recs)-1]; !strings.Contains(fmt.Sprint(last["error"]), tt.error) || last["level"] != "ERROR" {
 				t.Fatalf("log line: %v", last)
 			}
@@ -624,7 +600,7 @@ func TestReloadWhenFilesChange(t *testing.T) {
 		deadline := time.Now().Add(5 * time.Second)
 		for !cond() {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 5s; reloads %v/%v\n%v", what, reloadCount(s, "success"), reloadCount(s, "failure"), logs.records("configuration reload refused; the running configuration keeps serving"))
+				t.Fatalf("%s: not within 5s; reloads %v/%v\n%v", what, reloadCount(s, "success"), reloadCount(s, "failure"), logs.Records("configuration reload refused; the running configuration keeps serving"))
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -695,7 +671,7 @@ func TestReloadWhenFilesChange(t *testing.T) {
 	os.WriteFile(secret+".tmp", []byte(strings.Repeat("y", 40)), 0o600)
 	os.Rename(secret+".tmp", secret)
 	waitFor("the new secret file reloaded", func() bool { return reloadCount(s, "success") == 5 })
-	for _, rec := range logs.records("configuration reloaded") {
+	for _, rec := range logs.Records("configuration reloaded") {
 		if rec["trigger"] != "file change" {
 			t.Fatalf("reload log line: %v", rec)
 		}

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/regoauth/regoauth/internal/testenv/logbuf"
 )
 
 // A listener without TLS warns unless it binds loopback alone; ":5001" binds every interface.
@@ -101,16 +103,14 @@ func TestNewLogsWarnings(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(t)
 			tt.edit(&cfg)
-			logs := &lockedBuffer{}
+			logs := &logbuf.Buffer{}
 			s, err := New(ctx, cfg, Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 			if err != nil {
 				t.Fatal(err)
 			}
 			s.Close()
-			logs.mu.Lock()
-			defer logs.mu.Unlock()
 			var warned []string
-			for line := range strings.SplitSeq(strings.TrimSpace(logs.buf.String()), "\n") {
+			for line := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
 				var rec struct{ Level, Msg string }
 				if line == "" {
 					continue

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,25 +14,9 @@ import (
 	"github.com/regoauth/regoauth/keystore"
 	"github.com/regoauth/regoauth/keystore/redisstore/redistest"
 	"github.com/regoauth/regoauth/keystore/storetest"
+
+	"github.com/regoauth/regoauth/internal/testenv/logbuf"
 )
-
-// logLines is a log destination the store's goroutines may write to while the test reads.
-type logLines struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestLostRecordsAreNoticed: Redis loses every record without an error when someone runs
 // FLUSHALL, or when a primary without persistence restarts. A store caching for a minute (its
@@ -44,7 +27,7 @@ func (l *logLines) String() string {
 func TestLostRecordsAreNoticed(t *testing.T) {
 	RouteClientLogs(slog.New(slog.DiscardHandler))
 	srv := redistest.Start(t, "--appendonly", "no")
-	var logs logLines
+	var logs logbuf.Buffer
 	s, reg := openStore(t, srv.URL()+"?prefix=lost", Options{
 		CacheTTL: time.Minute, RecordsCheck: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
@@ -158,7 +141,7 @@ func TestEvictionPolicy(t *testing.T) {
 	})
 	t.Run("changed while running", func(t *testing.T) {
 		srv := redistest.Start(t)
-		var logs logLines
+		var logs logbuf.Buffer
 		s, _ := openStore(t, srv.URL(), Options{RecordsCheck: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		time.Sleep(100 * time.Millisecond)
 		if testutil.ToFloat64(s.metrics.evicting) != 0 {
