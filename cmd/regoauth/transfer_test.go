@@ -167,15 +167,8 @@ func TestExportImportRoundTrip(t *testing.T) {
 // (an earlier run stopped half way) says how many of each kind it wrote, and how many it found
 // present, not counted as imported.
 func TestImportSaysWhatWasAlreadyPresent(t *testing.T) {
-	dir := t.TempDir()
-	src, dst := filepath.Join(dir, "src.db"), filepath.Join(dir, "dst.db")
-	s := openBolt(t, src)
-	storetest.Seed(t, s)
-	s.Close()
-	export, _, err := runCLI(t, "", "export", "--store", "bolt://"+src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dst := filepath.Join(t.TempDir(), "dst.db")
+	export := seededExport(t)
 	// The header and the accounts, ended as an export of those alone: what a run that stopped
 	// after the accounts wrote.
 	lines := strings.SplitAfter(export, "\n")
@@ -245,21 +238,14 @@ func TestImportRefusesBadInput(t *testing.T) {
 }
 
 func TestImportConflicts(t *testing.T) {
-	dir := t.TempDir()
-	src, dst := filepath.Join(dir, "src.db"), filepath.Join(dir, "dst.db")
-	s := openBolt(t, src)
-	storetest.Seed(t, s)
-	s.Close()
-	export, _, err := runCLI(t, "", "export", "--store", "bolt://"+src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dst := filepath.Join(t.TempDir(), "dst.db")
+	export := seededExport(t)
 	d := openBolt(t, dst)
 	if err := d.CreateAccount(context.Background(), keystore.Account{Name: "seller", Roles: []string{"admin"}}); err != nil {
 		t.Fatal(err)
 	}
 	d.Close()
-	_, _, err = runCLI(t, export, "import", "--store", "bolt://"+dst)
+	_, _, err := runCLI(t, export, "import", "--store", "bolt://"+dst)
 	if !errors.Is(err, keystore.ErrConflict) || !strings.Contains(err.Error(), `account "seller"`) {
 		t.Fatalf("import over a different account: %v", err)
 	}
@@ -316,14 +302,9 @@ func TestExportImportUsage(t *testing.T) {
 func TestUnconfirmedImportIsNeverReportedDone(t *testing.T) {
 	primary := redistest.Start(t)
 	replica := primary.StartReplica(t)
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.db")
-	s := openBolt(t, src)
-	storetest.Seed(t, s)
-	s.Close()
-	export := filepath.Join(dir, "export.jsonl")
-	if _, stderr, err := runCLI(t, "", "export", "--store", "bolt://"+src, "-o", export); err != nil {
-		t.Fatalf("export: %v\n%s", err, stderr)
+	export := filepath.Join(t.TempDir(), "export.jsonl")
+	if err := os.WriteFile(export, []byte(seededExport(t)), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	url := primary.URL() + "?prefix=unconfirmed&confirm_replicas=1&confirm_timeout=100ms"
 
@@ -348,15 +329,7 @@ func TestUnconfirmedImportIsNeverReportedDone(t *testing.T) {
 // its end. An export of version 1, which has no end line, is still read.
 func TestImportRefusesAnExportCutShort(t *testing.T) {
 	srv := redistest.Start(t)
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.db")
-	s := openBolt(t, src)
-	storetest.Seed(t, s)
-	s.Close()
-	full, _, err := runCLI(t, "", "export", "--store", "bolt://"+src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	full := seededExport(t)
 	lines := strings.SplitAfter(strings.TrimSuffix(full, "\n"), "\n")
 	if len(lines) != 13 || !strings.HasPrefix(lines[12], `{"end":{"accounts":3,"keys":4,"grants":3,"ownerships":1}}`) {
 		t.Fatalf("export:\n%s", full)
@@ -391,4 +364,18 @@ func TestImportRefusesAnExportCutShort(t *testing.T) {
 	if _, stderr, err := runCLI(t, v1, "import", "--store", srv.URL()+"?prefix=v1"); err != nil || !strings.Contains(stderr, "imported 3 accounts, 4 keys, 3 grants, 1 repositories") {
 		t.Fatalf("import of a version 1 export: %v, %q", err, stderr)
 	}
+}
+
+// seededExport is `regoauth export` of a bolt store holding storetest.Seed's records.
+func seededExport(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "src.db")
+	s := openBolt(t, src)
+	storetest.Seed(t, s)
+	s.Close()
+	export, stderr, err := runCLI(t, "", "export", "--store", "bolt://"+src)
+	if err != nil {
+		t.Fatalf("export: %v\n%s", err, stderr)
+	}
+	return export
 }
