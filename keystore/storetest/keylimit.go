@@ -1,8 +1,6 @@
 package storetest
 
 import (
-	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,25 +28,10 @@ func testKeysPerAccountLimit(t *testing.T, s keystore.Store, c *clock) {
 
 	// sam holds one live key (the expiring one): 4 more may be created, racing 40 attempts.
 	const limit, attempts = 5, 40
-	var wg sync.WaitGroup
-	errs := make(chan error, attempts)
-	for range attempts {
-		wg.Go(func() {
-			k, _ := NewKey(t, "sam")
-			errs <- s.CreateKeyWithin(ctx, k, limit)
-		})
-	}
-	wg.Wait()
-	close(errs)
-	limited := 0
-	for err := range errs {
-		switch {
-		case errors.Is(err, keystore.ErrLimit):
-			limited++
-		case err != nil:
-			t.Fatal(err)
-		}
-	}
+	limited := limitedOf(t, attempts, func(int) error {
+		k, _ := NewKey(t, "sam")
+		return s.CreateKeyWithin(ctx, k, limit)
+	})
 	keys, err := s.ListKeys(ctx, "sam")
 	must(t, err)
 	if live := liveKeys(keys, c.Now()); live != limit || limited != attempts-(limit-1) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/regoauth/regoauth/keystore"
@@ -111,24 +110,9 @@ func testReserveLimit(t *testing.T, s keystore.Store) {
 	must(t, s.CreateAccount(ctx, acct("seller")))
 	must(t, s.CreateAccount(ctx, acct("other")))
 	must(t, s.Reserve(ctx, keystore.Ownership{Repository: "other/a", Owner: "other", Created: now}, 0))
-	var wg sync.WaitGroup
-	errs := make(chan error, 30)
-	for i := range 30 {
-		wg.Go(func() {
-			errs <- s.Reserve(ctx, keystore.Ownership{Repository: fmt.Sprintf("shop/l%d", i), Owner: "seller", Created: now}, 8)
-		})
-	}
-	wg.Wait()
-	close(errs)
-	var limited int
-	for err := range errs {
-		switch {
-		case errors.Is(err, keystore.ErrLimit):
-			limited++
-		case err != nil:
-			t.Fatal(err)
-		}
-	}
+	limited := limitedOf(t, 30, func(i int) error {
+		return s.Reserve(ctx, keystore.Ownership{Repository: fmt.Sprintf("shop/l%d", i), Owner: "seller", Created: now}, 8)
+	})
 	list, err := s.ListOwnership(ctx, "seller")
 	must(t, err)
 	if len(list) != 8 || limited != 22 {

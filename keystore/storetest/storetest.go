@@ -116,6 +116,29 @@ var ctx = context.Background()
 // now is whole seconds in UTC so that every backend's encoding round-trips it exactly.
 var now = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
+// limitedOf runs write(0) … write(n-1) at once and returns how many were refused with
+// ErrLimit; any other error fails the test.
+func limitedOf(t testing.TB, n int, write func(i int) error) int {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() { errs <- write(i) })
+	}
+	wg.Wait()
+	close(errs)
+	limited := 0
+	for err := range errs {
+		switch {
+		case errors.Is(err, keystore.ErrLimit):
+			limited++
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+	return limited
+}
+
 func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
