@@ -44,18 +44,23 @@ type step struct {
 	deref        bool
 }
 
-func at(v reflect.Value, path []step) reflect.Value {
+// at is the part of v that path leads to, and its name ("Input.Scopes[0].Class") for a
+// failure's message.
+func at(v reflect.Value, path []step) (reflect.Value, string) {
+	name := v.Type().Name()
 	for _, s := range path {
 		switch {
 		case s.deref:
 			v = v.Elem()
 		case s.index >= 0:
 			v = v.Index(s.index)
+			name += fmt.Sprintf("[%d]", s.index)
 		default:
+			name += "." + v.Type().Field(s.field).Name
 			v = v.Field(s.field)
 		}
 	}
-	return v
+	return v, name
 }
 
 // parts lists the path of every part of v: each field, element and pointer, at every depth.
@@ -141,10 +146,12 @@ func TestInputKeysMatchValues(t *testing.T) {
 				// The full input and each change of this part of it, compared two by two: a
 				// change against the full input, and changes against each other (a list made
 				// empty against one made absent).
+				part, name := at(reflect.ValueOf(base).Elem(), path)
 				inputs := []keyed{base}
-				for _, change := range changes(at(reflect.ValueOf(base).Elem(), path)) {
+				for _, change := range changes(part) {
 					in := full()
-					change(at(reflect.ValueOf(in).Elem(), path))
+					target, _ := at(reflect.ValueOf(in).Elem(), path)
+					change(target)
 					inputs = append(inputs, in)
 				}
 				for i := range inputs {
@@ -152,7 +159,7 @@ func TestInputKeysMatchValues(t *testing.T) {
 						sameKey := bytes.Equal(inputs[i].appendKey(nil), inputs[j].appendKey(nil))
 						sameValue := inputs[i].value().Compare(inputs[j].value()) == 0
 						if sameKey != sameValue {
-							t.Errorf("%v, changes %d and %d: same encoding %v, same value %v\n%v\n%v", describe(base, path), j, i, sameKey, sameValue, inputs[j].value(), inputs[i].value())
+							t.Errorf("%v, changes %d and %d: same encoding %v, same value %v\n%v\n%v", name, j, i, sameKey, sameValue, inputs[j].value(), inputs[i].value())
 						}
 						checked++
 					}
@@ -212,23 +219,4 @@ func TestInputKeysMatchValues(t *testing.T) {
 			t.Fatal("no two random inputs were equal: the comparison of equal inputs was not exercised")
 		}
 	})
-}
-
-// describe names a part of v by its fields' names, for a failure's message.
-func describe(v any, path []step) string {
-	rv := reflect.ValueOf(v).Elem()
-	s := rv.Type().Name()
-	for _, st := range path {
-		switch {
-		case st.deref:
-			rv = rv.Elem()
-		case st.index >= 0:
-			rv = rv.Index(st.index)
-			s += fmt.Sprintf("[%d]", st.index)
-		default:
-			s += "." + rv.Type().Field(st.field).Name
-			rv = rv.Field(st.field)
-		}
-	}
-	return s
 }
