@@ -56,7 +56,10 @@ build:
 
 # The container image without pulling a base image: the static binary and the CA bundle of this
 # machine go into bin/image, which the Dockerfile's `prebuilt` target copies over an empty base.
-# Keep the flags and folders the same as the Dockerfile's build stage.
+# Keep the flags and folders the same as the Dockerfile's build stage. Without the build cache:
+# the build only copies files, and a cached step names an intermediate image that removing
+# another image built from this Dockerfile (a test's cleanup) may delete while this build uses
+# it ("unable to find image sha256:…").
 image:
 	rm -rf bin/image
 	mkdir -p bin/image/rootfs/usr/local/bin bin/image/rootfs/etc/ssl/certs bin/image/rootfs/tmp bin/image/rootfs/var/lib \
@@ -64,7 +67,7 @@ image:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/image/rootfs/usr/local/bin/regoauth ./cmd/regoauth
 	cp /etc/ssl/certs/ca-certificates.crt bin/image/rootfs/etc/ssl/certs/
 	chmod 1777 bin/image/rootfs/tmp
-	docker build --target prebuilt --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+	docker build --no-cache --target prebuilt --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 # Every fuzz target, PACKAGE:TARGET, each run for FUZZTIME (go test runs one target at a time).
 # The seeds (f.Add and testdata/fuzz) also run as plain tests in go-test. A failing input is
