@@ -366,8 +366,9 @@ func (h *Handler) issue(ctx context.Context, r *http.Request, req request, ev *e
 		}
 		if req.offline && h.refresh != nil {
 			// A refresh token stays valid until it expires: docker keeps the first one it gets,
-			// so a client using one gets the same one back rather than a rotated one.
-			if refresh = req.refreshToken; refresh == "" {
+			// so a client using one gets the same one back rather than a rotated one. A key
+			// limited to networks is not turned into a refresh token outside them.
+			if refresh = req.refreshToken; refresh == "" && usableFrom(p.Key, req.client) {
 				if refresh, err = h.refresh.Issue(p.Account.Name, p.Key.ID, req.service); err != nil {
 					return response{}, err
 				}
@@ -498,6 +499,22 @@ func scopeString(scopes []policy.Scope) string {
 		parts = append(parts, typ+":"+s.Name+":"+strings.Join(s.Actions, ","))
 	}
 	return strings.Join(parts, " ")
+}
+
+// usableFrom reports whether key may be used from client: anywhere for a key without
+// networks, otherwise inside one of them. What the key gets there is the policy's to decide (its
+// "key networks" rule); this keeps a key from being turned, outside its networks, into a refresh
+// token that outlives the request. An unknown client address is inside no network.
+func usableFrom(key keystore.Key, client netip.Addr) bool {
+	if len(key.Restrictions.CIDRs) == 0 {
+		return true
+	}
+	for _, c := range key.Restrictions.CIDRs {
+		if p, err := netip.ParsePrefix(c); err == nil && client.IsValid() && p.Contains(client.Unmap()) {
+			return true
+		}
+	}
+	return false
 }
 
 // clientIP is the address the request comes from.

@@ -271,4 +271,34 @@ func TestRefreshTokenKeepsItsKeysRestrictions(t *testing.T) {
 	r.SetBasicAuth("", tok)
 	r.Header.Set("X-Forwarded-For", "203.0.113.9")
 	wantAccess(t, e.access(e.do(r)), access("image"), access("image2", "pull"), tokens.Access{Type: "registry", Name: "catalog", Actions: []string{}})
+
+	// Outside its networks the key is not turned into a refresh token (POST, and docker
+	// login's GET with offline_token), nor from an address the proxies do not vouch for; the
+	// request itself is answered, with what the policy gives there: nothing.
+	for _, ip := range []string{"198.51.100.1", "::ffff:198.51.100.1", "not-an-address"} {
+		res := from(login, ip)
+		if res.status != http.StatusOK || res.body["refresh_token"] != nil {
+			t.Fatalf("password grant from %s: %d %s, want 200 without a refresh token", ip, res.status, res.raw)
+		}
+		r := httptest.NewRequest("GET", "/token?service="+service+"&offline_token=true&"+q("repository:image2:pull"), nil)
+		r.SetBasicAuth("user1", key)
+		r.Header.Set("X-Forwarded-For", ip)
+		res = e.do(r)
+		if res.status != http.StatusOK || res.body["refresh_token"] != nil {
+			t.Fatalf("docker login from %s: %d %s, want 200 without a refresh token", ip, res.status, res.raw)
+		}
+		wantAccess(t, e.access(res), access("image2"))
+	}
+	// Inside, on GET too, it is.
+	r = httptest.NewRequest("GET", "/token?service="+service+"&offline_token=true&"+q("repository:image2:pull"), nil)
+	r.SetBasicAuth("user1", key)
+	r.Header.Set("X-Forwarded-For", "::ffff:203.0.113.8")
+	if res := e.do(r); !tokens.IsRefreshToken(stringField(res, "refresh_token")) {
+		t.Fatalf("docker login from inside the key's networks: %s, want a refresh token", res.raw)
+	}
+}
+
+func stringField(r result, name string) string {
+	s, _ := r.body[name].(string)
+	return s
 }
