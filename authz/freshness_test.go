@@ -90,8 +90,8 @@ type freshness struct {
 	// served is the store behind the endpoint; writer makes the changes (served itself, or a
 	// second replica); reader reads records for the full evaluation.
 	served, writer keystore.Store
-	engine         *policy.Engine // the endpoint's, with its decision cache
-	fresh          *policy.Engine // the full evaluation's, without one
+	engine         *policy.Engine // the endpoint's: native decisions for the library alone, a decision cache for the rest
+	fresh          *policy.Engine // the full evaluation's: every decision evaluated, no cache
 	server         *httptest.Server
 	keys           []freshKey
 	accounts       []string
@@ -135,7 +135,7 @@ func newFreshness(t *testing.T, backend string, seed uint64) *freshness {
 		waitUntil(t, 5*time.Second, "redis answers", func() bool { return f.served.Ping(context.Background()) == nil })
 	}
 	f.engine = policy.New(policy.Options{DecisionCacheBytes: 4 << 20})
-	f.fresh = policy.New(policy.Options{})
+	f.fresh = policy.New(policy.Options{EvaluateAll: true})
 	f.changePolicy()
 
 	priv, _ := tokens.GenerateKey(jose.ES256, rand.Reader)

@@ -35,7 +35,9 @@ func TestDecisionCacheMemoryIsBounded(t *testing.T) {
 		{"4 MiB", 4 << 20, 4000},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			e := New(Options{DecisionCacheBytes: tt.budget})
+			// The library evaluated, as a bundle with an extension is: native decisions are
+			// not cached.
+			e := New(Options{DecisionCacheBytes: tt.budget, EvaluateAll: true})
 			if err := e.LoadFS(ctx, policies.FS, "builtin"); err != nil {
 				t.Fatal(err)
 			}

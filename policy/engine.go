@@ -59,6 +59,9 @@ type Options struct {
 	// DecisionCacheBytes bounds, in bytes, the recent decisions of a deterministic policy that
 	// are kept (0: none). See decisionCache for what an entry is counted as.
 	DecisionCacheBytes int64
+	// EvaluateAll evaluates every token decision, also while the active policy is the library
+	// alone, configured by data, which is otherwise decided natively (native.go).
+	EvaluateAll bool
 }
 
 // query indexes the prepared decision queries of a revision.
@@ -107,6 +110,7 @@ type Engine struct {
 	generations atomic.Uint64
 	metrics     *metrics
 	cache       *decisionCache
+	native      nativeState
 	status      *bundleStatus
 	dryRun      atomic.Pointer[comparer]
 
@@ -183,13 +187,17 @@ func (e *Engine) init() error {
 	e.bundles = names
 	// AST values on read: data reads during evaluation skip a conversion per request.
 	e.store = inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
-	if e.cache != nil {
-		if err := storage.Txn(context.Background(), e.store, storage.WriteParams, func(txn storage.Transaction) error {
-			_, err := e.store.Register(context.Background(), txn, storage.TriggerConfig{OnCommit: e.cache.onCommit})
+	if err := storage.Txn(context.Background(), e.store, storage.WriteParams, func(txn storage.Transaction) error {
+		if _, err := e.store.Register(context.Background(), txn, storage.TriggerConfig{OnCommit: e.native.onCommit}); err != nil {
 			return err
-		}); err != nil {
-			return fmt.Errorf("watching the policy store: %w", err)
 		}
+		if e.cache == nil {
+			return nil
+		}
+		_, err := e.store.Register(context.Background(), txn, storage.TriggerConfig{OnCommit: e.cache.onCommit})
+		return err
+	}); err != nil {
+		return fmt.Errorf("watching the policy store: %w", err)
 	}
 	e.gate = &gatedStore{Store: e.store, admit: e.admit, open: map[storage.Transaction]*storage.Context{}}
 	// OPA's plugins log through the engine's logger (their lines carry "plugin"), and console
@@ -562,6 +570,18 @@ func (e *Engine) decide(ctx context.Context, q query, key []byte, value func() a
 // Either way the decision has an ID, the decision_id of its decision log entry.
 func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	d := Decision{ID: newDecisionID()}
+	// The library alone decides natively (native.go) unless the decision is logged or
+	// compared, which needs the whole decision as OPA makes it.
+	if r := e.active.Load(); r != nil && !e.opts.EvaluateAll && e.logs == nil && e.dryRun.Load() == nil {
+		if lib := e.nativeFor(ctx, r); lib != nil {
+			if access, err := lib.decide(in); err == nil {
+				e.metrics.nativeDecisions.Inc()
+				e.metrics.authzDefined.Inc()
+				d.Access, d.Defined = access, true
+				return d, nil
+			}
+		}
+	}
 	buf := keyBuffers.Get().(*[]byte)
 	defer keyBuffers.Put(buf)
 	*buf = in.appendKey((*buf)[:0])

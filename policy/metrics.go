@@ -12,6 +12,9 @@ type metrics struct {
 	dryRun           *prometheus.CounterVec
 	logFailures      prometheus.Counter
 	cache            *prometheus.CounterVec
+	native           prometheus.Gauge
+	nativeDecisions  prometheus.Counter
+	authzDefined     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -54,9 +57,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Decisions that could not be handed to the decision logger.",
 		}),
 	}
+	m.native = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "regoauth", Subsystem: "policy", Name: "native",
+		Help: "1 while the active policy is the library alone, configured by data, and its token decisions are made natively; 0 while they are evaluated.",
+	})
+	m.nativeDecisions = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "regoauth", Subsystem: "policy", Name: "native_decisions_total",
+		Help: "Token decisions made natively (also counted in decisions_total).",
+	})
+	m.authzDefined = m.outcomes.WithLabelValues("authz", "defined")
 	if reg != nil {
 		reg.MustRegister(m.evalSeconds, m.outcomes, m.activations, m.activeGeneration, m.bundleFailing,
-			m.bundleActivated, m.dryRun, m.logFailures, m.cache)
+			m.bundleActivated, m.dryRun, m.logFailures, m.cache, m.native, m.nativeDecisions)
 	}
 	return m
 }
