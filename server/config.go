@@ -132,10 +132,16 @@ type PolicyConfig struct {
 	// calls no nondeterministic builtin such as time.now_ns or http.send) may hold, as a size
 	// such as 64MiB; every policy or data change empties it. 0 turns it off.
 	DecisionCache *ByteSize `yaml:"decision_cache"`
+	// Native decides token requests in Go while the active policy is the built-in library
+	// alone, configured by data (the same decision, proven equal); false evaluates every one.
+	Native *bool `yaml:"native"`
 }
 
 // defaultDecisionCache is the decision cache's size when the configuration does not set one.
 const defaultDecisionCache = 64 << 20
+
+// evaluateAll is policy.native: false.
+func (p PolicyConfig) evaluateAll() bool { return p.Native != nil && !*p.Native }
 
 func (p PolicyConfig) decisionCache() int64 {
 	if p.DecisionCache == nil {

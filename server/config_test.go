@@ -113,7 +113,21 @@ func TestPolicyConfig(t *testing.T) {
 			if err != nil || src.Builtin == nil || src.Dir != "" || src.OPAConfig != nil {
 				t.Fatalf("source = %+v, %v", src, err)
 			}
+			if p.evaluateAll() {
+				t.Fatal("native decisions are off by default")
+			}
 		}},
+		{name: "native decisions off", policy: "{native: false}", check: func(t *testing.T, p PolicyConfig) {
+			if !p.evaluateAll() {
+				t.Fatal("policy.native: false leaves native decisions on")
+			}
+		}},
+		{name: "native decisions on", policy: "{native: true}", check: func(t *testing.T, p PolicyConfig) {
+			if p.evaluateAll() {
+				t.Fatal("policy.native: true turns native decisions off")
+			}
+		}},
+		{name: "native is a bool", policy: "{native: sometimes}", errs: []string{"native"}},
 		{name: "signed local bundle", policy: "{bundle: " + bundleFile + ", signing: {key_file: " + keyFile + ", algorithm: ES256}}", check: func(t *testing.T, p PolicyConfig) {
 			src, err := p.source()
 			if err != nil || src.Bundle != bundleFile || src.Signing == nil || src.Signing.Key != "x" || src.Signing.Algorithm != "ES256" {

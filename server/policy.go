@@ -45,7 +45,7 @@ func (s *Server) startPolicy(ctx context.Context) error {
 	s.engine = policy.New(policy.Options{
 		DecisionQuery: p.DecisionQuery, AdminQuery: p.AdminQuery, Source: src,
 		Logger: s.logger.With("component", "policy"), Registerer: s.registry,
-		DecisionCacheBytes: p.decisionCache(),
+		DecisionCacheBytes: p.decisionCache(), EvaluateAll: p.evaluateAll(),
 	})
 	if err := s.engine.Start(ctx); err != nil {
 		return fmt.Errorf("policy: %w", err)

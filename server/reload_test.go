@@ -459,6 +459,7 @@ func TestReloadAppliesEveryReloadableKey(t *testing.T) {
 		{"policy.admin_decision", "policy", "{admin_decision: data.x.y}", nil},
 		{"policy.dry_run", "policy", "{dry_run: {builtin: true}}", nil},
 		{"policy.decision_cache", "policy", "{decision_cache: 3MiB}", nil},
+		{"policy.native", "policy", "{native: false}", nil},
 		{"limits.max_in_flight", "limits", "{max_scopes: 1, max_scope_length: 64, max_in_flight: 3}", nil},
 		{"limits.auth_failures", "limits", "{max_scopes: 1, max_scope_length: 64, max_in_flight: 1024, auth_failures: {address: {burst: 5}}}", nil},
 		{"limits.keys_per_account", "limits", "{max_scopes: 1, max_scope_length: 64, max_in_flight: 1024, keys_per_account: 7}", nil},
