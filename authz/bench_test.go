@@ -78,15 +78,19 @@ func BenchmarkHandler(b *testing.B) {
 		distinct   bool
 		anonymous  bool
 		budgets    bool
+		// evaluated: every decision evaluated by OPA (as with an extension), not native.
+		evaluated bool
 	}{
-		{"cold", time.Minute, true, false, false},
-		{"cold-store", 0, true, false, false},
-		{"cached", time.Minute, false, false, false},
-		{"cached-budgets", time.Minute, false, false, true},
-		{"anonymous", time.Minute, false, true, false},
+		{"cold", time.Minute, true, false, false, false},
+		{"cold-evaluated", time.Minute, true, false, false, true},
+		{"cold-store", 0, true, false, false, false},
+		{"cached", time.Minute, false, false, false, false},
+		{"cached-evaluated", time.Minute, false, false, false, true},
+		{"cached-budgets", time.Minute, false, false, true, false},
+		{"anonymous", time.Minute, false, true, false, false},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			h, auth := newBenchHandler(b, tc.storeCache, tc.budgets)
+			h, auth := newBenchHandler(b, tc.storeCache, tc.budgets, tc.evaluated)
 			// More distinct requests than the decision cache holds, taken in turn: a
 			// least-recently-used cache never answers, as with random repositories.
 			n := 1
@@ -134,7 +138,7 @@ const (
 	benchDecisionCacheBytes = 2 << 20
 )
 
-func newBenchHandler(b *testing.B, storeCache time.Duration, budgets bool) (http.Handler, string) {
+func newBenchHandler(b *testing.B, storeCache time.Duration, budgets, evaluated bool) (http.Handler, string) {
 	b.Helper()
 	store, err := boltstore.OpenWith(filepath.Join(b.TempDir(), "store.db"), boltstore.Options{CacheTTL: storeCache, CacheSize: 10000})
 	if err != nil {
@@ -162,7 +166,7 @@ func newBenchHandler(b *testing.B, storeCache time.Duration, budgets bool) (http
 		}
 	}
 
-	engine := policy.New(policy.Options{DecisionCacheBytes: benchDecisionCacheBytes})
+	engine := policy.New(policy.Options{DecisionCacheBytes: benchDecisionCacheBytes, EvaluateAll: evaluated})
 	if err := engine.LoadFS(ctx, withPublicRepositories(b), "builtin"); err != nil {
 		b.Fatal(err)
 	}

@@ -95,15 +95,21 @@ func checkBenchDecision(b *testing.B, d policy.Decision) {
 
 // BenchmarkDecide is the decide stage of a token request with the built-in library: 3 scopes,
 // and 10, 100 or 1,000 grants for the account, of which the token path hands the policy those
-// that can match (see input.Relevant).
+// that can match (see input.Relevant). The library alone is decided natively.
 func BenchmarkDecide(b *testing.B) {
 	benchDecide(b, policy.Options{}, false)
 }
 
-// BenchmarkDecideCached is the same decision answered by the decision cache: the input is
-// still built and hashed, and the decision log and metrics still written.
+// BenchmarkDecideEvaluated is the same decision evaluated by OPA, as every decision of a
+// policy with an extension is.
+func BenchmarkDecideEvaluated(b *testing.B) {
+	benchDecide(b, policy.Options{EvaluateAll: true}, false)
+}
+
+// BenchmarkDecideCached is the evaluated decision answered by the decision cache: the input
+// is still built and hashed, and the decision log and metrics still written.
 func BenchmarkDecideCached(b *testing.B) {
-	benchDecide(b, policy.Options{DecisionCacheBytes: 1 << 20}, true)
+	benchDecide(b, policy.Options{DecisionCacheBytes: 1 << 20, EvaluateAll: true}, true)
 }
 
 // benchDecide times one decision per iteration with an engine made with opts; with

@@ -30,7 +30,9 @@ import (
 type Config struct {
 	// Regoauth, RedisServer and Wrk are the programs run.
 	Regoauth, RedisServer, Wrk string
-	// Stores are the stores measured: "bolt", "redis".
+	// Stores are the servers measured, by store: "bolt", "redis"; "-evaluated" after either
+	// (bolt-evaluated) is a server with `policy.native: false`, whose every decision OPA
+	// evaluates, as a policy with an extension is.
 	Stores []string
 	// Connections are wrk's connection counts, each measured in turn.
 	Connections []int
@@ -72,7 +74,7 @@ type Peer struct {
 func defaults() Config {
 	return Config{
 		Regoauth: "./regoauth", RedisServer: "redis-server", Wrk: "wrk",
-		Stores: []string{"bolt", "redis"}, Connections: []int{8, 64}, Threads: 2,
+		Stores: []string{"bolt", "redis", "bolt" + evaluatedSuffix}, Connections: []int{8, 64}, Threads: 2,
 		Duration: 15 * time.Second, Warmup: 5 * time.Second, WarmDecisions: 10000, Ceiling: 3 * time.Second, Rounds: 1,
 		Accounts: 1000, MinGrants: 10, MaxGrants: 100, Namespaces: 1000, PerNamespace: 100,
 		Out: os.Stdout,
@@ -95,7 +97,7 @@ func main() {
 	flag.StringVar(&cfg.Regoauth, "regoauth", cfg.Regoauth, "the regoauth binary")
 	flag.StringVar(&cfg.RedisServer, "redis-server", cfg.RedisServer, "the redis-server program")
 	flag.StringVar(&cfg.Wrk, "wrk", cfg.Wrk, "the wrk program")
-	flag.StringVar(&stores, "stores", "bolt,redis", "stores to measure")
+	flag.StringVar(&stores, "stores", strings.Join(cfg.Stores, ","), "servers to measure, by store: bolt, redis, and either with -evaluated (policy.native: false)")
 	flag.StringVar(&conns, "connections", "8,64", "wrk connection counts")
 	flag.IntVar(&cfg.Threads, "threads", cfg.Threads, "wrk threads")
 	flag.DurationVar(&cfg.Duration, "duration", cfg.Duration, "one wrk run")

@@ -240,7 +240,7 @@ func (rep *Report) print(w io.Writer) {
 
 	fmt.Fprintln(w, "\ncold runs, whole run")
 	for _, s := range rep.Servers {
-		var hits, misses, granted, denied, helper float64
+		var hits, misses, native, granted, denied, helper float64
 		var n int64
 		helperKnown := true
 		for _, r := range rep.rows() {
@@ -250,6 +250,7 @@ func (rep *Report) print(w io.Writer) {
 			for _, x := range r.samples {
 				hits += x.counters.cacheHits
 				misses += x.counters.cacheMisses
+				native += x.counters.native
 				granted += x.counters.granted
 				denied += x.counters.denied
 				n += x.wrk.requests
@@ -263,8 +264,9 @@ func (rep *Report) print(w io.Writer) {
 		if s.helper != nil && helperKnown && n > 0 {
 			extra = fmt.Sprintf("; redis-server CPU %s per token", dur(time.Duration(helper/float64(n))))
 		}
-		fmt.Fprintf(w, "  %s: decision cache answered %.2f%% of decisions; %.0f%% of requested actions granted%s\n",
-			s.store, 100*hits/math.Max(1, hits+misses), 100*granted/math.Max(1, granted+denied), extra)
+		fmt.Fprintf(w, "  %s: %.2f%% of decisions native, %.2f%% evaluated, %.2f%% from the decision cache; %.0f%% of requested actions granted%s\n",
+			s.store, 100*native/math.Max(1, hits+misses+native), 100*misses/math.Max(1, hits+misses+native), 100*hits/math.Max(1, hits+misses+native),
+			100*granted/math.Max(1, granted+denied), extra)
 	}
 	fmt.Fprintln(w, "\nmemory (RSS of the server process; the warm-up fills its caches, then it must stay flat)")
 	for _, s := range rep.Servers {

@@ -216,7 +216,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 		var storeURL string
-		switch store {
+		switch backend(store) {
 		case "bolt":
 			storeURL = "bolt://" + filepath.Join(dir, "store.db")
 		case "redis":
@@ -229,7 +229,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 		s.importDur = time.Since(t)
-		if s.proc, s.base, err = startServer(ctx, cfg, work, store, storeURL, keyFile, certFile, policyDir); err != nil {
+		if s.proc, s.base, err = startServer(ctx, cfg, work, store, storeURL, keyFile, certFile, policyDir, !strings.HasSuffix(store, evaluatedSuffix)); err != nil {
 			return nil, err
 		}
 		if _, err := scrape(s.base); err != nil {
@@ -286,8 +286,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if err != nil {
 				return nil, err
 			}
-			s.warmDecisions = c.cacheMisses
-			if c.cacheMisses >= float64(cfg.WarmDecisions) || time.Now().After(deadline) {
+			s.warmDecisions = c.decided()
+			if s.warmDecisions >= float64(cfg.WarmDecisions) || time.Now().After(deadline) {
 				break
 			}
 		}
@@ -338,11 +338,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
+// evaluatedSuffix names a server whose decisions are all evaluated (policy.native: false).
+const evaluatedSuffix = "-evaluated"
+
+// backend is the store behind a server's name.
+func backend(store string) string { return strings.TrimSuffix(store, evaluatedSuffix) }
+
 func validate(cfg Config) error {
 	var errs []error
 	for _, s := range cfg.Stores {
-		if s != "bolt" && s != "redis" {
-			errs = append(errs, fmt.Errorf("store %q: bolt or redis", s))
+		if b := backend(s); b != "bolt" && b != "redis" {
+			errs = append(errs, fmt.Errorf("store %q: bolt or redis, optionally with %s", s, evaluatedSuffix))
 		}
 	}
 	for _, c := range cfg.Connections {

@@ -104,16 +104,16 @@ func startRedis(ctx context.Context, cfg Config, dir string) (*process, string, 
 
 // serverConfig is `regoauth serve`'s configuration: the defaults of a production server (JSON
 // audit log at info, principal and decision caches on) on loopback without TLS, with a policy
-// bundle that makes public/* public.
-func serverConfig(addr, storeURL, keyFile, certFile, policyDir string) string {
+// bundle that makes public/* public. With native false every decision is evaluated.
+func serverConfig(addr, storeURL, keyFile, certFile, policyDir string, native bool) string {
 	return fmt.Sprintf(`issuer: regoauth
 services: [%s]
 listen: {addr: %q}
 signing: {key_file: %q, cert_file: %q}
 store: {url: %q}
-policy: {dir: %q}
+policy: {dir: %q, native: %t}
 log: {format: json, level: info}
-`, service, addr, keyFile, certFile, storeURL, policyDir)
+`, service, addr, keyFile, certFile, storeURL, policyDir, native)
 }
 
 const (
@@ -136,14 +136,14 @@ func writePolicy(dir string) error {
 }
 
 // startServer runs `regoauth serve` on a free port and waits until it is ready.
-func startServer(ctx context.Context, cfg Config, dir, name, storeURL, keyFile, certFile, policyDir string) (*process, string, error) {
+func startServer(ctx context.Context, cfg Config, dir, name, storeURL, keyFile, certFile, policyDir string, native bool) (*process, string, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, "", err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cfgPath := filepath.Join(dir, name+".yaml")
-	if err := os.WriteFile(cfgPath, []byte(serverConfig(addr, storeURL, keyFile, certFile, policyDir)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(serverConfig(addr, storeURL, keyFile, certFile, policyDir, native)), 0o600); err != nil {
 		return nil, "", err
 	}
 	p, err := start(ctx, "regoauth ("+name+")", filepath.Join(dir, name+".log"), cfg.ServerEnv, cfg.Regoauth, "serve", "--config", cfgPath)
@@ -223,7 +223,9 @@ type counters struct {
 	mallocs, gcs           float64
 	issued, requests       float64
 	cacheHits, cacheMisses float64
-	granted, denied        float64
+	// native are the decisions made natively (neither cached nor evaluated).
+	native          float64
+	granted, denied float64
 }
 
 // requiredMetrics must be exposed for the figures to mean anything.
@@ -283,16 +285,20 @@ func scrape(base string) (counters, error) {
 	c.issued = sum("regoauth_token_requests_total", is("outcome", "issued"))
 	c.cacheHits = sum("regoauth_policy_decision_cache_total", func(l map[string]string) bool { return l["query"] == "authz" && l["result"] == "hit" })
 	c.cacheMisses = sum("regoauth_policy_decision_cache_total", func(l map[string]string) bool { return l["query"] == "authz" && l["result"] == "miss" })
+	c.native = sum("regoauth_policy_native_decisions_total", nil)
 	c.granted = sum("regoauth_token_actions_total", is("result", "granted"))
 	c.denied = sum("regoauth_token_actions_total", is("result", "denied"))
 	return c, nil
 }
 
+// decided are the decisions made other than from the cache: evaluated or native.
+func (c counters) decided() float64 { return c.cacheMisses + c.native }
+
 func (c counters) minus(o counters) counters {
 	return counters{
 		mallocs: c.mallocs - o.mallocs, gcs: c.gcs - o.gcs,
 		issued: c.issued - o.issued, requests: c.requests - o.requests,
-		cacheHits: c.cacheHits - o.cacheHits, cacheMisses: c.cacheMisses - o.cacheMisses,
+		cacheHits: c.cacheHits - o.cacheHits, cacheMisses: c.cacheMisses - o.cacheMisses, native: c.native - o.native,
 		granted: c.granted - o.granted, denied: c.denied - o.denied,
 	}
 }
