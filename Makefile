@@ -79,7 +79,7 @@ image:
 FUZZTIME ?= 20s
 FUZZMINIMIZETIME ?= 2s
 FUZZ_TARGETS := authz/input:FuzzParseScopes authz:FuzzParseCredentials authz:FuzzParseForm authz:FuzzTokenHandler \
-	tokens:FuzzRefreshVerify tokens:FuzzRefreshRoundTrip keystore:FuzzParseAPIKey
+	tokens:FuzzRefreshVerify tokens:FuzzRefreshRoundTrip keystore:FuzzParseAPIKey keystore:FuzzRepositoryName
 
 fuzz:
 	@set -e; summary=""; for t in $(FUZZ_TARGETS); do \

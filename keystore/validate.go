@@ -11,7 +11,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/distribution/reference"
 )
 
 // Actions a grant may carry on a repository.
@@ -65,8 +64,6 @@ func ValidateInstant(what string, t time.Time) error {
 	return nil
 }
 
-// repositoryName is distribution's grammar for a repository name, anchored.
-var repositoryName = regexp.MustCompile(`^` + reference.NameRegexp.String() + `$`)
 
 // ValidateRepository checks one literal repository name, as a reservation holds and a token
 // scope names: distribution's grammar (path components of a-z 0-9 joined by '.', '_', '__' or
@@ -74,7 +71,7 @@ var repositoryName = regexp.MustCompile(`^` + reference.NameRegexp.String() + `$
 // 255 characters, and lower case throughout. A name that passes holds no glob syntax, so a rule
 // that compares it with a requested name never matches more than that one repository.
 func ValidateRepository(name string) error {
-	if len(name) > MaxPatternLength || !repositoryName.MatchString(name) || strings.ToLower(name) != name {
+	if len(name) > MaxPatternLength || !isRepositoryName(name) {
 		return fmt.Errorf("%w: repository name %q: one literal lower-case repository name is required (no '*', at most %d characters)", ErrInvalid, name, MaxPatternLength)
 	}
 	return nil
@@ -312,4 +309,119 @@ func (s Session) Validate() error {
 		errs = append(errs, fmt.Errorf("%w: a session must expire after it is created", ErrInvalid))
 	}
 	return errors.Join(append(errs, ValidateName("account", s.Account), ValidateInstant("session creation", s.Created), ValidateInstant("session expiry", s.Expires))...)
+}
+
+// isRepositoryName reads name by distribution's grammar for a repository name
+// (reference.NameRegexp, anchored) in lower case, byte by byte: every token request checks its
+// scopes with it. validate_test.go holds it equal to the regular expression.
+//
+//	name       [domain "/"] path ("/" path)*
+//	domain     (component ("." component)* | "[" [a-f0-9:]+ "]") [":" [0-9]+]
+//	component  [a-z0-9] | [a-z0-9][a-z0-9-]*[a-z0-9]
+//	path       [a-z0-9]+ (("." | "_" | "__" | "-"+) [a-z0-9]+)*
+//
+// A domain holds no "/", so it can only be what comes before the first one.
+func isRepositoryName(name string) bool {
+	if isRemoteName(name) {
+		return true
+	}
+	i := strings.IndexByte(name, '/')
+	return i > 0 && isDomain(name[:i]) && isRemoteName(name[i+1:])
+}
+
+func isAlnum(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
+
+// isRemoteName is path ("/" path)*.
+func isRemoteName(s string) bool {
+	for {
+		i := strings.IndexByte(s, '/')
+		if i < 0 {
+			return isPathComponent(s)
+		}
+		if !isPathComponent(s[:i]) {
+			return false
+		}
+		s = s[i+1:]
+	}
+}
+
+// isPathComponent is [a-z0-9]+ (("." | "_" | "__" | "-"+) [a-z0-9]+)*.
+func isPathComponent(s string) bool {
+	i := 0
+	for {
+		start := i
+		for i < len(s) && isAlnum(s[i]) {
+			i++
+		}
+		if i == start {
+			return false // empty, or a separator not between alphanumerics
+		}
+		if i == len(s) {
+			return true
+		}
+		switch s[i] {
+		case '.':
+			i++
+		case '_':
+			i++
+			if i < len(s) && s[i] == '_' {
+				i++
+			}
+		case '-':
+			for i < len(s) && s[i] == '-' {
+				i++
+			}
+		default:
+			return false
+		}
+	}
+}
+
+// isDomain is a host of dot-separated components or a bracketed IPv6 address, with an
+// optional port.
+func isDomain(s string) bool {
+	host := s
+	if i := strings.LastIndexByte(s, ':'); i >= 0 && (s[0] != '[' || i > strings.IndexByte(s, ']')) {
+		host = s[:i]
+		port := s[i+1:]
+		if port == "" {
+			return false
+		}
+		for j := 0; j < len(port); j++ {
+			if port[j] < '0' || port[j] > '9' {
+				return false
+			}
+		}
+	}
+	if strings.HasPrefix(host, "[") {
+		inner, ok := strings.CutSuffix(host[1:], "]")
+		if !ok || inner == "" {
+			return false
+		}
+		for j := 0; j < len(inner); j++ {
+			if c := inner[j]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || c == ':') {
+				return false
+			}
+		}
+		return true
+	}
+	for {
+		i := strings.IndexByte(host, '.')
+		component := host
+		if i >= 0 {
+			component = host[:i]
+		}
+		if component == "" || !isAlnum(component[0]) || !isAlnum(component[len(component)-1]) {
+			return false
+		}
+		for j := 1; j < len(component)-1; j++ {
+			if c := component[j]; !isAlnum(c) && c != '-' {
+				return false
+			}
+		}
+		if i < 0 {
+			return true
+		}
+		host = host[i+1:]
+	}
 }
