@@ -6,7 +6,6 @@ package authz
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,9 +14,11 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 
@@ -221,7 +222,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req.client = client
 		var resp response
 		if resp, err = h.issue(r.Context(), r, req, &ev); err == nil {
-			body, err = json.Marshal(resp)
+			body = resp.appendJSON(make([]byte, 0, 2*len(resp.Token)+len(resp.RefreshToken)+160))
 		}
 	}
 	// The worker is given back before a response meets the network: a client that does not
@@ -240,13 +241,46 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.release(&ev)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
+	body = append(body, '\n')
+	// A token is written with its length, in one piece: without one a body over net/http's
+	// buffer (a token with its certificate chain is) goes out chunked. The header values are
+	// shared, canonical and never changed (net/http only reads them).
+	hdr := w.Header()
+	hdr["Content-Type"], hdr["Cache-Control"], hdr["Pragma"] = contentTypeJSON, noStore, noCache
+	hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
 	if ev.decisionID != "" {
-		w.Header().Set("Regoauth-Decision-Id", ev.decisionID)
+		hdr["Regoauth-Decision-Id"] = []string{ev.decisionID}
 	}
-	w.Write(append(body, '\n'))
+	w.Write(body)
+}
+
+var (
+	contentTypeJSON = []string{"application/json"}
+	noStore         = []string{"no-store"}
+	noCache         = []string{"no-cache"}
+)
+
+// appendJSON appends the response's JSON, as encoding/json writes the struct (the same names,
+// order and omissions), without reflection: it is written on every token request. Strings are
+// quoted by jsontext; invalid UTF-8 becomes U+FFFD, as encoding/json makes it.
+func (resp *response) appendJSON(b []byte) []byte {
+	b = append(b, `{"token":`...)
+	b, _ = jsontext.AppendQuote(b, resp.Token)
+	b = append(b, `,"access_token":`...)
+	b, _ = jsontext.AppendQuote(b, resp.AccessToken)
+	b = append(b, `,"expires_in":`...)
+	b = strconv.AppendInt(b, int64(resp.ExpiresIn), 10)
+	b = append(b, `,"issued_at":`...)
+	b, _ = jsontext.AppendQuote(b, resp.IssuedAt)
+	if resp.RefreshToken != "" {
+		b = append(b, `,"refresh_token":`...)
+		b, _ = jsontext.AppendQuote(b, resp.RefreshToken)
+	}
+	if resp.Scope != nil {
+		b = append(b, `,"scope":`...)
+		b, _ = jsontext.AppendQuote(b, *resp.Scope)
+	}
+	return append(b, '}')
 }
 
 // release gives back the decision worker the request holds, if it holds one.
