@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 	"unicode"
-
 )
 
 // Actions a grant may carry on a repository.
@@ -63,7 +62,6 @@ func ValidateInstant(what string, t time.Time) error {
 	}
 	return nil
 }
-
 
 // ValidateRepository checks one literal repository name, as a reservation holds and a token
 // scope names: distribution's grammar (path components of a-z 0-9 joined by '.', '_', '__' or
