@@ -262,25 +262,39 @@ var (
 
 // appendJSON appends the response's JSON, as encoding/json writes the struct (the same names,
 // order and omissions), without reflection: it is written on every token request. Strings are
-// quoted by jsontext; invalid UTF-8 becomes U+FFFD, as encoding/json makes it.
+// copied or quoted by appendString; invalid UTF-8 becomes U+FFFD, as encoding/json makes it.
 func (resp *response) appendJSON(b []byte) []byte {
 	b = append(b, `{"token":`...)
-	b, _ = jsontext.AppendQuote(b, resp.Token)
+	b = appendString(b, resp.Token)
 	b = append(b, `,"access_token":`...)
-	b, _ = jsontext.AppendQuote(b, resp.AccessToken)
+	b = appendString(b, resp.AccessToken)
 	b = append(b, `,"expires_in":`...)
 	b = strconv.AppendInt(b, int64(resp.ExpiresIn), 10)
 	b = append(b, `,"issued_at":`...)
-	b, _ = jsontext.AppendQuote(b, resp.IssuedAt)
+	b = appendString(b, resp.IssuedAt)
 	if resp.RefreshToken != "" {
 		b = append(b, `,"refresh_token":`...)
-		b, _ = jsontext.AppendQuote(b, resp.RefreshToken)
+		b = appendString(b, resp.RefreshToken)
 	}
 	if resp.Scope != nil {
 		b = append(b, `,"scope":`...)
-		b, _ = jsontext.AppendQuote(b, *resp.Scope)
+		b = appendString(b, *resp.Scope)
 	}
 	return append(b, '}')
+}
+
+// appendString appends s as a JSON string. A token is base64url and dots: a string of printable
+// ASCII that encoding/json would not escape is copied as it is, anything else quoted by jsontext.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ = jsontext.AppendQuote(b, s)
+			return b
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // release gives back the decision worker the request holds, if it holds one.
