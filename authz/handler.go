@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -222,7 +223,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req.client = client
 		var resp response
 		if resp, err = h.issue(r.Context(), r, req, &ev); err == nil {
-			body = resp.appendJSON(make([]byte, 0, 2*len(resp.Token)+len(resp.RefreshToken)+160))
+			buf := bodies.Get().(*[]byte)
+			defer bodies.Put(buf)
+			body = resp.appendJSON((*buf)[:0])
+			*buf = body
 		}
 	}
 	// The worker is given back before a response meets the network: a client that does not
@@ -241,7 +245,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.release(&ev)
-	body = append(body, '\n')
+	body = append(body, '\n') // within the buffer's capacity (appendJSON's sizes) or a new one
 	// A token is written with its length, in one piece: without one a body over net/http's
 	// buffer (a token with its certificate chain is) goes out chunked. The header values are
 	// shared, canonical and never changed (net/http only reads them).
@@ -253,6 +257,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Write(body)
 }
+
+// bodies are the buffers token responses are written into: a response is a few KiB, and
+// net/http is done with it once Write returns.
+var bodies = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 var (
 	contentTypeJSON = []string{"application/json"}
