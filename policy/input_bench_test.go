@@ -36,7 +36,9 @@ func BenchmarkInputValue(b *testing.B) {
 // BenchmarkDecideFloor is what any decision costs through the engine, whatever the policy
 // says: a policy that copies the three requested scopes into the decision with no action,
 // against the built-in library deciding the same input (two grant rows, one granted by name,
-// one by a glob, one denied). The difference is the library's own work; the floor is OPA's.
+// one by a glob, one denied), evaluated and natively. The difference between the first two is
+// the library's own work; the floor is OPA's; native is what the same decision costs without
+// OPA (native.go).
 func BenchmarkDecideFloor(b *testing.B) {
 	in := &Input{
 		Service:   "registry.example.com",
@@ -54,15 +56,17 @@ func BenchmarkDecideFloor(b *testing.B) {
 		},
 	}
 	for _, tc := range []struct {
-		name string
-		fsys fs.FS
+		name   string
+		fsys   fs.FS
+		native bool
 	}{
 		{"floor", fstest.MapFS{"floor.rego": {Data: []byte("package regoauth.authz\n\n" +
-			`decision := {"access": [{"type": s.type, "name": s.name, "actions": []} | some s in input.scopes], "reasons": []}` + "\n")}}},
-		{"library", policies.FS},
+			`decision := {"access": [{"type": s.type, "name": s.name, "actions": []} | some s in input.scopes], "reasons": []}` + "\n")}}, false},
+		{"library", policies.FS, false},
+		{"native", policies.FS, true},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			e := New(Options{})
+			e := New(Options{EvaluateAll: !tc.native})
 			if err := e.LoadFS(ctx, tc.fsys, "bench"); err != nil {
 				b.Fatal(err)
 			}
