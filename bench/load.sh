@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The token server's load benchmark, over loopback, bounded in time (it prints how long it will
-# take): bolt and Redis stores holding 1,000 accounts (each with its own API key and 10–100
+# take): servers on bolt and on Redis, and one on bolt evaluating every decision by OPA
+# (policy.native: false), each store holding 1,000 accounts (each with its own API key and 10–100
 # grants), GET /token driven by wrk at 8 and 64 connections with requests no decision cache can
 # answer, beside three references measured in the same run — the raw ES256 signing rate of
 # these cores, anonymous requests for a public repository, one cached request — and, when
