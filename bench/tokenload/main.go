@@ -1,5 +1,6 @@
 // Command tokenload is the load benchmark of the token endpoint. It starts `regoauth serve` on
-// a bolt file and on a redis-server of its own (loopback ports), fills each store with the same
+// a bolt file, on a redis-server of its own, and on a second bolt file with every decision
+// evaluated by OPA (policy.native: false) (loopback ports), fills each store with the same
 // accounts (each with its own API key and 10–100 grants) through `regoauth import`, and drives
 // GET /token with wrk and token.lua: cold requests (a random account, 1–3 scopes over 100,000+
 // repositories, so no decision cache can answer), and in the same run three references — the
