@@ -339,7 +339,7 @@ func (c *patternCache) get(pattern string) (*glob.Pattern, error) {
 	}
 	if c.n.Add(1) > patternCacheMax {
 		c.m.Clear()
-		c.n.Store(0)
+		c.n.Store(1) // this one
 	}
 	c.m.Store(pattern, g)
 	return g, nil

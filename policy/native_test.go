@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"reflect"
@@ -405,5 +406,29 @@ func TestNativeDecisionFollowsData(t *testing.T) {
 	write(`{"public_repositories": ["x/*"]}`)
 	if got := decide(true); strings.Join(got, ",") != "pull,push" {
 		t.Fatalf("allowed %v once the deny rule is gone", got)
+	}
+}
+
+// TestPatternCacheIsBounded: the compiled patterns kept for native decisions stay bounded
+// however many distinct patterns callers bring (a key's restrictions are theirs to choose), and
+// a pattern forgotten is compiled again and matches as before.
+func TestPatternCacheIsBounded(t *testing.T) {
+	for i := range 3 * patternCacheMax {
+		pattern := fmt.Sprintf("team%d/*", i)
+		ok, err := globMatch(pattern, fmt.Sprintf("team%d/app", i))
+		if err != nil || !ok {
+			t.Fatalf("%s: %v, %v", pattern, ok, err)
+		}
+		if n := patterns.n.Load(); n > patternCacheMax {
+			t.Fatalf("%d patterns kept, at most %d", n, patternCacheMax)
+		}
+	}
+	kept := 0
+	patterns.m.Range(func(any, any) bool { kept++; return true })
+	if kept == 0 || kept > patternCacheMax {
+		t.Fatalf("%d patterns kept, want 1..%d", kept, patternCacheMax)
+	}
+	if ok, _ := globMatch("team0/*", "team1/app"); ok {
+		t.Fatal("a pattern compiled again matches another namespace")
 	}
 }
