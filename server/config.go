@@ -137,6 +137,15 @@ type PolicyConfig struct {
 	Native *bool `yaml:"native"`
 }
 
+// The most the request limits may be raised to: a scope names one repository (255 bytes) with
+// its type and actions, real clients send one to three per request, and every request in
+// flight holds memory.
+const (
+	maxScopesBound      = 1024
+	maxScopeLengthBound = 4096
+	maxInFlightBound    = 100_000
+)
+
 // defaultDecisionCache is the decision cache's size when the configuration does not set one.
 const defaultDecisionCache = 64 << 20
 
@@ -553,8 +562,10 @@ func (c Config) Validate() error {
 	if c.Policy.DryRun != nil {
 		errs = append(errs, c.Policy.DryRun.validate("policy.dry_run")...)
 	}
-	if c.Limits.MaxScopes < 1 || c.Limits.MaxScopeLength < 64 || c.Limits.MaxInFlight < 1 {
-		add("limits: max_scopes >= 1, max_scope_length >= 64 and max_in_flight >= 1 are required")
+	if l := c.Limits; l.MaxScopes < 1 || l.MaxScopes > maxScopesBound || l.MaxScopeLength < 64 || l.MaxScopeLength > maxScopeLengthBound ||
+		l.MaxInFlight < 1 || l.MaxInFlight > maxInFlightBound {
+		add("limits: max_scopes from 1 to %d, max_scope_length from 64 to %d and max_in_flight from 1 to %d are required (limits bound what one request or client may cost)",
+			maxScopesBound, maxScopeLengthBound, maxInFlightBound)
 	}
 	if c.Limits.DecisionWorkers < 0 || c.Limits.DecisionWorkers > c.Limits.MaxInFlight {
 		add("limits: decision_workers must be between 0 (one per CPU) and max_in_flight")

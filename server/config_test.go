@@ -405,6 +405,9 @@ func TestConfigMistakesAreNamedAtLoad(t *testing.T) {
 		{"an empty file", "", "the file is empty; a configuration sets at least services"},
 		{"only comments", "# to do\n", "the file is empty"},
 		{"a misspelt key beside a good one", base + "store: {url: {file: /run/secrets/store-url, valu: x}}\n", `"valu": a secret is`},
+		{"too many scopes allowed", base + "store: {url: 'bolt:///tmp/x.db'}\nlimits: {max_scopes: 100000}\n", "max_scopes from 1 to 1024"},
+		{"scopes too long allowed", base + "store: {url: 'bolt:///tmp/x.db'}\nlimits: {max_scope_length: 1000000}\n", "max_scope_length from 64 to 4096"},
+		{"too many requests in flight allowed", base + "store: {url: 'bolt:///tmp/x.db'}\nlimits: {max_in_flight: 10000000}\n", "max_in_flight from 1 to 100000"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := LoadConfig(writeConfig(t, tt.config))
@@ -419,6 +422,7 @@ func TestConfigMistakesAreNamedAtLoad(t *testing.T) {
 		base + "store: {url: 'bolt:///tmp/x.db'}\nlisten: {addr: '127.0.0.1:5001'}\nmetrics: {addr: '[::1]:9090'}\n",
 		base + "store: {url: 'bolt:///tmp/x.db'}\nlisten: {addr: ':https'}\n",
 		"---\n" + base + "store: {url: 'bolt:///tmp/x.db'}\n---\n# nothing more\n",
+		base + "store: {url: 'bolt:///tmp/x.db'}\nlimits: {max_scopes: 1024, max_scope_length: 4096, max_in_flight: 100000}\n",
 	} {
 		if _, err := LoadConfig(writeConfig(t, ok)); err != nil {
 			t.Errorf("%q: %v", ok, err)
