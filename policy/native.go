@@ -242,6 +242,14 @@ func compileDenyRule(v ast.Value) (nativeDenyRule, string) {
 	if !ok {
 		return rule, "a rule is not an object"
 	}
+	// The reason is read only by the decision's reasons, which concat it: one that is not a
+	// string makes the whole decision fail (a decision log, an explanation) wherever the rule
+	// denies, so the configuration is left to the evaluator.
+	if t := obj.Get(ast.InternedTerm("reason")); t != nil {
+		if _, ok := t.Value.(ast.String); !ok {
+			return rule, "a rule's reason is not a string"
+		}
+	}
 	var patterns []string
 	for _, f := range []struct {
 		name     string
