@@ -79,7 +79,8 @@ image:
 FUZZTIME ?= 20s
 FUZZMINIMIZETIME ?= 2s
 FUZZ_TARGETS := authz/input:FuzzParseScopes authz:FuzzParseCredentials authz:FuzzParseForm authz:FuzzTokenHandler \
-	tokens:FuzzRefreshVerify tokens:FuzzRefreshRoundTrip keystore:FuzzParseAPIKey keystore:FuzzRepositoryName
+	tokens:FuzzRefreshVerify tokens:FuzzRefreshRoundTrip keystore:FuzzParseAPIKey keystore:FuzzRepositoryName \
+	policy:FuzzNativeDecision
 
 fuzz:
 	@set -e; summary=""; for t in $(FUZZ_TARGETS); do \
