@@ -325,27 +325,35 @@ func TestNativeDecisionFollowsItsEligibility(t *testing.T) {
 			in := &Input{Client: Client{IP: "10.0.0.1"}, Principal: Principal{Account: "a1", Groups: []string{}, Roles: []string{}},
 				Grants: []Grant{{Subject: "account:a1", Repository: "a1/*", Actions: []string{"pull", "push"}}},
 				Scopes: []Scope{{Type: "repository", Name: "a1/app", Actions: []string{"push", "pull", "delete"}}, {Type: "repository", Name: "public/x", Actions: []string{"pull"}}}}
-			got, err := e.Decide(ctx, in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ev, err := e.eval(ctx, queryAuthz, in.value(), nil, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var want Decision
-			if err := parseDecision(ev.value, &want); err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got.Access, want.Access) {
-				t.Fatalf("decided %v, evaluated %v", got.Access, want.Access)
-			}
+			decideAsEvaluated(t, e, in)
 			n := testutil.ToFloat64(e.metrics.nativeDecisions)
 			if tc.native != (n == 1) || tc.native != (testutil.ToFloat64(e.metrics.native) == 1) {
 				t.Fatalf("native decisions %v, gauge %v; want native %v", n, testutil.ToFloat64(e.metrics.native), tc.native)
 			}
 		})
 	}
+}
+
+// decideAsEvaluated decides in through the engine (natively or not) and holds the access to a
+// full evaluation of the active policy.
+func decideAsEvaluated(t *testing.T, e *Engine, in *Input) Decision {
+	t.Helper()
+	d, err := e.Decide(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := e.eval(ctx, queryAuthz, in.value(), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want Decision
+	if err := parseDecision(ev.value, &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(d.Access, want.Access) {
+		t.Fatalf("decided %v, evaluated %v", d.Access, want.Access)
+	}
+	return d
 }
 
 // TestNativeDecisionFollowsData: a change of data.regoauth.config that recompiles nothing
@@ -359,23 +367,9 @@ func TestNativeDecisionFollowsData(t *testing.T) {
 	decide := func(native bool) []string {
 		t.Helper()
 		before := testutil.ToFloat64(e.metrics.nativeDecisions)
-		d, err := e.Decide(ctx, in)
-		if err != nil {
-			t.Fatal(err)
-		}
+		d := decideAsEvaluated(t, e, in)
 		if n := testutil.ToFloat64(e.metrics.nativeDecisions) - before; native != (n == 1) {
 			t.Fatalf("decided natively: %v, want %v", n == 1, native)
-		}
-		ev, err := e.eval(ctx, queryAuthz, in.value(), nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var want Decision
-		if err := parseDecision(ev.value, &want); err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(d.Access, want.Access) {
-			t.Fatalf("decided %v, evaluated %v", d.Access, want.Access)
 		}
 		return d.Allowed("repository", "a1/app")
 	}
